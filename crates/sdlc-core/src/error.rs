@@ -1,0 +1,117 @@
+//! Typed errors of the core, for the cases callers branch on.
+//!
+//! Messages are lowercase, carry no trailing period, and name the thing that was wrong.
+
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use crate::model::StatusKind;
+
+/// What can go wrong in [`crate::store::ActionDb`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {} is already open in another process", path.display())]
+    AlreadyOpen { path: PathBuf },
+
+    #[error(
+        "database {} was written by a newer sdlc (schema {found}; this build reads up to {supported}): upgrade sdlc to open it",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error(
+        "action {id} was written by a newer sdlc (record version {found}; this build reads up to {supported}): upgrade sdlc"
+    )]
+    NewerRecord {
+        id: Uuid,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("cannot open database {}: {detail}", path.display())]
+    Open { path: PathBuf, detail: String },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("no action with id {0}")]
+    NotFound(Uuid),
+
+    #[error("an action with id {0} already exists")]
+    Duplicate(Uuid),
+
+    #[error("action {id} cannot go from {from} to {to}")]
+    InvalidTransition {
+        id: Uuid,
+        from: StatusKind,
+        to: StatusKind,
+    },
+
+    #[error("action {id} is {status}; only a pending action can be cancelled")]
+    NotPending { id: Uuid, status: StatusKind },
+
+    #[error("stored action {id} cannot be read: {detail}")]
+    Corrupt { id: Uuid, detail: String },
+
+    #[error("database error: {0}")]
+    Storage(#[from] redb::Error),
+}
+
+/// redb has one error type per operation; all of them convert into `redb::Error`.
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                StoreError::Storage(err.into())
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Why a tool cannot be found or started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error(
+        "invalid tool name '{0}': use lowercase letters, digits and hyphens (at most 64, not starting with a hyphen)"
+    )]
+    InvalidName(String),
+
+    #[error("no tool named '{name}': expected {} or tool.ts beside it{}", dir.join("tool").display(), available_hint(available))]
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        available: Vec<String>,
+    },
+
+    #[error("tool '{name}' at {} is not executable: run chmod +x on it", path.display())]
+    NotExecutable { name: String, path: PathBuf },
+
+    #[error(
+        "tool '{name}' is TypeScript ({}) but no runtime was found on PATH: install bun, deno or Node.js (for npx tsx)",
+        path.display()
+    )]
+    NoTypeScriptRuntime { name: String, path: PathBuf },
+}
+
+fn available_hint(available: &[String]) -> String {
+    if available.is_empty() {
+        "; no tools exist yet in .sdlc/tools/".to_string()
+    } else {
+        format!("; available tools: {}", available.join(", "))
+    }
+}

@@ -1,0 +1,28 @@
+//! The core of `sdlc orchestrate`: everything the daemon, the CLI and the HTTP server stand
+//! on. It knows nothing of clap or HTTP and prints nothing to stdout.
+//!
+//! Layout:
+//! - [`model`]: Action, its trigger and status, the lifecycle rules.
+//! - [`schedule`]: recurrence arithmetic and the parsers for times and durations.
+//! - [`store`]: `ActionDb`, the redb database (the only module that touches redb).
+//! - [`tool`]: finding, describing and running tools; mapping a run to a status.
+//! - [`service`]: checks shared by every way of adding an action (CLI, API).
+//! - [`engine`]: the tick loop: claim due actions, run them in a bounded pool, record results.
+//! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
+//! - [`project`]: finding the project root and its default paths.
+//! - [`clock`]: the source of "now", injectable for tests.
+
+pub mod clock;
+pub mod daemon_file;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod project;
+pub mod schedule;
+pub mod service;
+pub mod store;
+pub mod tool;
+
+pub use error::{StoreError, ToolError};
+pub use model::{Action, ActionStatus, ActionTrigger, Recurrence, StatusKind};
+pub use store::{ActionDb, ListFilter};

@@ -1,0 +1,272 @@
+//! The action model: what is stored, what the engine runs, what the CLI and API show.
+//!
+//! An [`Action`] is one firing of a tool: a trigger (when) plus a tool and its input (what).
+//! A recurring action is a chain of actions: when one occurrence finishes, the next one is
+//! stored as a new Pending action in the same transaction, so every run keeps its own record.
+//! All occurrences of one chain share a `series` id (the id of the first occurrence).
+//!
+//! This module holds plain data and the rules of status transitions; it does no I/O.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// One firing of a tool, as stored in the database.
+///
+/// Fields added after schema version 1 must carry `#[serde(default)]` so that records
+/// written by older versions keep decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: Uuid,
+    pub label: String,
+    pub tool_name: String,
+    pub tool_input: Value,
+    pub trigger: ActionTrigger,
+    pub status: ActionStatus,
+    /// When set, finishing this action schedules the next occurrence.
+    #[serde(default)]
+    pub recurrence: Option<Recurrence>,
+    /// The id shared by every occurrence of a recurring action (the first occurrence's id).
+    pub series: Uuid,
+    /// Per-action limit on one tool run; the daemon's default applies when absent.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// How many times this action has been started (0 until the first claim).
+    #[serde(default)]
+    pub attempt: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the current or last run started.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the action reached Completed or Failed.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What makes an action due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionTrigger {
+    /// Due at a point in time.
+    Scheduled { next_tick_at: DateTime<Utc> },
+    /// Produced by a webhook delivery; due as soon as it is stored.
+    Webhook {
+        route_id: Uuid,
+        /// The request body as received (lossless when it was UTF-8, which JSON bodies are).
+        raw_payload: String,
+        received_at: DateTime<Utc>,
+    },
+}
+
+/// Where an action is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ActionStatus {
+    Pending,
+    Running,
+    Completed { result: Value },
+    Failed { reason: String },
+}
+
+/// How a recurring action repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recurrence {
+    /// Every fixed interval, counted from the previous due time (not from when the run ended).
+    Every { interval_ms: u64 },
+}
+
+/// The four statuses without their payloads, for filters and indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusKind {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl StatusKind {
+    pub const ALL: [StatusKind; 4] = [
+        StatusKind::Pending,
+        StatusKind::Running,
+        StatusKind::Completed,
+        StatusKind::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Pending => "pending",
+            StatusKind::Running => "running",
+            StatusKind::Completed => "completed",
+            StatusKind::Failed => "failed",
+        }
+    }
+
+    /// Whether the action can change no more.
+    pub fn is_finished(self) -> bool {
+        matches!(self, StatusKind::Completed | StatusKind::Failed)
+    }
+}
+
+impl std::fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StatusKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "pending" => Ok(StatusKind::Pending),
+            "running" => Ok(StatusKind::Running),
+            "completed" => Ok(StatusKind::Completed),
+            "failed" => Ok(StatusKind::Failed),
+            other => Err(format!(
+                "unknown status '{other}': expected one of pending, running, completed, failed"
+            )),
+        }
+    }
+}
+
+impl ActionStatus {
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            ActionStatus::Pending => StatusKind::Pending,
+            ActionStatus::Running => StatusKind::Running,
+            ActionStatus::Completed { .. } => StatusKind::Completed,
+            ActionStatus::Failed { .. } => StatusKind::Failed,
+        }
+    }
+
+    /// Whether moving from `self` to `next` is a transition the lifecycle allows.
+    ///
+    /// Pending -> Running (claimed), Pending -> Failed (cancelled), Running -> Completed or
+    /// Failed (finished), Running -> Pending (retried or handed back at shutdown).
+    /// Finished actions never change again.
+    pub fn can_become(&self, next: &ActionStatus) -> bool {
+        use StatusKind::*;
+        matches!(
+            (self.kind(), next.kind()),
+            (Pending, Running) | (Pending, Failed) | (Running, Completed | Failed | Pending)
+        )
+    }
+}
+
+impl Action {
+    /// A new Pending action, due per its trigger. `series` is its own id.
+    pub fn new(
+        label: impl Into<String>,
+        tool_name: impl Into<String>,
+        tool_input: Value,
+        trigger: ActionTrigger,
+        now: DateTime<Utc>,
+    ) -> Action {
+        let id = Uuid::new_v4();
+        Action {
+            id,
+            label: label.into(),
+            tool_name: tool_name.into(),
+            tool_input,
+            trigger,
+            status: ActionStatus::Pending,
+            recurrence: None,
+            series: id,
+            timeout_secs: None,
+            attempt: 0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// When this action is due to run.
+    pub fn due_at(&self) -> DateTime<Utc> {
+        match &self.trigger {
+            ActionTrigger::Scheduled { next_tick_at } => *next_tick_at,
+            ActionTrigger::Webhook { received_at, .. } => *received_at,
+        }
+    }
+
+    /// The next occurrence of a recurring action whose current occurrence finished at `now`,
+    /// or None for a one-off. The new action is Pending, shares the series, and is due at the
+    /// first slot of the schedule strictly after `now` (see [`crate::schedule::next_slot`]).
+    pub fn next_occurrence(&self, now: DateTime<Utc>) -> Option<Action> {
+        let recurrence = self.recurrence?;
+        let due = crate::schedule::next_slot(recurrence, self.due_at(), now);
+        let mut next = Action::new(
+            self.label.clone(),
+            self.tool_name.clone(),
+            self.tool_input.clone(),
+            ActionTrigger::Scheduled { next_tick_at: due },
+            now,
+        );
+        next.recurrence = self.recurrence;
+        next.series = self.series;
+        next.timeout_secs = self.timeout_secs;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> ActionStatus {
+        ActionStatus::Failed { reason: "x".into() }
+    }
+
+    fn completed() -> ActionStatus {
+        ActionStatus::Completed { result: Value::Null }
+    }
+
+    #[test]
+    fn lifecycle_allows_only_forward_transitions() {
+        use ActionStatus::*;
+        assert!(Pending.can_become(&Running));
+        assert!(Pending.can_become(&failed()));
+        assert!(Running.can_become(&completed()));
+        assert!(Running.can_become(&failed()));
+        assert!(Running.can_become(&Pending));
+
+        assert!(!Pending.can_become(&completed()));
+        assert!(!Pending.can_become(&Pending));
+        assert!(!Running.can_become(&Running));
+        for finished in [completed(), failed()] {
+            for next in [Pending, Running, completed(), failed()] {
+                assert!(!finished.can_become(&next), "{finished:?} -> {next:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_kind_parses_case_insensitively_and_names_bad_input() {
+        assert_eq!("Failed".parse::<StatusKind>(), Ok(StatusKind::Failed));
+        let err = "done".parse::<StatusKind>().unwrap_err();
+        assert!(err.contains("'done'") && err.contains("pending"), "{err}");
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let now = Utc::now();
+        let mut action = Action::new(
+            "svc",
+            "quality-check",
+            serde_json::json!({"scope": "unit"}),
+            ActionTrigger::Scheduled { next_tick_at: now },
+            now,
+        );
+        action.recurrence = Some(Recurrence::Every { interval_ms: 1000 });
+        action.status = ActionStatus::Completed {
+            result: serde_json::json!({"ok": true}),
+        };
+        let bytes = serde_json::to_vec(&action).unwrap();
+        let back: Action = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, action);
+    }
+}

@@ -1,0 +1,298 @@
+//! Unit tests of `ActionDb` on real redb files in temporary directories.
+
+use super::*;
+use crate::model::{ActionTrigger, Recurrence};
+use chrono::TimeZone;
+use serde_json::json;
+
+fn t(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, ActionDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+    (dir, db)
+}
+
+fn scheduled(label: &str, due_ms: i64) -> Action {
+    Action::new(
+        label,
+        "echo",
+        json!({}),
+        ActionTrigger::Scheduled {
+            next_tick_at: t(due_ms),
+        },
+        t(0),
+    )
+}
+
+fn ok() -> ActionStatus {
+    ActionStatus::Completed {
+        result: json!({"ok": true}),
+    }
+}
+
+#[test]
+fn due_keys_sort_by_time_then_id() {
+    let a = Uuid::from_u128(u128::MAX);
+    let b = Uuid::from_u128(0);
+    // Earlier time sorts first even with a larger id.
+    assert!(due_key(t(1_000), a) < due_key(t(1_001), b));
+    // Same time: id breaks the tie.
+    assert!(due_key(t(1_000), b) < due_key(t(1_000), a));
+    // Big-endian: 256 ms sorts after 255 ms (little-endian would not).
+    assert!(due_key(t(255), a) < due_key(t(256), b));
+    assert_eq!(due_key(t(5), a).len(), 24);
+}
+
+#[test]
+fn claim_due_takes_only_pending_actions_that_are_due() {
+    let (_dir, db) = open();
+    let past = scheduled("past", 1_000);
+    let now_due = scheduled("exactly-now", 5_000);
+    let future = scheduled("future", 9_000);
+    let finished = scheduled("finished", 500);
+    db.insert_many(&[past.clone(), now_due.clone(), future.clone(), finished.clone()])
+        .unwrap();
+    db.claim_due(t(600), 10).unwrap();
+    db.complete(finished.id, ok(), t(700)).unwrap();
+
+    let claimed = db.claim_due(t(5_000), 10).unwrap();
+    let labels: Vec<_> = claimed.iter().map(|a| a.label.as_str()).collect();
+    assert_eq!(labels, ["past", "exactly-now"]);
+    assert!(claimed.iter().all(|a| a.status == ActionStatus::Running));
+    assert!(claimed.iter().all(|a| a.attempt == 1));
+
+    // Claimed actions are no longer due; the future one is still waiting.
+    assert!(db.claim_due(t(5_000), 10).unwrap().is_empty());
+    assert_eq!(db.next_due_at().unwrap(), Some(t(9_000)));
+    assert_eq!(db.get(future.id).unwrap().unwrap().status, ActionStatus::Pending);
+}
+
+#[test]
+fn claim_due_respects_the_limit_and_leaves_the_rest_pending() {
+    let (_dir, db) = open();
+    let actions: Vec<_> = (0..5).map(|i| scheduled(&format!("a{i}"), 100 + i)).collect();
+    db.insert_many(&actions).unwrap();
+    let first = db.claim_due(t(1_000), 2).unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].label, "a0");
+    assert_eq!(db.claim_due(t(1_000), 10).unwrap().len(), 3);
+}
+
+#[test]
+fn finished_history_does_not_stay_in_the_due_range() {
+    let (_dir, db) = open();
+    let many: Vec<_> = (0..200).map(|i| scheduled("old", i)).collect();
+    db.insert_many(&many).unwrap();
+    let claimed = db.claim_due(t(1_000), 1_000).unwrap();
+    let outcomes = claimed.iter().map(|a| (a.id, ok())).collect();
+    db.complete_many(outcomes, t(1_000)).unwrap();
+    assert_eq!(db.next_due_at().unwrap(), None);
+    assert!(db.claim_due(t(4_000_000_000_000), 1_000).unwrap().is_empty());
+}
+
+#[test]
+fn get_finds_by_id_and_misses_unknown_ids() {
+    let (_dir, db) = open();
+    let action = scheduled("x", 1);
+    db.insert(&action).unwrap();
+    assert_eq!(db.get(action.id).unwrap(), Some(action.clone()));
+    assert_eq!(db.get(Uuid::new_v4()).unwrap(), None);
+    assert!(matches!(db.insert(&action), Err(StoreError::Duplicate(_))));
+}
+
+#[test]
+fn set_status_refuses_impossible_transitions() {
+    let (_dir, db) = open();
+    let action = scheduled("x", 1);
+    db.insert(&action).unwrap();
+    let err = db.set_status(action.id, ok(), t(2)).unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            from: StatusKind::Pending,
+            to: StatusKind::Completed,
+            ..
+        }
+    ));
+    db.set_status(action.id, ActionStatus::Running, t(2)).unwrap();
+    let done = db.set_status(action.id, ok(), t(3)).unwrap();
+    assert_eq!(done.finished_at, Some(t(3)));
+    let err = db.set_status(action.id, ActionStatus::Running, t(4)).unwrap_err();
+    assert!(err.to_string().contains("cannot go from completed to running"), "{err}");
+    assert!(matches!(
+        db.set_status(Uuid::new_v4(), ActionStatus::Running, t(4)),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn complete_refuses_an_action_that_is_not_running() {
+    let (_dir, db) = open();
+    let action = scheduled("x", 1);
+    db.insert(&action).unwrap();
+    assert!(db.complete(action.id, ok(), t(2)).is_err());
+    assert_eq!(db.get(action.id).unwrap().unwrap().status, ActionStatus::Pending);
+}
+
+#[test]
+fn recurring_completion_stores_the_next_occurrence_in_the_same_commit() {
+    let (_dir, db) = open();
+    let mut action = scheduled("tick", 10_000);
+    action.recurrence = Some(Recurrence::Every { interval_ms: 1_000 });
+    db.insert(&action).unwrap();
+    db.claim_due(t(10_000), 10).unwrap();
+    let failed = ActionStatus::Failed {
+        reason: "boom".into(),
+    };
+    // A failed run still recurs.
+    let finished = db.complete(action.id, failed, t(10_200)).unwrap();
+    let next = finished.next.expect("a recurring action gets a next occurrence");
+    assert_eq!(next.due_at(), t(11_000));
+    assert_eq!(next.series, action.id);
+    assert_eq!(next.status, ActionStatus::Pending);
+    assert_eq!(db.get(next.id).unwrap(), Some(next.clone()));
+    assert_eq!(db.next_due_at().unwrap(), Some(t(11_000)));
+    // The id `add` printed now leads to the pending occurrence.
+    assert_eq!(db.series_head(action.id).unwrap().unwrap().id, next.id);
+}
+
+#[test]
+fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
+    let (_dir, db) = open();
+    let interrupted = scheduled("interrupted", 1);
+    let done = scheduled("done", 1);
+    let pending = scheduled("pending", 50_000);
+    let mut recurring = scheduled("recurring", 1);
+    recurring.recurrence = Some(Recurrence::Every { interval_ms: 60_000 });
+    db.insert_many(&[interrupted.clone(), done.clone(), pending.clone(), recurring.clone()])
+        .unwrap();
+    assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 3);
+    db.complete(done.id, ok(), t(20)).unwrap();
+
+    let report = db.startup_recovery(t(30)).unwrap();
+    assert_eq!(report.interrupted.len(), 2);
+    assert_eq!(report.rescheduled, 1);
+    let got = db.get(interrupted.id).unwrap().unwrap();
+    assert_eq!(
+        got.status,
+        ActionStatus::Failed {
+            reason: INTERRUPTED_REASON.into()
+        }
+    );
+    assert_eq!(db.get(done.id).unwrap().unwrap().status, ok());
+    assert_eq!(db.get(pending.id).unwrap().unwrap().status, ActionStatus::Pending);
+    let head = db.series_head(recurring.id).unwrap().unwrap();
+    assert_eq!(head.status, ActionStatus::Pending);
+    assert_eq!(head.due_at(), t(60_001));
+    // A second recovery finds nothing to do.
+    assert_eq!(db.startup_recovery(t(40)).unwrap(), RecoveryReport::default());
+}
+
+#[test]
+fn recovery_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orchestrator.db");
+    let action = scheduled("x", 1);
+    {
+        let db = ActionDb::open(&path).unwrap();
+        db.insert(&action).unwrap();
+        db.claim_due(t(5), 10).unwrap();
+    }
+    let db = ActionDb::open(&path).unwrap();
+    assert_eq!(db.get(action.id).unwrap().unwrap().status, ActionStatus::Running);
+    assert_eq!(db.startup_recovery(t(6)).unwrap().interrupted, vec![action.id]);
+}
+
+#[test]
+fn cancel_and_delete() {
+    let (_dir, db) = open();
+    let a = scheduled("a", 100);
+    let b = scheduled("b", 100);
+    db.insert_many(&[a.clone(), b.clone()]).unwrap();
+    let cancelled = db.cancel(a.id, t(1)).unwrap();
+    assert!(matches!(cancelled.status, ActionStatus::Failed { ref reason } if reason.contains("cancelled")));
+    let err = db.cancel(a.id, t(2)).unwrap_err();
+    assert!(err.to_string().contains("only a pending action"), "{err}");
+    assert_eq!(db.claim_due(t(1_000), 10).unwrap().len(), 1, "only b was still due");
+    assert!(db.delete(b.id).is_err(), "b is running");
+    db.delete(a.id).unwrap();
+    assert_eq!(db.get(a.id).unwrap(), None);
+    assert_eq!(db.list(&ListFilter::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn list_filters_by_status_and_tool_newest_first() {
+    let (_dir, db) = open();
+    let mut actions = Vec::new();
+    for i in 0..6 {
+        // a0 is due first, so it is the one claimed below.
+        let mut a = scheduled(&format!("a{i}"), if i == 0 { 50 } else { 100 });
+        a.updated_at = t(i);
+        if i % 2 == 0 {
+            a.tool_name = "other".into();
+        }
+        actions.push(a);
+    }
+    db.insert_many(&actions).unwrap();
+    let first = db.claim_due(t(1_000), 1).unwrap();
+    let all = db.list(&ListFilter::default()).unwrap();
+    let labels: Vec<_> = all.iter().map(|a| a.label.as_str()).collect();
+    // The claimed one was updated last (at 1000 ms), then the rest newest first.
+    assert_eq!(first[0].label, "a0");
+    assert_eq!(labels[0], "a0");
+    assert_eq!(&labels[1..], ["a5", "a4", "a3", "a2", "a1"]);
+
+    let pending = ListFilter {
+        status: Some(StatusKind::Pending),
+        tool: Some("echo".into()),
+        limit: Some(2),
+    };
+    let got: Vec<_> = db.list(&pending).unwrap().into_iter().map(|a| a.label).collect();
+    assert_eq!(got, ["a5", "a3"]);
+    let counts = db.count_by_status().unwrap();
+    assert_eq!(counts[0], (StatusKind::Pending, 5));
+    assert_eq!(counts[1], (StatusKind::Running, 1));
+}
+
+#[test]
+fn a_database_from_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orchestrator.db");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META).unwrap().insert("schema_version", 99).unwrap();
+        tx.commit().unwrap();
+    }
+    let err = ActionDb::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }));
+    assert!(err.to_string().contains("upgrade sdlc"), "{err}");
+}
+
+#[test]
+fn a_record_from_a_newer_schema_is_refused_not_misread() {
+    let (_dir, db) = open();
+    let action = scheduled("x", 1);
+    db.insert(&action).unwrap();
+    {
+        let tx = db.begin_write().unwrap();
+        let mut bytes = encode(&action).unwrap();
+        bytes[0] = 7;
+        tx.open_table(ACTIONS)
+            .unwrap()
+            .insert(action.id.as_u128(), bytes.as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(db.get(action.id), Err(StoreError::NewerRecord { found: 7, .. })));
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused() {
+    let (dir, _db) = open();
+    let err = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyOpen { .. }), "{err}");
+}

@@ -1,0 +1,207 @@
+//! What a finished tool run means for its action: Completed with a result, or Failed with
+//! a reason a person can act on (the tool's own `error`, or how it died and the end of its
+//! stderr).
+
+use std::os::unix::process::ExitStatusExt;
+
+use serde_json::Value;
+
+use super::runner::{ExitKind, ToolRun};
+use crate::model::ActionStatus;
+
+/// How much of the end of stderr goes into a failure reason.
+const REASON_STDERR_CHARS: usize = 2000;
+
+/// Maps a run to the status its action ends in.
+pub fn outcome_to_status(run: &ToolRun) -> ActionStatus {
+    let failed = |reason: String| ActionStatus::Failed { reason };
+    match &run.exit {
+        ExitKind::SpawnFailed(detail) => failed(format!("could not start the tool: {detail}")),
+        ExitKind::TimedOut(limit) => failed(format!(
+            "timed out after {}: the tool and its child processes were killed; raise the action's --timeout if it needs longer{}",
+            human_duration(*limit),
+            stderr_suffix(run)
+        )),
+        ExitKind::StdoutOverflow(cap) => failed(format!(
+            "the tool printed more than {} on stdout and was stopped: write large results to a file and return its path",
+            human_bytes(*cap)
+        )),
+        ExitKind::Exited(status) => match (status.code(), status.signal()) {
+            (Some(0), _) => success_status(&run.stdout),
+            (Some(code), _) => match tool_error(&run.stdout) {
+                Some(error) => failed(format!("{error} (exit status {code})")),
+                None => failed(format!("exited with status {code}{}", stderr_suffix(run))),
+            },
+            (None, Some(signal)) => failed(format!(
+                "killed by signal {signal} ({}){}",
+                signal_name(signal),
+                stderr_suffix(run)
+            )),
+            (None, None) => failed(format!("ended with {status}{}", stderr_suffix(run))),
+        },
+    }
+}
+
+/// Exit 0: JSON output is the result unless it says `"ok": false`; other output is kept
+/// as text rather than thrown away.
+fn success_status(stdout: &[u8]) -> ActionStatus {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return ActionStatus::Completed {
+            result: Value::Null,
+        };
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(value) => {
+            if value.get("ok") == Some(&Value::Bool(false)) {
+                let reason = tool_error_in(&value).unwrap_or_else(|| {
+                    "the tool answered \"ok\": false without an \"error\" message".to_string()
+                });
+                ActionStatus::Failed { reason }
+            } else {
+                ActionStatus::Completed { result: value }
+            }
+        }
+        Err(_) => ActionStatus::Completed {
+            result: Value::String(trimmed.to_string()),
+        },
+    }
+}
+
+fn tool_error(stdout: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(stdout).ok()?;
+    tool_error_in(&value)
+}
+
+fn tool_error_in(value: &Value) -> Option<String> {
+    match value.get("error")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn stderr_suffix(run: &ToolRun) -> String {
+    let text = String::from_utf8_lossy(&run.stderr_tail);
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let start = chars.len().saturating_sub(REASON_STDERR_CHARS);
+    let tail: String = chars[start..].iter().collect();
+    let marker = if start > 0 || run.stderr_truncated {
+        "..."
+    } else {
+        ""
+    };
+    format!("; stderr: {marker}{tail}")
+}
+
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| "unknown signal".to_string())
+}
+
+fn human_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+        format!("{} MiB", n / (1024 * 1024))
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::ExitStatus;
+    use std::time::Duration;
+
+    fn run(exit: ExitKind, stdout: &str, stderr: &str) -> ToolRun {
+        ToolRun {
+            exit,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr_tail: stderr.as_bytes().to_vec(),
+            stderr_truncated: false,
+            duration: Duration::ZERO,
+            pid: None,
+        }
+    }
+
+    fn exited(code: i32) -> ExitKind {
+        ExitKind::Exited(ExitStatus::from_raw(code << 8))
+    }
+
+    fn reason(status: ActionStatus) -> String {
+        match status {
+            ActionStatus::Failed { reason } => reason,
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exit_zero_with_json_completes_with_the_whole_answer() {
+        let status = outcome_to_status(&run(exited(0), r#"{"ok":true,"data":{"n":1}}"#, ""));
+        assert_eq!(
+            status,
+            ActionStatus::Completed {
+                result: serde_json::json!({"ok": true, "data": {"n": 1}})
+            }
+        );
+    }
+
+    #[test]
+    fn ok_false_fails_with_the_tools_error() {
+        let status = outcome_to_status(&run(exited(0), r#"{"ok":false,"error":"db down"}"#, ""));
+        assert_eq!(reason(status), "db down");
+        let status = outcome_to_status(&run(exited(0), r#"{"ok":false}"#, ""));
+        assert!(reason(status).contains("without an \"error\""));
+    }
+
+    #[test]
+    fn non_zero_exit_uses_the_error_or_the_stderr_tail() {
+        let status = outcome_to_status(&run(exited(3), r#"{"ok":false,"error":"bad"}"#, ""));
+        assert_eq!(reason(status), "bad (exit status 3)");
+        let status = outcome_to_status(&run(exited(2), "", "line1\nfatal: no config\n"));
+        assert_eq!(reason(status), "exited with status 2; stderr: line1\nfatal: no config");
+    }
+
+    #[test]
+    fn non_json_output_is_kept_as_text() {
+        let status = outcome_to_status(&run(exited(0), "all good\n", ""));
+        assert_eq!(
+            status,
+            ActionStatus::Completed {
+                result: Value::String("all good".into())
+            }
+        );
+    }
+
+    #[test]
+    fn signals_timeouts_and_overflow_are_named() {
+        let status = outcome_to_status(&run(ExitKind::Exited(ExitStatus::from_raw(9)), "", ""));
+        assert_eq!(reason(status), "killed by signal 9 (SIGKILL)");
+        let status = outcome_to_status(&run(ExitKind::TimedOut(Duration::from_secs(2)), "", ""));
+        assert!(reason(status).starts_with("timed out after 2s"));
+        let status = outcome_to_status(&run(ExitKind::StdoutOverflow(4 << 20), "", ""));
+        assert!(reason(status).contains("more than 4 MiB"));
+    }
+
+    #[test]
+    fn long_stderr_is_cut_to_its_end() {
+        let stderr = format!("{}END", "x".repeat(5000));
+        let r = reason(outcome_to_status(&run(exited(1), "", &stderr)));
+        assert!(r.ends_with("END") && r.contains("stderr: ..."));
+        assert!(r.len() < 2100);
+    }
+}

@@ -1,0 +1,265 @@
+//! Running one tool process: input on stdin, stdout captured (capped), the tail of stderr
+//! kept, a deadline after which the whole process group is killed.
+//!
+//! Why it looks the way it does:
+//! - The tool runs in its own process group (`process_group(0)`) so a timeout, or the end of
+//!   the run, can kill grandchildren too. After the tool exits, what is left of its group is
+//!   killed: a grandchild holding stdout open would otherwise hang the read (systemd's
+//!   control-group semantics; a tool that wants a long-lived helper must detach it with setsid).
+//! - No `pre_exec` and an absolute program path: both keep std on posix_spawn. With
+//!   `pre_exec` std must fork, which costs tens of milliseconds once the daemon is large.
+//! - stdout and stderr are drained concurrently with the wait: reading them one after the
+//!   other deadlocks as soon as the unread one fills its pipe.
+//!
+//! This module reports what happened; `outcome` decides what it means for the action.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::ToolScript;
+
+/// Which side of the tool protocol to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolMode {
+    Run,
+    Meta,
+}
+
+impl ToolMode {
+    fn flag(self) -> &'static str {
+        match self {
+            ToolMode::Run => "--run",
+            ToolMode::Meta => "--meta",
+        }
+    }
+}
+
+/// Bounds on one run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    pub timeout: Duration,
+    /// A tool printing more than this on stdout is stopped and its run fails.
+    pub max_stdout: usize,
+    /// How much of the end of stderr is kept.
+    pub stderr_tail: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            timeout: Duration::from_secs(300),
+            max_stdout: 4 * 1024 * 1024,
+            stderr_tail: 8 * 1024,
+        }
+    }
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Exited on its own with a status (code or signal).
+    Exited(ExitStatus),
+    /// Killed by us at the deadline.
+    TimedOut(Duration),
+    /// Killed by us after printing more than the stdout cap.
+    StdoutOverflow(usize),
+    /// Never started, or could not be waited for.
+    SpawnFailed(String),
+}
+
+/// Everything observed about one run.
+#[derive(Debug, Clone)]
+pub struct ToolRun {
+    pub exit: ExitKind,
+    pub stdout: Vec<u8>,
+    /// The last `RunLimits::stderr_tail` bytes of stderr.
+    pub stderr_tail: Vec<u8>,
+    /// Whether stderr was longer than what was kept.
+    pub stderr_truncated: bool,
+    pub duration: Duration,
+    pub pid: Option<u32>,
+}
+
+/// How long to wait for the pipes to close once the process group has been killed. Only a
+/// process that left the group (setsid) can hold them open past that.
+const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs `script` in `mode` with `input` on stdin, from `root`, with `SDLC_ROOT` and `env`
+/// set. Never fails: a tool that cannot be started is reported as [`ExitKind::SpawnFailed`].
+pub async fn run_tool(
+    script: &ToolScript,
+    mode: ToolMode,
+    input: &Value,
+    root: &Path,
+    env: &[(String, String)],
+    limits: &RunLimits,
+) -> ToolRun {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let mut command = tokio::process::Command::new(&script.program);
+    command
+        .args(&script.args)
+        .arg(mode.flag())
+        .current_dir(root)
+        .env("SDLC_ROOT", root)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return ToolRun {
+                exit: ExitKind::SpawnFailed(format!("{}: {err}", script.program.display())),
+                stdout: Vec::new(),
+                stderr_tail: Vec::new(),
+                stderr_truncated: false,
+                duration: started.elapsed(),
+                pid: None,
+            };
+        }
+    };
+    let pid = child.id();
+
+    let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
+    let stdin_task = child.stdin.take().map(|mut stdin| {
+        tokio::spawn(async move {
+            // A tool may exit or close stdin without reading it: that is not our failure.
+            let _ = stdin.write_all(&input_bytes).await;
+            let _ = stdin.shutdown().await;
+        })
+    });
+    let mut stdout_task = tokio::spawn(read_capped(
+        child.stdout.take().expect("stdout is piped"),
+        limits.max_stdout,
+    ));
+    let stderr_task = tokio::spawn(read_tail(
+        child.stderr.take().expect("stderr is piped"),
+        limits.stderr_tail,
+    ));
+
+    let mut stdout_done: Option<Captured> = None;
+    let exit = loop {
+        tokio::select! {
+            status = child.wait() => break match status {
+                Ok(status) => ExitKind::Exited(status),
+                Err(err) => ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}")),
+            },
+            joined = &mut stdout_task, if stdout_done.is_none() => {
+                let captured = joined.unwrap_or_default();
+                let overflowed = captured.truncated;
+                stdout_done = Some(captured);
+                if overflowed {
+                    kill_group(pid);
+                    let _ = child.wait().await;
+                    break ExitKind::StdoutOverflow(limits.max_stdout);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                kill_group(pid);
+                let _ = child.wait().await;
+                break ExitKind::TimedOut(limits.timeout);
+            }
+        }
+    };
+    // Whatever the tool left behind in its group goes with it.
+    kill_group(pid);
+
+    let stdout = match stdout_done {
+        Some(captured) => captured,
+        None => join_within(stdout_task, PIPE_GRACE).await,
+    };
+    let stderr = join_within(stderr_task, PIPE_GRACE).await;
+    if let Some(task) = stdin_task {
+        task.abort();
+    }
+    ToolRun {
+        exit,
+        stdout: stdout.bytes,
+        stderr_tail: stderr.bytes,
+        stderr_truncated: stderr.truncated,
+        duration: started.elapsed(),
+        pid,
+    }
+}
+
+/// Bytes read from a pipe, and whether some were dropped.
+#[derive(Debug, Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+async fn join_within(task: tokio::task::JoinHandle<Captured>, grace: Duration) -> Captured {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(grace, task).await {
+        Ok(joined) => joined.unwrap_or_default(),
+        Err(_) => {
+            abort.abort();
+            Captured::default()
+        }
+    }
+}
+
+/// Reads until EOF or until more than `cap` bytes arrived (then stops, marking truncation).
+async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Captured { bytes, truncated: false },
+            Ok(n) => {
+                if bytes.len() + n > cap {
+                    let room = cap - bytes.len();
+                    bytes.extend_from_slice(&chunk[..room]);
+                    return Captured { bytes, truncated: true };
+                }
+                bytes.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Reads until EOF, keeping only the last `keep` bytes.
+async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Captured { bytes: tail, truncated },
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > keep {
+                    let excess = tail.len() - keep;
+                    tail.drain(..excess);
+                    truncated = true;
+                }
+            }
+        }
+    }
+}
+
+/// Sends SIGKILL to the process group led by `pid`. Errors (the group is already gone) are
+/// expected and ignored.
+fn kill_group(pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;
