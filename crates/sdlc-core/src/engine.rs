@@ -1,1 +1,344 @@
-//! todo
+//! The tick loop: the one place that decides when actions run.
+//!
+//! One loop, one `select!` over a closed set of events: shutdown, a run finishing, a wake-up
+//! (an action was added or a webhook arrived), and a timer set to the earliest due time or
+//! the heartbeat (`tick`), whichever is sooner. After every event the loop settles: in one
+//! transaction it records the runs that finished and claims due actions, at most as many as
+//! there are free slots in the pool (`max_concurrency`). Claiming only what can start keeps
+//! "Running" meaning "a process is on it", so a crash never fails actions that never began.
+//!
+//! Tool runs are tasks in a `JoinSet`; the loop never awaits one, so a slow tool never stops
+//! it from ticking. Database work goes through `spawn_blocking` (a commit waits for fsync).
+//!
+//! Shutdown: stop claiming, give running tools `shutdown_grace`, record what finished; runs
+//! still going are killed (their process groups too) and stay Running in the database, to be
+//! recovered as interrupted at the next start.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::model::{Action, ActionStatus};
+use crate::store::{ActionDb, Settled};
+use crate::tool::{RunLimits, ToolMode, outcome_to_status, run_tool, tool_script};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The project root: tools are found under it and run from it.
+    pub root: PathBuf,
+    /// The heartbeat: the longest the loop sleeps without checking for due work.
+    pub tick: Duration,
+    /// How many tools may run at once.
+    pub max_concurrency: usize,
+    /// Limits of one run; an action's own timeout replaces `limits.timeout`.
+    pub limits: RunLimits,
+    /// How long running tools may finish after shutdown is asked for.
+    pub shutdown_grace: Duration,
+}
+
+/// Wakes the loop at once (after an action is added or a webhook is stored).
+#[derive(Debug, Clone)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        // notify_one stores a permit when the loop is busy, so no wake-up is lost.
+        self.0.notify_one();
+    }
+}
+
+/// What a finished `run` did, for the daemon's last log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineSummary {
+    pub recovered: usize,
+    pub completed: u64,
+    pub failed: u64,
+    /// Runs still going when the grace period ended (left Running for recovery).
+    pub abandoned: usize,
+}
+
+/// The tick loop over one database.
+pub struct Engine {
+    db: Arc<ActionDb>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    notify: Arc<Notify>,
+}
+
+/// One run that ended, waiting to be recorded.
+struct RunDone {
+    id: Uuid,
+    status: ActionStatus,
+    duration: Duration,
+}
+
+/// Bookkeeping for the runs in flight.
+struct Pool {
+    tasks: JoinSet<RunDone>,
+    /// Which action each task runs, so even a panicked task's action gets an outcome.
+    ids: HashMap<tokio::task::Id, Uuid>,
+    done: Vec<RunDone>,
+}
+
+impl Pool {
+    fn record(&mut self, joined: Result<(tokio::task::Id, RunDone), tokio::task::JoinError>) {
+        match joined {
+            Ok((task, run)) => {
+                self.ids.remove(&task);
+                self.done.push(run);
+            }
+            Err(err) => {
+                let Some(id) = self.ids.remove(&err.id()) else {
+                    return;
+                };
+                if err.is_cancelled() {
+                    // Cancelled at shutdown: left Running on purpose, recovered at next start.
+                    return;
+                }
+                error!(%id, "a run task panicked: {err}");
+                self.done.push(RunDone {
+                    id,
+                    status: ActionStatus::Failed {
+                        reason: format!("internal error while running the tool: {err}"),
+                    },
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+    }
+
+    fn drain_ready(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            self.record(joined);
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(db: Arc<ActionDb>, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
+        Engine {
+            db,
+            clock,
+            config,
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// A handle that wakes this engine's loop.
+    pub fn waker(&self) -> Waker {
+        Waker(self.notify.clone())
+    }
+
+    /// Recovers what a dead daemon left Running, then runs the loop until `shutdown`
+    /// completes. Returns after recording what finished within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<EngineSummary> {
+        let mut summary = EngineSummary::default();
+        let now = self.clock.now();
+        let recovery = self
+            .blocking(move |db| db.startup_recovery(now))
+            .await
+            .context("startup recovery failed")?;
+        summary.recovered = recovery.interrupted.len();
+        for id in &recovery.interrupted {
+            warn!(%id, "action was running when the last daemon stopped: marked failed (interrupted)");
+        }
+
+        let max = self.config.max_concurrency.max(1);
+        let mut pool = Pool {
+            tasks: JoinSet::new(),
+            ids: HashMap::new(),
+            done: Vec::new(),
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let free = max - pool.tasks.len();
+            self.settle(&mut pool, free, &mut summary).await;
+
+            let wake_at = self.next_wake(pool.tasks.len() < max).await;
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
+                    pool.record(joined);
+                    pool.drain_ready();
+                }
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+
+        info!(
+            running = pool.tasks.len(),
+            grace_secs = self.config.shutdown_grace.as_secs_f64(),
+            "shutting down: no new runs; waiting for running tools"
+        );
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        while !pool.tasks.is_empty() {
+            tokio::select! {
+                Some(joined) = pool.tasks.join_next_with_id() => pool.record(joined),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        summary.abandoned = pool.tasks.len();
+        // Aborting drops each run's future, which kills its process group.
+        pool.tasks.shutdown().await;
+        self.settle(&mut pool, 0, &mut summary).await;
+        Ok(summary)
+    }
+
+    /// Records finished runs and claims up to `free` due actions, starting a run for each.
+    async fn settle(&self, pool: &mut Pool, free: usize, summary: &mut EngineSummary) {
+        let outcomes: Vec<(Uuid, ActionStatus)> = pool
+            .done
+            .iter()
+            .map(|run| (run.id, run.status.clone()))
+            .collect();
+        if outcomes.is_empty() && free == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let batch = outcomes.clone();
+        let settled = match self.blocking(move |db| db.settle(batch, now, free)).await {
+            Ok(settled) => settled,
+            Err(err) if !outcomes.is_empty() => {
+                // One refused outcome fails the batch: record them one by one instead, so a
+                // single bad record cannot hold the others back.
+                warn!(
+                    "recording {} finished runs together failed ({err:#}); recording one by one",
+                    outcomes.len()
+                );
+                let mut finished = Vec::new();
+                for (id, status) in outcomes {
+                    match self.blocking(move |db| db.complete(id, status, now)).await {
+                        Ok(done) => finished.push(done),
+                        Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
+                    }
+                }
+                Settled {
+                    finished,
+                    claimed: Vec::new(),
+                }
+            }
+            Err(err) => {
+                error!("could not claim due actions: {err:#}");
+                return;
+            }
+        };
+
+        let durations: HashMap<Uuid, Duration> = pool
+            .done
+            .drain(..)
+            .map(|run| (run.id, run.duration))
+            .collect();
+        for finished in &settled.finished {
+            let action = &finished.action;
+            let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
+            match &action.status {
+                ActionStatus::Completed { .. } => {
+                    summary.completed += 1;
+                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "completed", duration_ms, "action finished");
+                }
+                ActionStatus::Failed { reason } => {
+                    summary.failed += 1;
+                    warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", duration_ms, reason = %reason, "action finished");
+                }
+                _ => {}
+            }
+            if let Some(next) = &finished.next {
+                info!(id = %next.id, series = %next.series, due_at = %next.due_at(), "next occurrence scheduled");
+            }
+        }
+        for action in settled.claimed {
+            let id = action.id;
+            let task = pool.tasks.spawn(run_action(
+                action,
+                self.config.root.clone(),
+                self.config.limits,
+            ));
+            pool.ids.insert(task.id(), id);
+        }
+    }
+
+    /// When to wake if nothing else happens: the heartbeat, or the earliest due time when
+    /// there is a free slot to start it in.
+    async fn next_wake(&self, has_free_slot: bool) -> Instant {
+        let heartbeat = Instant::now() + self.config.tick;
+        if !has_free_slot {
+            return heartbeat;
+        }
+        let next_due = match self.blocking(|db| db.next_due_at()).await {
+            Ok(next_due) => next_due,
+            Err(err) => {
+                error!("could not read the next due time: {err:#}");
+                return heartbeat;
+            }
+        };
+        let Some(due) = next_due else {
+            return heartbeat;
+        };
+        let until_due = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        heartbeat.min(Instant::now() + until_due)
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(&ActionDb) -> Result<T, crate::StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .context("database task failed")?;
+        Ok(result?)
+    }
+}
+
+/// Runs one claimed action's tool and maps the run to the status it ends in.
+async fn run_action(action: Action, root: PathBuf, mut limits: RunLimits) -> RunDone {
+    let started = std::time::Instant::now();
+    let status = match tool_script(&root, &action.tool_name) {
+        Err(err) => ActionStatus::Failed {
+            reason: err.to_string(),
+        },
+        Ok(script) => {
+            if let Some(ms) = action.timeout_ms {
+                limits.timeout = Duration::from_millis(ms);
+            }
+            let env = [
+                ("SDLC_ACTION_ID".to_string(), action.id.to_string()),
+                ("SDLC_ACTION_LABEL".to_string(), action.label.clone()),
+                ("SDLC_ATTEMPT".to_string(), action.attempt.to_string()),
+            ];
+            let run = run_tool(
+                &script,
+                ToolMode::Run,
+                &action.tool_input,
+                &root,
+                &env,
+                &limits,
+            )
+            .await;
+            outcome_to_status(&run)
+        }
+    };
+    RunDone {
+        id: action.id,
+        status,
+        duration: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

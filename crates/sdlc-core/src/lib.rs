@@ -11,6 +11,7 @@
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
 //! - [`project`]: finding the project root and its default paths.
 //! - [`clock`]: the source of "now", injectable for tests.
+//! - [`view`]: the flat JSON form of an action that the API and `--json` output share.
 
 pub mod clock;
 pub mod daemon_file;
@@ -22,6 +23,7 @@ pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod tool;
+pub mod view;
 
 pub use error::{StoreError, ToolError};
 pub use model::{Action, ActionStatus, ActionTrigger, Recurrence, StatusKind};

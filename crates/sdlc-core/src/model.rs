@@ -29,9 +29,10 @@ pub struct Action {
     pub recurrence: Option<Recurrence>,
     /// The id shared by every occurrence of a recurring action (the first occurrence's id).
     pub series: Uuid,
-    /// Per-action limit on one tool run; the daemon's default applies when absent.
+    /// Per-action limit on one tool run, in milliseconds; the daemon's default applies when
+    /// absent.
     #[serde(default)]
-    pub timeout_secs: Option<u64>,
+    pub timeout_ms: Option<u64>,
     /// How many times this action has been started (0 until the first claim).
     #[serde(default)]
     pub attempt: u32,
@@ -176,7 +177,7 @@ impl Action {
             status: ActionStatus::Pending,
             recurrence: None,
             series: id,
-            timeout_secs: None,
+            timeout_ms: None,
             attempt: 0,
             created_at: now,
             updated_at: now,
@@ -208,7 +209,7 @@ impl Action {
         );
         next.recurrence = self.recurrence;
         next.series = self.series;
-        next.timeout_secs = self.timeout_secs;
+        next.timeout_ms = self.timeout_ms;
         Some(next)
     }
 }
@@ -222,7 +223,9 @@ mod tests {
     }
 
     fn completed() -> ActionStatus {
-        ActionStatus::Completed { result: Value::Null }
+        ActionStatus::Completed {
+            result: Value::Null,
+        }
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub fn find_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Strin
     if let Some(root) = explicit {
         let root = std::path::absolute(root).map_err(|err| format!("{}: {err}", root.display()))?;
         if !root.is_dir() {
-            return Err(format!("project root {} is not a directory", root.display()));
+            return Err(format!(
+                "project root {} is not a directory",
+                root.display()
+            ));
         }
         return Ok(root);
     }
@@ -53,7 +56,10 @@ mod tests {
     #[test]
     fn explicit_root_wins_and_must_exist() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(find_root(Some(dir.path()), Path::new("/")).unwrap(), dir.path());
+        assert_eq!(
+            find_root(Some(dir.path()), Path::new("/")).unwrap(),
+            dir.path()
+        );
         let err = find_root(Some(&dir.path().join("nope")), Path::new("/")).unwrap_err();
         assert!(err.contains("not a directory"));
     }

@@ -73,7 +73,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn duration_error(text: &str) -> String {
-    format!("cannot read duration '{text}': use seconds (60) or a number with a unit: 500ms, 30s, 5m, 2h, 1d")
+    format!(
+        "cannot read duration '{text}': use seconds (60) or a number with a unit: 500ms, 30s, 5m, 2h, 1d"
+    )
 }
 
 /// Parses when an action is due: `now`, `now+30s` (any duration `parse_duration` reads),
@@ -155,7 +157,11 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
         }
-        assert!(parse_duration("99999999999d").unwrap_err().contains("too long"));
+        assert!(
+            parse_duration("99999999999d")
+                .unwrap_err()
+                .contains("too long")
+        );
     }
 
     #[test]
@@ -169,7 +175,10 @@ mod tests {
             Ok(Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap())
         );
         let err = parse_at("tomorrow", now).unwrap_err();
-        assert!(err.contains("'tomorrow'") && err.contains("RFC 3339"), "{err}");
+        assert!(
+            err.contains("'tomorrow'") && err.contains("RFC 3339"),
+            "{err}"
+        );
         let err = parse_at("now+soon", now).unwrap_err();
         assert!(err.contains("'soon'"), "{err}");
     }

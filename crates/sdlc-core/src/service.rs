@@ -1,1 +1,291 @@
-//! todo
+//! Turning a request to add an action into a checked `Action`, the same way for the CLI
+//! (no daemon running) and for the daemon's API. Everything is refused before anything is
+//! stored: a bad label, an unreadable time or duration, an unknown tool, input that fails the
+//! tool's `input_schema`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{Action, ActionTrigger, Recurrence};
+use crate::schedule::{parse_at, parse_duration};
+use crate::tool::{meta::read_meta, tool_script, validate_input};
+
+/// A request to add an action, as the CLI sends it and the API accepts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAction {
+    pub label: String,
+    pub tool_name: String,
+    /// The JSON given to the tool on stdin; `{}` when absent.
+    #[serde(default = "empty_object")]
+    pub tool_input: Value,
+    /// When it is due: `now` (the default), `now+30s`, or RFC 3339.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Repeat at this interval: seconds as a number, or text such as `5m`.
+    #[serde(default)]
+    pub every: Option<DurationSpec>,
+    /// Limit on one run: seconds as a number, or text such as `30s`.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A duration as a number of seconds or as text `parse_duration` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationSpec {
+    fn parse(&self, what: &str) -> Result<Duration, InvalidRequest> {
+        match self {
+            DurationSpec::Seconds(secs) if secs.is_finite() && *secs >= 0.0 => {
+                parse_duration(&secs.to_string())
+                    .map_err(|e| InvalidRequest(format!("{what}: {e}")))
+            }
+            DurationSpec::Seconds(secs) => Err(InvalidRequest(format!(
+                "{what}: {secs} is not a duration: use a positive number of seconds"
+            ))),
+            DurationSpec::Text(text) => {
+                parse_duration(text).map_err(|e| InvalidRequest(format!("{what}: {e}")))
+            }
+        }
+    }
+}
+
+/// A request that cannot be accepted; the message says what and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRequest(pub String);
+
+/// A checked action, ready to store, and anything the user should hear about it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub action: Action,
+    pub warnings: Vec<String>,
+}
+
+/// Recurring faster than this would mostly measure process start-up.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_LABEL_CHARS: usize = 200;
+
+/// Checks `request` against the project at `root` and builds the action it describes.
+pub async fn prepare_action(
+    root: &Path,
+    request: NewAction,
+    now: DateTime<Utc>,
+) -> Result<Prepared, InvalidRequest> {
+    check_label(&request.label)?;
+    let due = match &request.at {
+        Some(spec) => parse_at(spec, now).map_err(InvalidRequest)?,
+        None => now,
+    };
+    let recurrence = match &request.every {
+        Some(spec) => {
+            let interval = spec.parse("--every")?;
+            if interval < MIN_INTERVAL {
+                return Err(InvalidRequest(format!(
+                    "--every: interval {interval:?} is too short: the minimum is 100ms"
+                )));
+            }
+            Some(Recurrence::Every {
+                interval_ms: interval.as_millis() as u64,
+            })
+        }
+        None => None,
+    };
+    let timeout_ms = match &request.timeout {
+        Some(spec) => {
+            let timeout = spec.parse("--timeout")?;
+            if timeout.is_zero() {
+                return Err(InvalidRequest(
+                    "--timeout: must be longer than zero".to_string(),
+                ));
+            }
+            Some(timeout.as_millis().max(1) as u64)
+        }
+        None => None,
+    };
+
+    let script =
+        tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
+    let mut warnings = Vec::new();
+    match read_meta(&script, root).await {
+        Ok(meta) => validate_input(&meta, &request.tool_input).map_err(InvalidRequest)?,
+        Err(err) => warnings.push(format!("{err}; the input was not checked")),
+    }
+
+    let mut action = Action::new(
+        request.label,
+        request.tool_name,
+        request.tool_input,
+        ActionTrigger::Scheduled { next_tick_at: due },
+        now,
+    );
+    action.recurrence = recurrence;
+    action.timeout_ms = timeout_ms;
+    Ok(Prepared { action, warnings })
+}
+
+fn check_label(label: &str) -> Result<(), InvalidRequest> {
+    if label.trim().is_empty() {
+        return Err(InvalidRequest(
+            "label is empty: give the action a name, such as my-service".to_string(),
+        ));
+    }
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(InvalidRequest(format!(
+            "label is longer than {MAX_LABEL_CHARS} characters"
+        )));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(InvalidRequest(
+            "label contains control characters (such as a newline)".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn project_with_tool(meta: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join(".sdlc/tools/check");
+        std::fs::create_dir_all(&tool).unwrap();
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = --meta ]; then echo '{meta}'; else echo '{{\"ok\":true}}'; fi\n"
+        );
+        std::fs::write(tool.join("tool"), script).unwrap();
+        std::fs::set_permissions(tool.join("tool"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        dir
+    }
+
+    fn request(input: Value) -> NewAction {
+        NewAction {
+            label: "svc".into(),
+            tool_name: "check".into(),
+            tool_input: input,
+            at: Some("now+5s".into()),
+            every: Some(DurationSpec::Text("1m".into())),
+            timeout: Some(DurationSpec::Seconds(2.5)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_request_becomes_a_pending_action() {
+        let dir = project_with_tool(r#"{"name":"check","input_schema":{"type":"object"}}"#);
+        let now = Utc::now();
+        let prepared = prepare_action(dir.path(), request(json!({})), now)
+            .await
+            .unwrap();
+        let action = prepared.action;
+        assert_eq!(action.due_at(), now + chrono::Duration::seconds(5));
+        assert_eq!(
+            action.recurrence,
+            Some(Recurrence::Every {
+                interval_ms: 60_000
+            })
+        );
+        assert_eq!(action.timeout_ms, Some(2_500));
+        assert!(prepared.warnings.is_empty());
+    }
+
+    #[tokio::test]
+    async fn input_failing_the_schema_is_refused() {
+        let dir = project_with_tool(
+            r#"{"name":"check","input_schema":{"type":"object","required":["scope"]}}"#,
+        );
+        let err = prepare_action(dir.path(), request(json!({})), Utc::now())
+            .await
+            .unwrap_err();
+        assert!(
+            err.0.contains("input_schema") && err.0.contains("scope"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreadable_meta_is_a_warning_not_a_refusal() {
+        let dir = project_with_tool("not json");
+        let prepared = prepare_action(dir.path(), request(json!({})), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(prepared.warnings.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_bad_field_is_named() {
+        let dir = project_with_tool(r#"{"name":"check"}"#);
+        let cases: Vec<(NewAction, &str)> = vec![
+            (
+                NewAction {
+                    label: " ".into(),
+                    ..request(json!({}))
+                },
+                "label is empty",
+            ),
+            (
+                NewAction {
+                    tool_name: "nope".into(),
+                    ..request(json!({}))
+                },
+                "no tool named 'nope'",
+            ),
+            (
+                NewAction {
+                    tool_name: "../x".into(),
+                    ..request(json!({}))
+                },
+                "invalid tool name",
+            ),
+            (
+                NewAction {
+                    at: Some("later".into()),
+                    ..request(json!({}))
+                },
+                "'later'",
+            ),
+            (
+                NewAction {
+                    every: Some(DurationSpec::Text("10ms".into())),
+                    ..request(json!({}))
+                },
+                "too short",
+            ),
+            (
+                NewAction {
+                    every: Some(DurationSpec::Seconds(-1.0)),
+                    ..request(json!({}))
+                },
+                "--every",
+            ),
+            (
+                NewAction {
+                    timeout: Some(DurationSpec::Text("0s".into())),
+                    ..request(json!({}))
+                },
+                "--timeout",
+            ),
+        ];
+        for (req, expected) in cases {
+            let err = prepare_action(dir.path(), req, Utc::now())
+                .await
+                .unwrap_err();
+            assert!(err.0.contains(expected), "expected '{expected}' in '{err}'");
+        }
+    }
+}

@@ -76,6 +76,13 @@ pub struct Finished {
     pub next: Option<Action>,
 }
 
+/// What one `settle` call recorded and claimed.
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    pub finished: Vec<Finished>,
+    pub claimed: Vec<Action>,
+}
+
 /// The action database. Cheap to share behind an `Arc`; redb serialises writers.
 pub struct ActionDb {
     db: Database,
@@ -85,7 +92,9 @@ pub struct ActionDb {
 
 impl std::fmt::Debug for ActionDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActionDb").field("path", &self.path).finish()
+        f.debug_struct("ActionDb")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -236,33 +245,41 @@ impl ActionDb {
     /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes
     /// Running (attempt + 1) in one transaction, and is returned.
     pub fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+        Ok(self.settle(Vec::new(), now, limit)?.claimed)
+    }
+
+    /// The engine's one write per wake-up: records the outcomes of finished runs (and the
+    /// next occurrences of recurring ones), then claims up to `claim_limit` due actions, all
+    /// in one transaction, so a busy daemon pays one commit for both.
+    ///
+    /// Fails as a whole if any outcome names an action that is not Running.
+    pub fn settle(
+        &self,
+        outcomes: Vec<(Uuid, ActionStatus)>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
         let tx = self.begin_write()?;
-        let due_ids: Vec<Uuid> = {
-            let due = tx.open_table(DUE)?;
-            let end = due_key(now, Uuid::max());
-            let mut ids = Vec::new();
-            for entry in due.range(..=end)?.take(limit) {
-                let (key, _) = entry?;
-                ids.push(id_from_key(&key.value()[8..]));
-            }
-            ids
-        };
-        let mut claimed = Vec::with_capacity(due_ids.len());
-        for id in due_ids {
+        let mut finished = Vec::with_capacity(outcomes.len());
+        for (id, outcome) in outcomes {
             let old = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-            let mut new = transition(&old, ActionStatus::Running, now)?;
-            new.attempt += 1;
-            new.started_at = Some(now);
-            put(&tx, Some(&old), &new)?;
-            claimed.push(new);
+            if old.status.kind() != StatusKind::Running {
+                return Err(StoreError::InvalidTransition {
+                    id,
+                    from: old.status.kind(),
+                    to: outcome.kind(),
+                });
+            }
+            finished.push(finish_in(&tx, &old, outcome, now)?);
         }
-        if !claimed.is_empty() {
+        let claimed = claim_in(&tx, now, claim_limit)?;
+        if finished.is_empty() && claimed.is_empty() {
+            // Nothing changed: skip the commit (and its fsync).
+            tx.abort()?;
+        } else {
             tx.commit()?;
         }
-        Ok(claimed)
+        Ok(Settled { finished, claimed })
     }
 
     /// The earliest due time among Pending actions.
@@ -271,7 +288,8 @@ impl ActionDb {
         let due = tx.open_table(DUE)?;
         let first = due.first()?;
         Ok(first.map(|(key, _)| {
-            let ms = u64::from_be_bytes(key.value()[..8].try_into().expect("due keys are 24 bytes"));
+            let ms =
+                u64::from_be_bytes(key.value()[..8].try_into().expect("due keys are 24 bytes"));
             crate::schedule::millis_to_datetime(ms.min(i64::MAX as u64) as i64)
         }))
     }
@@ -295,21 +313,7 @@ impl ActionDb {
         outcomes: Vec<(Uuid, ActionStatus)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Finished>, StoreError> {
-        let tx = self.begin_write()?;
-        let mut results = Vec::with_capacity(outcomes.len());
-        for (id, outcome) in outcomes {
-            let old = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-            if old.status.kind() != StatusKind::Running {
-                return Err(StoreError::InvalidTransition {
-                    id,
-                    from: old.status.kind(),
-                    to: outcome.kind(),
-                });
-            }
-            results.push(finish_in(&tx, &old, outcome, now)?);
-        }
-        tx.commit()?;
-        Ok(results)
+        Ok(self.settle(outcomes, now, 0)?.finished)
     }
 
     /// Run once at daemon start, before the first tick: every action left Running by a
@@ -403,7 +407,11 @@ impl ActionDb {
                 let id = id_from_key(&key[9..]);
                 let bytes = actions.get(id.as_u128())?.ok_or(StoreError::NotFound(id))?;
                 let action = decode(id, bytes.value())?;
-                if filter.tool.as_deref().is_some_and(|t| t != action.tool_name) {
+                if filter
+                    .tool
+                    .as_deref()
+                    .is_some_and(|t| t != action.tool_name)
+                {
                     continue;
                 }
                 taken += 1;
@@ -456,6 +464,37 @@ fn transition(
     Ok(new)
 }
 
+/// Claims up to `limit` due Pending actions inside `tx`, earliest first.
+fn claim_in(
+    tx: &WriteTransaction,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Action>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let due_ids: Vec<Uuid> = {
+        let due = tx.open_table(DUE)?;
+        let end = due_key(now, Uuid::max());
+        let mut ids = Vec::new();
+        for entry in due.range(..=end)?.take(limit) {
+            let (key, _) = entry?;
+            ids.push(id_from_key(&key.value()[8..]));
+        }
+        ids
+    };
+    let mut claimed = Vec::with_capacity(due_ids.len());
+    for id in due_ids {
+        let old = get_in(tx, id)?.ok_or(StoreError::NotFound(id))?;
+        let mut new = transition(&old, ActionStatus::Running, now)?;
+        new.attempt += 1;
+        new.started_at = Some(now);
+        put(tx, Some(&old), &new)?;
+        claimed.push(new);
+    }
+    Ok(claimed)
+}
+
 /// Finishes a Running action inside `tx` and stores the next occurrence of a recurring one.
 fn finish_in(
     tx: &WriteTransaction,
@@ -496,7 +535,8 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
     tx.open_table(BY_STATUS)?
         .insert(status_key(new.status.kind(), new.updated_at, new.id), ())?;
     if new.status.kind() == StatusKind::Pending {
-        tx.open_table(DUE)?.insert(due_key(new.due_at(), new.id), ())?;
+        tx.open_table(DUE)?
+            .insert(due_key(new.due_at(), new.id), ())?;
     }
     if old.is_none() {
         tx.open_table(SERIES_HEAD)?

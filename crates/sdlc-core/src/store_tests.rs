@@ -53,8 +53,13 @@ fn claim_due_takes_only_pending_actions_that_are_due() {
     let now_due = scheduled("exactly-now", 5_000);
     let future = scheduled("future", 9_000);
     let finished = scheduled("finished", 500);
-    db.insert_many(&[past.clone(), now_due.clone(), future.clone(), finished.clone()])
-        .unwrap();
+    db.insert_many(&[
+        past.clone(),
+        now_due.clone(),
+        future.clone(),
+        finished.clone(),
+    ])
+    .unwrap();
     db.claim_due(t(600), 10).unwrap();
     db.complete(finished.id, ok(), t(700)).unwrap();
 
@@ -67,13 +72,18 @@ fn claim_due_takes_only_pending_actions_that_are_due() {
     // Claimed actions are no longer due; the future one is still waiting.
     assert!(db.claim_due(t(5_000), 10).unwrap().is_empty());
     assert_eq!(db.next_due_at().unwrap(), Some(t(9_000)));
-    assert_eq!(db.get(future.id).unwrap().unwrap().status, ActionStatus::Pending);
+    assert_eq!(
+        db.get(future.id).unwrap().unwrap().status,
+        ActionStatus::Pending
+    );
 }
 
 #[test]
 fn claim_due_respects_the_limit_and_leaves_the_rest_pending() {
     let (_dir, db) = open();
-    let actions: Vec<_> = (0..5).map(|i| scheduled(&format!("a{i}"), 100 + i)).collect();
+    let actions: Vec<_> = (0..5)
+        .map(|i| scheduled(&format!("a{i}"), 100 + i))
+        .collect();
     db.insert_many(&actions).unwrap();
     let first = db.claim_due(t(1_000), 2).unwrap();
     assert_eq!(first.len(), 2);
@@ -90,7 +100,11 @@ fn finished_history_does_not_stay_in_the_due_range() {
     let outcomes = claimed.iter().map(|a| (a.id, ok())).collect();
     db.complete_many(outcomes, t(1_000)).unwrap();
     assert_eq!(db.next_due_at().unwrap(), None);
-    assert!(db.claim_due(t(4_000_000_000_000), 1_000).unwrap().is_empty());
+    assert!(
+        db.claim_due(t(4_000_000_000_000), 1_000)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -117,11 +131,18 @@ fn set_status_refuses_impossible_transitions() {
             ..
         }
     ));
-    db.set_status(action.id, ActionStatus::Running, t(2)).unwrap();
+    db.set_status(action.id, ActionStatus::Running, t(2))
+        .unwrap();
     let done = db.set_status(action.id, ok(), t(3)).unwrap();
     assert_eq!(done.finished_at, Some(t(3)));
-    let err = db.set_status(action.id, ActionStatus::Running, t(4)).unwrap_err();
-    assert!(err.to_string().contains("cannot go from completed to running"), "{err}");
+    let err = db
+        .set_status(action.id, ActionStatus::Running, t(4))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot go from completed to running"),
+        "{err}"
+    );
     assert!(matches!(
         db.set_status(Uuid::new_v4(), ActionStatus::Running, t(4)),
         Err(StoreError::NotFound(_))
@@ -134,7 +155,10 @@ fn complete_refuses_an_action_that_is_not_running() {
     let action = scheduled("x", 1);
     db.insert(&action).unwrap();
     assert!(db.complete(action.id, ok(), t(2)).is_err());
-    assert_eq!(db.get(action.id).unwrap().unwrap().status, ActionStatus::Pending);
+    assert_eq!(
+        db.get(action.id).unwrap().unwrap().status,
+        ActionStatus::Pending
+    );
 }
 
 #[test]
@@ -149,7 +173,9 @@ fn recurring_completion_stores_the_next_occurrence_in_the_same_commit() {
     };
     // A failed run still recurs.
     let finished = db.complete(action.id, failed, t(10_200)).unwrap();
-    let next = finished.next.expect("a recurring action gets a next occurrence");
+    let next = finished
+        .next
+        .expect("a recurring action gets a next occurrence");
     assert_eq!(next.due_at(), t(11_000));
     assert_eq!(next.series, action.id);
     assert_eq!(next.status, ActionStatus::Pending);
@@ -166,9 +192,16 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
     let done = scheduled("done", 1);
     let pending = scheduled("pending", 50_000);
     let mut recurring = scheduled("recurring", 1);
-    recurring.recurrence = Some(Recurrence::Every { interval_ms: 60_000 });
-    db.insert_many(&[interrupted.clone(), done.clone(), pending.clone(), recurring.clone()])
-        .unwrap();
+    recurring.recurrence = Some(Recurrence::Every {
+        interval_ms: 60_000,
+    });
+    db.insert_many(&[
+        interrupted.clone(),
+        done.clone(),
+        pending.clone(),
+        recurring.clone(),
+    ])
+    .unwrap();
     assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 3);
     db.complete(done.id, ok(), t(20)).unwrap();
 
@@ -183,12 +216,18 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
         }
     );
     assert_eq!(db.get(done.id).unwrap().unwrap().status, ok());
-    assert_eq!(db.get(pending.id).unwrap().unwrap().status, ActionStatus::Pending);
+    assert_eq!(
+        db.get(pending.id).unwrap().unwrap().status,
+        ActionStatus::Pending
+    );
     let head = db.series_head(recurring.id).unwrap().unwrap();
     assert_eq!(head.status, ActionStatus::Pending);
     assert_eq!(head.due_at(), t(60_001));
     // A second recovery finds nothing to do.
-    assert_eq!(db.startup_recovery(t(40)).unwrap(), RecoveryReport::default());
+    assert_eq!(
+        db.startup_recovery(t(40)).unwrap(),
+        RecoveryReport::default()
+    );
 }
 
 #[test]
@@ -202,8 +241,14 @@ fn recovery_survives_reopening_the_file() {
         db.claim_due(t(5), 10).unwrap();
     }
     let db = ActionDb::open(&path).unwrap();
-    assert_eq!(db.get(action.id).unwrap().unwrap().status, ActionStatus::Running);
-    assert_eq!(db.startup_recovery(t(6)).unwrap().interrupted, vec![action.id]);
+    assert_eq!(
+        db.get(action.id).unwrap().unwrap().status,
+        ActionStatus::Running
+    );
+    assert_eq!(
+        db.startup_recovery(t(6)).unwrap().interrupted,
+        vec![action.id]
+    );
 }
 
 #[test]
@@ -213,10 +258,16 @@ fn cancel_and_delete() {
     let b = scheduled("b", 100);
     db.insert_many(&[a.clone(), b.clone()]).unwrap();
     let cancelled = db.cancel(a.id, t(1)).unwrap();
-    assert!(matches!(cancelled.status, ActionStatus::Failed { ref reason } if reason.contains("cancelled")));
+    assert!(
+        matches!(cancelled.status, ActionStatus::Failed { ref reason } if reason.contains("cancelled"))
+    );
     let err = db.cancel(a.id, t(2)).unwrap_err();
     assert!(err.to_string().contains("only a pending action"), "{err}");
-    assert_eq!(db.claim_due(t(1_000), 10).unwrap().len(), 1, "only b was still due");
+    assert_eq!(
+        db.claim_due(t(1_000), 10).unwrap().len(),
+        1,
+        "only b was still due"
+    );
     assert!(db.delete(b.id).is_err(), "b is running");
     db.delete(a.id).unwrap();
     assert_eq!(db.get(a.id).unwrap(), None);
@@ -250,7 +301,12 @@ fn list_filters_by_status_and_tool_newest_first() {
         tool: Some("echo".into()),
         limit: Some(2),
     };
-    let got: Vec<_> = db.list(&pending).unwrap().into_iter().map(|a| a.label).collect();
+    let got: Vec<_> = db
+        .list(&pending)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.label)
+        .collect();
     assert_eq!(got, ["a5", "a3"]);
     let counts = db.count_by_status().unwrap();
     assert_eq!(counts[0], (StatusKind::Pending, 5));
@@ -264,7 +320,10 @@ fn a_database_from_a_newer_schema_is_refused() {
     {
         let db = redb::Database::create(&path).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert("schema_version", 99).unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", 99)
+            .unwrap();
         tx.commit().unwrap();
     }
     let err = ActionDb::open(&path).unwrap_err();
@@ -287,7 +346,10 @@ fn a_record_from_a_newer_schema_is_refused_not_misread() {
             .unwrap();
         tx.commit().unwrap();
     }
-    assert!(matches!(db.get(action.id), Err(StoreError::NewerRecord { found: 7, .. })));
+    assert!(matches!(
+        db.get(action.id),
+        Err(StoreError::NewerRecord { found: 7, .. })
+    ));
 }
 
 #[test]

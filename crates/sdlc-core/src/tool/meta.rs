@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::runner::{ExitKind, RunLimits, ToolMode, run_tool};
 use super::ToolScript;
+use super::runner::{ExitKind, RunLimits, ToolMode, run_tool};
 
 /// What `tool --meta` prints. Unknown fields are kept in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,8 +59,12 @@ pub fn validate_input(meta: &ToolMeta, input: &Value) -> Result<(), String> {
     let Some(schema) = &meta.input_schema else {
         return Ok(());
     };
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|err| format!("tool '{}' declares an invalid input_schema: {err}", meta.name))?;
+    let validator = jsonschema::validator_for(schema).map_err(|err| {
+        format!(
+            "tool '{}' declares an invalid input_schema: {err}",
+            meta.name
+        )
+    })?;
     let problems: Vec<String> = validator
         .iter_errors(input)
         .map(|err| {

@@ -87,12 +87,11 @@ pub fn tool_script_with_path(
     }
     let typescript = dir.join("tool.ts");
     if typescript.is_file() {
-        let (program, mut args) = find_typescript_runtime(path_var).ok_or_else(|| {
-            ToolError::NoTypeScriptRuntime {
+        let (program, mut args) =
+            find_typescript_runtime(path_var).ok_or_else(|| ToolError::NoTypeScriptRuntime {
                 name: name.to_string(),
                 path: typescript.clone(),
-            }
-        })?;
+            })?;
         args.push(typescript.clone().into_os_string());
         return Ok(ToolScript {
             name: name.to_string(),
@@ -168,7 +167,18 @@ mod tests {
         for good in ["a", "quality-check", "x1", &"a".repeat(64)] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "../x", "A", "a/b", "-x", "a b", "é", ".", "..", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "A",
+            "a/b",
+            "-x",
+            "a b",
+            "é",
+            ".",
+            "..",
+            &"a".repeat(65),
+        ] {
             let err = validate_name(bad).unwrap_err();
             assert!(err.to_string().contains("invalid tool name"), "{bad}");
         }
@@ -223,7 +233,11 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let found = tool_script_with_path(root.path(), "ts", Some(bin.path().into())).unwrap();
-        assert_eq!(found.program, bin.path().join("deno"), "deno comes before npx");
+        assert_eq!(
+            found.program,
+            bin.path().join("deno"),
+            "deno comes before npx"
+        );
         assert_eq!(found.args.last().unwrap(), script.as_os_str());
     }
 }

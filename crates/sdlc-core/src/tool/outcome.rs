@@ -114,7 +114,7 @@ fn human_duration(d: std::time::Duration) -> String {
 }
 
 fn human_bytes(n: usize) -> String {
-    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
         format!("{} MiB", n / (1024 * 1024))
     } else {
         format!("{n} bytes")
@@ -173,7 +173,10 @@ mod tests {
         let status = outcome_to_status(&run(exited(3), r#"{"ok":false,"error":"bad"}"#, ""));
         assert_eq!(reason(status), "bad (exit status 3)");
         let status = outcome_to_status(&run(exited(2), "", "line1\nfatal: no config\n"));
-        assert_eq!(reason(status), "exited with status 2; stderr: line1\nfatal: no config");
+        assert_eq!(
+            reason(status),
+            "exited with status 2; stderr: line1\nfatal: no config"
+        );
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub async fn run_tool(
         }
     };
     let pid = child.id();
+    // If this future is dropped mid-run (shutdown), the guard still kills the group.
+    let mut group = GroupGuard(pid);
 
     let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
     let stdin_task = child.stdin.take().map(|mut stdin| {
@@ -171,7 +173,7 @@ pub async fn run_tool(
         }
     };
     // Whatever the tool left behind in its group goes with it.
-    kill_group(pid);
+    group.kill_now();
 
     let stdout = match stdout_done {
         Some(captured) => captured,
@@ -215,12 +217,20 @@ async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Captured { bytes, truncated: false },
+            Ok(0) | Err(_) => {
+                return Captured {
+                    bytes,
+                    truncated: false,
+                };
+            }
             Ok(n) => {
                 if bytes.len() + n > cap {
                     let room = cap - bytes.len();
                     bytes.extend_from_slice(&chunk[..room]);
-                    return Captured { bytes, truncated: true };
+                    return Captured {
+                        bytes,
+                        truncated: true,
+                    };
                 }
                 bytes.extend_from_slice(&chunk[..n]);
             }
@@ -235,7 +245,12 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Captured { bytes: tail, truncated },
+            Ok(0) | Err(_) => {
+                return Captured {
+                    bytes: tail,
+                    truncated,
+                };
+            }
             Ok(n) => {
                 tail.extend_from_slice(&chunk[..n]);
                 if tail.len() > keep {
@@ -245,6 +260,21 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
                 }
             }
         }
+    }
+}
+
+/// Kills the tool's process group when dropped, unless that was already done.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill_now(&mut self) {
+        kill_group(self.0.take());
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill_now();
     }
 }
 

@@ -114,7 +114,11 @@ async fn ten_megabytes_of_output_fail_at_the_cap_without_hanging() {
     let project = Project::new();
     let script = project.tool("loud", "head -c 10000000 /dev/zero | tr '\\0' 'a'");
     let run = project.run(&script, limits(20_000)).await;
-    assert!(matches!(run.exit, ExitKind::StdoutOverflow(_)), "{:?}", run.exit);
+    assert!(
+        matches!(run.exit, ExitKind::StdoutOverflow(_)),
+        "{:?}",
+        run.exit
+    );
     assert_eq!(run.stdout.len(), RunLimits::default().max_stdout);
     assert!(failed_reason(outcome_to_status(&run)).contains("more than 4 MiB"));
 }
@@ -128,7 +132,10 @@ async fn big_stderr_keeps_only_its_tail_and_does_not_deadlock() {
         "head -c 1000000 /dev/zero | tr '\\0' 'e' >&2; echo LAST >&2; echo '{\"ok\":true}'",
     );
     let run = project.run(&script, limits(20_000)).await;
-    assert!(matches!(outcome_to_status(&run), ActionStatus::Completed { .. }));
+    assert!(matches!(
+        outcome_to_status(&run),
+        ActionStatus::Completed { .. }
+    ));
     assert_eq!(run.stderr_tail.len(), RunLimits::default().stderr_tail);
     assert!(run.stderr_tail.ends_with(b"LAST\n"));
     assert!(run.stderr_truncated);
@@ -140,7 +147,11 @@ async fn a_tool_sleeping_past_its_timeout_is_killed_in_time() {
     let script = project.tool("sleepy", "sleep 30");
     let run = project.run(&script, limits(500)).await;
     assert!(matches!(run.exit, ExitKind::TimedOut(_)), "{:?}", run.exit);
-    assert!(run.duration < Duration::from_millis(1_500), "{:?}", run.duration);
+    assert!(
+        run.duration < Duration::from_millis(1_500),
+        "{:?}",
+        run.duration
+    );
     assert!(failed_reason(outcome_to_status(&run)).starts_with("timed out after 0.500s"));
 }
 
@@ -158,7 +169,10 @@ async fn a_grandchild_holding_stdout_is_killed_with_the_group() {
     );
     let run = project.run(&script, limits(5_000)).await;
     assert!(run.duration < Duration::from_secs(2), "{:?}", run.duration);
-    assert!(matches!(outcome_to_status(&run), ActionStatus::Completed { .. }));
+    assert!(matches!(
+        outcome_to_status(&run),
+        ActionStatus::Completed { .. }
+    ));
     assert_grandchild_dead(&marker);
 
     // Same, but the tool itself also hangs: the timeout kills both.
@@ -168,12 +182,20 @@ async fn a_grandchild_holding_stdout_is_killed_with_the_group() {
     );
     let run = project.run(&script, limits(500)).await;
     assert!(matches!(run.exit, ExitKind::TimedOut(_)));
-    assert!(run.duration < Duration::from_millis(1_500), "{:?}", run.duration);
+    assert!(
+        run.duration < Duration::from_millis(1_500),
+        "{:?}",
+        run.duration
+    );
     assert_grandchild_dead(&marker);
 }
 
 fn assert_grandchild_dead(marker: &Path) {
-    let pid: i32 = std::fs::read_to_string(marker).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SIGKILL is delivered asynchronously: the process may need a moment to leave the run
     // queue, and then lingers as a zombie until init reaps it. Wait (bounded) for either.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -187,7 +209,10 @@ fn assert_grandchild_dead(marker: &Path) {
         if !alive {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "grandchild {pid} still runs: {state}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "grandchild {pid} still runs: {state}"
+        );
         std::thread::yield_now();
     }
 }
@@ -197,7 +222,10 @@ async fn a_tool_killed_by_a_signal_says_which() {
     let project = Project::new();
     let script = project.tool("suicide", "kill -TERM $$");
     let run = project.run(&script, limits(5_000)).await;
-    assert_eq!(failed_reason(outcome_to_status(&run)), "killed by signal 15 (SIGTERM)");
+    assert_eq!(
+        failed_reason(outcome_to_status(&run)),
+        "killed by signal 15 (SIGTERM)"
+    );
 }
 
 #[tokio::test]
@@ -205,8 +233,19 @@ async fn a_tool_that_never_reads_stdin_still_completes() {
     let project = Project::new();
     let script = project.tool("deaf", "exec 0<&-; echo '{\"ok\":true}'");
     let big = json!({"blob": "x".repeat(1_000_000)});
-    let run = run_tool(&script, ToolMode::Run, &big, project.root(), &[], &limits(5_000)).await;
-    assert!(matches!(outcome_to_status(&run), ActionStatus::Completed { .. }), "{run:?}");
+    let run = run_tool(
+        &script,
+        ToolMode::Run,
+        &big,
+        project.root(),
+        &[],
+        &limits(5_000),
+    )
+    .await;
+    assert!(
+        matches!(outcome_to_status(&run), ActionStatus::Completed { .. }),
+        "{run:?}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +266,9 @@ async fn meta_is_read_and_parsed() {
         "described",
         r#"if [ "$1" = "--meta" ]; then echo '{"name":"described","version":"1.0","input_schema":{"type":"object"}}'; fi"#,
     );
-    let meta = crate::tool::meta::read_meta(&script, project.root()).await.unwrap();
+    let meta = crate::tool::meta::read_meta(&script, project.root())
+        .await
+        .unwrap();
     assert_eq!(meta.version.as_deref(), Some("1.0"));
     assert_eq!(meta.input_schema, Some(json!({"type": "object"})));
 
@@ -235,5 +276,8 @@ async fn meta_is_read_and_parsed() {
     let err = crate::tool::meta::read_meta(&script, project.root())
         .await
         .unwrap_err();
-    assert!(err.contains("tool 'mute' --meta did not print valid metadata"), "{err}");
+    assert!(
+        err.contains("tool 'mute' --meta did not print valid metadata"),
+        "{err}"
+    );
 }

@@ -1,0 +1,275 @@
+//! Engine tests: a real database, real tool processes, the real loop.
+//!
+//! They wait for outcomes (bounded polls of the database), never for fixed times.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::model::{ActionTrigger, Recurrence, StatusKind};
+use crate::store::{INTERRUPTED_REASON, ListFilter};
+
+struct Harness {
+    dir: tempfile::TempDir,
+    db: Arc<ActionDb>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(ActionDb::open(&dir.path().join(".sdlc/orchestrator.db")).unwrap());
+        Harness { dir, db }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tool(&self, name: &str, body: &str) {
+        let dir = self.root().join(".sdlc/tools").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tool"), format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(dir.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn config(&self, tick: Duration, max_concurrency: usize) -> EngineConfig {
+        EngineConfig {
+            root: self.root().to_path_buf(),
+            tick,
+            max_concurrency,
+            limits: RunLimits::default(),
+            shutdown_grace: Duration::from_millis(200),
+        }
+    }
+
+    fn add(&self, label: &str, tool: &str, due_in: chrono::Duration) -> Action {
+        let now = Utc::now();
+        let action = Action::new(
+            label,
+            tool,
+            json!({}),
+            ActionTrigger::Scheduled {
+                next_tick_at: now + due_in,
+            },
+            now,
+        );
+        self.db.insert(&action).unwrap();
+        action
+    }
+
+    /// Starts the engine; the returned sender stops it.
+    fn start(
+        &self,
+        config: EngineConfig,
+    ) -> (
+        Waker,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<EngineSummary>>,
+    ) {
+        let engine = Engine::new(self.db.clone(), Arc::new(SystemClock), config);
+        let waker = engine.waker();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(engine.run(async {
+            let _ = stopped.await;
+        }));
+        (waker, stop, handle)
+    }
+
+    /// Waits (at most 10 s) until `check` holds for the stored actions.
+    async fn wait_until(&self, what: &str, check: impl Fn(&[Action]) -> bool) -> Vec<Action> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let actions = self.db.list(&ListFilter::default()).unwrap();
+            if check(&actions) {
+                return actions;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {actions:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn count(actions: &[Action], kind: StatusKind) -> usize {
+    actions.iter().filter(|a| a.status.kind() == kind).count()
+}
+
+#[tokio::test]
+async fn actions_due_between_heartbeats_run_at_their_due_time() {
+    let h = Harness::new();
+    h.tool("ok", "echo '{\"ok\":true}'");
+    h.add("a", "ok", chrono::Duration::milliseconds(100));
+    h.add("b", "ok", chrono::Duration::milliseconds(200));
+    // A one-minute heartbeat: only the due-time timer can make these run in time.
+    let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 4));
+    let actions = h
+        .wait_until("both completed", |a| count(a, StatusKind::Completed) == 2)
+        .await;
+    for action in &actions {
+        let late = action.started_at.unwrap() - action.due_at();
+        assert!(late < chrono::Duration::seconds(5), "started {late} late");
+    }
+    stop.send(()).unwrap();
+    let summary = handle.await.unwrap().unwrap();
+    assert_eq!(summary.completed, 2);
+}
+
+#[tokio::test]
+async fn an_added_action_runs_when_the_loop_is_woken() {
+    let h = Harness::new();
+    h.tool("ok", "echo '{\"ok\":true}'");
+    let (waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 4));
+    // Let the loop reach its sleep with nothing due, then add and wake it.
+    h.wait_until("engine idle", |_| true).await;
+    h.add("late-add", "ok", chrono::Duration::zero());
+    waker.wake();
+    h.wait_until("completed", |a| count(a, StatusKind::Completed) == 1)
+        .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_never_runs_more_than_max_concurrency() {
+    let h = Harness::new();
+    let log = h.root().join("log");
+    // Each run appends "+" when it starts and "-" when it ends.
+    h.tool(
+        "slow",
+        &format!(
+            "echo + >> {0}; sleep 0.2; echo - >> {0}; echo '{{\"ok\":true}}'",
+            log.display()
+        ),
+    );
+    for i in 0..6 {
+        h.add(&format!("s{i}"), "slow", chrono::Duration::zero());
+    }
+    let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
+    h.wait_until("all completed", |a| count(a, StatusKind::Completed) == 6)
+        .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    let mut running = 0;
+    let mut peak = 0;
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        running += if line == "+" { 1 } else { -1 };
+        peak = peak.max(running);
+    }
+    assert_eq!(peak, 2);
+}
+
+#[tokio::test]
+async fn a_recurring_action_keeps_firing_after_a_failed_run() {
+    let h = Harness::new();
+    let counter = h.root().join("count");
+    // Fails on its first run, succeeds afterwards.
+    h.tool(
+        "flaky",
+        &format!(
+            "echo x >> {0}; if [ $(wc -l < {0}) -eq 1 ]; then exit 1; fi; echo '{{\"ok\":true}}'",
+            counter.display()
+        ),
+    );
+    let mut action = Action::new(
+        "every",
+        "flaky",
+        json!({}),
+        ActionTrigger::Scheduled {
+            next_tick_at: Utc::now(),
+        },
+        Utc::now(),
+    );
+    action.recurrence = Some(Recurrence::Every { interval_ms: 200 });
+    h.db.insert(&action).unwrap();
+    let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
+    let actions = h
+        .wait_until("three runs", |a| {
+            count(a, StatusKind::Failed) == 1 && count(a, StatusKind::Completed) >= 2
+        })
+        .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    // Every occurrence is due on the original grid: no drift.
+    let start = action.due_at().timestamp_millis();
+    for occurrence in actions.iter().filter(|a| a.series == action.id) {
+        assert_eq!((occurrence.due_at().timestamp_millis() - start) % 200, 0);
+    }
+}
+
+#[tokio::test]
+async fn startup_recovers_runs_a_dead_daemon_left_running() {
+    let h = Harness::new();
+    h.tool("ok", "echo '{\"ok\":true}'");
+    let stale = h.add("stale", "ok", chrono::Duration::zero());
+    h.db.claim_due(Utc::now(), 10).unwrap();
+    let pending = h.add("pending", "ok", chrono::Duration::zero());
+    let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
+    h.wait_until("pending completed", |a| {
+        count(a, StatusKind::Completed) == 1
+    })
+    .await;
+    stop.send(()).unwrap();
+    let summary = handle.await.unwrap().unwrap();
+    assert_eq!(summary.recovered, 1);
+    assert_eq!(
+        h.db.get(stale.id).unwrap().unwrap().status,
+        ActionStatus::Failed {
+            reason: INTERRUPTED_REASON.into()
+        }
+    );
+    assert!(matches!(
+        h.db.get(pending.id).unwrap().unwrap().status,
+        ActionStatus::Completed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_quick_runs_and_leaves_slow_ones_for_recovery() {
+    let h = Harness::new();
+    h.tool("quick", "sleep 0.05; echo '{\"ok\":true}'");
+    h.tool("forever", "sleep 60");
+    let quick = h.add("quick", "quick", chrono::Duration::zero());
+    let forever = h.add("forever", "forever", chrono::Duration::zero());
+    let mut config = h.config(Duration::from_secs(60), 4);
+    config.shutdown_grace = Duration::from_secs(2);
+    let (_waker, stop, handle) = h.start(config);
+    h.wait_until("both running", |a| count(a, StatusKind::Running) == 2)
+        .await;
+    stop.send(()).unwrap();
+    let summary = handle.await.unwrap().unwrap();
+    assert_eq!(summary.abandoned, 1);
+    assert!(matches!(
+        h.db.get(quick.id).unwrap().unwrap().status,
+        ActionStatus::Completed { .. }
+    ));
+    assert_eq!(
+        h.db.get(forever.id).unwrap().unwrap().status,
+        ActionStatus::Running
+    );
+}
+
+#[tokio::test]
+async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
+    let h = Harness::new();
+    h.tool("ok", "echo '{\"ok\":true}'");
+    let missing = h.add("missing", "not-there", chrono::Duration::zero());
+    h.add("fine", "ok", chrono::Duration::zero());
+    let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 1));
+    h.wait_until("both finished", |a| {
+        count(a, StatusKind::Completed) == 1 && count(a, StatusKind::Failed) == 1
+    })
+    .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    let ActionStatus::Failed { reason } = h.db.get(missing.id).unwrap().unwrap().status else {
+        panic!()
+    };
+    assert!(reason.contains("no tool named 'not-there'"), "{reason}");
+}
