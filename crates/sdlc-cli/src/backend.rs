@@ -1,0 +1,98 @@
+//! Reaching the database from a command that is not the daemon.
+//!
+//! redb lets one process open the file. While a daemon runs, it owns the file and publishes
+//! its address and token beside it; commands then go through its API. Otherwise a command
+//! opens the file itself, for the length of one operation only, so it never keeps a daemon
+//! from starting. The user never sees which path was taken, nor a lock error:
+//! - a daemon that is published but refuses connections (starting or stopping) is retried;
+//! - a file held by another process (another command, or a daemon not yet published) is
+//!   retried until a deadline, then reported with what to do.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sdlc_core::daemon_file::find_live;
+use sdlc_core::{ActionDb, StoreError};
+use sdlc_server::{ClientError, DaemonClient};
+
+/// How long a command waits for a busy database or a daemon in transition.
+const BUSY_DEADLINE: Duration = Duration::from_secs(15);
+/// Pause between two attempts while waiting; short, since the holder is usually a command.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Where a command's database lives.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub db_path: PathBuf,
+}
+
+impl Backend {
+    pub fn new(db_path: PathBuf) -> Backend {
+        Backend { db_path }
+    }
+
+    /// Runs an operation through the daemon when one serves this database, or directly on
+    /// the file otherwise.
+    pub async fn route<T>(
+        &self,
+        through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
+        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + BUSY_DEADLINE;
+        loop {
+            if let Some(info) = find_live(&self.db_path) {
+                match through_daemon(&DaemonClient::new(&info)).await {
+                    Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {
+                        // Published but not answering: it is starting or stopping.
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
+                    result => return result.map_err(anyhow::Error::from),
+                }
+            }
+            match open_db(&self.db_path) {
+                Ok(db) => return on_file(&db).map_err(anyhow::Error::from),
+                Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(StoreError::AlreadyOpen { path }) => bail!(
+                    "database {} stayed locked by another process for {}s and no daemon is published for it: stop that process, or retry",
+                    path.display(),
+                    BUSY_DEADLINE.as_secs()
+                ),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+fn open_db(path: &Path) -> Result<ActionDb, StoreError> {
+    ActionDb::open(path)
+}
+
+/// Opens the database for the daemon: refuses when another daemon serves it, and waits a
+/// little when a command holds it for one operation.
+pub async fn open_for_daemon(path: &Path) -> anyhow::Result<ActionDb> {
+    let deadline = Instant::now() + BUSY_DEADLINE;
+    loop {
+        if let Some(other) = find_live(path) {
+            bail!(
+                "another sdlc orchestrate (pid {}) is already running on {} (API at http://{}): stop it first, or pass --db for another database",
+                other.pid,
+                path.display(),
+                other.addr
+            );
+        }
+        match ActionDb::open(path) {
+            Ok(db) => return Ok(db),
+            Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot open the database {}", path.display()));
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The command line: every command, flag and default of `sdlc`, in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The default management and webhook listener (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7711";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sdlc",
+    version,
+    about = "Fire tools on a schedule or when a webhook arrives"
+)]
+pub struct Cli {
+    /// Project root (the folder holding .sdlc/); default: nearest ancestor with .sdlc/
+    #[arg(long, global = true, env = "SDLC_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Database file; default: .sdlc/orchestrator.db under the project root
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether this invocation runs the long-lived daemon.
+    pub fn is_daemon(&self) -> bool {
+        matches!(&self.command, Command::Orchestrate(o) if o.command.is_none())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tick daemon (no subcommand), or manage its actions
+    Orchestrate(OrchestrateArgs),
+    /// See and try the tools in .sdlc/tools/
+    Tool {
+        #[command(subcommand)]
+        command: ToolCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestrateArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(subcommand)]
+    pub command: Option<OrchestrateCommand>,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Heartbeat in seconds (fractions allowed): the longest an action waits past its due time
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_seconds)]
+    pub tick_rate: std::time::Duration,
+
+    /// Address of the HTTP listener (webhooks and management API); 127.0.0.1:0 picks a free port
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// How many tools may run at once
+    #[arg(long, default_value_t = default_concurrency(), value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrency: u16,
+
+    /// Default limit on one tool run (an action's --timeout overrides it)
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// At shutdown, how long running tools may finish before they are killed
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+/// Tool runs mostly wait on their processes, so more slots than cores pay off.
+fn default_concurrency() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 4).clamp(4, 64) as u16
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrchestrateCommand {
+    /// Schedule a tool run; prints the new action's id
+    Add(AddArgs),
+    /// List actions, newest first
+    List(ListArgs),
+    /// Show one action in full
+    Show {
+        /// The action's id
+        id: String,
+        /// Print the record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a pending action (for a recurring action: its next occurrence, ending it)
+    Cancel {
+        /// The action's id
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// A name for the action, such as the service it checks
+    pub label: String,
+    /// The tool to run (a folder in .sdlc/tools/)
+    #[arg(long, value_name = "NAME")]
+    pub tool: String,
+    /// JSON given to the tool on stdin
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    pub input: String,
+    /// When: now, now+30s (or +5m, +2h), or RFC 3339
+    #[arg(long, default_value = "now", value_name = "SPEC")]
+    pub at: String,
+    /// Repeat every DURATION: seconds (60) or 30s, 5m, 1h
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// Limit on one run of this action
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only actions in this status: pending, running, completed, failed
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only actions of this tool
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// At most this many (newest first)
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// Print a JSON array instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// List the tools with their version and description
+    List {
+        /// Print JSON (each tool's --meta)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a tool once, now, and print its answer
+    Run {
+        /// The tool's name
+        name: String,
+        /// JSON given to the tool on stdin
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        input: String,
+        /// Limit on the run
+        #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    sdlc_core::schedule::parse_duration(text)
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds (such as 60 or 0.5)"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!(
+            "'{text}': use a number of seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}

@@ -1,0 +1,41 @@
+//! `sdlc orchestrate add`: check a new action and store it; print its id alone on stdout.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use sdlc_core::service::{DurationSpec, NewAction, prepare_action};
+
+use super::{Project, parse_input};
+use crate::cli::AddArgs;
+
+pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
+    let request = NewAction {
+        label: args.label,
+        tool_name: args.tool,
+        tool_input: parse_input(&args.input)?,
+        at: Some(args.at),
+        every: args.every.map(DurationSpec::Text),
+        timeout: args.timeout.map(DurationSpec::Text),
+    };
+    // Checked here first so a bad request fails the same way with or without a daemon; the
+    // daemon checks again when it is the one that stores the action.
+    let prepared = prepare_action(&project.root, request.clone(), Utc::now())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let action = prepared.action;
+    let (id, warnings) = project
+        .backend()
+        .route(
+            async |client| client.add(&request).await.map(|r| (r.id, r.warnings)),
+            |db| {
+                db.insert(&action)
+                    .map(|()| (action.id, prepared.warnings.clone()))
+            },
+        )
+        .await?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}

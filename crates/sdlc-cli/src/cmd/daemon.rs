@@ -1,0 +1,174 @@
+//! `sdlc orchestrate`: the daemon. Owns the database, serves webhooks and the management
+//! API on one listener, runs the tick engine, and stops cleanly on SIGINT or SIGTERM.
+//!
+//! Start-up order matters: open the database (refusing if another daemon serves it), bind
+//! the listener, publish the daemon file (only then can commands find us), then run. At
+//! shutdown the engine stops claiming and drains, the server closes, the file is removed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use sdlc_core::clock::{Clock, SystemClock};
+use sdlc_core::daemon_file::{self, DaemonInfo};
+use sdlc_core::engine::{Engine, EngineConfig};
+use sdlc_core::tool::RunLimits;
+use sdlc_server::{AppState, AppStateConfig};
+
+use super::Project;
+use crate::backend::open_for_daemon;
+use crate::cli::DaemonArgs;
+
+/// Environment variable that fixes the management token instead of a random one.
+const TOKEN_ENV: &str = "SDLC_ORCHESTRATOR_TOKEN";
+
+pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let db = Arc::new(open_for_daemon(&project.db_path).await?);
+    if db.open_report().repaired {
+        warn!(db = %project.db_path.display(), "the database was not closed cleanly last time; redb repaired it");
+    }
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}: pass --listen with a free address (127.0.0.1:0 picks any free port)",
+            args.listen
+        )
+    })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listener's address")?;
+
+    let token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(random_token);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = Engine::new(
+        db.clone(),
+        clock.clone(),
+        EngineConfig {
+            root: project.root.clone(),
+            tick: args.tick_rate,
+            max_concurrency: usize::from(args.max_concurrency),
+            limits: RunLimits {
+                timeout: args.timeout,
+                ..RunLimits::default()
+            },
+            shutdown_grace: args.grace,
+        },
+    );
+    let state = AppState::new(AppStateConfig {
+        db: db.clone(),
+        root: project.root.clone(),
+        waker: engine.waker(),
+        token: token.clone(),
+        clock,
+    });
+    let _published = daemon_file::publish(
+        &project.db_path,
+        &DaemonInfo {
+            pid: std::process::id(),
+            addr: connectable(bound),
+            token,
+            db: project.db_path.clone(),
+            started_at: Utc::now(),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot write {}",
+            daemon_file::daemon_file_path(&project.db_path).display()
+        )
+    })?;
+    eprintln!(
+        "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}",
+        project.db_path.display(),
+        args.tick_rate.as_secs_f64(),
+        args.max_concurrency
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(sdlc_server::serve(
+        listener,
+        state,
+        stopped(stop_rx.clone()),
+    ));
+    let engine_run = engine.run(stopped(stop_rx));
+    tokio::pin!(engine_run);
+    let result = tokio::select! {
+        result = &mut engine_run => result,
+        () = shutdown_signal() => {
+            info!("shutdown requested");
+            let _ = stop_tx.send(true);
+            engine_run.await
+        }
+    };
+    let _ = stop_tx.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => warn!("the HTTP server stopped with an error: {err}"),
+        Err(err) => warn!("the HTTP server task failed: {err}"),
+    }
+    let summary = result?;
+    info!(
+        completed = summary.completed,
+        failed = summary.failed,
+        recovered = summary.recovered,
+        left_running = summary.abandoned,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes once the stop flag is raised.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A wildcard bind is reachable on loopback; that is what commands should dial.
+fn connectable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), bound.port())
+        }
+        _ => bound,
+    }
+}
+
+/// 256 bits from the OS's random source (uuid v4 draws on getrandom).
+fn random_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}

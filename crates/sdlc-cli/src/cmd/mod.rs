@@ -1,0 +1,77 @@
+//! One file per command; `run` resolves the project and dispatches.
+
+mod add;
+mod cancel;
+mod daemon;
+mod list;
+mod show;
+mod tool;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use uuid::Uuid;
+
+use crate::backend::Backend;
+use crate::cli::{Cli, Command, OrchestrateCommand, ToolCommand};
+
+/// What every command needs to know about where it works.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub db_path: PathBuf,
+}
+
+impl Project {
+    fn resolve(cli: &Cli) -> anyhow::Result<Project> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let root =
+            sdlc_core::project::find_root(cli.root.as_deref(), &cwd).map_err(anyhow::Error::msg)?;
+        let db_path = match &cli.db {
+            Some(db) => std::path::absolute(db)
+                .with_context(|| format!("bad --db path {}", db.display()))?,
+            None => sdlc_core::project::default_db_path(&root),
+        };
+        Ok(Project { root, db_path })
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::new(self.db_path.clone())
+    }
+}
+
+/// Runs the command `cli` names; the exit code is decided here and in `main` only.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let project = Project::resolve(&cli)?;
+    match cli.command {
+        Command::Orchestrate(args) => match args.command {
+            None => daemon::run(&project, &args.daemon).await,
+            Some(OrchestrateCommand::Add(add)) => add::run(&project, add).await,
+            Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
+            Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
+            Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+        },
+        Command::Tool { command } => match command {
+            ToolCommand::List { json } => tool::list(&project, json).await,
+            ToolCommand::Run {
+                name,
+                input,
+                timeout,
+            } => tool::run(&project, &name, &input, timeout).await,
+        },
+    }
+}
+
+/// Parses an action id given on the command line.
+pub fn parse_id(text: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(text.trim()).map_err(|_| {
+        anyhow::anyhow!("'{text}' is not an action id: ids are UUIDs as printed by add and list")
+    })
+}
+
+/// Parses JSON given with --input.
+pub fn parse_input(text: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|err| anyhow::anyhow!("--input is not valid JSON ({err}): {text}"))
+}

@@ -1,0 +1,91 @@
+//! `sdlc tool list` and `sdlc tool run`: see and try tools before scheduling them. Neither
+//! touches the database.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use sdlc_core::ActionStatus;
+use sdlc_core::tool::meta::read_meta;
+use sdlc_core::tool::{
+    RunLimits, ToolMode, list_tools, outcome_to_status, run_tool, tool_script, validate_input,
+};
+
+use super::{Project, parse_input};
+
+pub async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+    let names = list_tools(&project.root);
+    let mut described = Vec::new();
+    for name in &names {
+        let meta = match tool_script(&project.root, name) {
+            Ok(script) => read_meta(&script, &project.root).await,
+            Err(err) => Err(err.to_string()),
+        };
+        described.push((name.clone(), meta));
+    }
+    if json {
+        let items: Vec<Value> = described
+            .iter()
+            .map(|(name, meta)| match meta {
+                Ok(meta) => json!(meta),
+                Err(err) => json!({"name": name, "error": err}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if names.is_empty() {
+        eprintln!(
+            "no tools in {}: add one as .sdlc/tools/<name>/tool (executable) or tool.ts",
+            sdlc_core::tool::tools_dir(&project.root).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
+    println!("{:<width$}  {:<8}  DESCRIPTION", "NAME", "VERSION");
+    for (name, meta) in described {
+        let (version, description) = match meta {
+            Ok(meta) => (
+                meta.version.unwrap_or_default(),
+                meta.description.unwrap_or_default(),
+            ),
+            Err(err) => (String::new(), format!("(unreadable: {err})")),
+        };
+        println!("{name:<width$}  {version:<8}  {description}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(
+    project: &Project,
+    name: &str,
+    input: &str,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let input = parse_input(input)?;
+    let script = tool_script(&project.root, name)?;
+    match read_meta(&script, &project.root).await {
+        Ok(meta) => validate_input(&meta, &input).map_err(anyhow::Error::msg)?,
+        Err(err) => eprintln!("warning: {err}; the input was not checked"),
+    }
+    let limits = RunLimits {
+        timeout,
+        ..RunLimits::default()
+    };
+    let run = run_tool(&script, ToolMode::Run, &input, &project.root, &[], &limits).await;
+    match outcome_to_status(&run) {
+        ActionStatus::Completed { result } => {
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ActionStatus::Failed { reason } => {
+            if !run.stdout.is_empty() {
+                println!("{}", String::from_utf8_lossy(&run.stdout).trim_end());
+            }
+            eprintln!("error: tool '{name}' failed: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => unreachable!("a finished run is completed or failed, not {other:?}"),
+    }
+}

@@ -1,0 +1,56 @@
+//! The `sdlc` binary: parse the command line, start logging, run one command, and turn its
+//! result into an exit code. Everything else lives in the modules below.
+//!
+//! Layout:
+//! - `cli`: the clap definitions (every command, flag and default).
+//! - `cmd/*`: one file per command.
+//! - `backend`: reaches the database through a running daemon, or opens it directly.
+//! - `output`: tables and the human-readable record.
+
+mod backend;
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cmd::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; stdout is each command's output. `RUST_LOG` wins over `-v`.
+fn init_logging(cli: &cli::Cli) {
+    let default = match (cli.is_daemon(), cli.verbose) {
+        (_, v) if v >= 2 => "debug",
+        (true, _) | (false, 1) => "info",
+        (false, _) => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,119 @@
+//! How actions look on a terminal: the `list` table and the `show` record.
+
+use chrono::{DateTime, Utc};
+use sdlc_core::view::ActionView;
+
+/// Widest label shown in the table before it is cut.
+const LABEL_WIDTH: usize = 32;
+
+/// `ID | LABEL | TOOL | STATUS | UPDATED_AT`, columns as wide as their content.
+pub fn action_table(actions: &[ActionView]) -> String {
+    let header = ["ID", "LABEL", "TOOL", "STATUS", "UPDATED_AT"].map(String::from);
+    let rows: Vec<[String; 5]> = actions
+        .iter()
+        .map(|a| {
+            [
+                a.id.to_string(),
+                cut(&a.label, LABEL_WIDTH),
+                a.tool_name.clone(),
+                a.status.to_string(),
+                short_time(a.updated_at),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every field of one action, for `show`.
+pub fn action_record(a: &ActionView) -> String {
+    let mut lines = vec![
+        field("id", a.id),
+        field("label", &a.label),
+        field("tool", &a.tool_name),
+        field("status", a.status),
+    ];
+    match a.trigger.as_str() {
+        "webhook" => {
+            let route = a.route_id.map(|r| r.to_string()).unwrap_or_default();
+            lines.push(field("trigger", format!("webhook (route {route})")));
+            if let Some(received) = a.received_at {
+                lines.push(field("received_at", long_time(received)));
+            }
+        }
+        other => lines.push(field("trigger", other)),
+    }
+    lines.push(field("due_at", long_time(a.due_at)));
+    if let Some(secs) = a.recurrence_secs {
+        lines.push(field(
+            "recurrence",
+            format!("every {secs}s (series {})", a.series),
+        ));
+    }
+    if let Some(secs) = a.timeout_secs {
+        lines.push(field("timeout", format!("{secs}s")));
+    }
+    lines.push(field("attempt", a.attempt));
+    lines.push(field("created_at", long_time(a.created_at)));
+    lines.push(field("updated_at", long_time(a.updated_at)));
+    if let Some(t) = a.started_at {
+        lines.push(field("started_at", long_time(t)));
+    }
+    if let Some(t) = a.finished_at {
+        lines.push(field("finished_at", long_time(t)));
+    }
+    lines.push(format!("input:\n{}", indent(&pretty(&a.tool_input))));
+    if let Some(result) = &a.result {
+        lines.push(format!("result:\n{}", indent(&pretty(result))));
+    }
+    if let Some(reason) = &a.reason {
+        lines.push(format!("reason:\n{}", indent(reason)));
+    }
+    lines.join("\n") + "\n"
+}
+
+fn field(name: &str, value: impl std::fmt::Display) -> String {
+    format!("{:<12} {value}", format!("{name}:"))
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width - 1).collect();
+    format!("{kept}…")
+}
+
+fn short_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+fn long_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

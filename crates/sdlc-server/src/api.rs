@@ -1,0 +1,196 @@
+//! `/api/orchestrator/...`: the management API. Every route here sits behind the token
+//! check in `auth`, including unknown paths and methods, so nothing is learned without it.
+//!
+//! Actions: `GET /actions` (filters `status`, `tool`, `limit`), `POST /actions`,
+//! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel`. Tools: `GET /tools`.
+//! Daemon: `GET /status`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use sdlc_core::service::{NewAction, prepare_action};
+use sdlc_core::view::ActionView;
+use sdlc_core::{ListFilter, StatusKind};
+
+use crate::{ApiError, AppState, auth};
+
+/// The routes under `/api/orchestrator`, all requiring the token.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/actions", get(list_actions).post(add_action))
+        .route("/actions/{id}", get(get_action).delete(delete_action))
+        .route("/actions/{id}/cancel", post(cancel_action))
+        .route("/tools", get(list_tools))
+        .route("/status", get(status))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state, auth::require_token))
+}
+
+/// Query of `GET /actions`. Strings, so a bad value gets our message, not a generic one.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub tool: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl ListQuery {
+    fn to_filter(&self) -> Result<ListFilter, ApiError> {
+        let status = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<StatusKind>().map_err(ApiError::bad_request)?),
+        };
+        let limit = match self.limit.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<usize>().map_err(|_| {
+                ApiError::bad_request(format!("limit '{s}' is not a whole number"))
+            })?),
+        };
+        Ok(ListFilter {
+            status,
+            tool: self.tool.clone().filter(|t| !t.is_empty()),
+            limit,
+        })
+    }
+}
+
+/// Answer of `POST /actions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddResponse {
+    pub id: Uuid,
+    pub action: ActionView,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+async fn list_actions(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<ActionView>>, ApiError> {
+    let filter = query.to_filter()?;
+    let actions = state.with_db(move |db| db.list(&filter)).await?;
+    Ok(Json(actions.iter().map(ActionView::from).collect()))
+}
+
+async fn add_action(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<NewAction>,
+) -> Result<(StatusCode, Json<AddResponse>), ApiError> {
+    let now = state.clock().now();
+    let prepared = prepare_action(state.root(), request, now)
+        .await
+        .map_err(|err| ApiError::unprocessable(err.0))?;
+    let action = prepared.action;
+    let stored = action.clone();
+    state.with_db(move |db| db.insert(&stored)).await?;
+    state.waker().wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(AddResponse {
+            id: action.id,
+            action: ActionView::from(&action),
+            warnings: prepared.warnings,
+        }),
+    ))
+}
+
+async fn get_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let action = state
+        .with_db(move |db| db.get(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn cancel_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let now = state.clock().now();
+    let action = state.with_db(move |db| db.cancel(id, now)).await?;
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn delete_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let action = state.with_db(move |db| db.delete(id)).await?;
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn list_tools(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(sdlc_core::tool::list_tools(state.root())))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let counts = state.with_db(|db| db.count_by_status()).await?;
+    let counts: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(kind, n)| (kind.to_string(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "pid": std::process::id(),
+        "root": state.root(),
+        "db": state.db().path(),
+        "actions": counts,
+    })))
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such API route: see README.md for the management API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method",
+    )
+}
+
+fn parse_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text)
+        .map_err(|_| ApiError::bad_request(format!("'{text}' is not an action id (a UUID)")))
+}
+
+/// `Json<T>` whose rejections are answered in our JSON error form with the parser's reason.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let status = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    _ => rejection.status(),
+                };
+                Err(ApiError::new(
+                    status,
+                    format!("request body: {}", rejection.body_text()),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `DaemonClient`: how CLI commands talk to a running daemon's management API, with the
+//! address and token from the daemon's published file.
+//!
+//! Errors keep the daemon's own message for 4xx answers, so the user sees the same words
+//! whether the command went through the daemon or opened the database itself.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use sdlc_core::ListFilter;
+use sdlc_core::daemon_file::DaemonInfo;
+use sdlc_core::service::NewAction;
+use sdlc_core::view::ActionView;
+
+use crate::api::AddResponse;
+
+/// What went wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request never reached the daemon (connection refused): nothing happened there,
+    /// so the caller may safely fall back to opening the database itself.
+    #[error("cannot reach the daemon at {addr}: {detail}")]
+    Unreachable { addr: String, detail: String },
+    /// The connection broke after the request was sent: it may or may not have taken effect.
+    #[error(
+        "the daemon at {addr} stopped answering mid-request ({detail}): check with `sdlc orchestrate list` whether it took effect"
+    )]
+    Interrupted { addr: String, detail: String },
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    /// The daemon answered something this client cannot read.
+    #[error("unexpected answer from the daemon: {0}")]
+    Protocol(String),
+}
+
+/// A client for one daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// Adding an action may run the tool's `--meta`, which the daemon bounds at 15 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl DaemonClient {
+    pub fn new(info: &DaemonInfo) -> DaemonClient {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .build()
+            .expect("a client with only a timeout and no proxy always builds");
+        DaemonClient {
+            base: format!("http://{}/api/orchestrator", info.addr),
+            token: info.token.clone(),
+            http,
+        }
+    }
+
+    pub async fn add(&self, request: &NewAction) -> Result<AddResponse, ClientError> {
+        self.call(Method::POST, "/actions", &[], Some(request))
+            .await
+    }
+
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<ActionView>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(status) = filter.status {
+            query.push(("status", status.to_string()));
+        }
+        if let Some(tool) = &filter.tool {
+            query.push(("tool", tool.clone()));
+        }
+        if let Some(limit) = filter.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.call::<(), _>(Method::GET, "/actions", &query, None)
+            .await
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/actions/{id}"), &[], None)
+            .await
+    }
+
+    pub async fn cancel(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/actions/{id}/cancel"), &[], None)
+            .await
+    }
+
+    pub async fn delete(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), _>(Method::DELETE, &format!("/actions/{id}"), &[], None)
+            .await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|err| {
+            let addr = self.base.clone();
+            let detail = err.to_string();
+            if err.is_connect() {
+                ClientError::Unreachable { addr, detail }
+            } else {
+                ClientError::Interrupted { addr, detail }
+            }
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| ClientError::Interrupted {
+                addr: self.base.clone(),
+                detail: err.to_string(),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|err| {
+                ClientError::Protocol(format!("{err}: {}", String::from_utf8_lossy(&bytes)))
+            });
+        }
+        Err(api_error(status, &bytes))
+    }
+}
+
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| format!("the daemon answered {status}"));
+    ClientError::Api {
+        status: status.as_u16(),
+        message,
+    }
+}

@@ -1,0 +1,65 @@
+//! `ApiError`: every failed request is answered as `{"error": "<message>"}` with a status
+//! that says whose mistake it was. 4xx messages tell the caller what to fix; 5xx details are
+//! logged and the caller gets a short message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sdlc_core::StoreError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        let status = match &err {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Duplicate(_)
+            | StoreError::InvalidTransition { .. }
+            | StoreError::NotPending { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = if self.status.is_server_error() {
+            tracing::error!(status = %self.status, "request failed: {}", self.message);
+            "internal error: see the daemon's log".to_string()
+        } else {
+            self.message
+        };
+        (self.status, Json(json!({ "error": message }))).into_response()
+    }
+}

@@ -1,0 +1,45 @@
+//! The HTTP side of `sdlc orchestrate`: one listener for webhooks and the management API,
+//! and the small client the CLI uses to reach a running daemon.
+//!
+//! Layout:
+//! - [`router`]: `router(state) -> Router`, pure, so tests can drive it on any listener.
+//! - [`api`]: `/api/orchestrator/...` handlers (actions, tools).
+//! - [`auth`]: the bearer-token check every management request passes.
+//! - [`error`]: `ApiError`, the one error type, answered as JSON.
+//! - [`client`]: `DaemonClient`, the CLI's side of the management API.
+//!
+//! What it does not do: decide when anything runs (the engine in sdlc-core does) or parse
+//! command lines (sdlc-cli does).
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod error;
+mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use client::{ClientError, DaemonClient};
+pub use error::ApiError;
+pub use state::{AppState, AppStateConfig};
+
+/// The whole HTTP surface over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/orchestrator", api::routes(state.clone()))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
