@@ -32,7 +32,10 @@ pub fn next_slot(
             } else {
                 (now_ms - prev) / interval + 1
             };
-            millis_to_datetime(prev.saturating_add(steps.saturating_mul(interval)))
+            // Added to the exact previous time, so sub-millisecond parts never drift.
+            chrono::Duration::try_milliseconds(steps.saturating_mul(interval))
+                .and_then(|offset| previous_due.checked_add_signed(offset))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
         }
     }
 }
