@@ -24,7 +24,7 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -163,12 +163,14 @@ impl Engine {
         tokio::pin!(shutdown);
         loop {
             let free = max - pool.tasks.len();
-            self.settle(&mut pool, free, &mut summary).await;
+            let more_ready = self.settle(&mut pool, free, &mut summary).await;
 
             let wake_at = self.next_wake(pool.tasks.len() < max).await;
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                // More deliveries than one batch: go round again without waiting.
+                _ = std::future::ready(()), if more_ready && pool.tasks.len() < max => {}
                 Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
                     pool.record(joined);
                     pool.drain_ready();
@@ -197,15 +199,17 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Records finished runs and claims up to `free` due actions, starting a run for each.
-    async fn settle(&self, pool: &mut Pool, free: usize, summary: &mut EngineSummary) {
+    /// Dispatches webhook deliveries, records finished runs and claims up to `free` due
+    /// actions, starting a run for each. Returns whether more work is ready at once (the
+    /// inbox held more than one batch, or every free slot was filled).
+    async fn settle(&self, pool: &mut Pool, free: usize, summary: &mut EngineSummary) -> bool {
         let outcomes: Vec<(Uuid, ActionStatus)> = pool
             .done
             .iter()
             .map(|run| (run.id, run.status.clone()))
             .collect();
         if outcomes.is_empty() && free == 0 {
-            return;
+            return false;
         }
         let now = self.clock.now();
         let batch = outcomes.clone();
@@ -227,12 +231,12 @@ impl Engine {
                 }
                 Settled {
                     finished,
-                    claimed: Vec::new(),
+                    ..Settled::default()
                 }
             }
             Err(err) => {
                 error!("could not claim due actions: {err:#}");
-                return;
+                return false;
             }
         };
 
@@ -259,6 +263,9 @@ impl Engine {
                 info!(id = %next.id, series = %next.series, due_at = %next.due_at(), "next occurrence scheduled");
             }
         }
+        if settled.dispatched > 0 {
+            debug!(count = settled.dispatched, "webhook deliveries dispatched");
+        }
         for action in settled.claimed {
             let id = action.id;
             let task = pool.tasks.spawn(run_action(
@@ -268,6 +275,7 @@ impl Engine {
             ));
             pool.ids.insert(task.id(), id);
         }
+        settled.inbox_waiting
     }
 
     /// When to wake if nothing else happens: the heartbeat, or the earliest due time when

@@ -58,6 +58,12 @@ pub enum StoreError {
     #[error("action {id} is {status}; only a pending action can be cancelled")]
     NotPending { id: Uuid, status: StatusKind },
 
+    #[error("a webhook route with path '{0}' already exists: remove it first or pick another path")]
+    DuplicatePath(String),
+
+    #[error("no webhook route with id or path '{0}': see sdlc orchestrate webhook list")]
+    RouteNotFound(String),
+
     #[error("stored action {id} cannot be read: {detail}")]
     Corrupt { id: Uuid, detail: String },
 

@@ -11,6 +11,7 @@
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
 //! - [`project`]: finding the project root and its default paths.
 //! - [`clock`]: the source of "now", injectable for tests.
+//! - [`webhook`]: routes, deliveries and the templates that turn a delivery into input.
 //! - [`view`]: the flat JSON form of an action that the API and `--json` output share.
 
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod service;
 pub mod store;
 pub mod tool;
 pub mod view;
+pub mod webhook;
 
 pub use error::{StoreError, ToolError};
 pub use model::{Action, ActionStatus, ActionTrigger, Recurrence, StatusKind};

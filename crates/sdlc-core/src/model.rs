@@ -52,12 +52,20 @@ pub struct Action {
 pub enum ActionTrigger {
     /// Due at a point in time.
     Scheduled { next_tick_at: DateTime<Utc> },
-    /// Produced by a webhook delivery; due as soon as it is stored.
+    /// Produced by a webhook delivery; due when it was received.
     Webhook {
         route_id: Uuid,
+        /// The route's path when the request arrived.
+        #[serde(default)]
+        route_path: String,
         /// The request body as received (lossless when it was UTF-8, which JSON bodies are).
         raw_payload: String,
         received_at: DateTime<Utc>,
+        /// The request's headers (credentials left out).
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        delivery_id: Option<String>,
     },
 }
 

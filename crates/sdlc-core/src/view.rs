@@ -31,7 +31,14 @@ pub struct ActionView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// The webhook body as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_payload: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -45,13 +52,26 @@ impl From<&Action> for ActionView {
             ActionStatus::Failed { reason } => (None, Some(reason.clone())),
             ActionStatus::Pending | ActionStatus::Running => (None, None),
         };
-        let (trigger, route_id, received_at) = match &action.trigger {
-            ActionTrigger::Scheduled { .. } => ("scheduled", None, None),
+        let mut webhook = WebhookFields::default();
+        let trigger = match &action.trigger {
+            ActionTrigger::Scheduled { .. } => "scheduled",
             ActionTrigger::Webhook {
                 route_id,
+                route_path,
+                raw_payload,
                 received_at,
+                delivery_id,
                 ..
-            } => ("webhook", Some(*route_id), Some(*received_at)),
+            } => {
+                webhook = WebhookFields {
+                    route_id: Some(*route_id),
+                    route_path: Some(route_path.clone()),
+                    received_at: Some(*received_at),
+                    delivery_id: delivery_id.clone(),
+                    raw_payload: Some(raw_payload.clone()),
+                };
+                "webhook"
+            }
         };
         ActionView {
             id: action.id,
@@ -69,12 +89,24 @@ impl From<&Action> for ActionView {
             series: action.series,
             attempt: action.attempt,
             timeout_secs: action.timeout_ms.map(|ms| ms as f64 / 1000.0),
-            route_id,
-            received_at,
+            route_id: webhook.route_id,
+            route_path: webhook.route_path,
+            received_at: webhook.received_at,
+            delivery_id: webhook.delivery_id,
+            raw_payload: webhook.raw_payload,
             created_at: action.created_at,
             updated_at: action.updated_at,
             started_at: action.started_at,
             finished_at: action.finished_at,
         }
     }
+}
+
+#[derive(Default)]
+struct WebhookFields {
+    route_id: Option<Uuid>,
+    route_path: Option<String>,
+    received_at: Option<DateTime<Utc>>,
+    delivery_id: Option<String>,
+    raw_payload: Option<String>,
 }

@@ -358,3 +358,165 @@ fn a_second_open_of_the_same_file_is_refused() {
     let err = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap_err();
     assert!(matches!(err, StoreError::AlreadyOpen { .. }), "{err}");
 }
+
+mod webhook_tests {
+    use super::*;
+    use crate::webhook::{Delivery, WebhookRoute};
+    use std::collections::BTreeMap;
+
+    fn route(path: &str) -> WebhookRoute {
+        WebhookRoute {
+            id: Uuid::new_v4(),
+            path: path.into(),
+            tool_name: "deploy".into(),
+            input_template: r#"{"ref": {{payload.ref}}}"#.into(),
+            secret: None,
+            created_at: t(0),
+        }
+    }
+
+    fn delivery(route: &WebhookRoute, delivery_id: Option<&str>, body: &str, at: i64) -> Delivery {
+        Delivery {
+            id: Uuid::new_v4(),
+            route_id: route.id,
+            route_path: route.path.clone(),
+            tool_name: route.tool_name.clone(),
+            input_template: route.input_template.clone(),
+            headers: BTreeMap::new(),
+            delivery_id: delivery_id.map(str::to_string),
+            received_at: t(at),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn routes_have_unique_paths_and_go_by_id_or_path() {
+        let (_dir, db) = open();
+        let deploy = route("deploy");
+        db.insert_route(&deploy).unwrap();
+        let err = db.insert_route(&route("deploy")).unwrap_err();
+        assert!(matches!(err, StoreError::DuplicatePath(_)), "{err}");
+        db.insert_route(&route("other")).unwrap();
+        assert_eq!(db.routes().unwrap().len(), 2);
+        assert_eq!(db.route_by_path("deploy").unwrap(), Some(deploy.clone()));
+        assert_eq!(db.delete_route("/webhooks/deploy").unwrap().id, deploy.id);
+        assert_eq!(db.route_by_path("deploy").unwrap(), None);
+        let other = db.routes().unwrap().remove(0);
+        db.delete_route(&other.id.to_string()).unwrap();
+        assert!(matches!(
+            db.delete_route("other"),
+            Err(StoreError::RouteNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn an_ingested_delivery_becomes_an_action_and_is_claimed_in_one_settle() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let d = delivery(&r, None, r#"{"ref":"main"}"#, 1_000);
+        let ingested = db.ingest(std::slice::from_ref(&d), t(1_000)).unwrap();
+        assert_eq!(
+            ingested,
+            vec![Ingested {
+                id: d.id,
+                duplicate: false
+            }]
+        );
+        assert_eq!(db.inbox_len().unwrap(), 1);
+        // Not an action until dispatched.
+        assert_eq!(db.get(d.id).unwrap(), None);
+
+        let settled = db.settle(Vec::new(), t(1_001), 10).unwrap();
+        assert_eq!(settled.dispatched, 1);
+        assert_eq!(settled.claimed.len(), 1);
+        assert_eq!(settled.claimed[0].id, d.id);
+        assert_eq!(settled.claimed[0].tool_input, json!({"ref": "main"}));
+        assert_eq!(db.inbox_len().unwrap(), 0);
+        // Dispatched once: a second settle finds nothing.
+        let again = db.settle(Vec::new(), t(1_002), 10).unwrap();
+        assert_eq!((again.dispatched, again.claimed.len()), (0, 0));
+    }
+
+    #[test]
+    fn the_inbox_survives_a_reopen_and_dispatches_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.db");
+        let r = route("deploy");
+        let d = delivery(&r, None, "{}", 5);
+        {
+            let db = ActionDb::open(&path).unwrap();
+            db.ingest(std::slice::from_ref(&d), t(5)).unwrap();
+        }
+        let db = ActionDb::open(&path).unwrap();
+        assert_eq!(db.settle(Vec::new(), t(6), 10).unwrap().claimed.len(), 1);
+        drop(db);
+        let db = ActionDb::open(&path).unwrap();
+        assert_eq!(db.settle(Vec::new(), t(7), 10).unwrap().dispatched, 0);
+        assert_eq!(db.list(&ListFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_repeated_delivery_id_answers_the_first_id_for_a_day() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let other_route = route("other");
+        let first = delivery(&r, Some("abc"), "{}", 0);
+        let repeat = delivery(&r, Some("abc"), "{}", 10);
+        let elsewhere = delivery(&other_route, Some("abc"), "{}", 10);
+        let got = db
+            .ingest(&[first.clone(), repeat, elsewhere.clone()], t(10))
+            .unwrap();
+        assert_eq!(
+            got[0],
+            Ingested {
+                id: first.id,
+                duplicate: false
+            }
+        );
+        assert_eq!(
+            got[1],
+            Ingested {
+                id: first.id,
+                duplicate: true
+            }
+        );
+        assert_eq!(
+            got[2],
+            Ingested {
+                id: elsewhere.id,
+                duplicate: false
+            }
+        );
+        assert_eq!(db.inbox_len().unwrap(), 2);
+
+        // A day later the id is forgotten (pruned at dispatch) and a delivery runs again.
+        let day = 24 * 3600 * 1000;
+        db.settle(Vec::new(), t(day + 20), 10).unwrap();
+        let late = delivery(&r, Some("abc"), "{}", day + 30);
+        let got = db.ingest(std::slice::from_ref(&late), t(day + 30)).unwrap();
+        assert_eq!(
+            got[0],
+            Ingested {
+                id: late.id,
+                duplicate: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_the_template_cannot_use_becomes_a_failed_action() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let d = delivery(&r, None, "<not json>", 0);
+        db.ingest(std::slice::from_ref(&d), t(0)).unwrap();
+        let settled = db.settle(Vec::new(), t(1), 10).unwrap();
+        assert_eq!(settled.claimed.len(), 0);
+        let action = db.get(d.id).unwrap().unwrap();
+        assert!(
+            matches!(action.status, ActionStatus::Failed { ref reason } if reason.contains("not JSON"))
+        );
+        assert!(
+            matches!(action.trigger, ActionTrigger::Webhook { ref raw_payload, .. } if raw_payload == "<not json>")
+        );
+    }
+}

@@ -27,6 +27,10 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 
+mod webhooks;
+
+pub use webhooks::Ingested;
+
 /// The schema this build writes. Bump it when a stored form changes in a way older code
 /// would misread; adding a field with a serde default does not need a bump.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -81,6 +85,10 @@ pub struct Finished {
 pub struct Settled {
     pub finished: Vec<Finished>,
     pub claimed: Vec<Action>,
+    /// Webhook deliveries turned into actions.
+    pub dispatched: usize,
+    /// More deliveries wait in the inbox than one settle dispatches.
+    pub inbox_waiting: bool,
 }
 
 /// The action database. Cheap to share behind an `Arc`; redb serialises writers.
@@ -171,6 +179,11 @@ impl ActionDb {
             tx.open_table(DUE)?;
             tx.open_table(BY_STATUS)?;
             tx.open_table(SERIES_HEAD)?;
+            tx.open_table(webhooks::ROUTES)?;
+            tx.open_table(webhooks::ROUTE_PATHS)?;
+            tx.open_table(webhooks::INBOX)?;
+            tx.open_table(webhooks::DELIVERY_IDS)?;
+            tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
         }
         tx.commit()?;
         Ok(())
@@ -248,9 +261,10 @@ impl ActionDb {
         Ok(self.settle(Vec::new(), now, limit)?.claimed)
     }
 
-    /// The engine's one write per wake-up: records the outcomes of finished runs (and the
-    /// next occurrences of recurring ones), then claims up to `claim_limit` due actions, all
-    /// in one transaction, so a busy daemon pays one commit for both.
+    /// The engine's one write per wake-up: turns acknowledged webhook deliveries into
+    /// actions, records the outcomes of finished runs (and the next occurrences of recurring
+    /// ones), then claims up to `claim_limit` due actions, all in one transaction, so a busy
+    /// daemon pays one commit for all of it.
     ///
     /// Fails as a whole if any outcome names an action that is not Running.
     pub fn settle(
@@ -260,6 +274,11 @@ impl ActionDb {
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
         let tx = self.begin_write()?;
+        let (dispatched, inbox_waiting) = if claim_limit > 0 {
+            webhooks::dispatch_in(&tx, now)?
+        } else {
+            (0, false)
+        };
         let mut finished = Vec::with_capacity(outcomes.len());
         for (id, outcome) in outcomes {
             let old = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
@@ -273,13 +292,18 @@ impl ActionDb {
             finished.push(finish_in(&tx, &old, outcome, now)?);
         }
         let claimed = claim_in(&tx, now, claim_limit)?;
-        if finished.is_empty() && claimed.is_empty() {
+        if finished.is_empty() && claimed.is_empty() && dispatched == 0 {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
         } else {
             tx.commit()?;
         }
-        Ok(Settled { finished, claimed })
+        Ok(Settled {
+            finished,
+            claimed,
+            dispatched,
+            inbox_waiting,
+        })
     }
 
     /// The earliest due time among Pending actions.
@@ -599,15 +623,25 @@ fn id_from_key(bytes: &[u8]) -> Uuid {
 
 /// Record format: one byte of schema version, then the action as JSON.
 fn encode(action: &Action) -> Result<Vec<u8>, StoreError> {
+    encode_json(action.id, action)
+}
+
+fn decode(id: Uuid, bytes: &[u8]) -> Result<Action, StoreError> {
+    decode_json(id, bytes)
+}
+
+/// One byte of schema version, then JSON: the form of every JSON record.
+fn encode_json<T: serde::Serialize>(id: Uuid, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = vec![SCHEMA_VERSION as u8];
-    serde_json::to_writer(&mut bytes, action).map_err(|err| StoreError::Corrupt {
-        id: action.id,
+    serde_json::to_writer(&mut bytes, value).map_err(|err| StoreError::Corrupt {
+        id,
         detail: err.to_string(),
     })?;
     Ok(bytes)
 }
 
-fn decode(id: Uuid, bytes: &[u8]) -> Result<Action, StoreError> {
+/// Reads what `encode_json` wrote; refuses a record from a newer schema.
+fn decode_json<T: serde::de::DeserializeOwned>(id: Uuid, bytes: &[u8]) -> Result<T, StoreError> {
     let (&version, json) = bytes.split_first().ok_or_else(|| StoreError::Corrupt {
         id,
         detail: "empty record".into(),
@@ -626,5 +660,4 @@ fn decode(id: Uuid, bytes: &[u8]) -> Result<Action, StoreError> {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

@@ -1,0 +1,303 @@
+//! The webhook half of `ActionDb`: routes, the inbox of acknowledged deliveries, and the
+//! delivery-id memory that keeps a repeated delivery from running twice.
+//!
+//! - `routes`        id -> version byte ++ JSON of `WebhookRoute`
+//! - `route_paths`   normalised path -> route id (paths are unique)
+//! - `inbox`         received_ms ++ id -> encoded `Delivery` (acknowledged, not yet an action)
+//! - `delivery_ids`  route id ++ delivery id -> (first id, received_ms)
+//! - `delivery_ids_by_time` received_ms ++ id -> `delivery_ids` key, so entries older than a
+//!   day are pruned by a range scan rather than a walk over all of them.
+//!
+//! Dispatch (inbox -> action) happens inside `ActionDb::settle`, in the engine's one commit.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ActionDb, SCHEMA_VERSION, decode_json, due_key, encode_json, get_in, put};
+use crate::error::StoreError;
+use crate::webhook::{Delivery, WebhookRoute, delivery_action, normalize_path};
+
+pub(super) const ROUTES: TableDefinition<u128, &[u8]> = TableDefinition::new("routes");
+pub(super) const ROUTE_PATHS: TableDefinition<&str, u128> = TableDefinition::new("route_paths");
+pub(super) const INBOX: TableDefinition<[u8; 24], &[u8]> = TableDefinition::new("inbox");
+pub(super) const DELIVERY_IDS: TableDefinition<&[u8], (u128, u64)> =
+    TableDefinition::new("delivery_ids");
+pub(super) const DELIVERY_IDS_BY_TIME: TableDefinition<[u8; 24], &[u8]> =
+    TableDefinition::new("delivery_ids_by_time");
+
+/// How long a delivery id is remembered.
+const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Most deliveries turned into actions, and expired delivery ids pruned, per settle.
+pub(super) const DISPATCH_BATCH: usize = 1024;
+
+/// What storing one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// The id to answer with: the new delivery's, or the first one's for a repeat.
+    pub id: Uuid,
+    /// A repeat of a delivery id seen on this route within a day: nothing was stored.
+    pub duplicate: bool,
+}
+
+impl ActionDb {
+    /// Stores a new route. Its path must not be taken.
+    pub fn insert_route(&self, route: &WebhookRoute) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        {
+            let mut paths = tx.open_table(ROUTE_PATHS)?;
+            if paths.get(route.path.as_str())?.is_some() {
+                return Err(StoreError::DuplicatePath(route.path.clone()));
+            }
+            paths.insert(route.path.as_str(), route.id.as_u128())?;
+            tx.open_table(ROUTES)?
+                .insert(route.id.as_u128(), encode_json(route.id, route)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every route, by path.
+    pub fn routes(&self) -> Result<Vec<WebhookRoute>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let routes = tx.open_table(ROUTES)?;
+        let mut all = Vec::new();
+        for entry in routes.iter()? {
+            let (id, bytes) = entry?;
+            all.push(decode_json(Uuid::from_u128(id.value()), bytes.value())?);
+        }
+        all.sort_by(|a: &WebhookRoute, b| a.path.cmp(&b.path));
+        Ok(all)
+    }
+
+    /// The route registered at `path` (already normalised).
+    pub fn route_by_path(&self, path: &str) -> Result<Option<WebhookRoute>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let paths = tx.open_table(ROUTE_PATHS)?;
+        let Some(id) = paths.get(path)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let routes = tx.open_table(ROUTES)?;
+        let found = routes.get(id)?;
+        match found {
+            Some(bytes) => Ok(Some(decode_json(Uuid::from_u128(id), bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a route given its id or its path. Deliveries already acknowledged still run.
+    pub fn delete_route(&self, id_or_path: &str) -> Result<WebhookRoute, StoreError> {
+        let tx = self.begin_write()?;
+        let route = {
+            let mut routes = tx.open_table(ROUTES)?;
+            let mut paths = tx.open_table(ROUTE_PATHS)?;
+            let id = match Uuid::parse_str(id_or_path) {
+                Ok(id) => Some(id.as_u128()),
+                Err(_) => match normalize_path(id_or_path) {
+                    Ok(path) => paths.get(path.as_str())?.map(|v| v.value()),
+                    Err(_) => None,
+                },
+            };
+            let route: WebhookRoute = match id {
+                Some(id) => match routes.remove(id)? {
+                    Some(bytes) => decode_json(Uuid::from_u128(id), bytes.value())?,
+                    None => return Err(StoreError::RouteNotFound(id_or_path.to_string())),
+                },
+                None => return Err(StoreError::RouteNotFound(id_or_path.to_string())),
+            };
+            paths.remove(route.path.as_str())?;
+            route
+        };
+        tx.commit()?;
+        Ok(route)
+    }
+
+    /// Stores acknowledged deliveries in one transaction (one commit for a batch of requests).
+    /// A delivery whose id was already seen on the same route within a day is not stored;
+    /// its answer is the first delivery's id.
+    pub fn ingest(
+        &self,
+        deliveries: &[Delivery],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Ingested>, StoreError> {
+        let tx = self.begin_write()?;
+        let mut results = Vec::with_capacity(deliveries.len());
+        {
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut seen = tx.open_table(DELIVERY_IDS)?;
+            let mut seen_by_time = tx.open_table(DELIVERY_IDS_BY_TIME)?;
+            for delivery in deliveries {
+                if let Some(delivery_id) = &delivery.delivery_id {
+                    let key = dedupe_key(delivery.route_id, delivery_id);
+                    let earlier = seen.get(key.as_slice())?.map(|v| v.value());
+                    if let Some((first, at_ms)) = earlier
+                        && now.timestamp_millis() - (at_ms as i64) < DEDUPE_WINDOW_MS
+                    {
+                        results.push(Ingested {
+                            id: Uuid::from_u128(first),
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                    let at_ms = now.timestamp_millis().max(0) as u64;
+                    seen.insert(key.as_slice(), (delivery.id.as_u128(), at_ms))?;
+                    seen_by_time.insert(due_key(now, delivery.id), key.as_slice())?;
+                }
+                inbox.insert(
+                    due_key(delivery.received_at, delivery.id),
+                    encode_delivery(delivery)?.as_slice(),
+                )?;
+                results.push(Ingested {
+                    id: delivery.id,
+                    duplicate: false,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
+    /// How many acknowledged deliveries are waiting to become actions.
+    pub fn inbox_len(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(INBOX)?.len()?)
+    }
+}
+
+/// Turns up to `DISPATCH_BATCH` inbox deliveries into actions inside `tx`, oldest first, and
+/// forgets delivery ids older than the de-duplication window. Returns how many were
+/// dispatched and whether more wait.
+pub(super) fn dispatch_in(
+    tx: &WriteTransaction,
+    now: DateTime<Utc>,
+) -> Result<(usize, bool), StoreError> {
+    let mut inbox = tx.open_table(INBOX)?;
+    let mut taken = Vec::new();
+    for entry in inbox.iter()?.take(DISPATCH_BATCH + 1) {
+        let (key, bytes) = entry?;
+        taken.push((key.value(), bytes.value().to_vec()));
+    }
+    let more = taken.len() > DISPATCH_BATCH;
+    taken.truncate(DISPATCH_BATCH);
+    for (key, bytes) in &taken {
+        inbox.remove(*key)?;
+        let delivery = decode_delivery(bytes)?;
+        // An action with this id exists only if this delivery was dispatched before, which
+        // the inbox removal in the same transaction rules out; check anyway rather than
+        // overwrite a record.
+        if get_in(tx, delivery.id)?.is_some() {
+            continue;
+        }
+        put(tx, None, &delivery_action(&delivery, now))?;
+    }
+    drop(inbox);
+    prune_delivery_ids(tx, now)?;
+    Ok((taken.len(), more))
+}
+
+fn prune_delivery_ids(tx: &WriteTransaction, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let cutoff = now - chrono::Duration::milliseconds(DEDUPE_WINDOW_MS);
+    let mut by_time = tx.open_table(DELIVERY_IDS_BY_TIME)?;
+    let mut seen = tx.open_table(DELIVERY_IDS)?;
+    let mut expired = Vec::new();
+    for entry in by_time
+        .range(..due_key(cutoff, Uuid::nil()))?
+        .take(DISPATCH_BATCH)
+    {
+        let (key, dedupe) = entry?;
+        expired.push((key.value(), dedupe.value().to_vec()));
+    }
+    for (key, dedupe) in expired {
+        by_time.remove(key)?;
+        // Only forget it if no newer delivery re-used the id after the window.
+        let current = seen.get(dedupe.as_slice())?.map(|v| v.value());
+        if current.is_some_and(|(_, at_ms)| (at_ms as i64) < cutoff.timestamp_millis()) {
+            seen.remove(dedupe.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn dedupe_key(route_id: Uuid, delivery_id: &str) -> Vec<u8> {
+    let mut key = route_id.as_bytes().to_vec();
+    key.extend_from_slice(delivery_id.as_bytes());
+    key
+}
+
+/// The part of a delivery stored as JSON; the body follows it as raw bytes.
+#[derive(Serialize, Deserialize)]
+struct DeliveryMeta {
+    id: Uuid,
+    route_id: Uuid,
+    route_path: String,
+    tool_name: String,
+    input_template: String,
+    headers: BTreeMap<String, String>,
+    delivery_id: Option<String>,
+    received_at: DateTime<Utc>,
+}
+
+/// version byte, meta length (u32 BE), meta JSON, then the body exactly as received.
+fn encode_delivery(delivery: &Delivery) -> Result<Vec<u8>, StoreError> {
+    let meta = serde_json::to_vec(&DeliveryMeta {
+        id: delivery.id,
+        route_id: delivery.route_id,
+        route_path: delivery.route_path.clone(),
+        tool_name: delivery.tool_name.clone(),
+        input_template: delivery.input_template.clone(),
+        headers: delivery.headers.clone(),
+        delivery_id: delivery.delivery_id.clone(),
+        received_at: delivery.received_at,
+    })
+    .map_err(|err| StoreError::Corrupt {
+        id: delivery.id,
+        detail: err.to_string(),
+    })?;
+    let mut bytes = Vec::with_capacity(5 + meta.len() + delivery.body.len());
+    bytes.push(SCHEMA_VERSION as u8);
+    bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&meta);
+    bytes.extend_from_slice(&delivery.body);
+    Ok(bytes)
+}
+
+fn decode_delivery(bytes: &[u8]) -> Result<Delivery, StoreError> {
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        id: Uuid::nil(),
+        detail: format!("inbox entry: {detail}"),
+    };
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if u64::from(version) > SCHEMA_VERSION {
+        return Err(StoreError::NewerRecord {
+            id: Uuid::nil(),
+            found: version.into(),
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if rest.len() < 4 {
+        return Err(corrupt("truncated"));
+    }
+    let meta_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &rest[4..];
+    if rest.len() < meta_len {
+        return Err(corrupt("truncated"));
+    }
+    let meta: DeliveryMeta =
+        serde_json::from_slice(&rest[..meta_len]).map_err(|err| corrupt(&err.to_string()))?;
+    Ok(Delivery {
+        id: meta.id,
+        route_id: meta.route_id,
+        route_path: meta.route_path,
+        tool_name: meta.tool_name,
+        input_template: meta.input_template,
+        headers: meta.headers,
+        delivery_id: meta.delivery_id,
+        received_at: meta.received_at,
+        body: rest[meta_len..].to_vec(),
+    })
+}
