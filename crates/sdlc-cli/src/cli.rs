@@ -79,6 +79,10 @@ pub struct DaemonArgs {
     /// At shutdown, how long running tools may finish before they are killed
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+
+    /// Largest webhook body accepted, in bytes (larger ones get 413 and are not stored)
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
+    pub max_body: u64,
 }
 
 /// Tool runs mostly wait on their processes, so more slots than cores pay off.
@@ -105,6 +109,40 @@ pub enum OrchestrateCommand {
     Cancel {
         /// The action's id
         id: String,
+    },
+    /// Manage webhook routes: POST /webhooks/<path> fires a tool
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register a path: POST /webhooks/<path> runs the tool
+    Add {
+        /// The path, such as deploy (served at /webhooks/deploy)
+        path: String,
+        /// The tool to run
+        #[arg(long, value_name = "NAME")]
+        tool: String,
+        /// The tool's input: JSON with {{payload}}, {{payload.a.b}}, {{headers.x-name}}
+        #[arg(long, value_name = "TEXT")]
+        template: Option<String>,
+        /// Require X-Hub-Signature-256 (HMAC-SHA256 of the body with this secret)
+        #[arg(long, value_name = "SECRET")]
+        secret: Option<String>,
+    },
+    /// List the routes
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a route by id or path
+    Rm {
+        /// The route's id or path
+        route: String,
     },
 }
 

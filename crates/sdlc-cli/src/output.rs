@@ -6,9 +6,8 @@ use sdlc_core::view::ActionView;
 /// Widest label shown in the table before it is cut.
 const LABEL_WIDTH: usize = 32;
 
-/// `ID | LABEL | TOOL | STATUS | UPDATED_AT`, columns as wide as their content.
+/// `ID | LABEL | TOOL | STATUS | UPDATED_AT`.
 pub fn action_table(actions: &[ActionView]) -> String {
-    let header = ["ID", "LABEL", "TOOL", "STATUS", "UPDATED_AT"].map(String::from);
     let rows: Vec<[String; 5]> = actions
         .iter()
         .map(|a| {
@@ -21,14 +20,20 @@ pub fn action_table(actions: &[ActionView]) -> String {
             ]
         })
         .collect();
+    table(["ID", "LABEL", "TOOL", "STATUS", "UPDATED_AT"], &rows)
+}
+
+/// A plain-text table, each column as wide as its widest cell.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
@@ -52,8 +57,14 @@ pub fn action_record(a: &ActionView) -> String {
         "webhook" => {
             let route = a.route_id.map(|r| r.to_string()).unwrap_or_default();
             lines.push(field("trigger", format!("webhook (route {route})")));
+            if let Some(path) = &a.route_path {
+                lines.push(field("route_path", format!("/webhooks/{path}")));
+            }
             if let Some(received) = a.received_at {
                 lines.push(field("received_at", long_time(received)));
+            }
+            if let Some(delivery) = &a.delivery_id {
+                lines.push(field("delivery_id", delivery));
             }
         }
         other => lines.push(field("trigger", other)),
@@ -78,6 +89,9 @@ pub fn action_record(a: &ActionView) -> String {
         lines.push(field("finished_at", long_time(t)));
     }
     lines.push(format!("input:\n{}", indent(&pretty(&a.tool_input))));
+    if let Some(payload) = &a.raw_payload {
+        lines.push(format!("payload:\n{}", indent(payload)));
+    }
     if let Some(result) = &a.result {
         lines.push(format!("result:\n{}", indent(&pretty(result))));
     }

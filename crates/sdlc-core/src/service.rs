@@ -1,7 +1,7 @@
-//! Turning a request to add an action into a checked `Action`, the same way for the CLI
-//! (no daemon running) and for the daemon's API. Everything is refused before anything is
-//! stored: a bad label, an unreadable time or duration, an unknown tool, input that fails the
-//! tool's `input_schema`.
+//! Turning a request to add an action (or a webhook route) into a checked record, the same
+//! way for the CLI (no daemon running) and for the daemon's API. Everything is refused before
+//! anything is stored: a bad label, an unreadable time or duration, an unknown tool, input that
+//! fails the tool's `input_schema`, a bad webhook path or a template that can never be JSON.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::model::{Action, ActionTrigger, Recurrence};
 use crate::schedule::{parse_at, parse_duration};
 use crate::tool::{meta::read_meta, tool_script, validate_input};
+use crate::webhook::{DEFAULT_TEMPLATE, NewRoute, WebhookRoute, check_template, normalize_path};
 
 /// A request to add an action, as the CLI sends it and the API accepts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +137,36 @@ pub async fn prepare_action(
     Ok(Prepared { action, warnings })
 }
 
+/// Checks a request to add a webhook route and builds the route.
+pub fn prepare_route(
+    root: &Path,
+    request: NewRoute,
+    now: DateTime<Utc>,
+) -> Result<WebhookRoute, InvalidRequest> {
+    let path = normalize_path(&request.path).map_err(InvalidRequest)?;
+    tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
+    let template = request
+        .input_template
+        .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+    check_template(&template).map_err(InvalidRequest)?;
+    let secret = match request.secret {
+        Some(secret) if secret.is_empty() => {
+            return Err(InvalidRequest(
+                "--secret is empty: give a secret or leave the route unsigned".to_string(),
+            ));
+        }
+        other => other,
+    };
+    Ok(WebhookRoute {
+        id: uuid::Uuid::new_v4(),
+        path,
+        tool_name: request.tool_name,
+        input_template: template,
+        secret,
+        created_at: now,
+    })
+}
+
 fn check_label(label: &str) -> Result<(), InvalidRequest> {
     if label.trim().is_empty() {
         return Err(InvalidRequest(
@@ -225,6 +256,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(prepared.warnings.len(), 1);
+    }
+
+    #[test]
+    fn routes_are_checked_before_they_are_stored() {
+        let dir = project_with_tool(r#"{"name":"check"}"#);
+        let good = NewRoute {
+            path: "/webhooks/deploy".into(),
+            tool_name: "check".into(),
+            input_template: None,
+            secret: Some("s3cret".into()),
+        };
+        let route = prepare_route(dir.path(), good.clone(), Utc::now()).unwrap();
+        assert_eq!(route.path, "deploy");
+        assert_eq!(route.input_template, DEFAULT_TEMPLATE);
+        let cases = [
+            (
+                NewRoute {
+                    path: "../x".into(),
+                    ..good.clone()
+                },
+                "not valid",
+            ),
+            (
+                NewRoute {
+                    tool_name: "nope".into(),
+                    ..good.clone()
+                },
+                "no tool named 'nope'",
+            ),
+            (
+                NewRoute {
+                    input_template: Some("\"{{payload}}\"".into()),
+                    ..good.clone()
+                },
+                "never render valid JSON",
+            ),
+            (
+                NewRoute {
+                    secret: Some(String::new()),
+                    ..good.clone()
+                },
+                "--secret is empty",
+            ),
+        ];
+        for (request, expected) in cases {
+            let err = prepare_route(dir.path(), request, Utc::now()).unwrap_err();
+            assert!(err.0.contains(expected), "expected '{expected}' in '{err}'");
+        }
     }
 
     #[tokio::test]

@@ -2,21 +2,23 @@
 //! check in `auth`, including unknown paths and methods, so nothing is learned without it.
 //!
 //! Actions: `GET /actions` (filters `status`, `tool`, `limit`), `POST /actions`,
-//! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel`. Tools: `GET /tools`.
-//! Daemon: `GET /status`.
+//! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel`.
+//! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
+//! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use sdlc_core::service::{NewAction, prepare_action};
+use sdlc_core::service::{NewAction, prepare_action, prepare_route};
 use sdlc_core::view::ActionView;
+use sdlc_core::webhook::{NewRoute, RouteView};
 use sdlc_core::{ListFilter, StatusKind};
 
 use crate::{ApiError, AppState, auth};
@@ -27,6 +29,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/actions", get(list_actions).post(add_action))
         .route("/actions/{id}", get(get_action).delete(delete_action))
         .route("/actions/{id}/cancel", post(cancel_action))
+        .route("/webhooks", get(list_routes).post(add_route))
+        .route("/webhooks/routes", get(list_routes).post(add_route))
+        .route("/webhooks/routes/{*key}", delete(delete_route))
         .route("/tools", get(list_tools))
         .route("/status", get(status))
         .fallback(unknown_route)
@@ -133,12 +138,38 @@ async fn delete_action(
     Ok(Json(ActionView::from(&action)))
 }
 
+async fn list_routes(State(state): State<AppState>) -> Result<Json<Vec<RouteView>>, ApiError> {
+    let routes = state.with_db(|db| db.routes()).await?;
+    Ok(Json(routes.iter().map(RouteView::from).collect()))
+}
+
+async fn add_route(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<NewRoute>,
+) -> Result<(StatusCode, Json<RouteView>), ApiError> {
+    let route = prepare_route(state.root(), request, state.clock().now())
+        .map_err(|err| ApiError::unprocessable(err.0))?;
+    let stored = route.clone();
+    state.with_db(move |db| db.insert_route(&stored)).await?;
+    Ok((StatusCode::CREATED, Json(RouteView::from(&route))))
+}
+
+async fn delete_route(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<RouteView>, ApiError> {
+    let route = state.with_db(move |db| db.delete_route(&key)).await?;
+    Ok(Json(RouteView::from(&route)))
+}
+
 async fn list_tools(State(state): State<AppState>) -> Json<Value> {
     Json(json!(sdlc_core::tool::list_tools(state.root())))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let counts = state.with_db(|db| db.count_by_status()).await?;
+    let (counts, inbox) = state
+        .with_db(|db| Ok((db.count_by_status()?, db.inbox_len()?)))
+        .await?;
     let counts: serde_json::Map<String, Value> = counts
         .into_iter()
         .map(|(kind, n)| (kind.to_string(), json!(n)))
@@ -148,6 +179,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "root": state.root(),
         "db": state.db().path(),
         "actions": counts,
+        "webhook_inbox": inbox,
     })))
 }
 
@@ -155,7 +187,7 @@ async fn unknown_route() -> ApiError {
     ApiError::not_found("no such API route: see README.md for the management API")
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "this route does not take that method",

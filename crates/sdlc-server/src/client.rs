@@ -15,6 +15,7 @@ use sdlc_core::ListFilter;
 use sdlc_core::daemon_file::DaemonInfo;
 use sdlc_core::service::NewAction;
 use sdlc_core::view::ActionView;
+use sdlc_core::webhook::{NewRoute, RouteView};
 
 use crate::api::AddResponse;
 
@@ -96,6 +97,28 @@ impl DaemonClient {
     pub async fn delete(&self, id: Uuid) -> Result<ActionView, ClientError> {
         self.call::<(), _>(Method::DELETE, &format!("/actions/{id}"), &[], None)
             .await
+    }
+
+    pub async fn add_route(&self, request: &NewRoute) -> Result<RouteView, ClientError> {
+        self.call(Method::POST, "/webhooks/routes", &[], Some(request))
+            .await
+    }
+
+    pub async fn list_routes(&self) -> Result<Vec<RouteView>, ClientError> {
+        self.call::<(), _>(Method::GET, "/webhooks/routes", &[], None)
+            .await
+    }
+
+    /// Removes a route by id or path.
+    pub async fn delete_route(&self, id_or_path: &str) -> Result<RouteView, ClientError> {
+        let key = id_or_path.trim_start_matches('/');
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/webhooks/routes/{key}"),
+            &[],
+            None,
+        )
+        .await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

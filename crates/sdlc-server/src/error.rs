@@ -42,8 +42,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         let status = match &err {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Duplicate(_)
+            StoreError::NotFound(_) | StoreError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::DuplicatePath(_)
+            | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
             | StoreError::NotPending { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`router`]: `router(state) -> Router`, pure, so tests can drive it on any listener.
-//! - [`api`]: `/api/orchestrator/...` handlers (actions, tools).
+//! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
+//! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
@@ -16,10 +17,13 @@ pub mod auth;
 pub mod client;
 pub mod error;
 mod state;
+pub mod webhooks;
 
 use std::future::Future;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
 use tokio::net::TcpListener;
 
 pub use client::{ClientError, DaemonClient};
@@ -29,8 +33,22 @@ pub use state::{AppState, AppStateConfig};
 /// The whole HTTP surface over `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route(
+            "/webhooks/{*path}",
+            post(webhooks::ingest)
+                .fallback(api::method_not_allowed)
+                // The ingress handler enforces --max-body itself, with a JSON 413.
+                .layer(DefaultBodyLimit::disable()),
+        )
         .nest("/api/orchestrator", api::routes(state.clone()))
+        .fallback(not_found)
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "not found: webhooks are POST /webhooks/<path>, the API is under /api/orchestrator/",
+    )
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes.

@@ -1,11 +1,15 @@
-//! What every handler shares: the database, the project root, the engine's waker, the token.
+//! What every handler shares: the database, the project root, the engine's waker, the token,
+//! the clock and the webhook body limit.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
+use sdlc_core::store::Ingested;
+use sdlc_core::webhook::Delivery;
 
 /// Handler state; cheap to clone.
 #[derive(Clone)]
@@ -21,6 +25,8 @@ pub struct AppStateConfig {
     /// The management token: `Authorization: Bearer <token>`.
     pub token: String,
     pub clock: Arc<dyn Clock>,
+    /// Largest webhook body accepted, in bytes.
+    pub max_body: usize,
 }
 
 impl AppState {
@@ -48,6 +54,22 @@ impl AppState {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// Stores one acknowledged webhook delivery.
+    pub async fn ingest(
+        &self,
+        delivery: Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<Ingested, crate::ApiError> {
+        let mut results = self
+            .with_db(move |db| db.ingest(std::slice::from_ref(&delivery), now))
+            .await?;
+        Ok(results.pop().expect("one delivery gives one result"))
     }
 
     /// Runs blocking database work off the async threads.

@@ -68,6 +68,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         waker: engine.waker(),
         token: token.clone(),
         clock,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
     });
     let _published = daemon_file::publish(
         &project.db_path,

@@ -6,6 +6,7 @@ mod daemon;
 mod list;
 mod show;
 mod tool;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+            Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
         },
         Command::Tool { command } => match command {
             ToolCommand::List { json } => tool::list(&project, json).await,
