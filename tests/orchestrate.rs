@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{Project, http, status_of, wait_for};
+use common::{Project, http, lateness, status_of, wait_for, wait_for_status};
 use serde_json::Value;
 
 const QUICK_CONFIG: &str =
@@ -129,8 +129,7 @@ fn actions_due_100_and_200_ms_ahead_run_within_one_500_ms_tick() {
         done.then_some(actions)
     });
     for id in [&a, &b] {
-        let action = by_id(&actions, id);
-        let late = time(&action, "started_at") - time(&action, "due_at");
+        let late = lateness(&by_id(&actions, id));
         assert!(
             late < chrono::Duration::milliseconds(500),
             "{id} started {late} after it was due"
@@ -146,11 +145,8 @@ fn an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick() {
     // A one-minute heartbeat: only waking at the due time makes this pass.
     let daemon = project.daemon(&["--tick-rate", "60"]);
     let id = project.add(&["timely", "--tool", "count", "--at", "now+1s"]);
-    let action = wait_for("completed", Duration::from_secs(10), || {
-        let action = project.find(&id);
-        (action["status"] == "completed").then_some(action)
-    });
-    let late = time(&action, "started_at") - time(&action, "due_at");
+    let action = wait_for_status(&project, &id, "completed", Duration::from_secs(10));
+    let late = lateness(&action);
     assert!(
         late < chrono::Duration::milliseconds(500),
         "started {late} late"
@@ -194,7 +190,7 @@ fn a_recurring_action_fires_on_schedule_and_survives_a_failed_run() {
             chrono::Duration::seconds(k as i64)
         );
         if occurrence["status"] != "pending" {
-            let late = time(occurrence, "started_at") - time(occurrence, "due_at");
+            let late = lateness(occurrence);
             assert!(
                 late < chrono::Duration::milliseconds(500),
                 "run {k} started {late} late"

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{Daemon, Project, http, wait_for};
+use common::{Daemon, Project, http, wait_for, wait_for_status};
 use serde_json::{Value, json};
 
 fn post(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -249,11 +249,7 @@ fn payload_fields_and_headers_reach_the_tool_as_json() {
     // A body the template cannot read fails the action with the reason; the daemon goes on.
     let (_, answer) = post(daemon.addr, "/webhooks/github/push", "not json", &[]);
     let id = answer["id"].as_str().unwrap().to_string();
-    let failed = wait_for("failed", Duration::from_secs(10), || {
-        let out = project.sdlc(&["orchestrate", "show", &id, "--json"]);
-        let action: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (action["status"] == "failed").then_some(action)
-    });
+    let failed = wait_for_status(&project, &id, "failed", Duration::from_secs(10));
     assert!(
         failed["reason"].as_str().unwrap().contains("not JSON"),
         "{failed}"
@@ -372,12 +368,7 @@ fn an_acknowledged_delivery_survives_sigkill_before_dispatch_and_runs_once() {
     daemon.kill9();
 
     let daemon = project.daemon(&[]);
-    let action = wait_for("the delivery ran", Duration::from_secs(15), || {
-        // Until dispatched, the delivery is not yet an action: `show` says so.
-        let out = project.sdlc(&["orchestrate", "show", &id, "--json"]);
-        let action: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (action["status"] == "completed").then_some(action)
-    });
+    let action = wait_for_status(&project, &id, "completed", Duration::from_secs(15));
     assert_eq!(action["tool_input"], json!({"n": 7}));
     assert_eq!(project.runs_of("n7"), 1);
     // The blocker was interrupted, not re-run.

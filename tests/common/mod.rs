@@ -159,6 +159,28 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Waits until action `id` has `status` (tolerating an id not yet visible, such as a webhook
+/// delivery not yet dispatched); returns its `show --json` record.
+pub fn wait_for_status(project: &Project, id: &str, status: &str, timeout: Duration) -> Value {
+    wait_for(&format!("action {id} to be {status}"), timeout, || {
+        let out = project.sdlc(&["orchestrate", "show", id, "--json"]);
+        let action: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (action["status"] == status).then_some(action)
+    })
+}
+
+/// How long after it was due an action started.
+pub fn lateness(action: &Value) -> chrono::Duration {
+    let at = |field: &str| -> chrono::DateTime<chrono::Utc> {
+        action[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} missing in {action}"))
+            .parse()
+            .unwrap()
+    };
+    at("started_at") - at("due_at")
+}
+
 /// Statuses of the listed actions, by label.
 pub fn status_of(actions: &[Value], label: &str) -> Vec<String> {
     actions
