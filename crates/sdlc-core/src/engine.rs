@@ -249,6 +249,15 @@ impl Engine {
             let action = &finished.action;
             let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
             match &action.status {
+                ActionStatus::Pending => {
+                    let retry_at = action.retry_at.map(|t| t.to_rfc3339());
+                    let reason = action
+                        .attempts
+                        .last()
+                        .and_then(|a| a.reason.clone())
+                        .unwrap_or_default();
+                    warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", attempt = action.attempt, retry_at, duration_ms, reason = %reason, "action failed; will retry");
+                }
                 ActionStatus::Completed { .. } => {
                     summary.completed += 1;
                     info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "completed", duration_ms, "action finished");
@@ -259,8 +268,8 @@ impl Engine {
                 }
                 _ => {}
             }
-            if let Some(next) = &finished.next {
-                info!(id = %next.id, series = %next.series, due_at = %next.due_at(), "next occurrence scheduled");
+            if let Some(released) = &finished.released {
+                info!(id = %released.id, series = %released.series, "queued occurrence released");
             }
         }
         if settled.dispatched > 0 {

@@ -64,6 +64,14 @@ pub enum StoreError {
     #[error("no webhook route with id or path '{0}': see sdlc orchestrate webhook list")]
     RouteNotFound(String),
 
+    #[error(
+        "action {id} is {status}: only a pending action (or the pending occurrence of a recurring one) can be paused"
+    )]
+    NothingToPause { id: Uuid, status: StatusKind },
+
+    #[error("action {id} is {status}, not paused")]
+    NotPaused { id: Uuid, status: StatusKind },
+
     #[error("stored action {id} cannot be read: {detail}")]
     Corrupt { id: Uuid, detail: String },
 

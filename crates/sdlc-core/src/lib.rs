@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - [`model`]: Action, its trigger and status, the lifecycle rules.
-//! - [`schedule`]: recurrence arithmetic and the parsers for times and durations.
+//! - [`policy`]: overlap, catch-up and retry decisions, as pure functions.
+//! - [`schedule`]: recurrence arithmetic (intervals, cron in a time zone) and the parsers for
+//!   times and durations.
 //! - [`store`]: `ActionDb`, the redb database (the only module that touches redb).
 //! - [`tool`]: finding, describing and running tools; mapping a run to a status.
 //! - [`service`]: checks shared by every way of adding an action (CLI, API).
@@ -19,6 +21,7 @@ pub mod daemon_file;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod policy;
 pub mod project;
 pub mod schedule;
 pub mod service;

@@ -1,9 +1,10 @@
 //! The action model: what is stored, what the engine runs, what the CLI and API show.
 //!
 //! An [`Action`] is one firing of a tool: a trigger (when) plus a tool and its input (what).
-//! A recurring action is a chain of actions: when one occurrence finishes, the next one is
-//! stored as a new Pending action in the same transaction, so every run keeps its own record.
-//! All occurrences of one chain share a `series` id (the id of the first occurrence).
+//! A recurring action is a chain of actions: when one occurrence is claimed to run (or is
+//! skipped), the next one is stored as a new Pending action in the same transaction, so every
+//! run keeps its own record and the schedule can never be lost. All occurrences of one chain
+//! share a `series` id (the id of the first occurrence).
 //!
 //! This module holds plain data and the rules of status transitions; it does no I/O.
 
@@ -41,9 +42,86 @@ pub struct Action {
     /// When the current or last run started.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
-    /// When the action reached Completed or Failed.
+    /// When the action reached Completed, Failed or Skipped.
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Overlap and catch-up rules of a recurring action.
+    #[serde(default)]
+    pub policy: SchedulePolicy,
+    /// Retry a failed run this many times, with exponential backoff.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    /// Every finished attempt, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<AttemptRecord>,
+    /// When a retry (or a queued occurrence) is due; replaces the trigger's time.
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Set on an occurrence held back by `--overlap queue-one` until this run finishes.
+    #[serde(default)]
+    pub queued_behind: Option<Uuid>,
+    /// The schedule has moved past this occurrence: its successor is stored (or it had none).
+    #[serde(default)]
+    pub next_scheduled: bool,
+}
+
+/// What a recurring action does when runs collide with the schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulePolicy {
+    #[serde(default)]
+    pub overlap: Overlap,
+    #[serde(default)]
+    pub catch_up: CatchUp,
+}
+
+/// When an occurrence is due while an earlier one of the series still runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// Record the occurrence as Skipped and move on to the next slot.
+    #[default]
+    Skip,
+    /// Keep it waiting (at most one) and run it as soon as the earlier run finishes.
+    QueueOne,
+    /// Run both.
+    Allow,
+}
+
+/// What happens to slots missed while the daemon was down (or the action was paused).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CatchUp {
+    /// One run stands for all missed slots, then back on schedule.
+    #[default]
+    Latest,
+    /// Missed slots are skipped; the next run is at the next slot.
+    None,
+    /// Every missed slot runs, one occurrence each (at most `CATCH_UP_ALL_CAP`).
+    All,
+}
+
+/// The most missed slots `CatchUp::All` replays.
+pub const CATCH_UP_ALL_CAP: u64 = 100;
+
+/// Retrying failed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time (with jitter), capped.
+    pub backoff_ms: u64,
+}
+
+/// One finished attempt of an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// completed, failed or interrupted.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What makes an action due.
@@ -52,6 +130,8 @@ pub struct Action {
 pub enum ActionTrigger {
     /// Due at a point in time.
     Scheduled { next_tick_at: DateTime<Utc> },
+    /// Fired by hand (`sdlc orchestrate run`): due at once, outside the schedule.
+    Manual { requested_at: DateTime<Utc> },
     /// Produced by a webhook delivery; due when it was received.
     Webhook {
         route_id: Uuid,
@@ -75,19 +155,34 @@ pub enum ActionTrigger {
 pub enum ActionStatus {
     Pending,
     Running,
-    Completed { result: Value },
-    Failed { reason: String },
+    Completed {
+        result: Value,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Held by the user; never fires until resumed.
+    Paused {
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// An occurrence that did not run, by policy (overlap or catch-up); the reason says which.
+    Skipped {
+        reason: String,
+    },
 }
 
 /// How a recurring action repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recurrence {
     /// Every fixed interval, counted from the previous due time (not from when the run ended).
     Every { interval_ms: u64 },
+    /// A cron expression (5 fields, or 6 with seconds first) in an IANA time zone.
+    Cron { expr: String, tz: String },
 }
 
-/// The four statuses without their payloads, for filters and indexes.
+/// The statuses without their payloads, for filters and indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
@@ -95,14 +190,18 @@ pub enum StatusKind {
     Running,
     Completed,
     Failed,
+    Paused,
+    Skipped,
 }
 
 impl StatusKind {
-    pub const ALL: [StatusKind; 4] = [
+    pub const ALL: [StatusKind; 6] = [
         StatusKind::Pending,
         StatusKind::Running,
         StatusKind::Completed,
         StatusKind::Failed,
+        StatusKind::Paused,
+        StatusKind::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,12 +210,17 @@ impl StatusKind {
             StatusKind::Running => "running",
             StatusKind::Completed => "completed",
             StatusKind::Failed => "failed",
+            StatusKind::Paused => "paused",
+            StatusKind::Skipped => "skipped",
         }
     }
 
     /// Whether the action can change no more.
     pub fn is_finished(self) -> bool {
-        matches!(self, StatusKind::Completed | StatusKind::Failed)
+        matches!(
+            self,
+            StatusKind::Completed | StatusKind::Failed | StatusKind::Skipped
+        )
     }
 }
 
@@ -135,8 +239,10 @@ impl std::str::FromStr for StatusKind {
             "running" => Ok(StatusKind::Running),
             "completed" => Ok(StatusKind::Completed),
             "failed" => Ok(StatusKind::Failed),
+            "paused" => Ok(StatusKind::Paused),
+            "skipped" => Ok(StatusKind::Skipped),
             other => Err(format!(
-                "unknown status '{other}': expected one of pending, running, completed, failed"
+                "unknown status '{other}': expected one of pending, running, completed, failed, paused, skipped"
             )),
         }
     }
@@ -149,19 +255,23 @@ impl ActionStatus {
             ActionStatus::Running => StatusKind::Running,
             ActionStatus::Completed { .. } => StatusKind::Completed,
             ActionStatus::Failed { .. } => StatusKind::Failed,
+            ActionStatus::Paused { .. } => StatusKind::Paused,
+            ActionStatus::Skipped { .. } => StatusKind::Skipped,
         }
     }
 
     /// Whether moving from `self` to `next` is a transition the lifecycle allows.
     ///
-    /// Pending -> Running (claimed), Pending -> Failed (cancelled), Running -> Completed or
-    /// Failed (finished), Running -> Pending (retried or handed back at shutdown).
-    /// Finished actions never change again.
+    /// Pending -> Running (claimed), Skipped (by policy), Paused, or Failed (cancelled);
+    /// Paused -> Pending (resumed) or Failed (cancelled); Running -> Completed or Failed
+    /// (finished) or Pending (to be retried). Finished actions never change again.
     pub fn can_become(&self, next: &ActionStatus) -> bool {
         use StatusKind::*;
         matches!(
             (self.kind(), next.kind()),
-            (Pending, Running) | (Pending, Failed) | (Running, Completed | Failed | Pending)
+            (Pending, Running | Skipped | Paused | Failed)
+                | (Paused, Pending | Failed)
+                | (Running, Completed | Failed | Pending)
         )
     }
 }
@@ -191,34 +301,57 @@ impl Action {
             updated_at: now,
             started_at: None,
             finished_at: None,
+            policy: SchedulePolicy::default(),
+            retry: None,
+            attempts: Vec::new(),
+            retry_at: None,
+            queued_behind: None,
+            next_scheduled: false,
         }
     }
 
-    /// When this action is due to run.
+    /// When this action is due to run: a retry's time, else its trigger's.
     pub fn due_at(&self) -> DateTime<Utc> {
+        self.retry_at.unwrap_or_else(|| self.scheduled_at())
+    }
+
+    /// The time its trigger gave it: the schedule slot a recurring occurrence stands for.
+    pub fn scheduled_at(&self) -> DateTime<Utc> {
         match &self.trigger {
             ActionTrigger::Scheduled { next_tick_at } => *next_tick_at,
+            ActionTrigger::Manual { requested_at } => *requested_at,
             ActionTrigger::Webhook { received_at, .. } => *received_at,
         }
     }
 
-    /// The next occurrence of a recurring action whose current occurrence finished at `now`,
-    /// or None for a one-off. The new action is Pending, shares the series, and is due at the
-    /// first slot of the schedule strictly after `now` (see [`crate::schedule::next_slot`]).
-    pub fn next_occurrence(&self, now: DateTime<Utc>) -> Option<Action> {
-        let recurrence = self.recurrence?;
-        let due = crate::schedule::next_slot(recurrence, self.due_at(), now);
-        let mut next = Action::new(
+    /// Whether this is an occurrence of a schedule (not a manual or webhook run).
+    pub fn is_scheduled_occurrence(&self) -> bool {
+        self.recurrence.is_some() && matches!(self.trigger, ActionTrigger::Scheduled { .. })
+    }
+
+    /// The next occurrence of this recurring action, due at `due`: Pending, same series,
+    /// same tool, input and policies.
+    pub fn occurrence_at(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Action {
+        let mut next = self.copy_for(ActionTrigger::Scheduled { next_tick_at: due }, now);
+        next.recurrence = self.recurrence.clone();
+        next
+    }
+
+    /// A new Pending action of the same series, tool, input and policies, with `trigger`
+    /// (and no recurrence of its own).
+    pub fn copy_for(&self, trigger: ActionTrigger, now: DateTime<Utc>) -> Action {
+        let mut copy = Action::new(
             self.label.clone(),
             self.tool_name.clone(),
             self.tool_input.clone(),
-            ActionTrigger::Scheduled { next_tick_at: due },
+            trigger,
             now,
         );
-        next.recurrence = self.recurrence;
-        next.series = self.series;
-        next.timeout_ms = self.timeout_ms;
-        Some(next)
+        copy.series = self.series;
+        copy.timeout_ms = self.timeout_ms;
+        copy.policy = self.policy;
+        copy.retry = self.retry;
+        copy
     }
 }
 

@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Action, ActionTrigger, Recurrence};
-use crate::schedule::{parse_at, parse_duration};
+use crate::model::{
+    Action, ActionTrigger, CatchUp, Overlap, Recurrence, RetryPolicy, SchedulePolicy,
+};
+use crate::schedule::{check_recurrence, parse_at, parse_duration, slot_after};
 use crate::tool::{meta::read_meta, tool_script, validate_input};
 use crate::webhook::{DEFAULT_TEMPLATE, NewRoute, WebhookRoute, check_template, normalize_path};
 
@@ -32,6 +34,24 @@ pub struct NewAction {
     /// Limit on one run: seconds as a number, or text such as `30s`.
     #[serde(default)]
     pub timeout: Option<DurationSpec>,
+    /// Repeat on a cron schedule (5 fields, or 6 with seconds) instead of `every`.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA time zone of `cron` (default UTC).
+    #[serde(default)]
+    pub tz: Option<String>,
+    /// Retry a failed run this many times.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Wait before the first retry (doubling after each), default 10s.
+    #[serde(default)]
+    pub backoff: Option<DurationSpec>,
+    /// skip (default), queue-one or allow.
+    #[serde(default)]
+    pub overlap: Option<String>,
+    /// latest (default), none or all.
+    #[serde(default)]
+    pub catch_up: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -86,24 +106,17 @@ pub async fn prepare_action(
     now: DateTime<Utc>,
 ) -> Result<Prepared, InvalidRequest> {
     check_label(&request.label)?;
-    let due = match &request.at {
-        Some(spec) => parse_at(spec, now).map_err(InvalidRequest)?,
-        None => now,
+    let recurrence = recurrence_of(&request, now)?;
+    let due = match (&request.at, &recurrence) {
+        (Some(spec), _) => parse_at(spec, now).map_err(InvalidRequest)?,
+        // A cron action first runs at its first slot; anything else at once.
+        (None, Some(cron @ Recurrence::Cron { .. })) => slot_after(cron, now).ok_or_else(|| {
+            InvalidRequest("--cron: the expression never fires after now".to_string())
+        })?,
+        (None, _) => now,
     };
-    let recurrence = match &request.every {
-        Some(spec) => {
-            let interval = spec.parse("--every")?;
-            if interval < MIN_INTERVAL {
-                return Err(InvalidRequest(format!(
-                    "--every: interval {interval:?} is too short: the minimum is 100ms"
-                )));
-            }
-            Some(Recurrence::Every {
-                interval_ms: interval.as_millis() as u64,
-            })
-        }
-        None => None,
-    };
+    let policy = policy_of(&request, recurrence.is_some())?;
+    let retry = retry_of(&request)?;
     let timeout_ms = match &request.timeout {
         Some(spec) => {
             let timeout = spec.parse("--timeout")?;
@@ -134,7 +147,114 @@ pub async fn prepare_action(
     );
     action.recurrence = recurrence;
     action.timeout_ms = timeout_ms;
+    action.policy = policy;
+    action.retry = retry;
     Ok(Prepared { action, warnings })
+}
+
+/// `--every` or `--cron` (with `--tz`), checked.
+fn recurrence_of(
+    request: &NewAction,
+    now: DateTime<Utc>,
+) -> Result<Option<Recurrence>, InvalidRequest> {
+    if request.tz.is_some() && request.cron.is_none() {
+        return Err(InvalidRequest(
+            "--tz goes with --cron: it says in which time zone the cron fields are read"
+                .to_string(),
+        ));
+    }
+    match (&request.every, &request.cron) {
+        (Some(_), Some(_)) => Err(InvalidRequest(
+            "give either --every or --cron, not both".to_string(),
+        )),
+        (Some(spec), None) => {
+            let interval = spec.parse("--every")?;
+            if interval < MIN_INTERVAL {
+                return Err(InvalidRequest(format!(
+                    "--every: interval {interval:?} is too short: the minimum is 100ms"
+                )));
+            }
+            Ok(Some(Recurrence::Every {
+                interval_ms: interval.as_millis() as u64,
+            }))
+        }
+        (None, Some(expr)) => {
+            let tz = request.tz.clone().unwrap_or_else(|| "UTC".to_string());
+            let recurrence = Recurrence::Cron {
+                expr: expr.trim().to_string(),
+                tz: tz.trim().to_string(),
+            };
+            check_recurrence(&recurrence, now)
+                .map_err(|err| InvalidRequest(format!("--cron: {err}")))?;
+            Ok(Some(recurrence))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `--overlap` and `--catch-up`: only for recurring actions.
+fn policy_of(request: &NewAction, recurring: bool) -> Result<SchedulePolicy, InvalidRequest> {
+    if !recurring && (request.overlap.is_some() || request.catch_up.is_some()) {
+        return Err(InvalidRequest(
+            "--overlap and --catch-up apply to recurring actions: add --every or --cron"
+                .to_string(),
+        ));
+    }
+    let overlap = match request.overlap.as_deref() {
+        None => Overlap::default(),
+        Some("skip") => Overlap::Skip,
+        Some("queue-one") => Overlap::QueueOne,
+        Some("allow") => Overlap::Allow,
+        Some(other) => {
+            return Err(InvalidRequest(format!(
+                "--overlap: unknown policy '{other}': use skip, queue-one or allow"
+            )));
+        }
+    };
+    let catch_up = match request.catch_up.as_deref() {
+        None => CatchUp::default(),
+        Some("latest") => CatchUp::Latest,
+        Some("none") => CatchUp::None,
+        Some("all") => CatchUp::All,
+        Some(other) => {
+            return Err(InvalidRequest(format!(
+                "--catch-up: unknown policy '{other}': use latest, none or all"
+            )));
+        }
+    };
+    Ok(SchedulePolicy { overlap, catch_up })
+}
+
+/// Most retries one action may ask for.
+const MAX_RETRIES: u32 = 100;
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
+
+/// `--retries` and `--backoff`.
+fn retry_of(request: &NewAction) -> Result<Option<RetryPolicy>, InvalidRequest> {
+    let Some(retries) = request.retries else {
+        if request.backoff.is_some() {
+            return Err(InvalidRequest(
+                "--backoff goes with --retries: say how many times to retry".to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    if retries > MAX_RETRIES {
+        return Err(InvalidRequest(format!(
+            "--retries: {retries} is too many: at most {MAX_RETRIES}"
+        )));
+    }
+    let backoff = match &request.backoff {
+        Some(spec) => spec.parse("--backoff")?,
+        None => DEFAULT_BACKOFF,
+    };
+    if retries == 0 {
+        return Ok(None);
+    }
+    Ok(Some(RetryPolicy {
+        retries,
+        backoff_ms: backoff.as_millis() as u64,
+    }))
 }
 
 /// Checks a request to add a webhook route and builds the route.
@@ -213,6 +333,12 @@ mod tests {
             at: Some("now+5s".into()),
             every: Some(DurationSpec::Text("1m".into())),
             timeout: Some(DurationSpec::Seconds(2.5)),
+            cron: None,
+            tz: None,
+            retries: None,
+            backoff: None,
+            overlap: None,
+            catch_up: None,
         }
     }
 
@@ -233,6 +359,34 @@ mod tests {
         );
         assert_eq!(action.timeout_ms, Some(2_500));
         assert!(prepared.warnings.is_empty());
+    }
+
+    #[tokio::test]
+    async fn cron_retry_and_policies_are_stored() {
+        let dir = project_with_tool(r#"{"name":"check"}"#);
+        let now = Utc::now();
+        let req = NewAction {
+            at: None,
+            every: None,
+            cron: Some("0 2 * * *".into()),
+            tz: Some("Europe/Berlin".into()),
+            retries: Some(3),
+            backoff: Some(DurationSpec::Text("30s".into())),
+            overlap: Some("queue-one".into()),
+            catch_up: Some("none".into()),
+            ..request(json!({}))
+        };
+        let action = prepare_action(dir.path(), req, now).await.unwrap().action;
+        assert!(action.due_at() > now, "first run at the first cron slot");
+        assert_eq!(
+            action.retry,
+            Some(RetryPolicy {
+                retries: 3,
+                backoff_ms: 30_000
+            })
+        );
+        assert_eq!(action.policy.overlap, Overlap::QueueOne);
+        assert_eq!(action.policy.catch_up, CatchUp::None);
     }
 
     #[tokio::test]

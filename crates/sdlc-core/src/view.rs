@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::{Action, ActionStatus, ActionTrigger, Recurrence, StatusKind};
+use crate::model::{
+    Action, ActionStatus, ActionTrigger, AttemptRecord, CatchUp, Overlap, Recurrence, StatusKind,
+};
 
 /// One action, flattened for people and scripts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,16 +17,42 @@ pub struct ActionView {
     pub label: String,
     pub tool_name: String,
     pub tool_input: Value,
-    /// One of pending, running, completed, failed.
+    /// One of pending, running, completed, failed, paused, skipped.
     pub status: StatusKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `scheduled` or `webhook`.
+    /// `scheduled`, `manual` or `webhook`.
     pub trigger: String,
     pub due_at: DateTime<Utc>,
+    /// The schedule slot this occurrence stands for (differs from `due_at` while a retry or a
+    /// queued run waits).
+    pub scheduled_at: DateTime<Utc>,
+    /// For `--every` actions: the interval.
     pub recurrence_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// Overlap policy of a recurring action: skip, queue-one, allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
+    /// Catch-up policy of a recurring action: latest, none, all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_secs: Option<f64>,
+    /// Every finished attempt: attempt number, outcome, reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Held by `--overlap queue-one` until this run finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_behind: Option<Uuid>,
     pub series: Uuid,
     pub attempt: u32,
     pub timeout_secs: Option<f64>,
@@ -49,12 +77,16 @@ impl From<&Action> for ActionView {
     fn from(action: &Action) -> ActionView {
         let (result, reason) = match &action.status {
             ActionStatus::Completed { result } => (Some(result.clone()), None),
-            ActionStatus::Failed { reason } => (None, Some(reason.clone())),
+            ActionStatus::Failed { reason } | ActionStatus::Skipped { reason } => {
+                (None, Some(reason.clone()))
+            }
+            ActionStatus::Paused { reason } => (None, reason.clone()),
             ActionStatus::Pending | ActionStatus::Running => (None, None),
         };
         let mut webhook = WebhookFields::default();
         let trigger = match &action.trigger {
             ActionTrigger::Scheduled { .. } => "scheduled",
+            ActionTrigger::Manual { .. } => "manual",
             ActionTrigger::Webhook {
                 route_id,
                 route_path,
@@ -83,9 +115,26 @@ impl From<&Action> for ActionView {
             reason,
             trigger: trigger.to_string(),
             due_at: action.due_at(),
-            recurrence_secs: action.recurrence.map(|r| match r {
-                Recurrence::Every { interval_ms } => interval_ms as f64 / 1000.0,
-            }),
+            scheduled_at: action.scheduled_at(),
+            recurrence_secs: match &action.recurrence {
+                Some(Recurrence::Every { interval_ms }) => Some(*interval_ms as f64 / 1000.0),
+                _ => None,
+            },
+            cron: match &action.recurrence {
+                Some(Recurrence::Cron { expr, .. }) => Some(expr.clone()),
+                _ => None,
+            },
+            tz: match &action.recurrence {
+                Some(Recurrence::Cron { tz, .. }) => Some(tz.clone()),
+                _ => None,
+            },
+            overlap: action.recurrence.as_ref().map(|_| action.policy.overlap),
+            catch_up: action.recurrence.as_ref().map(|_| action.policy.catch_up),
+            retries: action.retry.map(|r| r.retries),
+            backoff_secs: action.retry.map(|r| r.backoff_ms as f64 / 1000.0),
+            attempts: action.attempts.clone(),
+            retry_at: action.retry_at,
+            queued_behind: action.queued_behind,
             series: action.series,
             attempt: action.attempt,
             timeout_secs: action.timeout_ms.map(|ms| ms as f64 / 1000.0),

@@ -9,8 +9,10 @@
 //!   "what is due" is one range scan whose cost depends on what is due, not on history.
 //! - `by_status` status (1 byte) ++ updated_ms (u64 BE) ++ id -> (). Newest-first listing with a
 //!   status filter is a reverse range scan.
-//! - `series_head` series id -> id of its newest occurrence, so a recurring action can be
-//!   addressed by the id `add` printed.
+//! - `series_head` series id -> id of its newest scheduled occurrence, so a recurring action
+//!   can be addressed by the id `add` printed (manual runs do not move it).
+//! - `running_by_series` series id ++ id -> (): the runs of a series in flight, for the
+//!   overlap policy.
 //! - `meta` "schema_version" -> u64. A file written by a newer version is refused.
 //!
 //! What this module does not do: decide when things run (the engine does) or validate tool
@@ -25,7 +27,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::model::{Action, ActionStatus, StatusKind};
+use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKind};
+use crate::policy::{self, Decision};
 
 mod webhooks;
 
@@ -46,6 +49,7 @@ const ACTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("actions");
 const DUE: TableDefinition<[u8; 24], ()> = TableDefinition::new("due");
 const BY_STATUS: TableDefinition<[u8; 25], ()> = TableDefinition::new("by_status");
 const SERIES_HEAD: TableDefinition<u128, u128> = TableDefinition::new("series_head");
+const RUNNING_BY_SERIES: TableDefinition<[u8; 32], ()> = TableDefinition::new("running_by_series");
 
 /// Which actions `list` returns.
 #[derive(Debug, Clone, Default)]
@@ -66,18 +70,20 @@ pub struct OpenReport {
 /// What `startup_recovery` changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Actions that were Running and are now Failed as interrupted.
+    /// Actions that were Running: now Failed as interrupted, or Pending for a retry.
     pub interrupted: Vec<Uuid>,
-    /// Next occurrences scheduled for interrupted recurring actions.
-    pub rescheduled: usize,
+    /// How many of them go back to Pending because their retry policy allows another attempt.
+    pub retried: usize,
 }
 
-/// The result of finishing one action.
+/// The result of finishing one run.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// The action after the run: Completed or Failed, or Pending again when it will be
+    /// retried (at `retry_at`).
     pub action: Action,
-    /// The next occurrence, stored in the same transaction, when the action recurs.
-    pub next: Option<Action>,
+    /// An occurrence that was queued behind this run (`--overlap queue-one`), now due.
+    pub released: Option<Action>,
 }
 
 /// What one `settle` call recorded and claimed.
@@ -179,6 +185,7 @@ impl ActionDb {
             tx.open_table(DUE)?;
             tx.open_table(BY_STATUS)?;
             tx.open_table(SERIES_HEAD)?;
+            tx.open_table(RUNNING_BY_SERIES)?;
             tx.open_table(webhooks::ROUTES)?;
             tx.open_table(webhooks::ROUTE_PATHS)?;
             tx.open_table(webhooks::INBOX)?;
@@ -291,8 +298,8 @@ impl ActionDb {
             }
             finished.push(finish_in(&tx, &old, outcome, now)?);
         }
-        let claimed = claim_in(&tx, now, claim_limit)?;
-        if finished.is_empty() && claimed.is_empty() && dispatched == 0 {
+        let (claimed, set_aside) = claim_in(&tx, now, claim_limit)?;
+        if finished.is_empty() && claimed.is_empty() && dispatched == 0 && set_aside == 0 {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
         } else {
@@ -341,20 +348,12 @@ impl ActionDb {
     }
 
     /// Run once at daemon start, before the first tick: every action left Running by a
-    /// process that died becomes Failed as interrupted (recurring ones get their next
-    /// occurrence). Nothing that finished is touched; nothing Pending is dropped.
+    /// process that died becomes Failed as interrupted, or Pending again when its retry
+    /// policy allows another attempt. Nothing that finished is touched; nothing Pending is
+    /// dropped; a recurring action's next occurrence was stored when the run was claimed.
     pub fn startup_recovery(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
         let tx = self.begin_write()?;
-        let running: Vec<Uuid> = {
-            let index = tx.open_table(BY_STATUS)?;
-            let (start, end) = status_range(StatusKind::Running);
-            let mut ids = Vec::new();
-            for entry in index.range(start..=end)? {
-                let (key, _) = entry?;
-                ids.push(id_from_key(&key.value()[9..]));
-            }
-            ids
-        };
+        let running = ids_with_status(&tx, StatusKind::Running)?;
         let mut report = RecoveryReport::default();
         for id in running {
             let old = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
@@ -363,7 +362,7 @@ impl ActionDb {
             };
             let finished = finish_in(&tx, &old, failed, now)?;
             report.interrupted.push(id);
-            report.rescheduled += usize::from(finished.next.is_some());
+            report.retried += usize::from(finished.action.status == ActionStatus::Pending);
         }
         tx.commit()?;
         Ok(report)
@@ -374,7 +373,10 @@ impl ActionDb {
     /// the series.
     pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
         let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
-        if target.status.kind() != StatusKind::Pending {
+        if !matches!(
+            target.status.kind(),
+            StatusKind::Pending | StatusKind::Paused
+        ) {
             return Err(StoreError::NotPending {
                 id,
                 status: target.status.kind(),
@@ -387,6 +389,106 @@ impl ActionDb {
             },
             now,
         )
+    }
+
+    /// Pauses the pending occurrence of the series `id` belongs to (or the action itself):
+    /// it never fires until resumed.
+    pub fn pause(
+        &self,
+        id: Uuid,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
+        if target.status.kind() == StatusKind::Paused {
+            return Ok(target);
+        }
+        if target.status.kind() != StatusKind::Pending {
+            return Err(StoreError::NothingToPause {
+                id,
+                status: target.status.kind(),
+            });
+        }
+        let tx = self.begin_write()?;
+        let old = get_in(&tx, target.id)?.ok_or(StoreError::NotFound(target.id))?;
+        let mut paused = transition(&old, ActionStatus::Paused { reason }, now)?;
+        paused.queued_behind = None;
+        put(&tx, Some(&old), &paused)?;
+        tx.commit()?;
+        Ok(paused)
+    }
+
+    /// Resumes a paused action: it is Pending again and due at its own time; slots it missed
+    /// while paused follow its catch-up policy.
+    pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+        let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
+        if target.status.kind() != StatusKind::Paused {
+            return Err(StoreError::NotPaused {
+                id,
+                status: target.status.kind(),
+            });
+        }
+        self.set_status(target.id, ActionStatus::Pending, now)
+    }
+
+    /// Stores a manual run of the action `id` (any occurrence of its series): same tool,
+    /// input and retry policy, due at once, outside the schedule (which does not move).
+    pub fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+        let source = self.get(id)?.ok_or(StoreError::NotFound(id))?;
+        let manual = source.copy_for(ActionTrigger::Manual { requested_at: now }, now);
+        self.insert(&manual)?;
+        Ok(manual)
+    }
+
+    /// Deletes up to `limit` finished actions (completed, failed, skipped) last updated before
+    /// `cutoff`, oldest first, in one transaction. Returns how many went.
+    pub fn prune_finished(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let tx = self.begin_write()?;
+        let mut pruned = 0;
+        for kind in [
+            StatusKind::Completed,
+            StatusKind::Failed,
+            StatusKind::Skipped,
+        ] {
+            let old: Vec<([u8; 25], Uuid)> = {
+                let index = tx.open_table(BY_STATUS)?;
+                let (start, _) = status_range(kind);
+                let end = status_key(kind, cutoff, Uuid::nil());
+                let mut found = Vec::new();
+                for entry in index.range(start..end)?.take(limit - pruned) {
+                    let (key, _) = entry?;
+                    let key = key.value();
+                    found.push((key, id_from_key(&key[9..])));
+                }
+                found
+            };
+            let mut index = tx.open_table(BY_STATUS)?;
+            let mut actions = tx.open_table(ACTIONS)?;
+            let mut heads = tx.open_table(SERIES_HEAD)?;
+            for (key, id) in old {
+                index.remove(key)?;
+                let removed = actions.remove(id.as_u128())?;
+                let series = match removed {
+                    Some(bytes) => decode(id, bytes.value())?.series,
+                    None => continue,
+                };
+                // A series whose newest occurrence is gone has ended; forget its head.
+                let head = heads.get(series.as_u128())?.map(|v| v.value());
+                if head == Some(id.as_u128()) {
+                    heads.remove(series.as_u128())?;
+                }
+                pruned += 1;
+            }
+            if pruned == limit {
+                break;
+            }
+        }
+        if pruned > 0 {
+            tx.commit()?;
+        } else {
+            tx.abort()?;
+        }
+        Ok(pruned)
     }
 
     /// Removes an action that is not Running, with its index entries.
@@ -489,54 +591,209 @@ fn transition(
 }
 
 /// Claims up to `limit` due Pending actions inside `tx`, earliest first.
+///
+/// A recurring occurrence meets its policies here: it runs, is skipped, or is held behind a
+/// run of its series that is still going, and its successor is stored in this same
+/// transaction. Skipped and held occurrences take no slot, so the scan goes on past them, up
+/// to a bound that keeps one transaction short.
+/// Returns the claimed actions and how many due ones were skipped or held instead.
 fn claim_in(
     tx: &WriteTransaction,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<Action>, StoreError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let due_ids: Vec<Uuid> = {
-        let due = tx.open_table(DUE)?;
-        let end = due_key(now, Uuid::max());
-        let mut ids = Vec::new();
-        for entry in due.range(..=end)?.take(limit) {
-            let (key, _) = entry?;
-            ids.push(id_from_key(&key.value()[8..]));
+) -> Result<(Vec<Action>, usize), StoreError> {
+    let mut claimed = Vec::new();
+    let mut set_aside = 0;
+    let mut budget = limit.saturating_mul(4).saturating_add(64);
+    while claimed.len() < limit && budget > 0 {
+        let want = (limit - claimed.len()).min(budget);
+        let due_ids: Vec<Uuid> = {
+            let due = tx.open_table(DUE)?;
+            let end = due_key(now, Uuid::max());
+            let mut ids = Vec::new();
+            for entry in due.range(..=end)?.take(want) {
+                let (key, _) = entry?;
+                ids.push(id_from_key(&key.value()[8..]));
+            }
+            ids
+        };
+        if due_ids.is_empty() {
+            break;
         }
-        ids
-    };
-    let mut claimed = Vec::with_capacity(due_ids.len());
-    for id in due_ids {
-        let old = get_in(tx, id)?.ok_or(StoreError::NotFound(id))?;
-        let mut new = transition(&old, ActionStatus::Running, now)?;
-        new.attempt += 1;
-        new.started_at = Some(now);
-        put(tx, Some(&old), &new)?;
-        claimed.push(new);
+        budget -= due_ids.len();
+        for id in due_ids {
+            let old = get_in(tx, id)?.ok_or(StoreError::NotFound(id))?;
+            match apply_policy(tx, old, now)? {
+                Some(run) => claimed.push(run),
+                None => set_aside += 1,
+            }
+        }
     }
-    Ok(claimed)
+    Ok((claimed, set_aside))
 }
 
-/// Finishes a Running action inside `tx` and stores the next occurrence of a recurring one.
+/// Handles one due action: claims it (returned), or skips or holds a recurring occurrence.
+fn apply_policy(
+    tx: &WriteTransaction,
+    old: Action,
+    now: DateTime<Utc>,
+) -> Result<Option<Action>, StoreError> {
+    if !(old.is_scheduled_occurrence() && !old.next_scheduled) {
+        return claim_one(tx, &old, now).map(Some);
+    }
+    let running = running_in_series(tx, old.series)?;
+    match policy::decide(&old, running, now) {
+        Decision::Run { next_due } => {
+            let mut run = claim_one(tx, &old, now)?;
+            schedule_next(tx, &old, next_due, now)?;
+            run.next_scheduled = true;
+            rewrite(tx, &run)?;
+            Ok(Some(run))
+        }
+        Decision::Skip { reason, next_due } => {
+            let mut skipped = transition(&old, ActionStatus::Skipped { reason }, now)?;
+            skipped.next_scheduled = true;
+            put(tx, Some(&old), &skipped)?;
+            schedule_next(tx, &old, next_due, now)?;
+            Ok(None)
+        }
+        Decision::Queue { behind } => {
+            let mut held = old.clone();
+            held.queued_behind = Some(behind);
+            held.updated_at = now;
+            put(tx, Some(&old), &held)?;
+            Ok(None)
+        }
+    }
+}
+
+fn claim_one(
+    tx: &WriteTransaction,
+    old: &Action,
+    now: DateTime<Utc>,
+) -> Result<Action, StoreError> {
+    let mut new = transition(old, ActionStatus::Running, now)?;
+    new.attempt += 1;
+    new.started_at = Some(now);
+    new.retry_at = None;
+    new.queued_behind = None;
+    put(tx, Some(old), &new)?;
+    Ok(new)
+}
+
+/// Stores the successor of a recurring occurrence, due at `due` (no successor when None).
+fn schedule_next(
+    tx: &WriteTransaction,
+    occurrence: &Action,
+    due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if let Some(due) = due {
+        put(tx, None, &occurrence.occurrence_at(due, now))?;
+    }
+    Ok(())
+}
+
+/// Rewrites an action whose indexed fields (status, times) did not change.
+fn rewrite(tx: &WriteTransaction, action: &Action) -> Result<(), StoreError> {
+    tx.open_table(ACTIONS)?
+        .insert(action.id.as_u128(), encode(action)?.as_slice())?;
+    Ok(())
+}
+
+/// A run of `series` still going, if any.
+fn running_in_series(tx: &WriteTransaction, series: Uuid) -> Result<Option<Uuid>, StoreError> {
+    let table = tx.open_table(RUNNING_BY_SERIES)?;
+    let mut start = [0u8; 32];
+    start[..16].copy_from_slice(series.as_bytes());
+    let mut end = [0xffu8; 32];
+    end[..16].copy_from_slice(series.as_bytes());
+    let first = table.range(start..=end)?.next();
+    match first {
+        Some(entry) => Ok(Some(id_from_key(&entry?.0.value()[16..]))),
+        None => Ok(None),
+    }
+}
+
+/// Records how a Running action's run ended, inside `tx`: Completed or Failed, or back to
+/// Pending when it failed with retries left. Every attempt is recorded. An occurrence held
+/// behind this run is released.
 fn finish_in(
     tx: &WriteTransaction,
     old: &Action,
     outcome: ActionStatus,
     now: DateTime<Utc>,
 ) -> Result<Finished, StoreError> {
-    let action = transition(old, outcome, now)?;
-    put(tx, Some(old), &action)?;
-    let next = if action.status.kind().is_finished() {
-        old.next_occurrence(now)
-    } else {
-        None
+    let (label, reason) = match &outcome {
+        ActionStatus::Completed { .. } => ("completed", None),
+        ActionStatus::Failed { reason } if reason == INTERRUPTED_REASON => {
+            ("interrupted", Some(reason.clone()))
+        }
+        ActionStatus::Failed { reason } => ("failed", Some(reason.clone())),
+        _ => ("ended", None),
     };
-    if let Some(next) = &next {
-        put(tx, None, next)?;
+    let record = AttemptRecord {
+        attempt: old.attempt,
+        started_at: old.started_at,
+        finished_at: now,
+        outcome: label.to_string(),
+        reason,
+    };
+    let retry = match &outcome {
+        ActionStatus::Failed { .. } => policy::retry_at(old, now),
+        _ => None,
+    };
+    let mut action = match retry {
+        Some(at) => {
+            let mut pending = transition(old, ActionStatus::Pending, now)?;
+            pending.retry_at = Some(at);
+            pending
+        }
+        None => transition(old, outcome, now)?,
+    };
+    action.attempts.push(record);
+    put(tx, Some(old), &action)?;
+    let released = release_queued(tx, old, now)?;
+    Ok(Finished { action, released })
+}
+
+/// Makes due at once the occurrence (if any) that `--overlap queue-one` held behind `run`.
+fn release_queued(
+    tx: &WriteTransaction,
+    run: &Action,
+    now: DateTime<Utc>,
+) -> Result<Option<Action>, StoreError> {
+    let head = tx
+        .open_table(SERIES_HEAD)?
+        .get(run.series.as_u128())?
+        .map(|v| v.value());
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let Some(held) = get_in(tx, Uuid::from_u128(head))? else {
+        return Ok(None);
+    };
+    if held.queued_behind != Some(run.id) || held.status != ActionStatus::Pending {
+        return Ok(None);
     }
-    Ok(Finished { action, next })
+    let mut due = held.clone();
+    due.queued_behind = None;
+    due.retry_at = Some(now);
+    due.updated_at = now;
+    put(tx, Some(&held), &due)?;
+    Ok(Some(due))
+}
+
+/// Ids of every action in `kind`, oldest update first.
+fn ids_with_status(tx: &WriteTransaction, kind: StatusKind) -> Result<Vec<Uuid>, StoreError> {
+    let index = tx.open_table(BY_STATUS)?;
+    let (start, end) = status_range(kind);
+    let mut ids = Vec::new();
+    for entry in index.range(start..=end)? {
+        let (key, _) = entry?;
+        ids.push(id_from_key(&key.value()[9..]));
+    }
+    Ok(ids)
 }
 
 fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
@@ -558,22 +815,43 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
         .insert(new.id.as_u128(), encode(new)?.as_slice())?;
     tx.open_table(BY_STATUS)?
         .insert(status_key(new.status.kind(), new.updated_at, new.id), ())?;
-    if new.status.kind() == StatusKind::Pending {
+    if is_due_indexed(new) {
         tx.open_table(DUE)?
             .insert(due_key(new.due_at(), new.id), ())?;
     }
-    if old.is_none() {
+    if new.status.kind() == StatusKind::Running {
+        tx.open_table(RUNNING_BY_SERIES)?
+            .insert(series_key(new.series, new.id), ())?;
+    }
+    // Manual runs and webhook deliveries never become the head of a schedule.
+    if old.is_none() && matches!(new.trigger, ActionTrigger::Scheduled { .. }) {
         tx.open_table(SERIES_HEAD)?
             .insert(new.series.as_u128(), new.id.as_u128())?;
     }
     Ok(())
 }
 
+/// Pending and not held behind a running occurrence: in the due index.
+fn is_due_indexed(action: &Action) -> bool {
+    action.status.kind() == StatusKind::Pending && action.queued_behind.is_none()
+}
+
+fn series_key(series: Uuid, id: Uuid) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(series.as_bytes());
+    key[16..].copy_from_slice(id.as_bytes());
+    key
+}
+
 fn unindex(tx: &WriteTransaction, old: &Action) -> Result<(), StoreError> {
     tx.open_table(BY_STATUS)?
         .remove(status_key(old.status.kind(), old.updated_at, old.id))?;
-    if old.status.kind() == StatusKind::Pending {
+    if is_due_indexed(old) {
         tx.open_table(DUE)?.remove(due_key(old.due_at(), old.id))?;
+    }
+    if old.status.kind() == StatusKind::Running {
+        tx.open_table(RUNNING_BY_SERIES)?
+            .remove(series_key(old.series, old.id))?;
     }
     Ok(())
 }
@@ -614,6 +892,8 @@ fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Running => 2,
         StatusKind::Completed => 3,
         StatusKind::Failed => 4,
+        StatusKind::Paused => 5,
+        StatusKind::Skipped => 6,
     }
 }
 

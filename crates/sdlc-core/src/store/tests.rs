@@ -1,7 +1,7 @@
 //! Unit tests of `ActionDb` on real redb files in temporary directories.
 
 use super::*;
-use crate::model::{ActionTrigger, Recurrence};
+use crate::model::{ActionTrigger, CatchUp, Overlap, Recurrence, RetryPolicy, SchedulePolicy};
 use chrono::TimeZone;
 use serde_json::json;
 
@@ -162,27 +162,261 @@ fn complete_refuses_an_action_that_is_not_running() {
 }
 
 #[test]
-fn recurring_completion_stores_the_next_occurrence_in_the_same_commit() {
+fn claiming_a_recurring_occurrence_stores_the_next_in_the_same_commit() {
     let (_dir, db) = open();
     let mut action = scheduled("tick", 10_000);
     action.recurrence = Some(Recurrence::Every { interval_ms: 1_000 });
     db.insert(&action).unwrap();
-    db.claim_due(t(10_000), 10).unwrap();
-    let failed = ActionStatus::Failed {
-        reason: "boom".into(),
-    };
-    // A failed run still recurs.
-    let finished = db.complete(action.id, failed, t(10_200)).unwrap();
-    let next = finished
-        .next
-        .expect("a recurring action gets a next occurrence");
+    let claimed = db.claim_due(t(10_000), 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    let next = db.series_head(action.id).unwrap().unwrap();
+    assert_ne!(
+        next.id, action.id,
+        "the id `add` printed leads to the next occurrence"
+    );
     assert_eq!(next.due_at(), t(11_000));
     assert_eq!(next.series, action.id);
     assert_eq!(next.status, ActionStatus::Pending);
-    assert_eq!(db.get(next.id).unwrap(), Some(next.clone()));
     assert_eq!(db.next_due_at().unwrap(), Some(t(11_000)));
-    // The id `add` printed now leads to the pending occurrence.
+    // A failed run does not stop the series.
+    let failed = ActionStatus::Failed {
+        reason: "boom".into(),
+    };
+    db.complete(action.id, failed, t(10_200)).unwrap();
     assert_eq!(db.series_head(action.id).unwrap().unwrap().id, next.id);
+}
+
+fn recurring(label: &str, due_ms: i64, interval_ms: u64, policy: SchedulePolicy) -> Action {
+    let mut action = scheduled(label, due_ms);
+    action.recurrence = Some(Recurrence::Every { interval_ms });
+    action.policy = policy;
+    action
+}
+
+fn policy(overlap: Overlap, catch_up: CatchUp) -> SchedulePolicy {
+    SchedulePolicy { overlap, catch_up }
+}
+
+#[test]
+fn overlap_skip_records_a_skipped_occurrence_and_moves_on() {
+    let (_dir, db) = open();
+    let first = recurring("r", 1_000, 1_000, policy(Overlap::Skip, CatchUp::Latest));
+    db.insert(&first).unwrap();
+    db.claim_due(t(1_000), 10).unwrap();
+    // The first run is still going when the second slot comes.
+    assert!(db.claim_due(t(2_000), 10).unwrap().is_empty());
+    let skipped = db
+        .list(&ListFilter {
+            status: Some(StatusKind::Skipped),
+            ..ListFilter::default()
+        })
+        .unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        matches!(&skipped[0].status, ActionStatus::Skipped { reason } if reason.contains("still running"))
+    );
+    assert_eq!(
+        db.series_head(first.id).unwrap().unwrap().due_at(),
+        t(3_000)
+    );
+}
+
+#[test]
+fn overlap_queue_one_holds_one_occurrence_until_the_run_ends() {
+    let (_dir, db) = open();
+    let first = recurring(
+        "r",
+        1_000,
+        1_000,
+        policy(Overlap::QueueOne, CatchUp::Latest),
+    );
+    db.insert(&first).unwrap();
+    db.claim_due(t(1_000), 10).unwrap();
+    assert!(db.claim_due(t(2_000), 10).unwrap().is_empty());
+    let held = db.series_head(first.id).unwrap().unwrap();
+    assert_eq!(held.queued_behind, Some(first.id));
+    assert_eq!(
+        db.next_due_at().unwrap(),
+        None,
+        "a held occurrence is not due"
+    );
+    // Later slots do not pile up: nothing else is stored while it waits.
+    assert!(db.claim_due(t(5_000), 10).unwrap().is_empty());
+    assert_eq!(db.list(&ListFilter::default()).unwrap().len(), 2);
+
+    let finished = db.complete(first.id, ok(), t(5_500)).unwrap();
+    assert_eq!(finished.released.as_ref().map(|a| a.id), Some(held.id));
+    let runs = db.claim_due(t(5_500), 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, held.id);
+    // Back on the grid after it.
+    assert_eq!(
+        db.series_head(first.id).unwrap().unwrap().due_at(),
+        t(6_000)
+    );
+}
+
+#[test]
+fn overlap_allow_runs_both() {
+    let (_dir, db) = open();
+    let first = recurring("r", 1_000, 1_000, policy(Overlap::Allow, CatchUp::Latest));
+    db.insert(&first).unwrap();
+    db.claim_due(t(1_000), 10).unwrap();
+    assert_eq!(db.claim_due(t(2_000), 10).unwrap().len(), 1);
+    assert_eq!(db.count_by_status().unwrap()[1], (StatusKind::Running, 2));
+}
+
+#[test]
+fn catch_up_policies_after_downtime() {
+    for (catch_up, runs, skipped) in [
+        (CatchUp::Latest, 1, 0),
+        (CatchUp::None, 0, 1),
+        (CatchUp::All, 10, 0),
+    ] {
+        let (_dir, db) = open();
+        let first = recurring("r", 1_000, 1_000, policy(Overlap::Allow, catch_up));
+        db.insert(&first).unwrap();
+        // Back after nine missed slots (2s..10s), at 10.5 s.
+        let claimed = db.claim_due(t(10_500), 100).unwrap();
+        assert_eq!(claimed.len(), runs, "{catch_up:?}");
+        let counts = db.count_by_status().unwrap();
+        assert_eq!(counts[5], (StatusKind::Skipped, skipped), "{catch_up:?}");
+        // Whatever was replayed, the series is back on the grid, in the future.
+        assert_eq!(
+            db.series_head(first.id).unwrap().unwrap().due_at(),
+            t(11_000),
+            "{catch_up:?}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt() {
+    let (_dir, db) = open();
+    let mut action = scheduled("flaky", 0);
+    action.retry = Some(RetryPolicy {
+        retries: 1,
+        backoff_ms: 10_000,
+    });
+    db.insert(&action).unwrap();
+    let boom = || ActionStatus::Failed {
+        reason: "boom".into(),
+    };
+    db.claim_due(t(0), 1).unwrap();
+    let first = db.complete(action.id, boom(), t(100)).unwrap().action;
+    assert_eq!(first.status, ActionStatus::Pending);
+    let retry_at = first.retry_at.unwrap();
+    assert!(retry_at >= t(8_100) && retry_at < t(12_100), "{retry_at}");
+    assert!(
+        db.claim_due(t(5_000), 1).unwrap().is_empty(),
+        "not before the backoff"
+    );
+    let second = db.claim_due(retry_at, 1).unwrap();
+    assert_eq!(second[0].attempt, 2);
+    let last = db.complete(action.id, boom(), retry_at).unwrap().action;
+    assert!(
+        matches!(last.status, ActionStatus::Failed { .. }),
+        "no retries left"
+    );
+    let outcomes: Vec<(u32, &str)> = last
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str()))
+        .collect();
+    assert_eq!(outcomes, [(1, "failed"), (2, "failed")]);
+}
+
+#[test]
+fn an_interrupted_run_is_retried_when_its_policy_allows() {
+    let (_dir, db) = open();
+    let mut action = scheduled("x", 0);
+    action.retry = Some(RetryPolicy {
+        retries: 2,
+        backoff_ms: 1_000,
+    });
+    db.insert(&action).unwrap();
+    db.claim_due(t(0), 1).unwrap();
+    let report = db.startup_recovery(t(50)).unwrap();
+    assert_eq!(report.retried, 1);
+    let got = db.get(action.id).unwrap().unwrap();
+    assert_eq!(got.status, ActionStatus::Pending);
+    assert_eq!(got.attempts[0].outcome, "interrupted");
+}
+
+#[test]
+fn pause_resume_and_run_now() {
+    let (_dir, db) = open();
+    let first = recurring("r", 1_000, 1_000, policy(Overlap::Skip, CatchUp::Latest));
+    db.insert(&first).unwrap();
+    let paused = db
+        .pause(first.id, Some("maintenance".into()), t(500))
+        .unwrap();
+    assert_eq!(
+        paused.status,
+        ActionStatus::Paused {
+            reason: Some("maintenance".into())
+        }
+    );
+    assert!(
+        db.claim_due(t(60_000), 10).unwrap().is_empty(),
+        "paused never fires"
+    );
+    assert!(
+        db.pause(first.id, None, t(600)).is_ok(),
+        "pausing twice is harmless"
+    );
+
+    // A manual run fires at once without moving the schedule.
+    let manual = db.run_now(first.id, t(61_000)).unwrap();
+    assert!(matches!(manual.trigger, ActionTrigger::Manual { .. }));
+    assert_eq!(manual.series, first.id);
+    let runs = db.claim_due(t(61_000), 10).unwrap();
+    assert_eq!(runs.iter().map(|a| a.id).collect::<Vec<_>>(), [manual.id]);
+    assert_eq!(db.series_head(first.id).unwrap().unwrap().id, first.id);
+    // (A manual run counts for the overlap policy like any run of the series.)
+    db.complete(manual.id, ok(), t(61_500)).unwrap();
+
+    db.resume(first.id, t(62_000)).unwrap();
+    let err = db.resume(first.id, t(62_000)).unwrap_err();
+    assert!(err.to_string().contains("not paused"), "{err}");
+    // Missed slots while paused: catch-up latest runs once, then back on the grid.
+    assert_eq!(db.claim_due(t(62_000), 10).unwrap().len(), 1);
+    assert_eq!(
+        db.series_head(first.id).unwrap().unwrap().due_at(),
+        t(63_000)
+    );
+}
+
+#[test]
+fn retention_prunes_old_finished_actions_only() {
+    let (_dir, db) = open();
+    let old: Vec<_> = (0..5).map(|i| scheduled(&format!("old{i}"), i)).collect();
+    db.insert_many(&old).unwrap();
+    let claimed = db.claim_due(t(10), 10).unwrap();
+    db.complete_many(claimed.iter().map(|a| (a.id, ok())).collect(), t(100))
+        .unwrap();
+    let pending = scheduled("pending", 1_000_000);
+    db.insert(&pending).unwrap();
+    let recent = scheduled("recent", 200);
+    db.insert(&recent).unwrap();
+    db.claim_due(t(200), 10).unwrap();
+    db.complete(recent.id, ok(), t(5_000)).unwrap();
+
+    assert_eq!(
+        db.prune_finished(t(1_000), 3).unwrap(),
+        3,
+        "bounded per call"
+    );
+    assert_eq!(db.prune_finished(t(1_000), 100).unwrap(), 2);
+    assert_eq!(db.prune_finished(t(1_000), 100).unwrap(), 0);
+    let left: Vec<_> = db
+        .list(&ListFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|a| a.label)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"pending".to_string()) && left.contains(&"recent".to_string()));
 }
 
 #[test]
@@ -207,7 +441,7 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
 
     let report = db.startup_recovery(t(30)).unwrap();
     assert_eq!(report.interrupted.len(), 2);
-    assert_eq!(report.rescheduled, 1);
+    assert_eq!(report.retried, 0);
     let got = db.get(interrupted.id).unwrap().unwrap();
     assert_eq!(
         got.status,
@@ -220,6 +454,7 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
         db.get(pending.id).unwrap().unwrap().status,
         ActionStatus::Pending
     );
+    // The next occurrence was stored when the interrupted run was claimed.
     let head = db.series_head(recurring.id).unwrap().unwrap();
     assert_eq!(head.status, ActionStatus::Pending);
     assert_eq!(head.due_at(), t(60_001));

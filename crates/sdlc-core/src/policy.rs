@@ -1,0 +1,267 @@
+//! Scheduling policies as pure decisions: what to do with a recurring occurrence that has come
+//! due (run it, skip it, or hold it behind a running one, and when the next one is due), and
+//! when a failed run is retried. The store applies these decisions inside its transactions;
+//! keeping them pure lets tests drive them with any clock.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::model::{Action, CATCH_UP_ALL_CAP, CatchUp, Overlap};
+use crate::schedule::{missed_slots, next_slot, slot_after};
+
+/// What to do with an occurrence that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run it; store the next occurrence at `next_due` (None: the schedule has ended).
+    Run { next_due: Option<DateTime<Utc>> },
+    /// Record it as Skipped with `reason`; store the next occurrence at `next_due`.
+    Skip {
+        reason: String,
+        next_due: Option<DateTime<Utc>>,
+    },
+    /// Hold it (Pending, not due) until run `behind` finishes.
+    Queue { behind: Uuid },
+}
+
+/// Decides for a due occurrence of a recurring action, given the run of the same series that
+/// is still going (if any) and the time now.
+pub fn decide(occurrence: &Action, running: Option<Uuid>, now: DateTime<Utc>) -> Decision {
+    let Some(recurrence) = &occurrence.recurrence else {
+        return Decision::Run { next_due: None };
+    };
+    let scheduled = occurrence.scheduled_at();
+    let policy = occurrence.policy;
+    // Counting past the cap tells `All` how far to jump; the other policies need only "any".
+    let missed = missed_slots(recurrence, scheduled, now, CATCH_UP_ALL_CAP * 100);
+    let on_schedule = next_slot(recurrence, scheduled, now);
+
+    if missed > 0 && policy.catch_up == CatchUp::None {
+        return Decision::Skip {
+            reason: format!(
+                "skipped: missed its slot at {} (the daemon was down or the action paused) and --catch-up is none",
+                scheduled.to_rfc3339()
+            ),
+            next_due: on_schedule,
+        };
+    }
+    if let Some(behind) = running {
+        match policy.overlap {
+            Overlap::Skip => {
+                return Decision::Skip {
+                    reason: format!(
+                        "skipped: the previous run ({behind}) was still running (--overlap skip)"
+                    ),
+                    next_due: on_schedule,
+                };
+            }
+            Overlap::QueueOne => return Decision::Queue { behind },
+            Overlap::Allow => {}
+        }
+    }
+    let next_due = match policy.catch_up {
+        CatchUp::All if missed > 0 => {
+            // Replay missed slots one occurrence at a time, at most CATCH_UP_ALL_CAP of them.
+            let mut cursor = scheduled;
+            for _ in 0..missed.saturating_sub(CATCH_UP_ALL_CAP) {
+                match slot_after(recurrence, cursor) {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+            slot_after(recurrence, cursor)
+        }
+        _ => on_schedule,
+    };
+    Decision::Run { next_due }
+}
+
+/// When a failed attempt is retried, or None when no attempts are left.
+///
+/// The wait doubles with each attempt from `backoff_ms`, is capped at an hour (or at the
+/// backoff itself when that is longer), and is spread by ±20% so that actions failing
+/// together do not retry together. The spread is derived from the action's id and attempt,
+/// so the same attempt always gets the same time.
+pub fn retry_at(action: &Action, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let policy = action.retry?;
+    if action.attempt > policy.retries {
+        return None;
+    }
+    let exponent = action.attempt.saturating_sub(1).min(30);
+    let base = policy.backoff_ms.saturating_mul(1u64 << exponent);
+    let cap = policy.backoff_ms.max(3_600_000);
+    let wait = base.min(cap) as f64 * jitter(action.id, action.attempt);
+    let wait = chrono::Duration::try_milliseconds(wait as i64)?;
+    now.checked_add_signed(wait)
+}
+
+/// A factor in [0.8, 1.2) from the id and attempt.
+fn jitter(id: Uuid, attempt: u32) -> f64 {
+    // FNV-1a over the id and attempt: cheap, stable, well spread for this purpose.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.as_bytes().iter().chain(&attempt.to_le_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    0.8 + 0.4 * ((hash >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ActionTrigger, Recurrence, RetryPolicy, SchedulePolicy};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(secs, 0).unwrap()
+    }
+
+    fn every_minute(due: i64, overlap: Overlap, catch_up: CatchUp) -> Action {
+        let mut action = Action::new(
+            "job",
+            "tool",
+            json!({}),
+            ActionTrigger::Scheduled {
+                next_tick_at: t(due),
+            },
+            t(0),
+        );
+        action.recurrence = Some(Recurrence::Every {
+            interval_ms: 60_000,
+        });
+        action.policy = SchedulePolicy { overlap, catch_up };
+        action
+    }
+
+    #[test]
+    fn an_occurrence_on_time_runs_and_the_next_is_one_interval_on() {
+        let a = every_minute(600, Overlap::Skip, CatchUp::Latest);
+        assert_eq!(
+            decide(&a, None, t(600)),
+            Decision::Run {
+                next_due: Some(t(660))
+            }
+        );
+        // A few seconds late is not a missed slot.
+        assert_eq!(
+            decide(&a, None, t(630)),
+            Decision::Run {
+                next_due: Some(t(660))
+            }
+        );
+    }
+
+    #[test]
+    fn overlap_policies() {
+        let running = Some(Uuid::from_u128(7));
+        let skip = every_minute(600, Overlap::Skip, CatchUp::Latest);
+        match decide(&skip, running, t(600)) {
+            Decision::Skip { reason, next_due } => {
+                assert!(reason.contains("still running"), "{reason}");
+                assert_eq!(next_due, Some(t(660)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let queue = every_minute(600, Overlap::QueueOne, CatchUp::Latest);
+        assert_eq!(
+            decide(&queue, running, t(600)),
+            Decision::Queue {
+                behind: Uuid::from_u128(7)
+            }
+        );
+        let allow = every_minute(600, Overlap::Allow, CatchUp::Latest);
+        assert_eq!(
+            decide(&allow, running, t(600)),
+            Decision::Run {
+                next_due: Some(t(660))
+            }
+        );
+    }
+
+    #[test]
+    fn catch_up_after_ten_missed_slots() {
+        // Due at 600, daemon back at 1230: slots 660..=1200 (10 of them) were missed.
+        let latest = every_minute(600, Overlap::Skip, CatchUp::Latest);
+        assert_eq!(
+            decide(&latest, None, t(1230)),
+            Decision::Run {
+                next_due: Some(t(1260))
+            }
+        );
+
+        let none = every_minute(600, Overlap::Skip, CatchUp::None);
+        match decide(&none, None, t(1230)) {
+            Decision::Skip { reason, next_due } => {
+                assert!(reason.contains("catch-up is none"), "{reason}");
+                assert_eq!(next_due, Some(t(1260)));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // All: the next occurrence is the very next slot, even though it is past.
+        let all = every_minute(600, Overlap::Allow, CatchUp::All);
+        assert_eq!(
+            decide(&all, None, t(1230)),
+            Decision::Run {
+                next_due: Some(t(660))
+            }
+        );
+    }
+
+    #[test]
+    fn catch_up_all_is_capped() {
+        // 1000 missed slots: only the last CATCH_UP_ALL_CAP are replayed.
+        let all = every_minute(0, Overlap::Allow, CatchUp::All);
+        let now = t(1000 * 60 + 30);
+        let Decision::Run {
+            next_due: Some(next),
+        } = decide(&all, None, now)
+        else {
+            panic!()
+        };
+        let remaining = missed_slots(all.recurrence.as_ref().unwrap(), next, now, 10_000) + 1;
+        assert_eq!(remaining, CATCH_UP_ALL_CAP);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_and_stop() {
+        let mut a = every_minute(0, Overlap::Skip, CatchUp::Latest);
+        a.retry = Some(RetryPolicy {
+            retries: 3,
+            backoff_ms: 10_000,
+        });
+        let now = t(1_000);
+        let mut waits = Vec::new();
+        for attempt in 1..=3 {
+            a.attempt = attempt;
+            let at = retry_at(&a, now).expect("attempts left");
+            waits.push((at - now).num_milliseconds());
+        }
+        for (i, wait) in waits.iter().enumerate() {
+            let nominal = 10_000 * (1 << i);
+            assert!(
+                (*wait as f64) >= nominal as f64 * 0.8 && (*wait as f64) < nominal as f64 * 1.2,
+                "attempt {}: {wait} ms",
+                i + 1
+            );
+        }
+        a.attempt = 4;
+        assert_eq!(
+            retry_at(&a, now),
+            None,
+            "3 retries after the first attempt, then stop"
+        );
+    }
+
+    #[test]
+    fn retry_waits_are_capped_at_an_hour() {
+        let mut a = every_minute(0, Overlap::Skip, CatchUp::Latest);
+        a.retry = Some(RetryPolicy {
+            retries: 50,
+            backoff_ms: 60_000,
+        });
+        a.attempt = 40;
+        let wait = retry_at(&a, t(0)).unwrap() - t(0);
+        assert!(wait <= chrono::Duration::minutes(72), "{wait}");
+    }
+}
