@@ -80,6 +80,10 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 
+    /// Delete finished actions older than this (such as 30d); default: keep everything
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep: Option<std::time::Duration>,
+
     /// Largest webhook body accepted, in bytes (larger ones get 413 and are not stored)
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
     pub max_body: u64,
@@ -109,6 +113,32 @@ pub enum OrchestrateCommand {
     Cancel {
         /// The action's id
         id: String,
+    },
+    /// Hold an action (or a recurring action's next occurrence): it never fires until resumed
+    Pause {
+        /// The action's id
+        id: String,
+        /// Why, shown in list and show
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused action; missed slots follow its --catch-up policy
+    Resume {
+        /// The action's id
+        id: String,
+    },
+    /// Fire an action once now, outside its schedule (recorded as manual); prints the new id
+    Run {
+        /// The action's id
+        id: String,
+    },
+    /// Print the coming due times of an action, to check a schedule before trusting it
+    Next {
+        /// The action's id
+        id: String,
+        /// How many
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
     },
     /// Manage webhook routes: POST /webhooks/<path> fires a tool
     Webhook {
@@ -165,11 +195,29 @@ pub struct AddArgs {
     /// Limit on one run of this action
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// Repeat on a cron schedule: "minute hour day month weekday" (or 6 fields, seconds first)
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Time zone of --cron (IANA name such as Europe/Berlin); default UTC
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// Retry a failed run up to N times
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Wait before the first retry, doubling each time with jitter (capped at 1h); default 10s
+    #[arg(long, value_name = "DURATION")]
+    pub backoff: Option<String>,
+    /// When a run is still going at the next slot: skip (default), queue-one, allow
+    #[arg(long, value_name = "POLICY")]
+    pub overlap: Option<String>,
+    /// Slots missed while down or paused: latest (default, one run), none, all (capped at 100)
+    #[arg(long, value_name = "POLICY")]
+    pub catch_up: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only actions in this status: pending, running, completed, failed
+    /// Only actions in this status: pending, running, completed, failed, paused, skipped
     #[arg(long)]
     pub status: Option<String>,
     /// Only actions of this tool

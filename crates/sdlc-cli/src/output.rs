@@ -70,11 +70,40 @@ pub fn action_record(a: &ActionView) -> String {
         other => lines.push(field("trigger", other)),
     }
     lines.push(field("due_at", long_time(a.due_at)));
+    if a.scheduled_at != a.due_at {
+        lines.push(field("scheduled", long_time(a.scheduled_at)));
+    }
     if let Some(secs) = a.recurrence_secs {
         lines.push(field(
             "recurrence",
             format!("every {secs}s (series {})", a.series),
         ));
+    }
+    if let Some(cron) = &a.cron {
+        let tz = a.tz.as_deref().unwrap_or("UTC");
+        lines.push(field(
+            "recurrence",
+            format!("cron \"{cron}\" in {tz} (series {})", a.series),
+        ));
+    }
+    if let (Some(overlap), Some(catch_up)) = (a.overlap, a.catch_up) {
+        lines.push(field(
+            "policy",
+            format!("overlap {overlap}, catch-up {catch_up}"),
+        ));
+    }
+    if let Some(retries) = a.retries {
+        let backoff = a.backoff_secs.unwrap_or_default();
+        lines.push(field(
+            "retries",
+            format!("{retries} (backoff {backoff}s, doubling)"),
+        ));
+    }
+    if let Some(at) = a.retry_at {
+        lines.push(field("retry_at", long_time(at)));
+    }
+    if let Some(behind) = a.queued_behind {
+        lines.push(field("queued", format!("waits for run {behind} to finish")));
     }
     if let Some(secs) = a.timeout_secs {
         lines.push(field("timeout", format!("{secs}s")));
@@ -87,6 +116,36 @@ pub fn action_record(a: &ActionView) -> String {
     }
     if let Some(t) = a.finished_at {
         lines.push(field("finished_at", long_time(t)));
+    }
+    for attempt in &a.attempts {
+        let reason = attempt
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        lines.push(field(
+            &format!("attempt {}", attempt.attempt),
+            format!(
+                "{} at {}{reason}",
+                attempt.outcome,
+                long_time(attempt.finished_at)
+            ),
+        ));
+    }
+    for attempt in &a.attempts {
+        let reason = attempt
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        lines.push(field(
+            &format!("attempt {}", attempt.attempt),
+            format!(
+                "{} at {}{reason}",
+                attempt.outcome,
+                long_time(attempt.finished_at)
+            ),
+        ));
     }
     lines.push(format!("input:\n{}", indent(&pretty(&a.tool_input))));
     if let Some(payload) = &a.raw_payload {

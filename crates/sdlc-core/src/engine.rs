@@ -45,7 +45,16 @@ pub struct EngineConfig {
     pub limits: RunLimits,
     /// How long running tools may finish after shutdown is asked for.
     pub shutdown_grace: Duration,
+    /// Finished actions older than this are deleted (None keeps everything).
+    pub retention: Option<Duration>,
 }
+
+/// How many finished actions one pruning pass deletes: small enough that a pass never holds
+/// up a tick noticeably, large enough to keep up with any realistic rate of runs.
+const PRUNE_BATCH: usize = 1000;
+/// Longest pause between pruning passes once the backlog is cleared (a shorter heartbeat
+/// prunes once per heartbeat).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
@@ -161,11 +170,21 @@ impl Engine {
             done: Vec::new(),
         };
         tokio::pin!(shutdown);
+        let mut next_prune = Instant::now();
         loop {
             let free = max - pool.tasks.len();
             let more_ready = self.settle(&mut pool, free, &mut summary).await;
+            if let Some(keep) = self.config.retention
+                && Instant::now() >= next_prune
+            {
+                let pause = self.prune(keep).await.min(self.config.tick);
+                next_prune = Instant::now() + pause;
+            }
 
-            let wake_at = self.next_wake(pool.tasks.len() < max).await;
+            let mut wake_at = self.next_wake(pool.tasks.len() < max).await;
+            if self.config.retention.is_some() {
+                wake_at = wake_at.min(next_prune);
+            }
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -285,6 +304,34 @@ impl Engine {
             pool.ids.insert(task.id(), id);
         }
         settled.inbox_waiting
+    }
+
+    /// Deletes one batch of finished actions older than `keep`; returns how long to wait
+    /// before the next pass (at once while a backlog remains).
+    async fn prune(&self, keep: Duration) -> Duration {
+        let Ok(keep) = chrono::Duration::from_std(keep) else {
+            return PRUNE_EVERY;
+        };
+        let cutoff = self.clock.now() - keep;
+        match self
+            .blocking(move |db| db.prune_finished(cutoff, PRUNE_BATCH))
+            .await
+        {
+            Ok(pruned) if pruned == PRUNE_BATCH => {
+                debug!(pruned, "pruned finished actions; more remain");
+                Duration::from_millis(100)
+            }
+            Ok(pruned) => {
+                if pruned > 0 {
+                    info!(pruned, "pruned finished actions past --keep");
+                }
+                PRUNE_EVERY
+            }
+            Err(err) => {
+                error!("could not prune finished actions: {err:#}");
+                PRUNE_EVERY
+            }
+        }
     }
 
     /// When to wake if nothing else happens: the heartbeat, or the earliest due time when

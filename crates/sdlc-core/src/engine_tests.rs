@@ -44,6 +44,7 @@ impl Harness {
             max_concurrency,
             limits: RunLimits::default(),
             shutdown_grace: Duration::from_millis(200),
+            retention: None,
         }
     }
 
@@ -272,4 +273,36 @@ async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
         panic!()
     };
     assert!(reason.contains("no tool named 'not-there'"), "{reason}");
+}
+
+#[tokio::test]
+async fn retention_prunes_old_finished_actions_while_running() {
+    let h = Harness::new();
+    h.tool("ok", "echo '{\"ok\":true}'");
+    let old = h.add("old", "ok", chrono::Duration::zero());
+    let later = h.add("later", "ok", chrono::Duration::hours(1));
+    // A short heartbeat: pruning passes come once per heartbeat.
+    let mut config = h.config(Duration::from_millis(100), 2);
+    // Everything finished is older than a millisecond by the time the loop looks again.
+    config.retention = Some(Duration::from_millis(1));
+    let (_waker, stop, handle) = h.start(config);
+    h.wait_until("old ran", |a| {
+        a.iter()
+            .any(|x| x.id == old.id && x.status.kind() == StatusKind::Completed)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.db.get(old.id).unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the finished action was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        h.db.get(later.id).unwrap().is_some(),
+        "pending actions are never pruned"
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
 }

@@ -87,6 +87,16 @@ pub enum Overlap {
     Allow,
 }
 
+impl std::fmt::Display for Overlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Overlap::Skip => "skip",
+            Overlap::QueueOne => "queue-one",
+            Overlap::Allow => "allow",
+        })
+    }
+}
+
 /// What happens to slots missed while the daemon was down (or the action was paused).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -98,6 +108,16 @@ pub enum CatchUp {
     None,
     /// Every missed slot runs, one occurrence each (at most `CATCH_UP_ALL_CAP`).
     All,
+}
+
+impl std::fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CatchUp::Latest => "latest",
+            CatchUp::None => "none",
+            CatchUp::All => "all",
+        })
+    }
 }
 
 /// The most missed slots `CatchUp::All` replays.

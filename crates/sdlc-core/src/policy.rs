@@ -75,6 +75,30 @@ pub fn decide(occurrence: &Action, running: Option<Uuid>, now: DateTime<Utc>) ->
     Decision::Run { next_due }
 }
 
+/// The coming due times of `head` (the newest occurrence of a series, or a one-off action),
+/// at most `count`: for a waiting recurring occurrence its own time, then its schedule's
+/// next slots; for a waiting one-off its due time; nothing for a run that has started or ended.
+pub fn coming_runs(head: &Action, count: usize) -> Vec<DateTime<Utc>> {
+    use crate::model::StatusKind;
+    if !matches!(head.status.kind(), StatusKind::Pending | StatusKind::Paused) || count == 0 {
+        return Vec::new();
+    }
+    let mut runs = vec![head.due_at()];
+    if let Some(recurrence) = &head.recurrence {
+        let mut cursor = head.scheduled_at();
+        while runs.len() < count {
+            match slot_after(recurrence, cursor) {
+                Some(next) => {
+                    runs.push(next);
+                    cursor = next;
+                }
+                None => break,
+            }
+        }
+    }
+    runs
+}
+
 /// When a failed attempt is retried, or None when no attempts are left.
 ///
 /// The wait doubles with each attempt from `backoff_ms`, is capped at an hour (or at the
@@ -251,6 +275,18 @@ mod tests {
             None,
             "3 retries after the first attempt, then stop"
         );
+    }
+
+    #[test]
+    fn coming_runs_follow_the_schedule_from_the_waiting_occurrence() {
+        let a = every_minute(600, Overlap::Skip, CatchUp::Latest);
+        assert_eq!(coming_runs(&a, 3), [t(600), t(660), t(720)]);
+        let mut one_off = a.clone();
+        one_off.recurrence = None;
+        assert_eq!(coming_runs(&one_off, 5), [t(600)]);
+        let mut done = a;
+        done.status = crate::model::ActionStatus::Running;
+        assert!(coming_runs(&done, 5).is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! check in `auth`, including unknown paths and methods, so nothing is learned without it.
 //!
 //! Actions: `GET /actions` (filters `status`, `tool`, `limit`), `POST /actions`,
-//! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel`.
+//! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel|pause|resume|run`,
+//! `GET /actions/{id}/next?count=N`.
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
 //! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`.
 
@@ -29,6 +30,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/actions", get(list_actions).post(add_action))
         .route("/actions/{id}", get(get_action).delete(delete_action))
         .route("/actions/{id}/cancel", post(cancel_action))
+        .route("/actions/{id}/pause", post(pause_action))
+        .route("/actions/{id}/resume", post(resume_action))
+        .route("/actions/{id}/run", post(run_action))
+        .route("/actions/{id}/next", get(next_runs))
         .route("/webhooks", get(list_routes).post(add_route))
         .route("/webhooks/routes", get(list_routes).post(add_route))
         .route("/webhooks/routes/{*key}", delete(delete_route))
@@ -127,6 +132,85 @@ async fn cancel_action(
     let now = state.clock().now();
     let action = state.with_db(move |db| db.cancel(id, now)).await?;
     Ok(Json(ActionView::from(&action)))
+}
+
+/// Body of `POST /actions/{id}/pause` (optional).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PauseRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn pause_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let request: PauseRequest = if body.is_empty() {
+        PauseRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::unprocessable(format!("request body: {err}")))?
+    };
+    let now = state.clock().now();
+    let action = state
+        .with_db(move |db| db.pause(id, request.reason, now))
+        .await?;
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn resume_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let now = state.clock().now();
+    let action = state.with_db(move |db| db.resume(id, now)).await?;
+    state.waker().wake();
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn run_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ActionView>), ApiError> {
+    let id = parse_id(&id)?;
+    let now = state.clock().now();
+    let action = state.with_db(move |db| db.run_now(id, now)).await?;
+    state.waker().wake();
+    Ok((StatusCode::CREATED, Json(ActionView::from(&action))))
+}
+
+/// Query of `GET /actions/{id}/next`.
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    pub count: Option<String>,
+}
+
+async fn next_runs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<NextQuery>,
+) -> Result<Json<Vec<chrono::DateTime<chrono::Utc>>>, ApiError> {
+    let id = parse_id(&id)?;
+    let count = match query.count.as_deref() {
+        None | Some("") => 5,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "count '{text}' must be a whole number from 1 to 1000"
+                ))
+            })?,
+    };
+    let head = state
+        .with_db(move |db| db.series_head(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
+    Ok(Json(sdlc_core::policy::coming_runs(&head, count)))
 }
 
 async fn delete_action(

@@ -94,6 +94,37 @@ impl DaemonClient {
             .await
     }
 
+    pub async fn pause(&self, id: Uuid, reason: Option<String>) -> Result<ActionView, ClientError> {
+        let body = crate::api::PauseRequest { reason };
+        self.call(
+            Method::POST,
+            &format!("/actions/{id}/pause"),
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn resume(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/actions/{id}/resume"), &[], None)
+            .await
+    }
+
+    pub async fn run_now(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/actions/{id}/run"), &[], None)
+            .await
+    }
+
+    pub async fn next_runs(
+        &self,
+        id: Uuid,
+        count: usize,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, ClientError> {
+        let query = [("count", count.to_string())];
+        self.call::<(), _>(Method::GET, &format!("/actions/{id}/next"), &query, None)
+            .await
+    }
+
     pub async fn delete(&self, id: Uuid) -> Result<ActionView, ClientError> {
         self.call::<(), _>(Method::DELETE, &format!("/actions/{id}"), &[], None)
             .await

@@ -16,6 +16,12 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
         at: Some(args.at),
         every: args.every.map(DurationSpec::Text),
         timeout: args.timeout.map(DurationSpec::Text),
+        cron: args.cron,
+        tz: args.tz,
+        retries: args.retries,
+        backoff: args.backoff.map(DurationSpec::Text),
+        overlap: args.overlap,
+        catch_up: args.catch_up,
     };
     // Checked here first so a bad request fails the same way with or without a daemon; the
     // daemon checks again when it is the one that stores the action.

@@ -60,6 +60,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
                 ..RunLimits::default()
             },
             shutdown_grace: args.grace,
+            retention: args.keep,
         },
     );
     let state = AppState::new(AppStateConfig {

@@ -4,6 +4,7 @@ mod add;
 mod cancel;
 mod daemon;
 mod list;
+mod schedule;
 mod show;
 mod tool;
 mod webhook;
@@ -53,6 +54,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
+            Some(OrchestrateCommand::Pause { id, reason }) => {
+                schedule::pause(&project, &id, reason).await
+            }
+            Some(OrchestrateCommand::Resume { id }) => schedule::resume(&project, &id).await,
+            Some(OrchestrateCommand::Run { id }) => schedule::run_now(&project, &id).await,
+            Some(OrchestrateCommand::Next { id, count }) => {
+                schedule::next(&project, &id, usize::from(count)).await
+            }
         },
         Command::Tool { command } => match command {
             ToolCommand::List { json } => tool::list(&project, json).await,
