@@ -186,9 +186,9 @@ pub struct AddArgs {
     /// JSON given to the tool on stdin
     #[arg(long, default_value = "{}", value_name = "JSON")]
     pub input: String,
-    /// When: now, now+30s (or +5m, +2h), or RFC 3339
-    #[arg(long, default_value = "now", value_name = "SPEC")]
-    pub at: String,
+    /// When: now, now+30s (or +5m, +2h), or RFC 3339; default now (with --cron: its first slot)
+    #[arg(long, value_name = "SPEC")]
+    pub at: Option<String>,
     /// Repeat every DURATION: seconds (60) or 30s, 5m, 1h
     #[arg(long, value_name = "DURATION")]
     pub every: Option<String>,

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use crate::model::Recurrence;
 
@@ -54,7 +54,10 @@ pub fn slot_after(recurrence: &Recurrence, t: DateTime<Utc>) -> Option<DateTime<
         Recurrence::Cron { expr, tz } => {
             let cron = parse_cron(expr).ok()?;
             let tz = parse_tz(tz).ok()?;
-            cron.find_next_occurrence(&t.with_timezone(&tz), false)
+            // Cron has whole seconds; searching from a fractional time would carry the
+            // fraction into the result.
+            let whole = t.with_nanosecond(0).unwrap_or(t);
+            cron.find_next_occurrence(&whole.with_timezone(&tz), false)
                 .ok()
                 .map(|next| next.with_timezone(&Utc))
         }

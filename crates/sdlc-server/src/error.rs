@@ -46,7 +46,9 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicatePath(_)
             | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
-            | StoreError::NotPending { .. } => StatusCode::CONFLICT,
+            | StoreError::NotPending { .. }
+            | StoreError::NothingToPause { .. }
+            | StoreError::NotPaused { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())

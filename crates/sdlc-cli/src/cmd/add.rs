@@ -13,7 +13,7 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
         label: args.label,
         tool_name: args.tool,
         tool_input: parse_input(&args.input)?,
-        at: Some(args.at),
+        at: args.at,
         every: args.every.map(DurationSpec::Text),
         timeout: args.timeout.map(DurationSpec::Text),
         cron: args.cron,

@@ -638,7 +638,9 @@ fn apply_policy(
     old: Action,
     now: DateTime<Utc>,
 ) -> Result<Option<Action>, StoreError> {
-    if !(old.is_scheduled_occurrence() && !old.next_scheduled) {
+    // Only a scheduled occurrence whose successor is not yet stored meets the policies;
+    // manual runs, webhook deliveries, one-offs and retries simply run.
+    if !old.is_scheduled_occurrence() || old.next_scheduled {
         return claim_one(tx, &old, now).map(Some);
     }
     let running = running_in_series(tx, old.series)?;
