@@ -41,7 +41,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tick daemon (no subcommand), or manage its actions
-    Orchestrate(OrchestrateArgs),
+    Orchestrate(Box<OrchestrateArgs>),
     /// See and try the tools in .sdlc/tools/
     Tool {
         #[command(subcommand)]
