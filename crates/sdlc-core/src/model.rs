@@ -416,6 +416,21 @@ mod tests {
     }
 
     #[test]
+    fn records_written_before_the_policy_fields_still_read() {
+        // An action as the first release stored it: no policy, retry, attempts or flags.
+        let old = r#"{"id":"6f1c1e3e-0000-4000-8000-000000000001","label":"svc","tool_name":"t",
+            "tool_input":{},"trigger":{"kind":"scheduled","next_tick_at":"2026-11-21T05:00:00Z"},
+            "status":{"state":"pending"},"recurrence":{"kind":"every","interval_ms":1000},
+            "series":"6f1c1e3e-0000-4000-8000-000000000001","created_at":"2026-11-21T05:00:00Z",
+            "updated_at":"2026-11-21T05:00:00Z"}"#;
+        let action: Action = serde_json::from_str(old).unwrap();
+        assert_eq!(action.policy, SchedulePolicy::default());
+        assert_eq!(action.retry, None);
+        assert!(action.attempts.is_empty() && !action.next_scheduled);
+        assert_eq!(action.recurrence, Some(Recurrence::Every { interval_ms: 1000 }));
+    }
+
+    #[test]
     fn stored_form_round_trips() {
         let now = Utc::now();
         let mut action = Action::new(
