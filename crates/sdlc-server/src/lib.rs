@@ -5,6 +5,7 @@
 //! - [`router`]: `router(state) -> Router`, pure, so tests can drive it on any listener.
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
+//! - `ingest`: the group-commit writer behind webhook ingress.
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod error;
+mod ingest;
 mod state;
 pub mod webhooks;
 

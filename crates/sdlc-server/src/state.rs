@@ -4,17 +4,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
 use sdlc_core::store::Ingested;
 use sdlc_core::webhook::Delivery;
 
+use crate::ingest::Ingestor;
+
 /// Handler state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<AppStateConfig>,
+    ingestor: Ingestor,
 }
 
 /// Everything the server needs from the daemon that hosts it.
@@ -30,9 +32,12 @@ pub struct AppStateConfig {
 }
 
 impl AppState {
+    /// Builds the state and starts the webhook writer task (so: call it inside a runtime).
     pub fn new(config: AppStateConfig) -> AppState {
+        let ingestor = Ingestor::start(config.db.clone(), config.clock.clone());
         AppState {
             inner: Arc::new(config),
+            ingestor,
         }
     }
 
@@ -60,16 +65,9 @@ impl AppState {
         self.inner.max_body
     }
 
-    /// Stores one acknowledged webhook delivery.
-    pub async fn ingest(
-        &self,
-        delivery: Delivery,
-        now: DateTime<Utc>,
-    ) -> Result<Ingested, crate::ApiError> {
-        let mut results = self
-            .with_db(move |db| db.ingest(std::slice::from_ref(&delivery), now))
-            .await?;
-        Ok(results.pop().expect("one delivery gives one result"))
+    /// Stores one acknowledged webhook delivery (group-committed with concurrent ones).
+    pub async fn ingest(&self, delivery: Delivery) -> Result<Ingested, crate::ApiError> {
+        self.ingestor.ingest(delivery).await
     }
 
     /// Runs blocking database work off the async threads.

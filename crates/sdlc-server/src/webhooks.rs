@@ -73,7 +73,7 @@ pub async fn ingest(
         received_at: now,
         body: body.to_vec(),
     };
-    let ingested = state.ingest(delivery, now).await?;
+    let ingested = state.ingest(delivery).await?;
     if !ingested.duplicate {
         state.waker().wake();
     }

@@ -1,0 +1,93 @@
+//! Group commit for webhook ingress.
+//!
+//! Every acknowledged request must be durable before its 202, and a durable commit waits
+//! for fsync (two with redb's quick repair): one commit per request would cap ingress at a
+//! few thousand requests per second. Instead, handlers hand their delivery to one writer
+//! task and wait for its answer; the writer takes whatever has queued up (up to `MAX_BATCH`)
+//! and stores it in one transaction. Under light load a batch is one request and nothing
+//! waits longer than one commit; under heavy load batches grow and the cost per request falls.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use sdlc_core::ActionDb;
+use sdlc_core::clock::Clock;
+use sdlc_core::store::Ingested;
+use sdlc_core::webhook::Delivery;
+
+use crate::ApiError;
+
+/// Most deliveries stored in one transaction.
+const MAX_BATCH: usize = 256;
+/// Requests waiting for the writer; beyond this, handlers wait to enqueue (back-pressure).
+const QUEUE: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Ingested, String>>;
+
+/// The handlers' side of the writer.
+#[derive(Clone)]
+pub struct Ingestor {
+    tx: mpsc::Sender<(Delivery, Reply)>,
+}
+
+impl Ingestor {
+    /// Starts the writer task on the current runtime; it ends when every `Ingestor` is dropped.
+    pub fn start(db: Arc<ActionDb>, clock: Arc<dyn Clock>) -> Ingestor {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(db, clock, rx));
+        Ingestor { tx }
+    }
+
+    /// Stores one delivery durably (in some batch) and returns what the store said.
+    pub async fn ingest(&self, delivery: Delivery) -> Result<Ingested, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((delivery, reply))
+            .await
+            .map_err(|_| ApiError::internal("the webhook writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the webhook writer dropped a request"))?
+            .map_err(ApiError::internal)
+    }
+}
+
+async fn write_batches(
+    db: Arc<ActionDb>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<(Delivery, Reply)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
+        let now = clock.now();
+        let db = db.clone();
+        let stored = tokio::task::spawn_blocking(move || db.ingest(&deliveries, now)).await;
+        let stored = match stored {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(err)) => Err(format!("storing webhook deliveries failed: {err}")),
+            Err(err) => Err(format!("the webhook storage task failed: {err}")),
+        };
+        match stored {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(message) => {
+                tracing::error!(at = %Utc::now(), "{message}");
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
