@@ -427,7 +427,10 @@ mod tests {
         assert_eq!(action.policy, SchedulePolicy::default());
         assert_eq!(action.retry, None);
         assert!(action.attempts.is_empty() && !action.next_scheduled);
-        assert_eq!(action.recurrence, Some(Recurrence::Every { interval_ms: 1000 }));
+        assert_eq!(
+            action.recurrence,
+            Some(Recurrence::Every { interval_ms: 1000 })
+        );
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! `sdlc-bench`: the benchmark suite. Each figure is measured beside a baseline in the same
+//! run, on the same machine, and printed with their ratio and the target. Benchmarks live
+//! here, never in the test suite.
+//!
+//! Figures (see BENCHMARKS.md for the method of each):
+//! - `throughput`: N actions due at once, trivial tool, results durably stored, against
+//!   `xargs -P` running the same tool and storing nothing.
+//! - `lateness`: tool start minus due time over scattered due times (daemon tick 60 s), and
+//!   from a webhook's 202 to its tool's start.
+//! - `history`: tick cost with 0 and with many finished actions stored; start-up and
+//!   `list --status failed` time; the daemon's peak memory over that database.
+//! - `ingest`: durable webhook 202s per second against the same HTTP stack answering without
+//!   storing; then whether every acknowledged request ran.
+//!
+//! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
+
+mod history;
+mod ingest;
+mod lateness;
+mod support;
+mod throughput;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sdlc-bench",
+    about = "Benchmarks of sdlc orchestrate against same-run baselines"
+)]
+struct Args {
+    /// Small sizes, to prove the suite runs (CI); figures are not meaningful
+    #[arg(long)]
+    quick: bool,
+    /// Run only this figure: throughput, lateness, history, ingest
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// Sizes of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub quick: bool,
+    pub throughput: &'static [usize],
+    pub lateness_actions: usize,
+    pub lateness_spread_secs: f64,
+    pub webhook_requests: usize,
+    pub history: usize,
+    pub ingest_secs: u64,
+}
+
+const FULL: Sizes = Sizes {
+    quick: false,
+    throughput: &[1_000, 10_000],
+    lateness_actions: 200,
+    lateness_spread_secs: 20.0,
+    webhook_requests: 200,
+    history: 1_000_000,
+    ingest_secs: 10,
+};
+
+const QUICK: Sizes = Sizes {
+    quick: true,
+    throughput: &[100],
+    lateness_actions: 20,
+    lateness_spread_secs: 2.0,
+    webhook_requests: 20,
+    history: 5_000,
+    ingest_secs: 1,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = if args.quick { QUICK } else { FULL };
+    let wants = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sdlc-bench ({} mode) on {cores} cores, {}",
+        if sizes.quick { "quick" } else { "full" },
+        std::env::consts::ARCH
+    );
+    if wants("throughput") {
+        throughput::run(&sizes).await?;
+    }
+    if wants("lateness") {
+        lateness::run(&sizes).await?;
+    }
+    if wants("history") {
+        history::run(&sizes).await?;
+    }
+    if wants("ingest") {
+        ingest::run(&sizes).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Figure 1: N actions due at once, a trivial tool, every result durably stored, from the due
+//! time to the last result committed; against `xargs -P C` running the same tool N times with
+//! the same concurrency and storing nothing.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+
+use sdlc_core::{Action, ActionDb, ActionTrigger, ListFilter, StatusKind};
+
+use crate::Sizes;
+use crate::support::{Daemon, Project, TRIVIAL_TOOL, report};
+
+/// The daemon's default concurrency on this machine (4 per core, 4..=64), used for both.
+pub fn concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 4).clamp(4, 64)
+}
+
+pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
+    for &n in sizes.throughput {
+        let project = Project::new()?;
+        let tool = project.tool("trivial", TRIVIAL_TOOL)?;
+        let (ours, peak_kib, cpu) = daemon_run(&project, n, &[]).await?;
+        let baseline = xargs_wall(&tool, n)?;
+        let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+        report(
+            &format!("1. throughput n={n} c={}", concurrency()),
+            &format!(
+                "sdlc {:.3} s ({:.0} runs/s, daemon CPU {:.0} us/run, peak RSS {} MiB)",
+                ours.as_secs_f64(),
+                n as f64 / ours.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / n as f64,
+                peak_kib / 1024
+            ),
+            &format!(
+                "xargs -P {} {:.3} s ({:.0} runs/s)",
+                concurrency(),
+                baseline.as_secs_f64(),
+                n as f64 / baseline.as_secs_f64()
+            ),
+            Some(ratio),
+            "ratio <= 1.10",
+            ratio <= 1.10,
+        );
+    }
+    Ok(())
+}
+
+/// Stores `n` actions of the `trivial` tool due shortly, starts the daemon, and measures from
+/// the due time to the last `finished_at` it recorded. Returns that and the daemon's peak RSS.
+pub async fn daemon_wall(
+    project: &Project,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<(Duration, u64)> {
+    let (wall, peak, _) = daemon_run(project, n, extra).await?;
+    Ok((wall, peak))
+}
+
+/// `daemon_wall`, plus the CPU time the daemon process used.
+pub async fn daemon_run(
+    project: &Project,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<(Duration, u64, Duration)> {
+    // Far enough ahead for the daemon to start and settle first.
+    let due = Utc::now() + chrono::Duration::seconds(2);
+    {
+        let db = ActionDb::open(&project.db_path())?;
+        let now = Utc::now();
+        let actions: Vec<Action> = (0..n)
+            .map(|i| {
+                Action::new(
+                    format!("t{i}"),
+                    "trivial",
+                    json!({"i": i}),
+                    ActionTrigger::Scheduled { next_tick_at: due },
+                    now,
+                )
+            })
+            .collect();
+        for chunk in actions.chunks(10_000) {
+            db.insert_many(chunk)?;
+        }
+    }
+    let mut args = vec!["--tick-rate", "60"];
+    let c = concurrency().to_string();
+    args.extend(["--max-concurrency", &c]);
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start(project, &args)?;
+    let already = daemon.completed().await?;
+    daemon
+        .wait_completed(already + n as u64, Duration::from_secs(600))
+        .await?;
+    let peak = daemon.peak_rss_kib();
+    let cpu = daemon.cpu_time();
+    daemon.stop()?;
+    let db = ActionDb::open(&project.db_path())?;
+    let finished = db.list(&ListFilter {
+        status: Some(StatusKind::Completed),
+        tool: Some("trivial".into()),
+        limit: None,
+    })?;
+    let last = finished
+        .iter()
+        .filter(|a| a.due_at() == due)
+        .filter_map(|a| a.finished_at)
+        .max()
+        .ok_or_else(|| anyhow::anyhow!("no run finished"))?;
+    Ok(((last - due).to_std()?, peak, cpu))
+}
+
+/// `seq n | xargs -P c -n 1 tool --run`: the same processes, nothing stored.
+fn xargs_wall(tool: &std::path::Path, n: usize) -> anyhow::Result<Duration> {
+    let input: String = (0..n).map(|i| format!("{i}\n")).collect();
+    let started = Instant::now();
+    let mut child = Command::new("xargs")
+        .args(["-P", &concurrency().to_string(), "-n", "1"])
+        .arg(tool)
+        .arg("--run")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "xargs failed: {status}");
+    Ok(started.elapsed())
+}
