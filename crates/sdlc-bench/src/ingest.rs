@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::Sizes;
 use crate::support::{Daemon, Project, TRIVIAL_TOOL, report};
 
-const CONNECTIONS: usize = 16;
+const CONNECTIONS: usize = 256;
 const BODY_BYTES: usize = 4096;
 
 pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
@@ -51,7 +51,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let base_rate = baseline as f64 / duration.as_secs_f64();
     let ratio = ours_rate / base_rate;
     report(
-        "4. webhook ingest, 4 KiB bodies, 16 connections",
+        "4. webhook ingest, 4 KiB bodies, 256 connections",
         &format!("sdlc {ours_rate:.0} durable 202/s"),
         &format!("axum answering without storing {base_rate:.0} 202/s"),
         Some(ratio),
