@@ -178,10 +178,21 @@ impl Daemon {
 
     /// CPU time the daemon process itself has used (user + system), not its tools'.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         // After the command name: state is field 3, utime 14 and stime 15 (1-based).
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         // /proc reports clock ticks in USER_HZ, which Linux fixes at 100 for user space.
         let hz = 100.0;
         Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)

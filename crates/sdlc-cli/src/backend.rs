@@ -84,7 +84,9 @@ pub async fn open_for_daemon(path: &Path) -> anyhow::Result<ActionDb> {
                 other.addr
             );
         }
-        match ActionDb::open(path) {
+        // A daemon file whose process is gone: the last daemon died, so check the file.
+        let unclean = sdlc_core::daemon_file::daemon_file_path(path).exists();
+        match ActionDb::open_with(path, unclean) {
             Ok(db) => return Ok(db),
             Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(RETRY_PAUSE).await;

@@ -80,6 +80,10 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 
+    /// At start, only report tools a killed daemon left running instead of killing them
+    #[arg(long)]
+    pub keep_orphans: bool,
+
     /// Delete finished actions older than this (such as 30d); default: keep everything
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep: Option<std::time::Duration>,

@@ -31,7 +31,9 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::model::{Action, ActionStatus};
 use crate::store::{ActionDb, Settled};
-use crate::tool::{RunLimits, ToolMode, outcome_to_status, run_tool, tool_script};
+use crate::tool::{
+    RunLimits, RunRecordAt, ToolMode, outcome_to_status, run_tool_recorded, tool_script,
+};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -48,6 +50,11 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Finished actions older than this are deleted (None keeps everything).
     pub retention: Option<Duration>,
+    /// Where runs are recorded while they live (None: not recorded; no orphan detection).
+    pub runs_dir: Option<PathBuf>,
+    /// At start, kill the process groups of tools a dead daemon left running (else only
+    /// report them).
+    pub kill_orphans: bool,
 }
 
 /// How many finished actions one pruning pass deletes: small enough that a pass never holds
@@ -72,6 +79,8 @@ impl Waker {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineSummary {
     pub recovered: usize,
+    /// Tool processes a dead daemon left running, found at start.
+    pub orphans: usize,
     pub completed: u64,
     pub failed: u64,
     /// Runs still going when the grace period ended (left Running for recovery).
@@ -154,6 +163,19 @@ impl Engine {
     /// completes. Returns after recording what finished within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<EngineSummary> {
         let mut summary = EngineSummary::default();
+        if let Some(dir) = &self.config.runs_dir {
+            for orphan in crate::orphans::reap(dir, self.config.kill_orphans) {
+                let record = &orphan.record;
+                warn!(
+                    action = %record.action,
+                    pid = record.pid,
+                    killed = orphan.killed,
+                    "a tool started by a daemon that died was still running{}",
+                    if orphan.killed { "; its process group was killed" } else { "; left running (--keep-orphans)" }
+                );
+                summary.orphans += 1;
+            }
+        }
         let now = self.clock.now();
         let recovery = self
             .blocking(move |db| db.startup_recovery(now))
@@ -322,6 +344,7 @@ impl Engine {
                 action,
                 self.config.root.clone(),
                 self.config.limits,
+                self.config.runs_dir.clone(),
             ));
             pool.ids.insert(task.id(), id);
         }
@@ -381,7 +404,12 @@ impl Engine {
 }
 
 /// Runs one claimed action's tool and maps the run to the status it ends in.
-async fn run_action(action: Action, root: PathBuf, mut limits: RunLimits) -> RunDone {
+async fn run_action(
+    action: Action,
+    root: PathBuf,
+    mut limits: RunLimits,
+    runs_dir: Option<PathBuf>,
+) -> RunDone {
     let started = std::time::Instant::now();
     let status = match tool_script(&root, &action.tool_name) {
         Err(err) => ActionStatus::Failed {
@@ -396,13 +424,18 @@ async fn run_action(action: Action, root: PathBuf, mut limits: RunLimits) -> Run
                 ("SDLC_ACTION_LABEL".to_string(), action.label.clone()),
                 ("SDLC_ATTEMPT".to_string(), action.attempt.to_string()),
             ];
-            let run = run_tool(
+            let record_at = runs_dir.map(|dir| RunRecordAt {
+                dir,
+                action: action.id,
+            });
+            let run = run_tool_recorded(
                 &script,
                 ToolMode::Run,
                 &action.tool_input,
                 &root,
                 &env,
                 &limits,
+                record_at.as_ref(),
             )
             .await;
             outcome_to_status(&run)

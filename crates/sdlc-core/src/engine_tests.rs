@@ -45,6 +45,8 @@ impl Harness {
             limits: RunLimits::default(),
             shutdown_grace: Duration::from_millis(200),
             retention: None,
+            runs_dir: None,
+            kill_orphans: true,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`service`]: checks shared by every way of adding an action (CLI, API).
 //! - [`engine`]: the tick loop: claim due actions, run them in a bounded pool, record results.
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
+//! - [`orphans`]: run records, and killing tools a SIGKILLed daemon left running.
 //! - [`project`]: finding the project root and its default paths.
 //! - [`clock`]: the source of "now", injectable for tests.
 //! - [`webhook`]: routes, deliveries and the templates that turn a delivery into input.
@@ -21,6 +22,7 @@ pub mod daemon_file;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod orphans;
 pub mod policy;
 pub mod project;
 pub mod schedule;

@@ -305,7 +305,9 @@ impl Action {
         trigger: ActionTrigger,
         now: DateTime<Utc>,
     ) -> Action {
-        let id = Uuid::new_v4();
+        // Time-ordered ids (v7): new actions land at the end of the id index, so the pages a
+        // tick touches stay together however much history is stored.
+        let id = Uuid::now_v7();
         Action {
             id,
             label: label.into(),

@@ -63,7 +63,8 @@ pub async fn ingest(
         .map(|id| id.chars().take(MAX_DELIVERY_ID).collect());
     let now = state.clock().now();
     let delivery = Delivery {
-        id: Uuid::new_v4(),
+        // The delivery's id becomes its action's: time-ordered like every action id.
+        id: Uuid::now_v7(),
         route_id: route.id,
         route_path: route.path.clone(),
         tool_name: route.tool_name.clone(),

@@ -25,13 +25,19 @@ use super::Project;
 use crate::backend::open_for_daemon;
 use crate::cli::DaemonArgs;
 
-/// Environment variable that fixes the management token instead of a random one.
-const TOKEN_ENV: &str = "SDLC_ORCHESTRATOR_TOKEN";
+/// Environment variable that fixes the management token instead of a random one (tools
+/// never see it: the runner removes it from their environment).
+use sdlc_core::tool::runner::MANAGEMENT_TOKEN_ENV as TOKEN_ENV;
 
 pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let db = Arc::new(open_for_daemon(&project.db_path).await?);
-    if db.open_report().repaired {
-        warn!(db = %project.db_path.display(), "the database was not closed cleanly last time; redb repaired it");
+    let report = db.open_report();
+    if report.unclean {
+        warn!(
+            db = %project.db_path.display(),
+            repaired = report.repaired,
+            "the last daemon did not stop cleanly; the database passed its integrity check"
+        );
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
@@ -61,6 +67,8 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             },
             shutdown_grace: args.grace,
             retention: args.keep,
+            runs_dir: Some(sdlc_core::orphans::runs_dir(&project.db_path)),
+            kill_orphans: !args.keep_orphans,
         },
     );
     let state = AppState::new(AppStateConfig {

@@ -63,7 +63,9 @@ pub struct ListFilter {
 /// What opening the database found.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenReport {
-    /// redb had to repair the file: the last process did not close it cleanly.
+    /// The caller said the last owner did not stop cleanly, so the file was checked.
+    pub unclean: bool,
+    /// redb repaired the file (at open, or when its integrity was checked).
     pub repaired: bool,
 }
 
@@ -118,6 +120,13 @@ impl ActionDb {
     /// Fails with [`StoreError::AlreadyOpen`] while another process holds the file, and with
     /// [`StoreError::NewerSchema`] for a file written by a newer version.
     pub fn open(path: &Path) -> Result<ActionDb, StoreError> {
+        ActionDb::open_with(path, false)
+    }
+
+    /// [`ActionDb::open`], and when `unclean` (the last owner died), a full integrity check
+    /// of the file before anything is read: a damaged file is refused with a clear error
+    /// rather than read as silently wrong data.
+    pub fn open_with(path: &Path, unclean: bool) -> Result<ActionDb, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 path: parent.to_path_buf(),
@@ -126,7 +135,7 @@ impl ActionDb {
         }
         let repaired = Arc::new(AtomicBool::new(false));
         let flag = repaired.clone();
-        let db = Database::builder()
+        let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
             .create(path)
@@ -143,11 +152,27 @@ impl ActionDb {
                     detail: other.to_string(),
                 },
             })?;
+        let mut was_repaired = repaired.load(Ordering::Relaxed);
+        if unclean {
+            match db.check_integrity() {
+                Ok(true) => {}
+                Ok(false) => was_repaired = true,
+                Err(err) => {
+                    return Err(StoreError::Open {
+                        path: path.to_path_buf(),
+                        detail: format!(
+                            "it failed its integrity check ({err}) and could not be repaired: move it aside and restore a backup"
+                        ),
+                    });
+                }
+            }
+        }
         let store = ActionDb {
             db,
             path: path.to_path_buf(),
             report: OpenReport {
-                repaired: repaired.load(Ordering::Relaxed),
+                unclean,
+                repaired: was_repaired,
             },
         };
         store.init_schema()?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use meta::{ToolMeta, validate_input};
 pub use outcome::outcome_to_status;
-pub use runner::{RunLimits, ToolMode, ToolRun, run_tool};
+pub use runner::{RunLimits, RunRecordAt, ToolMode, ToolRun, run_tool, run_tool_recorded};
 
 use crate::error::ToolError;
 

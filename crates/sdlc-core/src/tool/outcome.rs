@@ -42,10 +42,20 @@ pub fn outcome_to_status(run: &ToolRun) -> ActionStatus {
     }
 }
 
-/// Exit 0: JSON output is the result unless it says `"ok": false`; other output is kept
-/// as text rather than thrown away.
+/// Exit 0: JSON output is the result unless it says `"ok": false`; other text is kept as
+/// text rather than thrown away; bytes that are not text at all fail the run.
 fn success_status(stdout: &[u8]) -> ActionStatus {
-    let text = String::from_utf8_lossy(stdout);
+    let text = match std::str::from_utf8(stdout) {
+        Ok(text) => text,
+        Err(err) => {
+            return ActionStatus::Failed {
+                reason: format!(
+                    "the tool printed bytes that are not UTF-8 text (first bad byte at offset {}): tools must print JSON",
+                    err.valid_up_to()
+                ),
+            };
+        }
+    };
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return ActionStatus::Completed {
@@ -187,6 +197,15 @@ mod tests {
             ActionStatus::Completed {
                 result: Value::String("all good".into())
             }
+        );
+    }
+
+    #[test]
+    fn output_that_is_not_text_fails_the_run() {
+        let mut r = run(exited(0), "", "");
+        r.stdout = b"ok\xff\xfe".to_vec();
+        assert!(
+            reason(outcome_to_status(&r)).contains("not UTF-8 text (first bad byte at offset 2)")
         );
     }
 

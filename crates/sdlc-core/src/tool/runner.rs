@@ -85,6 +85,9 @@ pub struct ToolRun {
     pub pid: Option<u32>,
 }
 
+/// The variable that may hold the daemon's management token; never passed on to tools.
+pub const MANAGEMENT_TOKEN_ENV: &str = "SDLC_ORCHESTRATOR_TOKEN";
+
 /// How long to wait for the pipes to close once the process group has been killed. Only a
 /// process that left the group (setsid) can hold them open past that.
 const PIPE_GRACE: Duration = Duration::from_millis(500);
@@ -99,6 +102,27 @@ pub async fn run_tool(
     env: &[(String, String)],
     limits: &RunLimits,
 ) -> ToolRun {
+    run_tool_recorded(script, mode, input, root, env, limits, None).await
+}
+
+/// Where a run is recorded while it lives (see [`crate::orphans`]).
+#[derive(Debug, Clone)]
+pub struct RunRecordAt {
+    pub dir: std::path::PathBuf,
+    pub action: uuid::Uuid,
+}
+
+/// [`run_tool`] that also keeps a run record (pid and start time) while the tool's process
+/// group may be alive, so a daemon that dies mid-run leaves a trace its successor can act on.
+pub async fn run_tool_recorded(
+    script: &ToolScript,
+    mode: ToolMode,
+    input: &Value,
+    root: &Path,
+    env: &[(String, String)],
+    limits: &RunLimits,
+    record_at: Option<&RunRecordAt>,
+) -> ToolRun {
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let mut command = tokio::process::Command::new(&script.program);
@@ -107,6 +131,8 @@ pub async fn run_tool(
         .arg(mode.flag())
         .current_dir(root)
         .env("SDLC_ROOT", root)
+        // The daemon's credential is not the tool's business.
+        .env_remove(MANAGEMENT_TOKEN_ENV)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -128,8 +154,16 @@ pub async fn run_tool(
         }
     };
     let pid = child.id();
+    let record = match (record_at, pid) {
+        (Some(at), Some(pid)) => crate::orphans::record(&at.dir, at.action, pid)
+            .map_err(
+                |err| tracing::warn!(action = %at.action, "could not write the run record: {err}"),
+            )
+            .ok(),
+        _ => None,
+    };
     // If this future is dropped mid-run (shutdown), the guard still kills the group.
-    let mut group = GroupGuard(pid);
+    let mut group = GroupGuard { pid, record };
 
     let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
     let stdin_task = child.stdin.take().map(|mut stdin| {
@@ -263,12 +297,19 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
     }
 }
 
-/// Kills the tool's process group when dropped, unless that was already done.
-struct GroupGuard(Option<u32>);
+/// Kills the tool's process group when dropped, unless that was already done, and then
+/// removes the run's record.
+struct GroupGuard {
+    pid: Option<u32>,
+    record: Option<std::path::PathBuf>,
+}
 
 impl GroupGuard {
     fn kill_now(&mut self) {
-        kill_group(self.0.take());
+        kill_group(self.pid.take());
+        if let Some(record) = self.record.take() {
+            let _ = std::fs::remove_file(record);
+        }
     }
 }
 
