@@ -21,6 +21,15 @@ const BUSY_DEADLINE: Duration = Duration::from_secs(15);
 /// Pause between two attempts while waiting; short, since the holder is usually a command.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
+/// Which failed requests `route_with` sends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Only requests that never reached the daemon (safe for anything).
+    OnlyUnsent,
+    /// Also requests cut off mid-way (only for operations that are safe to repeat).
+    AlsoInterrupted,
+}
+
 /// Where a command's database lives.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -39,10 +48,38 @@ impl Backend {
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
         on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
+        self.route_with(Retry::OnlyUnsent, through_daemon, on_file)
+            .await
+    }
+
+    /// [`Backend::route`] for operations that are safe to repeat (reads, and adds with a
+    /// client-chosen id): a request cut off by a daemon going away is sent again, to the next
+    /// daemon or to the file.
+    pub async fn route_retrying<T>(
+        &self,
+        through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
+        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+    ) -> anyhow::Result<T> {
+        self.route_with(Retry::AlsoInterrupted, through_daemon, on_file)
+            .await
+    }
+
+    async fn route_with<T>(
+        &self,
+        retry: Retry,
+        through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
+        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+    ) -> anyhow::Result<T> {
         let deadline = Instant::now() + BUSY_DEADLINE;
         loop {
             if let Some(info) = find_live(&self.db_path) {
                 match through_daemon(&DaemonClient::new(&info)).await {
+                    Err(ClientError::Interrupted { .. })
+                        if retry == Retry::AlsoInterrupted && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
                     Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {
                         // Published but not answering: it is starting or stopping.
                         tokio::time::sleep(RETRY_PAUSE).await;

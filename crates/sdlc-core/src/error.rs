@@ -79,6 +79,20 @@ pub enum StoreError {
     Storage(#[from] redb::Error),
 }
 
+impl StoreError {
+    /// Whether the write failed because the disk (or the file system's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Storage(redb::Error::Io(source)) => Some(source),
+            _ => None,
+        };
+        io.is_some_and(|e| {
+            e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull
+        })
+    }
+}
+
 /// redb has one error type per operation; all of them convert into `redb::Error`.
 macro_rules! from_redb {
     ($($ty:ty),*) => {$(

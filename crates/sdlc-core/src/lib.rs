@@ -35,3 +35,6 @@ pub mod webhook;
 pub use error::{StoreError, ToolError};
 pub use model::{Action, ActionStatus, ActionTrigger, Recurrence, StatusKind};
 pub use store::{ActionDb, ListFilter};
+
+#[cfg(test)]
+mod hostile_tests;

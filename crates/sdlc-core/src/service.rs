@@ -20,6 +20,10 @@ use crate::webhook::{DEFAULT_TEMPLATE, NewRoute, WebhookRoute, check_template, n
 /// A request to add an action, as the CLI sends it and the API accepts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewAction {
+    /// The id to give the action, chosen by the client so that a request repeated after a
+    /// broken connection cannot store it twice; a new one when absent.
+    #[serde(default)]
+    pub id: Option<uuid::Uuid>,
     pub label: String,
     pub tool_name: String,
     /// The JSON given to the tool on stdin; `{}` when absent.
@@ -145,6 +149,10 @@ pub async fn prepare_action(
         ActionTrigger::Scheduled { next_tick_at: due },
         now,
     );
+    if let Some(id) = request.id {
+        action.id = id;
+        action.series = id;
+    }
     action.recurrence = recurrence;
     action.timeout_ms = timeout_ms;
     action.policy = policy;
@@ -327,6 +335,7 @@ mod tests {
 
     fn request(input: Value) -> NewAction {
         NewAction {
+            id: None,
             label: "svc".into(),
             tool_name: "check".into(),
             tool_input: input,

@@ -100,10 +100,25 @@ async fn add_action(
         .map_err(|err| ApiError::unprocessable(err.0))?;
     let action = prepared.action;
     let stored = action.clone();
-    state.with_db(move |db| db.insert(&stored)).await?;
+    // A repeat of a request already stored (same client-chosen id) answers with the stored
+    // action instead of failing: clients retry after a broken connection.
+    let (action, status) = state
+        .with_db(move |db| match db.insert(&stored) {
+            Ok(()) => Ok((stored, StatusCode::CREATED)),
+            Err(sdlc_core::StoreError::Duplicate(id)) => {
+                let existing = db.get(id)?.ok_or(sdlc_core::StoreError::NotFound(id))?;
+                if existing.label == stored.label && existing.tool_name == stored.tool_name {
+                    Ok((existing, StatusCode::OK))
+                } else {
+                    Err(sdlc_core::StoreError::Duplicate(id))
+                }
+            }
+            Err(err) => Err(err),
+        })
+        .await?;
     state.waker().wake();
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(AddResponse {
             id: action.id,
             action: ActionView::from(&action),

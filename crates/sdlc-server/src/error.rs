@@ -41,6 +41,13 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        if err.is_disk_full() {
+            tracing::error!("a write failed because the disk is full: {err}");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the daemon's disk is full: nothing was stored; free some space and retry",
+            );
+        }
         let status = match &err {
             StoreError::NotFound(_) | StoreError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             StoreError::DuplicatePath(_)

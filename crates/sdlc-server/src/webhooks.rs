@@ -188,6 +188,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_signature_header_is_an_answer_not_a_panic(header in ".{0,100}", body in ".{0,100}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&header) {
+                headers.insert("x-hub-signature-256", value);
+            }
+            if let Err(err) = verify_signature("secret", body.as_bytes(), &headers) {
+                proptest::prop_assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+            }
+        }
+    }
+
     #[test]
     fn credentials_are_not_stored_and_values_are_bounded() {
         let mut headers = HeaderMap::new();

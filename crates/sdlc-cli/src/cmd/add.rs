@@ -10,6 +10,8 @@ use crate::cli::AddArgs;
 
 pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
     let request = NewAction {
+        // Chosen here, so that a retry after a broken connection finds the stored action.
+        id: Some(uuid::Uuid::now_v7()),
         label: args.label,
         tool_name: args.tool,
         tool_input: parse_input(&args.input)?,
@@ -31,11 +33,14 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
     let action = prepared.action;
     let (id, warnings) = project
         .backend()
-        .route(
+        .route_retrying(
             async |client| client.add(&request).await.map(|r| (r.id, r.warnings)),
-            |db| {
-                db.insert(&action)
-                    .map(|()| (action.id, prepared.warnings.clone()))
+            |db| match db.insert(&action) {
+                // A retry of an add the daemon stored before it went away.
+                Ok(()) | Err(sdlc_core::StoreError::Duplicate(_)) => {
+                    Ok((action.id, prepared.warnings.clone()))
+                }
+                Err(err) => Err(err),
             },
         )
         .await?;

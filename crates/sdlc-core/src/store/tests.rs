@@ -755,3 +755,29 @@ mod webhook_tests {
         );
     }
 }
+
+#[test]
+fn a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires() {
+    let (_dir, db) = open();
+    let once = scheduled("once", 10_000);
+    let every = recurring(
+        "every",
+        10_000,
+        1_000,
+        policy(Overlap::Skip, CatchUp::Latest),
+    );
+    db.insert_many(&[once.clone(), every.clone()]).unwrap();
+    let ran = db.claim_due(t(10_000), 10).unwrap();
+    assert_eq!(ran.len(), 2);
+    db.complete_many(ran.iter().map(|a| (a.id, ok())).collect(), t(10_100))
+        .unwrap();
+    // The wall clock jumps back an hour: nothing finished runs again, nothing fires twice.
+    let hour_ago = t(10_100 - 3_600_000);
+    assert!(db.claim_due(hour_ago, 10).unwrap().is_empty());
+    // When time comes back to the next slot, the recurring action fires once, as scheduled.
+    let next = db.claim_due(t(11_000), 10).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].series, every.id);
+    assert_eq!(next[0].scheduled_at(), t(11_000));
+    assert_eq!(db.get(once.id).unwrap().unwrap().attempt, 1);
+}

@@ -200,12 +200,13 @@ fn assert_grandchild_dead(marker: &Path) {
     // queue, and then lingers as a zombie until init reaps it. Wait (bounded) for either.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
+        // No /proc entry: gone (reaped). A 'Z' state: dead, waiting to be reaped.
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let alive = state
-            .rsplit(')')
-            .next()
-            .map(|rest| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false);
+        let alive = !state.is_empty()
+            && !state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
         if !alive {
             return;
         }
