@@ -75,8 +75,15 @@ pub enum StoreError {
     #[error("stored action {id} cannot be read: {detail}")]
     Corrupt { id: Uuid, detail: String },
 
+    /// Not a `#[source]`: the message already carries redb's, and a chain would say it twice.
     #[error("database error: {0}")]
-    Storage(#[from] redb::Error),
+    Storage(redb::Error),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(err: redb::Error) -> Self {
+        StoreError::Storage(err)
+    }
 }
 
 impl StoreError {

@@ -250,6 +250,7 @@ async fn add_route(
         .map_err(|err| ApiError::unprocessable(err.0))?;
     let stored = route.clone();
     state.with_db(move |db| db.insert_route(&stored)).await?;
+    state.cache_route(&route.path, Some(route.clone()));
     Ok((StatusCode::CREATED, Json(RouteView::from(&route))))
 }
 
@@ -258,6 +259,7 @@ async fn delete_route(
     Path(key): Path<String>,
 ) -> Result<Json<RouteView>, ApiError> {
     let route = state.with_db(move |db| db.delete_route(&key)).await?;
+    state.cache_route(&route.path, None);
     Ok(Json(RouteView::from(&route)))
 }
 

@@ -1,14 +1,15 @@
 //! What every handler shares: the database, the project root, the engine's waker, the token,
 //! the clock and the webhook body limit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
 use sdlc_core::store::Ingested;
-use sdlc_core::webhook::Delivery;
+use sdlc_core::webhook::{Delivery, WebhookRoute};
 
 use crate::ingest::Ingestor;
 
@@ -17,6 +18,9 @@ use crate::ingest::Ingestor;
 pub struct AppState {
     inner: Arc<AppStateConfig>,
     ingestor: Ingestor,
+    /// Webhook routes by path, so ingress reads no database. The daemon owns the database,
+    /// so every route change passes through this server and updates the cache with it.
+    routes: Arc<RwLock<HashMap<String, WebhookRoute>>>,
 }
 
 /// Everything the server needs from the daemon that hosts it.
@@ -33,12 +37,41 @@ pub struct AppStateConfig {
 
 impl AppState {
     /// Builds the state and starts the webhook writer task (so: call it inside a runtime).
-    pub fn new(config: AppStateConfig) -> AppState {
+    /// Fails only if the routes cannot be read from the database.
+    pub fn new(config: AppStateConfig) -> Result<AppState, sdlc_core::StoreError> {
+        let routes = config
+            .db
+            .routes()?
+            .into_iter()
+            .map(|route| (route.path.clone(), route))
+            .collect();
         let ingestor = Ingestor::start(config.db.clone(), config.clock.clone());
-        AppState {
+        Ok(AppState {
             inner: Arc::new(config),
             ingestor,
-        }
+            routes: Arc::new(RwLock::new(routes)),
+        })
+    }
+
+    /// The route registered at `path` (normalised), from the cache.
+    pub fn route(&self, path: &str) -> Option<WebhookRoute> {
+        self.routes
+            .read()
+            .expect("the route cache lock is never poisoned")
+            .get(path)
+            .cloned()
+    }
+
+    /// Records in the cache a route just stored (`Some`) or removed (`None`).
+    pub fn cache_route(&self, path: &str, route: Option<WebhookRoute>) {
+        let mut routes = self
+            .routes
+            .write()
+            .expect("the route cache lock is never poisoned");
+        match route {
+            Some(route) => routes.insert(path.to_string(), route),
+            None => routes.remove(path),
+        };
     }
 
     pub fn db(&self) -> &Arc<ActionDb> {

@@ -45,11 +45,7 @@ pub async fn ingest(
     };
     let wanted = raw_path.strip_prefix("/webhooks/").ok_or_else(not_found)?;
     let path = normalize_path(wanted).map_err(|_| not_found())?;
-    let lookup = path.clone();
-    let route = state
-        .with_db(move |db| db.route_by_path(&lookup))
-        .await?
-        .ok_or_else(not_found)?;
+    let route = state.route(&path).ok_or_else(not_found)?;
 
     let (parts, body) = request.into_parts();
     let body = read_body(body, &parts.headers, state.max_body()).await?;

@@ -78,7 +78,8 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         token: token.clone(),
         clock,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
-    });
+    })
+    .context("cannot read the webhook routes")?;
     let _published = daemon_file::publish(
         &project.db_path,
         &DaemonInfo {
