@@ -11,12 +11,15 @@
 //!   `list --status failed` time; the daemon's peak memory over that database.
 //! - `ingest`: durable webhook 202s per second against the same HTTP stack answering without
 //!   storing; then whether every acknowledged request ran.
+//! - `peer`: against adnanh/webhook under the same `wrk` load: acknowledged rate, and how
+//!   many acknowledged requests ran.
 //!
 //! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
 
 mod history;
 mod ingest;
 mod lateness;
+mod peer;
 mod support;
 mod throughput;
 
@@ -31,7 +34,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest
+    /// Run only this figure: throughput, lateness, history, ingest, peer
     #[arg(long)]
     only: Option<String>,
 }
@@ -90,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("ingest") {
         ingest::run(&sizes).await?;
+    }
+    if wants("peer") {
+        peer::run(&sizes).await?;
     }
     Ok(())
 }
