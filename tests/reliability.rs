@@ -265,15 +265,7 @@ fn misbehaving_tools_fail_with_reasons_while_the_daemon_keeps_time() {
     // The grandchild went with its tool's process group.
     let pid = std::fs::read_to_string(&marker).unwrap().trim().to_string();
     wait_for("the grandchild to die", Duration::from_secs(5), || {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        (state.is_empty()
-            || state
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z'))
-        .then_some(())
+        common::process_gone(&pid.to_string()).then_some(())
     });
 
     // Meanwhile the heartbeat kept its schedule.
@@ -564,15 +556,7 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
 
     let daemon = project.daemon(&[]);
     wait_for("the orphan to be killed", Duration::from_secs(5), || {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        (state.is_empty()
-            || state
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z'))
-        .then_some(())
+        common::process_gone(&pid.to_string()).then_some(())
     });
     assert!(
         daemon.stderr().contains("still running"),

@@ -181,6 +181,18 @@ pub fn lateness(action: &Value) -> chrono::Duration {
     at("started_at") - at("due_at")
 }
 
+/// Whether process `pid` is gone: no /proc entry (reaped), or a zombie waiting to be reaped.
+pub fn process_gone(pid: &str) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    state.is_empty()
+        || state
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+}
+
 /// Statuses of the listed actions, by label.
 pub fn status_of(actions: &[Value], label: &str) -> Vec<String> {
     actions

@@ -132,21 +132,6 @@ pub fn action_record(a: &ActionView) -> String {
             ),
         ));
     }
-    for attempt in &a.attempts {
-        let reason = attempt
-            .reason
-            .as_deref()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default();
-        lines.push(field(
-            &format!("attempt {}", attempt.attempt),
-            format!(
-                "{} at {}{reason}",
-                attempt.outcome,
-                long_time(attempt.finished_at)
-            ),
-        ));
-    }
     lines.push(format!("input:\n{}", indent(&pretty(&a.tool_input))));
     if let Some(payload) = &a.raw_payload {
         lines.push(format!("payload:\n{}", indent(payload)));
