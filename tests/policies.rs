@@ -153,6 +153,7 @@ fn retries_back_off_and_every_attempt_is_visible() {
     assert!(gap(0) >= chrono::Duration::milliseconds(160), "{}", gap(0));
     assert!(gap(1) >= chrono::Duration::milliseconds(320), "{}", gap(1));
     let shown = project.sdlc_ok(&["orchestrate", "show", &id]);
+    assert_eq!(shown.matches("attempt 1:").count(), 1, "{shown}");
     assert!(
         shown.contains("attempt 1:") && shown.contains("attempt 3:"),
         "{shown}"
