@@ -50,8 +50,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Finished actions older than this are deleted (None keeps everything).
     pub retention: Option<Duration>,
-    /// Where runs are recorded while they live (None: not recorded; no orphan detection).
-    pub runs_dir: Option<PathBuf>,
+    /// The run log (see [`crate::orphans`]); None: runs are not logged, no orphan detection.
+    pub run_log: Option<PathBuf>,
     /// At start, kill the process groups of tools a dead daemon left running (else only
     /// report them).
     pub kill_orphans: bool,
@@ -108,6 +108,8 @@ struct Pool {
     /// Which action each task runs, so even a panicked task's action gets an outcome.
     ids: HashMap<tokio::task::Id, Uuid>,
     done: Vec<RunDone>,
+    /// Where runs are logged while they live (for orphan detection after a crash).
+    run_log: Option<Arc<crate::orphans::RunLog>>,
 }
 
 impl Pool {
@@ -163,8 +165,8 @@ impl Engine {
     /// completes. Returns after recording what finished within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<EngineSummary> {
         let mut summary = EngineSummary::default();
-        if let Some(dir) = &self.config.runs_dir {
-            for orphan in crate::orphans::reap(dir, self.config.kill_orphans) {
+        if let Some(path) = &self.config.run_log {
+            for orphan in crate::orphans::reap(path, self.config.kill_orphans) {
                 let record = &orphan.record;
                 warn!(
                     action = %record.action,
@@ -176,6 +178,13 @@ impl Engine {
                 summary.orphans += 1;
             }
         }
+        let run_log = match &self.config.run_log {
+            Some(path) => Some(Arc::new(
+                crate::orphans::RunLog::create(path)
+                    .with_context(|| format!("cannot create the run log {}", path.display()))?,
+            )),
+            None => None,
+        };
         let now = self.clock.now();
         let recovery = self
             .blocking(move |db| db.startup_recovery(now))
@@ -191,6 +200,7 @@ impl Engine {
             tasks: JoinSet::new(),
             ids: HashMap::new(),
             done: Vec::new(),
+            run_log,
         };
         tokio::pin!(shutdown);
         let mut next_prune = Instant::now();
@@ -344,7 +354,7 @@ impl Engine {
                 action,
                 self.config.root.clone(),
                 self.config.limits,
-                self.config.runs_dir.clone(),
+                pool.run_log.clone(),
             ));
             pool.ids.insert(task.id(), id);
         }
@@ -408,7 +418,7 @@ async fn run_action(
     action: Action,
     root: PathBuf,
     mut limits: RunLimits,
-    runs_dir: Option<PathBuf>,
+    run_log: Option<Arc<crate::orphans::RunLog>>,
 ) -> RunDone {
     let started = std::time::Instant::now();
     let status = match tool_script(&root, &action.tool_name) {
@@ -424,8 +434,8 @@ async fn run_action(
                 ("SDLC_ACTION_LABEL".to_string(), action.label.clone()),
                 ("SDLC_ATTEMPT".to_string(), action.attempt.to_string()),
             ];
-            let record_at = runs_dir.map(|dir| RunRecordAt {
-                dir,
+            let record_at = run_log.map(|log| RunRecordAt {
+                log,
                 action: action.id,
             });
             let run = run_tool_recorded(

@@ -45,7 +45,7 @@ impl Harness {
             limits: RunLimits::default(),
             shutdown_grace: Duration::from_millis(200),
             retention: None,
-            runs_dir: None,
+            run_log: None,
             kill_orphans: true,
         }
     }

@@ -67,7 +67,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             },
             shutdown_grace: args.grace,
             retention: args.keep,
-            runs_dir: Some(sdlc_core::orphans::runs_dir(&project.db_path)),
+            run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
             kill_orphans: !args.keep_orphans,
         },
     );

@@ -108,7 +108,7 @@ pub async fn run_tool(
 /// Where a run is recorded while it lives (see [`crate::orphans`]).
 #[derive(Debug, Clone)]
 pub struct RunRecordAt {
-    pub dir: std::path::PathBuf,
+    pub log: std::sync::Arc<crate::orphans::RunLog>,
     pub action: uuid::Uuid,
 }
 
@@ -155,11 +155,10 @@ pub async fn run_tool_recorded(
     };
     let pid = child.id();
     let record = match (record_at, pid) {
-        (Some(at), Some(pid)) => crate::orphans::record(&at.dir, at.action, pid)
-            .map_err(
-                |err| tracing::warn!(action = %at.action, "could not write the run record: {err}"),
-            )
-            .ok(),
+        (Some(at), Some(pid)) => {
+            at.log.started(at.action, pid);
+            Some(at.clone())
+        }
         _ => None,
     };
     // If this future is dropped mid-run (shutdown), the guard still kills the group.
@@ -301,14 +300,14 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
 /// removes the run's record.
 struct GroupGuard {
     pid: Option<u32>,
-    record: Option<std::path::PathBuf>,
+    record: Option<RunRecordAt>,
 }
 
 impl GroupGuard {
     fn kill_now(&mut self) {
         kill_group(self.pid.take());
         if let Some(record) = self.record.take() {
-            let _ = std::fs::remove_file(record);
+            record.log.ended(record.action);
         }
     }
 }
