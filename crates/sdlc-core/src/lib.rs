@@ -11,7 +11,7 @@
 //! - [`service`]: checks shared by every way of adding an action (CLI, API).
 //! - [`engine`]: the tick loop: claim due actions, run them in a bounded pool, record results.
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
-//! - [`orphans`]: run records, and killing tools a SIGKILLed daemon left running.
+//! - [`orphans`]: the run log, and killing tools a SIGKILLed daemon left running.
 //! - [`project`]: finding the project root and its default paths.
 //! - [`clock`]: the source of "now", injectable for tests.
 //! - [`webhook`]: routes, deliveries and the templates that turn a delivery into input.
