@@ -523,6 +523,19 @@ fn the_management_api_needs_the_token() {
         http(daemon.addr, "GET", "/api/orchestrator/secret", &[], b"").0,
         401
     );
+    // Path variants never reach a handler without the token.
+    for variant in [
+        "/api/orchestrator/actions/",
+        "/api/orchestrator//actions",
+        "/api/orchestrator/./actions",
+        "//api/orchestrator/actions",
+        "/api/orchestrator/actions?status=pending",
+        "/API/orchestrator/actions",
+    ] {
+        let (status, body) = http(daemon.addr, "GET", variant, &[], b"");
+        assert!(status == 401 || status == 404, "{variant}: {status} {body}");
+        assert!(!body.starts_with('['), "{variant} leaked a listing: {body}");
+    }
 
     let bearer = format!("Bearer {token}");
     let auth = [("Authorization", bearer.as_str())];
