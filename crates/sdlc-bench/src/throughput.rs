@@ -26,6 +26,12 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         let (ours, peak_kib, cpu) = daemon_run(&project, n, &[]).await?;
         let baseline = xargs_wall(&tool, n)?;
         let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+        let runner = runner_only(&project, n).await?;
+        println!(
+            "1b. the same {n} runs through the tool runner alone (no database, no engine): {:.3} s, ratio to xargs {:.2}",
+            runner.as_secs_f64(),
+            runner.as_secs_f64() / baseline.as_secs_f64()
+        );
         report(
             &format!("1. throughput n={n} c={}", concurrency()),
             &format!(
@@ -111,6 +117,38 @@ pub async fn daemon_run(
         .max()
         .ok_or_else(|| anyhow::anyhow!("no run finished"))?;
     Ok(((last - due).to_std()?, peak, cpu))
+}
+
+/// The runner alone: `n` runs of the trivial tool, `concurrency()` at a time, in this process.
+/// Separates the cost of spawning and capturing from the engine's and the database's.
+async fn runner_only(project: &Project, n: usize) -> anyhow::Result<Duration> {
+    use sdlc_core::tool::{RunLimits, ToolMode, run_tool, tool_script};
+    let script = std::sync::Arc::new(tool_script(project.root(), "trivial")?);
+    let root = std::sync::Arc::new(project.root().to_path_buf());
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency()));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let (script, root) = (script.clone(), root.clone());
+        tasks.spawn(async move {
+            let run = run_tool(
+                &script,
+                ToolMode::Run,
+                &json!({"i": i}),
+                &root,
+                &[],
+                &RunLimits::default(),
+            )
+            .await;
+            drop(permit);
+            run
+        });
+    }
+    while let Some(run) = tasks.join_next().await {
+        run?;
+    }
+    Ok(started.elapsed())
 }
 
 /// `seq n | xargs -P c -n 1 tool --run`: the same processes, nothing stored.
