@@ -1,9 +1,10 @@
 //! Tool processes that outlive a daemon killed with SIGKILL.
 //!
 //! Each run's tool leads its own process group. The engine keeps a run log beside the
-//! database (`<db>.runlog`): a line when a tool starts (its pid and its start time from /proc,
-//! so a pid the kernel has since given to another process is never mistaken for it) and a line
-//! when its group is gone. A start without an end, found at the next start of the daemon,
+//! database (`<db>.runlog`): a line just before a tool starts, a line when it has started (its
+//! pid and its start time from /proc, so a pid the kernel has since given to another process is
+//! never mistaken for it) and a line when its group is gone. A run announced but never recorded
+//! as started (the daemon died in between) is looked for by its `SDLC_ACTION_ID` in /proc. A start without an end, found at the next start of the daemon,
 //! means the daemon died during that run: if that process still lives, it is an orphan, and by
 //! default its whole process group is killed so it cannot run beside a new attempt.
 //!
@@ -76,6 +77,12 @@ impl RunLog {
         })
     }
 
+    /// Records that `action`'s tool is about to start. If the daemon dies before the start
+    /// itself is recorded, the next start finds the tool by its `SDLC_ACTION_ID`.
+    pub fn starting(&self, action: Uuid) {
+        self.append(&format!("P {action}\n"), |_| {});
+    }
+
     /// Records that `action`'s tool started as process `pid`.
     pub fn started(&self, action: Uuid, pid: u32) {
         let ticks = start_ticks(pid).unwrap_or(0);
@@ -138,13 +145,17 @@ pub fn reap(path: &Path, kill: bool) -> Vec<Orphan> {
         return Vec::new();
     };
     let mut open: HashMap<Uuid, RunRecord> = HashMap::new();
+    // Runs announced ("P") whose start was never recorded: the daemon died in between.
+    let mut unrecorded: Vec<Uuid> = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         match (
             fields.next(),
             fields.next().and_then(|id| Uuid::parse_str(id).ok()),
         ) {
+            (Some("P"), Some(action)) => unrecorded.push(action),
             (Some("S"), Some(action)) => {
+                unrecorded.retain(|a| *a != action);
                 let pid = fields.next().and_then(|p| p.parse().ok());
                 let ticks = fields.next().and_then(|t| t.parse().ok());
                 if let (Some(pid), Some(start_ticks)) = (pid, ticks) {
@@ -160,9 +171,13 @@ pub fn reap(path: &Path, kill: bool) -> Vec<Orphan> {
             }
             (Some("E"), Some(action)) => {
                 open.remove(&action);
+                unrecorded.retain(|a| *a != action);
             }
             _ => {}
         }
+    }
+    for record in find_by_action_env(&unrecorded) {
+        open.insert(record.action, record);
     }
     let mut orphans = Vec::new();
     for record in open.into_values() {
@@ -181,6 +196,54 @@ pub fn reap(path: &Path, kill: bool) -> Vec<Orphan> {
         });
     }
     orphans
+}
+
+/// Processes whose environment says `SDLC_ACTION_ID=<one of actions>` and that lead their
+/// process group (the tool itself, not its children): a scan of /proc, done only for runs
+/// whose start was never recorded.
+fn find_by_action_env(actions: &[Uuid]) -> Vec<RunRecord> {
+    if actions.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted: Vec<(Uuid, Vec<u8>)> = actions
+        .iter()
+        .map(|a| (*a, format!("SDLC_ACTION_ID={a}").into_bytes()))
+        .collect();
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let is_leader = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)))
+            .is_ok_and(|group| group.as_raw() as u32 == pid);
+        if !is_leader {
+            continue;
+        }
+        for (action, needle) in &wanted {
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_slice())
+                && let Some(start_ticks) = start_ticks(pid)
+            {
+                found.push(RunRecord {
+                    action: *action,
+                    pid,
+                    start_ticks,
+                });
+            }
+        }
+    }
+    found
 }
 
 /// Field 22 of /proc/<pid>/stat: when the process started, in ticks since boot.
@@ -221,6 +284,29 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].record.action, live);
         assert!(found[0].killed);
+        let status = orphan.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn a_start_announced_but_never_recorded_is_found_by_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.runlog");
+        let action = Uuid::now_v7();
+        let mut orphan = std::process::Command::new("sleep")
+            .arg("30")
+            .env("SDLC_ACTION_ID", action.to_string())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // The daemon died between announcing the run and recording its pid.
+        std::fs::write(&path, format!("P {action}\n")).unwrap();
+        let found = reap(&path, true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].record.pid, orphan.id());
         let status = orphan.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),

@@ -140,9 +140,15 @@ pub async fn run_tool_recorded(
         .process_group(0)
         .kill_on_drop(true);
 
+    if let Some(at) = record_at {
+        at.log.starting(at.action);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
+            if let Some(at) = record_at {
+                at.log.ended(at.action);
+            }
             return ToolRun {
                 exit: ExitKind::SpawnFailed(format!("{}: {err}", script.program.display())),
                 stdout: Vec::new(),
