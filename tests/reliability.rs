@@ -554,10 +554,19 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
     let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     assert!(alive(pid), "the orphan should outlive the daemon");
 
+    let run_log = std::fs::read_to_string(project.root().join(".sdlc/orchestrator.db.runlog"))
+        .unwrap_or_default();
     let daemon = project.daemon(&[]);
-    wait_for("the orphan to be killed", Duration::from_secs(5), || {
-        common::process_gone(&pid.to_string()).then_some(())
-    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !common::process_gone(&pid.to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphan {pid} was not killed; run log before restart:\n{run_log}\ndaemon:\n{}\nstat: {}",
+            daemon.stderr(),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         daemon.stderr().contains("still running"),
         "{}",
