@@ -567,10 +567,11 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        daemon.stderr().contains("still running"),
-        "{}",
-        daemon.stderr()
+    // The daemon's report arrives on its stderr a moment after the kill: wait for it.
+    wait_for(
+        "the daemon to report the orphan",
+        Duration::from_secs(5),
+        || daemon.stderr().contains("still running").then_some(()),
     );
     let action = project.find(&id);
     assert!(action["reason"].as_str().unwrap().contains("interrupted"));
