@@ -125,11 +125,6 @@ impl DaemonClient {
             .await
     }
 
-    pub async fn delete(&self, id: Uuid) -> Result<ActionView, ClientError> {
-        self.call::<(), _>(Method::DELETE, &format!("/actions/{id}"), &[], None)
-            .await
-    }
-
     pub async fn add_route(&self, request: &NewRoute) -> Result<RouteView, ClientError> {
         self.call(Method::POST, "/webhooks/routes", &[], Some(request))
             .await

@@ -13,6 +13,7 @@
 //!   can be addressed by the id `add` printed (manual runs do not move it).
 //! - `running_by_series` series id ++ id -> (): the runs of a series in flight, for the
 //!   overlap policy.
+//! - `status_counts` status byte -> how many actions have it, so counting is not a scan.
 //! - `meta` "schema_version" -> u64. A file written by a newer version is refused.
 //!
 //! What this module does not do: decide when things run (the engine does) or validate tool
@@ -23,7 +24,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -50,6 +54,7 @@ const DUE: TableDefinition<[u8; 24], ()> = TableDefinition::new("due");
 const BY_STATUS: TableDefinition<[u8; 25], ()> = TableDefinition::new("by_status");
 const SERIES_HEAD: TableDefinition<u128, u128> = TableDefinition::new("series_head");
 const RUNNING_BY_SERIES: TableDefinition<[u8; 32], ()> = TableDefinition::new("running_by_series");
+const STATUS_COUNTS: TableDefinition<u8, u64> = TableDefinition::new("status_counts");
 
 /// Which actions `list` returns.
 #[derive(Debug, Clone, Default)]
@@ -211,6 +216,7 @@ impl ActionDb {
             tx.open_table(BY_STATUS)?;
             tx.open_table(SERIES_HEAD)?;
             tx.open_table(RUNNING_BY_SERIES)?;
+            rebuild_counts_if_missing(&tx)?;
             tx.open_table(webhooks::ROUTES)?;
             tx.open_table(webhooks::ROUTE_PATHS)?;
             tx.open_table(webhooks::INBOX)?;
@@ -259,17 +265,48 @@ impl ActionDb {
 
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
     pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
-        let Some(action) = self.get(id)? else {
+        let tx = self.db.begin_read()?;
+        let actions = tx.open_table(ACTIONS)?;
+        let heads = tx.open_table(SERIES_HEAD)?;
+        let read = |id: Uuid| -> Result<Option<Action>, StoreError> {
+            match actions.get(id.as_u128())? {
+                Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
+                None => Ok(None),
+            }
+        };
+        let Some(action) = read(id)? else {
             return Ok(None);
         };
-        let tx = self.db.begin_read()?;
-        let heads = tx.open_table(SERIES_HEAD)?;
-        let head = heads.get(action.series.as_u128())?.map(|v| v.value());
-        drop(heads);
-        match head {
-            Some(head) if head != id.as_u128() => self.get(Uuid::from_u128(head)),
+        match heads.get(action.series.as_u128())?.map(|v| v.value()) {
+            Some(head) if head != id.as_u128() => Ok(read(Uuid::from_u128(head))?.or(Some(action))),
             _ => Ok(Some(action)),
         }
+    }
+
+    /// Finds the newest occurrence of the series `id` belongs to and applies `change` to it,
+    /// in one write transaction, so nothing can run or finish between the look and the change.
+    /// `change` gives the new form, or None to leave the action as it is.
+    fn change_series_head(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&Action) -> Result<Option<Action>, StoreError>,
+    ) -> Result<Action, StoreError> {
+        let tx = self.begin_write()?;
+        let action = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        let head = tx
+            .open_table(SERIES_HEAD)?
+            .get(action.series.as_u128())?
+            .map(|v| Uuid::from_u128(v.value()));
+        let target = match head {
+            Some(head) if head != id => get_in(&tx, head)?.unwrap_or(action),
+            _ => action,
+        };
+        let Some(new) = change(&target)? else {
+            return Ok(target);
+        };
+        put(&tx, Some(&target), &new)?;
+        tx.commit()?;
+        Ok(new)
     }
 
     /// Moves an action to `status`, refusing transitions the lifecycle forbids.
@@ -397,23 +434,13 @@ impl ActionDb {
     /// an earlier occurrence of a recurring action, cancels its pending occurrence, which ends
     /// the series.
     pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
-        if !matches!(
-            target.status.kind(),
-            StatusKind::Pending | StatusKind::Paused
-        ) {
-            return Err(StoreError::NotPending {
-                id,
-                status: target.status.kind(),
-            });
-        }
-        self.set_status(
-            target.id,
-            ActionStatus::Failed {
-                reason: "cancelled by the user before it ran".to_string(),
-            },
-            now,
-        )
+        self.change_series_head(id, |target| match target.status.kind() {
+            StatusKind::Pending | StatusKind::Paused => {
+                let reason = "cancelled by the user before it ran".to_string();
+                transition(target, ActionStatus::Failed { reason }, now).map(Some)
+            }
+            status => Err(StoreError::NotPending { id, status }),
+        })
     }
 
     /// Pauses the pending occurrence of the series `id` belongs to (or the action itself):
@@ -424,36 +451,24 @@ impl ActionDb {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
-        if target.status.kind() == StatusKind::Paused {
-            return Ok(target);
-        }
-        if target.status.kind() != StatusKind::Pending {
-            return Err(StoreError::NothingToPause {
-                id,
-                status: target.status.kind(),
-            });
-        }
-        let tx = self.begin_write()?;
-        let old = get_in(&tx, target.id)?.ok_or(StoreError::NotFound(target.id))?;
-        let mut paused = transition(&old, ActionStatus::Paused { reason }, now)?;
-        paused.queued_behind = None;
-        put(&tx, Some(&old), &paused)?;
-        tx.commit()?;
-        Ok(paused)
+        self.change_series_head(id, |target| match target.status.kind() {
+            StatusKind::Paused => Ok(None),
+            StatusKind::Pending => {
+                let mut paused = transition(target, ActionStatus::Paused { reason }, now)?;
+                paused.queued_behind = None;
+                Ok(Some(paused))
+            }
+            status => Err(StoreError::NothingToPause { id, status }),
+        })
     }
 
     /// Resumes a paused action: it is Pending again and due at its own time; slots it missed
     /// while paused follow its catch-up policy.
     pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        let target = self.series_head(id)?.ok_or(StoreError::NotFound(id))?;
-        if target.status.kind() != StatusKind::Paused {
-            return Err(StoreError::NotPaused {
-                id,
-                status: target.status.kind(),
-            });
-        }
-        self.set_status(target.id, ActionStatus::Pending, now)
+        self.change_series_head(id, |target| match target.status.kind() {
+            StatusKind::Paused => transition(target, ActionStatus::Pending, now).map(Some),
+            status => Err(StoreError::NotPaused { id, status }),
+        })
     }
 
     /// Stores a manual run of the action `id` (any occurrence of its series): same tool,
@@ -487,21 +502,18 @@ impl ActionDb {
                 }
                 found
             };
-            let mut index = tx.open_table(BY_STATUS)?;
-            let mut actions = tx.open_table(ACTIONS)?;
-            let mut heads = tx.open_table(SERIES_HEAD)?;
             for (key, id) in old {
-                index.remove(key)?;
-                let removed = actions.remove(id.as_u128())?;
-                let series = match removed {
-                    Some(bytes) => decode(id, bytes.value())?.series,
-                    None => continue,
+                tx.open_table(BY_STATUS)?.remove(key)?;
+                count(&tx, kind, -1)?;
+                let series = {
+                    let mut actions = tx.open_table(ACTIONS)?;
+                    let removed = actions.remove(id.as_u128())?;
+                    match removed {
+                        Some(bytes) => decode(id, bytes.value())?.series,
+                        None => continue,
+                    }
                 };
-                // A series whose newest occurrence is gone has ended; forget its head.
-                let head = heads.get(series.as_u128())?.map(|v| v.value());
-                if head == Some(id.as_u128()) {
-                    heads.remove(series.as_u128())?;
-                }
+                forget_head_if(&tx, series, id)?;
                 pruned += 1;
             }
             if pruned == limit {
@@ -529,6 +541,7 @@ impl ActionDb {
         }
         unindex(&tx, &old)?;
         tx.open_table(ACTIONS)?.remove(id.as_u128())?;
+        forget_head_if(&tx, old.series, id)?;
         tx.commit()?;
         Ok(old)
     }
@@ -578,19 +591,58 @@ impl ActionDb {
     /// How many actions are stored in each status.
     pub fn count_by_status(&self) -> Result<Vec<(StatusKind, u64)>, StoreError> {
         let tx = self.db.begin_read()?;
-        let index = tx.open_table(BY_STATUS)?;
-        let mut counts = Vec::new();
+        let counts = tx.open_table(STATUS_COUNTS)?;
+        let mut all = Vec::new();
         for kind in StatusKind::ALL {
-            let (start, end) = status_range(kind);
-            let mut n = 0u64;
-            for entry in index.range(start..=end)? {
-                entry?;
-                n += 1;
-            }
-            counts.push((kind, n));
+            let n = counts
+                .get(status_byte(kind))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            all.push((kind, n));
         }
-        Ok(counts)
+        Ok(all)
     }
+}
+
+/// Fills `status_counts` from the status index when it is empty but actions exist (a file
+/// written before the counts were kept).
+fn rebuild_counts_if_missing(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut counts = tx.open_table(STATUS_COUNTS)?;
+    if !counts.is_empty()? || tx.open_table(ACTIONS)?.is_empty()? {
+        return Ok(());
+    }
+    let index = tx.open_table(BY_STATUS)?;
+    for kind in StatusKind::ALL {
+        let (start, end) = status_range(kind);
+        let mut n = 0u64;
+        for entry in index.range(start..=end)? {
+            entry?;
+            n += 1;
+        }
+        counts.insert(status_byte(kind), n)?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the count of `kind`.
+fn count(tx: &WriteTransaction, kind: StatusKind, delta: i64) -> Result<(), StoreError> {
+    let mut counts = tx.open_table(STATUS_COUNTS)?;
+    let current = counts
+        .get(status_byte(kind))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    counts.insert(status_byte(kind), current.saturating_add_signed(delta))?;
+    Ok(())
+}
+
+/// Forgets the head of `series` when it is `id` (that occurrence is gone: the series ended).
+fn forget_head_if(tx: &WriteTransaction, series: Uuid, id: Uuid) -> Result<(), StoreError> {
+    let mut heads = tx.open_table(SERIES_HEAD)?;
+    let head = heads.get(series.as_u128())?.map(|v| v.value());
+    if head == Some(id.as_u128()) {
+        heads.remove(series.as_u128())?;
+    }
+    Ok(())
 }
 
 /// Builds the new form of `old` after a transition, or refuses it.
@@ -842,6 +894,7 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
         .insert(new.id.as_u128(), encode(new)?.as_slice())?;
     tx.open_table(BY_STATUS)?
         .insert(status_key(new.status.kind(), new.updated_at, new.id), ())?;
+    count(tx, new.status.kind(), 1)?;
     if is_due_indexed(new) {
         tx.open_table(DUE)?
             .insert(due_key(new.due_at(), new.id), ())?;
@@ -873,6 +926,7 @@ fn series_key(series: Uuid, id: Uuid) -> [u8; 32] {
 fn unindex(tx: &WriteTransaction, old: &Action) -> Result<(), StoreError> {
     tx.open_table(BY_STATUS)?
         .remove(status_key(old.status.kind(), old.updated_at, old.id))?;
+    count(tx, old.status.kind(), -1)?;
     if is_due_indexed(old) {
         tx.open_table(DUE)?.remove(due_key(old.due_at(), old.id))?;
     }

@@ -781,3 +781,45 @@ fn a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires() {
     assert_eq!(next[0].scheduled_at(), t(11_000));
     assert_eq!(db.get(once.id).unwrap().unwrap().attempt, 1);
 }
+
+#[test]
+fn status_counts_stay_equal_to_what_is_stored() {
+    let (_dir, db) = open();
+    let by_listing = |db: &ActionDb| -> Vec<(StatusKind, u64)> {
+        let all = db.list(&ListFilter::default()).unwrap();
+        StatusKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    all.iter().filter(|a| a.status.kind() == *k).count() as u64,
+                )
+            })
+            .collect()
+    };
+    let one_offs: Vec<_> = (0..6).map(|i| scheduled(&format!("o{i}"), i)).collect();
+    let series = recurring("r", 0, 1_000, policy(Overlap::Skip, CatchUp::Latest));
+    db.insert_many(&one_offs).unwrap();
+    db.insert(&series).unwrap();
+    let claimed = db.claim_due(t(10), 3).unwrap();
+    db.complete(claimed[0].id, ok(), t(20)).unwrap();
+    db.cancel(one_offs[5].id, t(30)).unwrap();
+    db.pause(one_offs[4].id, None, t(40)).unwrap();
+    db.delete(one_offs[4].id).unwrap();
+    db.claim_due(t(2_000), 10).unwrap(); // the next occurrence is skipped: the first still runs
+    db.prune_finished(t(25), 100).unwrap();
+    assert_eq!(db.count_by_status().unwrap(), by_listing(&db));
+}
+
+#[test]
+fn deleting_the_newest_occurrence_ends_its_series() {
+    let (_dir, db) = open();
+    let a = scheduled("a", 100);
+    db.insert(&a).unwrap();
+    db.delete(a.id).unwrap();
+    assert_eq!(db.series_head(a.id).unwrap(), None);
+    assert!(matches!(
+        db.cancel(a.id, t(1)),
+        Err(StoreError::NotFound(_))
+    ));
+}
