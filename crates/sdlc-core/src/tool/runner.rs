@@ -143,7 +143,7 @@ pub async fn run_tool_recorded(
     if let Some(at) = record_at {
         at.log.starting(at.action);
     }
-    let mut child = match command.spawn() {
+    let mut child = match spawn_retrying_busy(&mut command).await {
         Ok(child) => child,
         Err(err) => {
             if let Some(at) = record_at {
@@ -229,6 +229,31 @@ pub async fn run_tool_recorded(
         stderr_truncated: stderr.truncated,
         duration: started.elapsed(),
         pid,
+    }
+}
+
+/// How often a spawn refused with "Text file busy" is tried again.
+const BUSY_RETRIES: u32 = 5;
+
+/// Spawns `command`, trying again a few times (1, 2, 4, 8, 16 ms apart) when exec answers
+/// ETXTBSY: the tool file is still open for writing somewhere, typically because it was just
+/// written (an editor saving it, or a forked process that inherited the writer's descriptor for
+/// an instant). Any other error is returned at once.
+async fn spawn_retrying_busy(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(err)
+                if err.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
+                    && attempt < BUSY_RETRIES =>
+            {
+                tokio::time::sleep(Duration::from_millis(1 << attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
     }
 }
 

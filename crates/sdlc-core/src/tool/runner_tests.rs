@@ -132,10 +132,11 @@ async fn big_stderr_keeps_only_its_tail_and_does_not_deadlock() {
         "head -c 1000000 /dev/zero | tr '\\0' 'e' >&2; echo LAST >&2; echo '{\"ok\":true}'",
     );
     let run = project.run(&script, limits(20_000)).await;
-    assert!(matches!(
-        outcome_to_status(&run),
-        ActionStatus::Completed { .. }
-    ));
+    assert!(
+        matches!(outcome_to_status(&run), ActionStatus::Completed { .. }),
+        "{:?}",
+        run.exit
+    );
     assert_eq!(run.stderr_tail.len(), RunLimits::default().stderr_tail);
     assert!(run.stderr_tail.ends_with(b"LAST\n"));
     assert!(run.stderr_truncated);
@@ -281,4 +282,30 @@ async fn meta_is_read_and_parsed() {
         err.contains("tool 'mute' --meta did not print valid metadata"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_tool_file_still_open_for_writing_is_retried_then_reported() {
+    let project = Project::new();
+    let script = project.tool("busy", "echo '{\"ok\":true}'");
+    // Someone is still writing the tool (an editor saving it): exec answers ETXTBSY.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&script.program)
+        .unwrap();
+    let run = project.run(&script, limits(5_000)).await;
+    let reason = failed_reason(outcome_to_status(&run));
+    assert!(reason.contains("Text file busy"), "{reason}");
+    // Retried for a while (1 + 2 + 4 + 8 + 16 ms) before giving up.
+    assert!(
+        run.duration >= Duration::from_millis(31),
+        "{:?}",
+        run.duration
+    );
+    drop(writer);
+    let run = project.run(&script, limits(5_000)).await;
+    assert!(matches!(
+        outcome_to_status(&run),
+        ActionStatus::Completed { .. }
+    ));
 }
