@@ -81,7 +81,10 @@ impl Daemon {
             .args(extra)
             .arg("--root")
             .arg(project.root())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SDLC_BENCH_DAEMON_LOG").map_or("warn", |_| "info"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -98,10 +101,24 @@ impl Daemon {
                 break rest.split(',').next().unwrap_or_default().trim().parse()?;
             }
         };
-        // Keep draining stderr so the daemon never blocks on a full pipe.
+        // Keep draining stderr so the daemon never blocks on a full pipe; with
+        // SDLC_BENCH_DAEMON_LOG=<file>, its "stopped" lines (counts of runs and commits) are
+        // appended there.
         std::thread::spawn(move || {
             let mut sink = Vec::new();
             let _ = reader.read_to_end(&mut sink);
+            if let Ok(path) = std::env::var("SDLC_BENCH_DAEMON_LOG") {
+                let stopped: String = String::from_utf8_lossy(&sink)
+                    .lines()
+                    .filter(|line| line.contains("stopped"))
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, stopped.as_bytes()));
+            }
         });
         let info: Value = serde_json::from_slice(&std::fs::read(
             project.root().join(".sdlc/orchestrator.db.daemon.json"),
@@ -178,24 +195,7 @@ impl Daemon {
 
     /// CPU time the daemon process itself has used (user + system), not its tools'.
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        // After the command name: state is field 3, utime 14 and stime 15 (1-based).
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // /proc reports clock ticks in USER_HZ, which Linux fixes at 100 for user space.
-        let hz = 100.0;
-        Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+        cpu_time_of(self.pid())
     }
 
     /// SIGTERM and wait.
@@ -219,6 +219,26 @@ impl Drop for Daemon {
 }
 
 /// The p-th percentile (0..=100) of sorted values.
+/// CPU time process `pid` has used itself (user + system, not its children's).
+pub fn cpu_time_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // /proc reports clock ticks in USER_HZ, which Linux fixes at 100 for user space.
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / 100.0)
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

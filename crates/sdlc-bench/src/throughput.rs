@@ -26,11 +26,12 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         let (ours, peak_kib, cpu) = daemon_run(&project, n, &[]).await?;
         let baseline = xargs_wall(&tool, n)?;
         let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
-        let runner = runner_only(&project, n).await?;
+        let (runner, runner_cpu) = runner_only(&project, n).await?;
         println!(
-            "1b. the same {n} runs through the tool runner alone (no database, no engine): {:.3} s, ratio to xargs {:.2}",
+            "1b. the same {n} runs through the tool runner alone (no database, no engine): {:.3} s, ratio to xargs {:.2}, CPU of this process {:.0} us/run",
             runner.as_secs_f64(),
-            runner.as_secs_f64() / baseline.as_secs_f64()
+            runner.as_secs_f64() / baseline.as_secs_f64(),
+            runner_cpu.as_secs_f64() * 1e6 / n as f64
         );
         report(
             &format!("1. throughput n={n} c={}", concurrency()),
@@ -121,11 +122,12 @@ pub async fn daemon_run(
 
 /// The runner alone: `n` runs of the trivial tool, `concurrency()` at a time, in this process.
 /// Separates the cost of spawning and capturing from the engine's and the database's.
-async fn runner_only(project: &Project, n: usize) -> anyhow::Result<Duration> {
+async fn runner_only(project: &Project, n: usize) -> anyhow::Result<(Duration, Duration)> {
     use sdlc_core::tool::{RunLimits, ToolMode, run_tool, tool_script};
     let script = std::sync::Arc::new(tool_script(project.root(), "trivial")?);
     let root = std::sync::Arc::new(project.root().to_path_buf());
     let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency()));
+    let cpu_before = crate::support::cpu_time_of(std::process::id());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -148,7 +150,9 @@ async fn runner_only(project: &Project, n: usize) -> anyhow::Result<Duration> {
     while let Some(run) = tasks.join_next().await {
         run?;
     }
-    Ok(started.elapsed())
+    let wall = started.elapsed();
+    let cpu = crate::support::cpu_time_of(std::process::id()).saturating_sub(cpu_before);
+    Ok((wall, cpu))
 }
 
 /// `seq n | xargs -P c -n 1 tool --run`: the same processes, nothing stored.

@@ -2,10 +2,20 @@
 //!
 //! One loop, one `select!` over a closed set of events: shutdown, a run finishing, a wake-up
 //! (an action was added or a webhook arrived), and a timer set to the earliest due time or
-//! the heartbeat (`tick`), whichever is sooner. After every event the loop settles: in one
-//! transaction it records the runs that finished and claims due actions, at most as many as
-//! there are free slots in the pool (`max_concurrency`). Claiming only what can start keeps
-//! "Running" meaning "a process is on it", so a crash never fails actions that never began.
+//! the heartbeat (`tick`), whichever is sooner. After an event the loop settles: in one
+//! transaction it records the runs that finished and claims due actions for the free slots
+//! of the pool (`max_concurrency`).
+//!
+//! Claiming ahead. While runs are short (they average under `SHORT_RUN`), a commit per
+//! finished run is most of the daemon's cost, and a freed slot would wait for it before its
+//! next start. So the loop also claims up to `2 × max_concurrency` actions *ahead* into a
+//! ready queue: a freed slot starts the next one at once, and outcomes and claims are committed
+//! in batches (when half the ready queue is used, or an outcome has waited
+//! `OUTCOME_WINDOW`). An action claimed ahead is Running in the database before its tool
+//! starts; if the daemon dies then, the run log proves it never started (see
+//! [`crate::orphans`]) and recovery hands it back to Pending instead of failing it. One that
+//! waits longer than `READY_MAX_WAIT` (the runs turned long) is handed back at once. With
+//! long runs, or without a run log, nothing is claimed ahead.
 //!
 //! Tool runs are tasks in a `JoinSet`; the loop never awaits one, so a slow tool never stops
 //! it from ticking. Database work goes through `spawn_blocking` (a commit waits for fsync).
@@ -14,7 +24,7 @@
 //! still going are killed (their process groups too) and stay Running in the database, to be
 //! recovered as interrupted at the next start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +73,16 @@ const PRUNE_BATCH: usize = 1000;
 /// Longest pause between pruning passes once the backlog is cleared (a shorter heartbeat
 /// prunes once per heartbeat).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Runs shorter than this on average make claiming ahead worth it (see the module header).
+const SHORT_RUN: Duration = Duration::from_millis(250);
+/// Actions claimed ahead per slot while runs are short. The queue is refilled at half, so
+/// one commit covers about `max_concurrency` finished runs and as many claims: with one per
+/// slot it covered half as many and cost ~35 us more daemon CPU per run (measured).
+const LOOKAHEAD_PER_SLOT: usize = 2;
+/// The longest an action claimed ahead waits for a slot before it is handed back.
+const READY_MAX_WAIT: Duration = Duration::from_secs(1);
+/// The longest a finished run's outcome waits for others to share its commit.
+const OUTCOME_WINDOW: Duration = Duration::from_millis(10);
 
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
@@ -79,12 +99,16 @@ impl Waker {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineSummary {
     pub recovered: usize,
+    /// Actions a dead daemon had claimed ahead but never started: back to Pending.
+    pub returned: usize,
     /// Tool processes a dead daemon left running, found at start.
     pub orphans: usize,
     pub completed: u64,
     pub failed: u64,
     /// Runs still going when the grace period ended (left Running for recovery).
     pub abandoned: usize,
+    /// Trips to the database that recorded outcomes or claimed (each at most one commit).
+    pub commits: u64,
 }
 
 /// The tick loop over one database.
@@ -108,6 +132,12 @@ struct Pool {
     /// Which action each task runs, so even a panicked task's action gets an outcome.
     ids: HashMap<tokio::task::Id, Uuid>,
     done: Vec<RunDone>,
+    /// When the oldest outcome in `done` arrived.
+    first_done_at: Option<Instant>,
+    /// Actions claimed ahead, waiting for a slot, with when they were claimed.
+    ready: VecDeque<(Action, Instant)>,
+    /// Moving average of recent run times: decides whether to claim ahead.
+    average_run: Option<Duration>,
     /// Where runs are logged while they live (for orphan detection after a crash).
     run_log: Option<Arc<crate::orphans::RunLog>>,
 }
@@ -117,6 +147,12 @@ impl Pool {
         match joined {
             Ok((task, run)) => {
                 self.ids.remove(&task);
+                // An average over the last ~8 runs.
+                self.average_run = Some(match self.average_run {
+                    Some(average) => (average * 7 + run.duration) / 8,
+                    None => run.duration,
+                });
+                self.first_done_at.get_or_insert_with(Instant::now);
                 self.done.push(run);
             }
             Err(err) => {
@@ -128,6 +164,7 @@ impl Pool {
                     return;
                 }
                 error!(%id, "a run task panicked: {err}");
+                self.first_done_at.get_or_insert_with(Instant::now);
                 self.done.push(RunDone {
                     id,
                     status: ActionStatus::Failed {
@@ -139,10 +176,30 @@ impl Pool {
         }
     }
 
-    fn drain_ready(&mut self) {
+    fn drain_finished(&mut self) {
         while let Some(joined) = self.tasks.try_join_next_with_id() {
             self.record(joined);
         }
+    }
+
+    /// How many actions to keep claimed ahead of free slots (see the module header).
+    fn lookahead(&self, max: usize) -> usize {
+        match (self.average_run, &self.run_log) {
+            (Some(average), Some(_)) if average < SHORT_RUN => max * LOOKAHEAD_PER_SLOT,
+            _ => 0,
+        }
+    }
+
+    /// Removes the actions claimed ahead that waited too long for a slot.
+    fn take_stale(&mut self, now: Instant) -> Vec<(Action, Instant)> {
+        let mut stale = Vec::new();
+        while let Some((_, claimed)) = self.ready.front() {
+            if now.duration_since(*claimed) < READY_MAX_WAIT {
+                break;
+            }
+            stale.extend(self.ready.pop_front());
+        }
+        stale
     }
 }
 
@@ -165,8 +222,11 @@ impl Engine {
     /// completes. Returns after recording what finished within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<EngineSummary> {
         let mut summary = EngineSummary::default();
+        let mut started_by_dead_daemon = None;
         if let Some(path) = &self.config.run_log {
-            for orphan in crate::orphans::reap(path, self.config.kill_orphans) {
+            let reaped = crate::orphans::reap(path, self.config.kill_orphans);
+            started_by_dead_daemon = reaped.started;
+            for orphan in reaped.orphans {
                 let record = &orphan.record;
                 warn!(
                     action = %record.action,
@@ -178,6 +238,21 @@ impl Engine {
                 summary.orphans += 1;
             }
         }
+        let now = self.clock.now();
+        // Recovery commits before the new run log replaces the old one: the old log is the
+        // proof of which claimed actions never started.
+        let recovery = self
+            .blocking(move |db| db.startup_recovery_knowing(now, started_by_dead_daemon.as_ref()))
+            .await
+            .context("startup recovery failed")?;
+        summary.recovered = recovery.interrupted.len();
+        summary.returned = recovery.returned.len();
+        for id in &recovery.interrupted {
+            warn!(%id, "action was running when the last daemon stopped: marked failed (interrupted)");
+        }
+        for id in &recovery.returned {
+            info!(%id, "action was claimed but not started when the last daemon stopped: pending again");
+        }
         let run_log = match &self.config.run_log {
             Some(path) => Some(Arc::new(
                 crate::orphans::RunLog::create(path)
@@ -185,31 +260,44 @@ impl Engine {
             )),
             None => None,
         };
-        let now = self.clock.now();
-        let recovery = self
-            .blocking(move |db| db.startup_recovery(now))
-            .await
-            .context("startup recovery failed")?;
-        summary.recovered = recovery.interrupted.len();
-        for id in &recovery.interrupted {
-            warn!(%id, "action was running when the last daemon stopped: marked failed (interrupted)");
-        }
 
         let max = self.config.max_concurrency.max(1);
         let mut pool = Pool {
             tasks: JoinSet::new(),
             ids: HashMap::new(),
             done: Vec::new(),
+            first_done_at: None,
+            ready: VecDeque::new(),
+            average_run: None,
             run_log,
         };
         tokio::pin!(shutdown);
         let mut next_prune = Instant::now();
         let mut next_due: Option<DateTime<Utc>> = None;
+        let mut more_ready = false;
+        // Whether the last event was only runs finishing (the case claiming ahead batches).
+        let mut only_runs_finished = false;
         loop {
+            self.start_ready(&mut pool, max);
+            let lookahead = pool.lookahead(max);
             let free = max - pool.tasks.len();
-            let more_ready = self
-                .settle(&mut pool, free, &mut summary, &mut next_due)
-                .await;
+            let claim = (free + lookahead).saturating_sub(pool.ready.len());
+            let now = Instant::now();
+            let stale = pool.take_stale(now);
+            let work_due = more_ready || next_due.is_some_and(|due| due <= self.clock.now());
+            let settle_now = !only_runs_finished
+                || !stale.is_empty()
+                || pool.done.len() >= (lookahead / 2).max(1)
+                || pool
+                    .first_done_at
+                    .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
+                || (work_due && (free > 0 || pool.ready.len() <= lookahead / 2));
+            if settle_now {
+                more_ready = self
+                    .settle(&mut pool, claim, stale, &mut summary, &mut next_due)
+                    .await;
+                self.start_ready(&mut pool, max);
+            }
             if let Some(keep) = self.config.retention
                 && Instant::now() >= next_prune
             {
@@ -217,18 +305,29 @@ impl Engine {
                 next_prune = Instant::now() + pause;
             }
 
-            let mut wake_at = self.next_wake(pool.tasks.len() < max, next_due);
+            // Whether due work would be claimed now: a slot is idle, or the ready queue is down
+            // to its refill mark (waking for less would cost a commit per run).
+            let room = pool.tasks.len() < max || pool.ready.len() <= pool.lookahead(max) / 2;
+            let mut wake_at = self.next_wake(room, next_due);
             if self.config.retention.is_some() {
                 wake_at = wake_at.min(next_prune);
             }
+            if let Some(at) = pool.first_done_at {
+                wake_at = wake_at.min(at + OUTCOME_WINDOW);
+            }
+            if let Some((_, claimed)) = pool.ready.front() {
+                wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
+            }
+            only_runs_finished = false;
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
                 // More deliveries than one batch: go round again without waiting.
-                _ = std::future::ready(()), if more_ready && pool.tasks.len() < max => {}
+                _ = std::future::ready(()), if more_ready && room => {}
                 Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
                     pool.record(joined);
-                    pool.drain_ready();
+                    pool.drain_finished();
+                    only_runs_finished = true;
                 }
                 _ = self.notify.notified() => {}
                 _ = tokio::time::sleep_until(wake_at) => {}
@@ -250,17 +349,37 @@ impl Engine {
         summary.abandoned = pool.tasks.len();
         // Aborting drops each run's future, which kills its process group.
         pool.tasks.shutdown().await;
-        self.settle(&mut pool, 0, &mut summary, &mut next_due).await;
+        let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
+        self.settle(&mut pool, 0, unstarted, &mut summary, &mut next_due)
+            .await;
         Ok(summary)
     }
 
-    /// Dispatches webhook deliveries, records finished runs and claims up to `free` due
-    /// actions, starting a run for each. Returns whether more work is ready at once (the
-    /// inbox held more than one batch, or every free slot was filled).
+    /// Starts runs of actions claimed ahead while the pool has free slots.
+    fn start_ready(&self, pool: &mut Pool, max: usize) {
+        while pool.tasks.len() < max {
+            let Some((action, _)) = pool.ready.pop_front() else {
+                break;
+            };
+            let id = action.id;
+            let task = pool.tasks.spawn(run_action(
+                action,
+                self.config.root.clone(),
+                self.config.limits,
+                pool.run_log.clone(),
+            ));
+            pool.ids.insert(task.id(), id);
+        }
+    }
+
+    /// Dispatches webhook deliveries, records finished runs, hands back `returned` (claimed
+    /// ahead, never started) and claims up to `claim` due actions into the ready queue.
+    /// Returns whether more work is ready at once (the inbox held more than one batch).
     async fn settle(
         &self,
         pool: &mut Pool,
-        free: usize,
+        claim: usize,
+        returned: Vec<(Action, Instant)>,
         summary: &mut EngineSummary,
         next_due_cache: &mut Option<DateTime<Utc>>,
     ) -> bool {
@@ -269,16 +388,19 @@ impl Engine {
             .iter()
             .map(|run| (run.id, run.status.clone()))
             .collect();
-        if outcomes.is_empty() && free == 0 {
+        if outcomes.is_empty() && claim == 0 && returned.is_empty() {
             return false;
         }
+        pool.first_done_at = None;
+        summary.commits += 1;
         let now = self.clock.now();
         let batch = outcomes.clone();
+        let returned_ids: Vec<Uuid> = returned.iter().map(|(action, _)| action.id).collect();
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
         let settled = match self
             .blocking(move |db| {
-                let settled = db.settle(batch, now, free)?;
+                let settled = db.settle_returning(batch, returned_ids, now, claim)?;
                 let next_due = db.next_due_at()?;
                 Ok((settled, next_due))
             })
@@ -286,9 +408,16 @@ impl Engine {
         {
             Ok((settled, next_due)) => {
                 *next_due_cache = next_due;
+                if !returned.is_empty() {
+                    debug!(count = returned.len(), "actions claimed ahead handed back");
+                }
                 settled
             }
-            Err(err) if !outcomes.is_empty() => {
+            Err(err) if !outcomes.is_empty() || !returned.is_empty() => {
+                // Not handed back: they are still claimed, so they stay in line to run.
+                for entry in returned.into_iter().rev() {
+                    pool.ready.push_front(entry);
+                }
                 // One refused outcome fails the batch: record them one by one instead, so a
                 // single bad record cannot hold the others back.
                 warn!(
@@ -318,6 +447,9 @@ impl Engine {
             .drain(..)
             .map(|run| (run.id, run.duration))
             .collect();
+        if let Some(log) = &pool.run_log {
+            log.settled(settled.finished.iter().map(|f| f.action.id));
+        }
         for finished in &settled.finished {
             let action = &finished.action;
             let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
@@ -348,16 +480,13 @@ impl Engine {
         if settled.dispatched > 0 {
             debug!(count = settled.dispatched, "webhook deliveries dispatched");
         }
-        for action in settled.claimed {
-            let id = action.id;
-            let task = pool.tasks.spawn(run_action(
-                action,
-                self.config.root.clone(),
-                self.config.limits,
-                pool.run_log.clone(),
-            ));
-            pool.ids.insert(task.id(), id);
-        }
+        let claimed_at = Instant::now();
+        pool.ready.extend(
+            settled
+                .claimed
+                .into_iter()
+                .map(|action| (action, claimed_at)),
+        );
         settled.inbox_waiting
     }
 

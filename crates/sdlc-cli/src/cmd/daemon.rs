@@ -130,7 +130,9 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         completed = summary.completed,
         failed = summary.failed,
         recovered = summary.recovered,
+        returned = summary.returned,
         left_running = summary.abandoned,
+        commits = summary.commits,
         "stopped"
     );
     Ok(ExitCode::SUCCESS)

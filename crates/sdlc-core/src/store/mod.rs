@@ -81,6 +81,9 @@ pub struct RecoveryReport {
     pub interrupted: Vec<Uuid>,
     /// How many of them go back to Pending because their retry policy allows another attempt.
     pub retried: usize,
+    /// Actions that were claimed ahead but whose tool never started: Pending again, due at
+    /// once, their attempt not counted.
+    pub returned: Vec<Uuid>,
 }
 
 /// The result of finishing one run.
@@ -342,7 +345,24 @@ impl ActionDb {
         now: DateTime<Utc>,
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
+        self.settle_returning(outcomes, Vec::new(), now, claim_limit)
+    }
+
+    /// `settle`, also handing back `returned`: actions claimed ahead whose tool never started
+    /// (see [`ActionDb::return_unstarted`]). Returning comes before claiming, so a returned
+    /// action may be claimed again in the same transaction only if it is still the earliest due.
+    pub fn settle_returning(
+        &self,
+        outcomes: Vec<(Uuid, ActionStatus)>,
+        returned: Vec<Uuid>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
         let tx = self.begin_write()?;
+        for id in &returned {
+            let old = get_in(&tx, *id)?.ok_or(StoreError::NotFound(*id))?;
+            return_in(&tx, &old, now)?;
+        }
         let (dispatched, inbox_waiting) = if claim_limit > 0 {
             webhooks::dispatch_in(&tx, now)?
         } else {
@@ -361,7 +381,12 @@ impl ActionDb {
             finished.push(finish_in(&tx, &old, outcome, now)?);
         }
         let (claimed, set_aside) = claim_in(&tx, now, claim_limit)?;
-        if finished.is_empty() && claimed.is_empty() && dispatched == 0 && set_aside == 0 {
+        if finished.is_empty()
+            && claimed.is_empty()
+            && returned.is_empty()
+            && dispatched == 0
+            && set_aside == 0
+        {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
         } else {
@@ -414,11 +439,28 @@ impl ActionDb {
     /// policy allows another attempt. Nothing that finished is touched; nothing Pending is
     /// dropped; a recurring action's next occurrence was stored when the run was claimed.
     pub fn startup_recovery(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
+        self.startup_recovery_knowing(now, None)
+    }
+
+    /// `startup_recovery` given the dead daemon's complete record of which tools it may have
+    /// started (`Some(started)`, from its run log): a Running action not in it was claimed
+    /// ahead and never started, so it goes back to Pending unharmed (see `return_in`) instead
+    /// of failing as interrupted. With `None` every Running action counts as interrupted.
+    pub fn startup_recovery_knowing(
+        &self,
+        now: DateTime<Utc>,
+        started: Option<&std::collections::HashSet<Uuid>>,
+    ) -> Result<RecoveryReport, StoreError> {
         let tx = self.begin_write()?;
         let running = ids_with_status(&tx, StatusKind::Running)?;
         let mut report = RecoveryReport::default();
         for id in running {
             let old = get_in(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+            if started.is_some_and(|started| !started.contains(&id)) {
+                return_in(&tx, &old, now)?;
+                report.returned.push(id);
+                continue;
+            }
             let failed = ActionStatus::Failed {
                 reason: INTERRUPTED_REASON.to_string(),
             };
@@ -756,6 +798,36 @@ fn claim_one(
     new.started_at = Some(now);
     new.retry_at = None;
     new.queued_behind = None;
+    put(tx, Some(old), &new)?;
+    Ok(new)
+}
+
+/// Hands a claimed action whose tool never started back to Pending, as if never claimed:
+/// the attempt is not counted and it stays due at once (its due time was at or before the
+/// claim). A recurring occurrence keeps `next_scheduled`: its successor is already stored.
+fn return_in(
+    tx: &WriteTransaction,
+    old: &Action,
+    now: DateTime<Utc>,
+) -> Result<Action, StoreError> {
+    if old.status.kind() != StatusKind::Running {
+        return Err(StoreError::InvalidTransition {
+            id: old.id,
+            from: old.status.kind(),
+            to: StatusKind::Pending,
+        });
+    }
+    let claimed_at = old.started_at.unwrap_or(now);
+    let mut new = transition(old, ActionStatus::Pending, now)?;
+    new.attempt = old.attempt.saturating_sub(1);
+    new.started_at = old.attempts.last().and_then(|a| a.started_at);
+    // A retry (or an occurrence due later than its claim, which cannot happen but costs
+    // nothing to keep right) says when it is due again; a first attempt is due at its slot.
+    new.retry_at = if old.attempts.is_empty() && old.scheduled_at() <= claimed_at {
+        None
+    } else {
+        Some(claimed_at)
+    };
     put(tx, Some(old), &new)?;
     Ok(new)
 }

@@ -140,8 +140,23 @@ pub async fn run_tool_recorded(
         .process_group(0)
         .kill_on_drop(true);
 
-    if let Some(at) = record_at {
-        at.log.starting(at.action);
+    let not_started = |reason: String| ToolRun {
+        exit: ExitKind::SpawnFailed(reason),
+        stdout: Vec::new(),
+        stderr_tail: Vec::new(),
+        stderr_truncated: false,
+        duration: started.elapsed(),
+        pid: None,
+    };
+    if let Some(at) = record_at
+        && let Err(err) = at.log.starting(at.action)
+    {
+        // Recovery trusts the log to name every run that may have started: never start one
+        // it does not name.
+        return not_started(format!(
+            "not started: could not record the run in the run log ({err}); free disk space \
+             beside the database and run it again"
+        ));
     }
     let mut child = match spawn_retrying_busy(&mut command).await {
         Ok(child) => child,
@@ -149,14 +164,7 @@ pub async fn run_tool_recorded(
             if let Some(at) = record_at {
                 at.log.ended(at.action);
             }
-            return ToolRun {
-                exit: ExitKind::SpawnFailed(format!("{}: {err}", script.program.display())),
-                stdout: Vec::new(),
-                stderr_tail: Vec::new(),
-                stderr_truncated: false,
-                duration: started.elapsed(),
-                pid: None,
-            };
+            return not_started(format!("{}: {err}", script.program.display()));
         }
     };
     let pid = child.id();
