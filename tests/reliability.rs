@@ -577,6 +577,92 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
     assert!(action["reason"].as_str().unwrap().contains("interrupted"));
 }
 
+/// Promise: claiming ahead never costs a run. The daemon claims short runs ahead of its free
+/// slots; killed then, the actions it claimed but never started (no line of theirs in the run
+/// log) are handed back at the next start and run once, instead of failing as interrupted.
+#[test]
+fn actions_claimed_ahead_but_never_started_run_after_a_crash() {
+    let project = Project::new();
+    let starts = project.root().join("starts");
+    project.tool(
+        "quick",
+        &format!(
+            "echo \"$SDLC_ACTION_ID\" >> {}\ncat > /dev/null\nsleep 0.03\necho '{{\"ok\":true}}'",
+            starts.display()
+        ),
+    );
+    let ids: Vec<String> = (0..60)
+        .map(|i| project.add(&[&format!("job{i}"), "--tool", "quick"]))
+        .collect();
+    let daemon = project.daemon(&["--max-concurrency", "2"]);
+    wait_for("a dozen runs", Duration::from_secs(30), || {
+        (starts_by_id(&project).len() >= 12).then_some(())
+    });
+    daemon.kill9();
+
+    // What the dead daemon left: Running actions, and the runs its log names.
+    let run_log =
+        std::fs::read_to_string(project.root().join(".sdlc/orchestrator.db.runlog")).unwrap();
+    let running: Vec<String> = project
+        .list()
+        .into_iter()
+        .filter(|a| a["status"] == "running")
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    let never_started: Vec<&String> = running
+        .iter()
+        .filter(|id| !run_log.contains(id.as_str()))
+        .collect();
+    assert!(
+        !never_started.is_empty(),
+        "nothing was claimed ahead when the daemon died (running: {running:?})"
+    );
+
+    let daemon = project.daemon(&["--max-concurrency", "2"]);
+    let actions = wait_for("every action to finish", Duration::from_secs(60), || {
+        let actions = project.list();
+        let busy = actions
+            .iter()
+            .any(|a| a["status"] == "pending" || a["status"] == "running");
+        (!busy).then_some(actions)
+    });
+    assert!(
+        daemon.stderr().contains("pending again"),
+        "{}",
+        daemon.stderr()
+    );
+    drop(daemon);
+    let starts = starts_by_id(&project);
+    assert!(
+        starts.values().all(|n| *n == 1),
+        "a tool started twice: {starts:?}"
+    );
+    let by_id: HashMap<&str, &Value> = actions
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a))
+        .collect();
+    for id in &never_started {
+        let action = by_id[id.as_str()];
+        assert_eq!(action["status"], "completed", "{action}");
+        assert_eq!(
+            action["attempt"], 1,
+            "the handed-back claim is not an attempt: {action}"
+        );
+    }
+    for id in &ids {
+        let action = by_id[id.as_str()];
+        match action["status"].as_str().unwrap() {
+            "completed" => assert_eq!(starts.get(id.as_str()), Some(&1), "{action}"),
+            // Only a run that may have started fails as interrupted.
+            "failed" => {
+                assert!(action["reason"].as_str().unwrap().contains("interrupted"));
+                assert!(run_log.contains(id.as_str()), "{action}");
+            }
+            other => panic!("unexpected status {other}: {action}"),
+        }
+    }
+}
+
 /// Promise: bad environment. Clear errors, non-zero exits, no panic, nothing destroyed.
 #[test]
 fn bad_environments_give_clear_errors_and_destroy_nothing() {

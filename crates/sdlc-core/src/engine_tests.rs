@@ -308,3 +308,32 @@ async fn retention_prunes_old_finished_actions_while_running() {
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started() {
+    let h = Harness::new();
+    h.tool("quick", "cat > /dev/null; sleep 0.02; echo '{\"ok\":true}'");
+    for i in 0..40 {
+        h.add(&format!("q{i}"), "quick", chrono::Duration::zero());
+    }
+    let mut config = h.config(Duration::from_secs(60), 2);
+    config.run_log = Some(h.root().join(".sdlc/orchestrator.db.runlog"));
+    let (_waker, stop, handle) = h.start(config);
+    // Once runs have finished, more are claimed than the two slots can hold.
+    h.wait_until("actions claimed ahead of the free slots", |a| {
+        count(a, StatusKind::Completed) >= 2 && count(a, StatusKind::Running) > 2
+    })
+    .await;
+    stop.send(()).unwrap();
+    let summary = handle.await.unwrap().unwrap();
+    let actions = h.db.list(&ListFilter::default()).unwrap();
+    assert_eq!(count(&actions, StatusKind::Running), 0, "{actions:#?}");
+    assert_eq!(
+        count(&actions, StatusKind::Completed) as u64,
+        summary.completed
+    );
+    for action in actions.iter().filter(|a| a.status == ActionStatus::Pending) {
+        assert_eq!(action.attempt, 0, "{action:#?}");
+        assert!(action.due_at() <= Utc::now());
+    }
+}

@@ -220,11 +220,7 @@ pub fn reap(path: &Path, kill: bool) -> Reaped {
             started.insert(action);
         }
         match (kind, action) {
-            (Some("P"), Some(action)) => {
-                if !unrecorded.contains(&action) {
-                    unrecorded.push(action);
-                }
-            }
+            (Some("P"), Some(action)) if !unrecorded.contains(&action) => unrecorded.push(action),
             (Some("S"), Some(action)) => {
                 unrecorded.retain(|a| *a != action);
                 let pid = fields.next().and_then(|p| p.parse().ok());

@@ -466,6 +466,88 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
 }
 
 #[test]
+fn a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt() {
+    let (_dir, db) = open();
+    let first = scheduled("first", 1_000);
+    let mut retried = scheduled("retried", 1_000);
+    retried.retry = Some(RetryPolicy {
+        retries: 2,
+        backoff_ms: 1_000,
+    });
+    let mut recurring = scheduled("recurring", 1_000);
+    recurring.recurrence = Some(Recurrence::Every {
+        interval_ms: 60_000,
+    });
+    db.insert_many(&[first.clone(), retried.clone(), recurring.clone()])
+        .unwrap();
+    assert_eq!(db.claim_due(t(1_500), 10).unwrap().len(), 3);
+    // The retried one fails once and is claimed again for its second attempt.
+    let failed = ActionStatus::Failed {
+        reason: "boom".into(),
+    };
+    db.complete(retried.id, failed, t(1_600)).unwrap();
+    let retry_due = db.get(retried.id).unwrap().unwrap().due_at();
+    assert_eq!(db.claim_due(retry_due, 10).unwrap().len(), 1);
+
+    let ids = vec![first.id, retried.id, recurring.id];
+    let settled = db
+        .settle_returning(Vec::new(), ids.clone(), t(5_000), 0)
+        .unwrap();
+    assert!(settled.claimed.is_empty());
+    let first_now = db.get(first.id).unwrap().unwrap();
+    assert_eq!(first_now.status, ActionStatus::Pending);
+    assert_eq!(first_now.attempt, 0);
+    assert_eq!(first_now.started_at, None);
+    assert_eq!(first_now.due_at(), t(1_000));
+    let retried_now = db.get(retried.id).unwrap().unwrap();
+    assert_eq!(retried_now.status, ActionStatus::Pending);
+    assert_eq!(retried_now.attempt, 1, "the failed attempt still counts");
+    assert_eq!(retried_now.attempts.len(), 1);
+    assert!(retried_now.due_at() <= t(5_000));
+    // The recurring occurrence's successor stays single: claiming again adds none.
+    let recurring_now = db.get(recurring.id).unwrap().unwrap();
+    assert_eq!(recurring_now.status, ActionStatus::Pending);
+    let again = db.claim_due(t(5_000), 10).unwrap();
+    assert_eq!(again.len(), 3, "all three are due at once: {again:?}");
+    let occurrences = db
+        .list(&ListFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.series == recurring.id)
+        .count();
+    assert_eq!(occurrences, 2, "the occurrence and one successor");
+    // Only a Running action can be handed back.
+    assert!(
+        db.settle_returning(Vec::new(), vec![Uuid::now_v7()], t(6_000), 0)
+            .is_err()
+    );
+    let counts: u64 = db.count_by_status().unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(counts, 4);
+}
+
+#[test]
+fn recovery_with_the_run_log_proof_hands_back_what_never_started() {
+    let (_dir, db) = open();
+    let ran = scheduled("ran", 1);
+    let claimed_only = scheduled("claimed-only", 1);
+    db.insert_many(&[ran.clone(), claimed_only.clone()])
+        .unwrap();
+    assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 2);
+    let started = std::collections::HashSet::from([ran.id]);
+    let report = db.startup_recovery_knowing(t(30), Some(&started)).unwrap();
+    assert_eq!(report.interrupted, vec![ran.id]);
+    assert_eq!(report.returned, vec![claimed_only.id]);
+    assert_eq!(
+        db.get(claimed_only.id).unwrap().unwrap().status,
+        ActionStatus::Pending
+    );
+    assert!(matches!(
+        db.get(ran.id).unwrap().unwrap().status,
+        ActionStatus::Failed { .. }
+    ));
+}
+
+#[test]
 fn recovery_survives_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orchestrator.db");
