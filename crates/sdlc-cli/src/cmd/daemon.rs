@@ -63,6 +63,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             max_concurrency: usize::from(args.max_concurrency),
             limits: RunLimits {
                 timeout: args.timeout,
+                nice: args.tool_nice,
                 ..RunLimits::default()
             },
             shutdown_grace: args.grace,

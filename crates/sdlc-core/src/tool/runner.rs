@@ -47,6 +47,8 @@ pub struct RunLimits {
     pub max_stdout: usize,
     /// How much of the end of stderr is kept.
     pub stderr_tail: usize,
+    /// Niceness given to the tool's process right after it starts (0: left as the daemon's).
+    pub nice: u8,
 }
 
 impl Default for RunLimits {
@@ -55,6 +57,7 @@ impl Default for RunLimits {
             timeout: Duration::from_secs(300),
             max_stdout: 4 * 1024 * 1024,
             stderr_tail: 8 * 1024,
+            nice: 0,
         }
     }
 }
@@ -103,6 +106,28 @@ pub async fn run_tool(
     limits: &RunLimits,
 ) -> ToolRun {
     run_tool_recorded(script, mode, input, root, env, limits, None).await
+}
+
+/// Gives process `pid` a niceness of `nice` (its children inherit it). Done from the daemon
+/// after the spawn because a `pre_exec` hook would force fork instead of posix_spawn. Failure
+/// only costs priority, so it is logged, not fatal.
+fn lower_priority(pid: u32, nice: u8) {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let status = unsafe {
+        nix::libc::setpriority(
+            nix::libc::PRIO_PROCESS,
+            pid as nix::libc::id_t,
+            i32::from(nice),
+        )
+    };
+    if status != 0 {
+        tracing::debug!(
+            pid,
+            nice,
+            "could not lower the tool's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Where a run is recorded while it lives (see [`crate::orphans`]).
@@ -168,6 +193,9 @@ pub async fn run_tool_recorded(
         }
     };
     let pid = child.id();
+    if let Some(pid) = pid.filter(|_| limits.nice > 0) {
+        lower_priority(pid, limits.nice);
+    }
     let record = match (record_at, pid) {
         (Some(at), Some(pid)) => {
             at.log.started(at.action, pid);

@@ -309,3 +309,37 @@ async fn a_tool_file_still_open_for_writing_is_retried_then_reported() {
         ActionStatus::Completed { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_nice_limit_lowers_the_tool_and_its_children() {
+    let project = Project::new();
+    // stdin is written only after the priority is set: read it first, then ask a child.
+    let script = project.tool(
+        "nice",
+        r#"cat > /dev/null
+printf '{"ok":true,"data":{"nice":%s}}' "$(cut -d' ' -f19 /proc/self/stat)""#,
+    );
+    let nice_of = |run: &ToolRun| match outcome_to_status(run) {
+        ActionStatus::Completed { result } => result["data"]["nice"].as_i64().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let ours: i64 = std::fs::read_to_string("/proc/self/stat")
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let plain = project.run(&script, limits(10_000)).await;
+    assert_eq!(nice_of(&plain), ours);
+    let niced = RunLimits {
+        nice: 7,
+        ..limits(10_000)
+    };
+    let run = project.run(&script, niced).await;
+    // Niceness is absolute; raising priority back (ours above 7) would need privileges.
+    assert_eq!(nice_of(&run), ours.max(7));
+}
