@@ -44,57 +44,58 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
 
 /// Figure 1 for `n` actions, the daemon started with `extra` flags.
 async fn figure(sizes: &Sizes, n: usize, extra: &[&str]) -> anyhow::Result<()> {
-    {
-        let project = Project::new()?;
-        let tool = project.tool("trivial", TRIVIAL_TOOL)?;
-        let (mut ours, mut baseline, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut peak_kib, mut cpu) = (0, Duration::ZERO);
-        for _ in 0..rounds(sizes, n) {
-            let (wall, peak, daemon_cpu) = daemon_run(&project, n, extra).await?;
-            let xargs = xargs_wall(&tool, n)?;
-            ratios.push(wall.as_secs_f64() / xargs.as_secs_f64());
-            ours.push(wall);
-            baseline.push(xargs);
-            peak_kib = peak_kib.max(peak);
-            cpu += daemon_cpu;
-        }
-        let runs = ours.len();
-        let cpu_per_run = cpu.as_secs_f64() * 1e6 / (n * runs) as f64;
-        let (ours, baseline) = (median(ours), median(baseline));
-        let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
-        ratios.sort_by(f64::total_cmp);
-        let (runner, runner_cpu) = runner_only(&project, n).await?;
-        println!(
-            "1b. the same {n} runs through the tool runner alone (no database, no engine): {:.3} s, ratio to xargs {:.2}, CPU of this process {:.0} us/run",
-            runner.as_secs_f64(),
-            runner.as_secs_f64() / baseline.as_secs_f64(),
-            runner_cpu.as_secs_f64() * 1e6 / n as f64
-        );
-        report(
-            &format!(
-                "1. throughput n={n} c={} {}",
-                concurrency(),
-                extra.join(" ")
-            ),
-            &format!(
-                "sdlc {:.3} s ({:.0} runs/s, daemon CPU {cpu_per_run:.0} us/run, peak RSS {} MiB)",
-                ours.as_secs_f64(),
-                n as f64 / ours.as_secs_f64(),
-                peak_kib / 1024
-            ),
-            &format!(
-                "xargs -P {} {:.3} s ({:.0} runs/s); medians of {runs} alternating rounds, round ratios {:.2}..{:.2}",
-                concurrency(),
-                baseline.as_secs_f64(),
-                n as f64 / baseline.as_secs_f64(),
-                ratios[0],
-                ratios[ratios.len() - 1]
-            ),
-            Some(ratio),
-            "ratio <= 1.10",
-            ratio <= 1.10,
-        );
+    let project = Project::new()?;
+    let tool = project.tool("trivial", TRIVIAL_TOOL)?;
+    let (mut ours, mut baseline, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut peak_kib, mut cpu) = (0, Duration::ZERO);
+    for _ in 0..rounds(sizes, n) {
+        let (wall, peak, daemon_cpu) = daemon_run(&project, n, extra).await?;
+        let xargs = xargs_wall(&tool, n)?;
+        ratios.push(wall.as_secs_f64() / xargs.as_secs_f64());
+        ours.push(wall);
+        baseline.push(xargs);
+        peak_kib = peak_kib.max(peak);
+        cpu += daemon_cpu;
     }
+    let runs = ours.len();
+    let cpu_per_run = cpu.as_secs_f64() * 1e6 / (n * runs) as f64;
+    let (ours, baseline) = (median(ours), median(baseline));
+    let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+    ratios.sort_by(f64::total_cmp);
+    let (runner, runner_cpu) = runner_only(&project, n).await?;
+    println!(
+        "1b. the same {n} runs through the tool runner alone (no database, no engine): {:.3} s, ratio to xargs {:.2}, CPU of this process {:.0} us/run",
+        runner.as_secs_f64(),
+        runner.as_secs_f64() / baseline.as_secs_f64(),
+        runner_cpu.as_secs_f64() * 1e6 / n as f64
+    );
+    report(
+        &format!(
+            "1. throughput n={n} c={}{}",
+            concurrency(),
+            extra
+                .iter()
+                .map(|flag| format!(" {flag}"))
+                .collect::<String>()
+        ),
+        &format!(
+            "sdlc {:.3} s ({:.0} runs/s, daemon CPU {cpu_per_run:.0} us/run, peak RSS {} MiB)",
+            ours.as_secs_f64(),
+            n as f64 / ours.as_secs_f64(),
+            peak_kib / 1024
+        ),
+        &format!(
+            "xargs -P {} {:.3} s ({:.0} runs/s); medians of {runs} alternating rounds, round ratios {:.2}..{:.2}",
+            concurrency(),
+            baseline.as_secs_f64(),
+            n as f64 / baseline.as_secs_f64(),
+            ratios[0],
+            ratios[ratios.len() - 1]
+        ),
+        Some(ratio),
+        "ratio <= 1.10",
+        ratio <= 1.10,
+    );
     Ok(())
 }
 
