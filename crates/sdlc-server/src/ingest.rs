@@ -1,7 +1,7 @@
 //! Group commit for webhook ingress.
 //!
 //! Every acknowledged request must be durable before its 202, and a durable commit waits
-//! for fsync (two with redb's quick repair): one commit per request would cap ingress at a
+//! for fsync: one commit per request would cap ingress at a
 //! few thousand requests per second. Instead, handlers hand their delivery to one writer
 //! task and wait for its answer; the writer takes whatever has queued up (up to `MAX_BATCH`)
 //! and stores it in one transaction. Under light load a batch is one request and nothing
