@@ -36,7 +36,7 @@ pub struct AppStateConfig {
 }
 
 impl AppState {
-    /// Builds the state and starts the webhook writer task (so: call it inside a runtime).
+    /// Builds the state and starts the webhook writer thread.
     /// Fails only if the routes cannot be read from the database.
     pub fn new(config: AppStateConfig) -> Result<AppState, sdlc_core::StoreError> {
         let routes = config
