@@ -5,6 +5,8 @@
 //! below hold after any commit and, because redb commits atomically, after any crash:
 //!
 //! - `actions`  id (u128) -> version byte ++ JSON of [`Action`]. Lookup by id never scans.
+//!   A webhook action's input, request body and headers are in `action_bodies`, written once
+//!   (the `record` module: the layout of both).
 //! - `due`      due_ms (u64 BE) ++ id (16 bytes) -> (). Holds exactly the Pending actions, so
 //!   "what is due" is one range scan whose cost depends on what is due, not on history.
 //! - `by_status` status (1 byte) ++ updated_ms (u64 BE) ++ id -> (). Newest-first listing with a
@@ -34,13 +36,18 @@ use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKind};
 use crate::policy::{self, Decision};
 
+mod record;
 mod webhooks;
+
+use record::{ACTION_BODIES, decode_action, read_in, remove_in, write_in};
 
 pub use webhooks::Ingested;
 
 /// The schema this build writes. Bump it when a stored form changes in a way older code
 /// would misread; adding a field with a serde default does not need a bump.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// 2: a webhook action's input, body and headers are stored apart (`record`).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// redb's page cache is bounded so the daemon's memory stays small however much is stored.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -211,13 +218,17 @@ impl ActionDb {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                Some(_) => {}
-                None => {
+                Some(found) if found == SCHEMA_VERSION => {}
+                // New, or written by an older version: its records keep decoding (each carries
+                // its own version), and from now on older builds refuse the file rather than
+                // misread the newer records in it.
+                _ => {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
             }
             // Create every table so read transactions never meet a missing one.
             tx.open_table(ACTIONS)?;
+            tx.open_table(ACTION_BODIES)?;
             tx.open_table(DUE)?;
             tx.open_table(BY_STATUS)?;
             tx.open_table(SERIES_HEAD)?;
@@ -263,8 +274,9 @@ impl ActionDb {
     pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(ACTIONS)?;
+        let bodies = tx.open_table(ACTION_BODIES)?;
         match table.get(id.as_u128())? {
-            Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
+            Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
             None => Ok(None),
         }
     }
@@ -273,10 +285,11 @@ impl ActionDb {
     pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let tx = self.db.begin_read()?;
         let actions = tx.open_table(ACTIONS)?;
+        let bodies = tx.open_table(ACTION_BODIES)?;
         let heads = tx.open_table(SERIES_HEAD)?;
         let read = |id: Uuid| -> Result<Option<Action>, StoreError> {
             match actions.get(id.as_u128())? {
-                Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
+                Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
                 None => Ok(None),
             }
         };
@@ -550,14 +563,10 @@ impl ActionDb {
             for (key, id) in old {
                 tx.open_table(BY_STATUS)?.remove(key)?;
                 count(&tx, kind, -1)?;
-                let series = {
-                    let mut actions = tx.open_table(ACTIONS)?;
-                    let removed = actions.remove(id.as_u128())?;
-                    match removed {
-                        Some(bytes) => decode(id, bytes.value())?.series,
-                        None => continue,
-                    }
+                let Some(removed) = remove_in(&tx, id)? else {
+                    continue;
                 };
+                let series = removed.series;
                 forget_head_if(&tx, series, id)?;
                 pruned += 1;
             }
@@ -585,7 +594,7 @@ impl ActionDb {
             });
         }
         unindex(&tx, &old)?;
-        tx.open_table(ACTIONS)?.remove(id.as_u128())?;
+        remove_in(&tx, id)?;
         forget_head_if(&tx, old.series, id)?;
         tx.commit()?;
         Ok(old)
@@ -601,6 +610,7 @@ impl ActionDb {
         let tx = self.db.begin_read()?;
         let index = tx.open_table(BY_STATUS)?;
         let actions = tx.open_table(ACTIONS)?;
+        let bodies = tx.open_table(ACTION_BODIES)?;
         // Each status's newest `limit` matches, then merged by time: a k-way merge over
         // at most four sorted lists.
         let mut found: Vec<([u8; 25], Action)> = Vec::new();
@@ -615,7 +625,7 @@ impl ActionDb {
                 let key = key.value();
                 let id = id_from_key(&key[9..]);
                 let bytes = actions.get(id.as_u128())?.ok_or(StoreError::NotFound(id))?;
-                let action = decode(id, bytes.value())?;
+                let action = decode_action(id, bytes.value(), &bodies)?;
                 if filter
                     .tool
                     .as_deref()
@@ -771,7 +781,7 @@ fn apply_policy(
             let mut run = claim_one(tx, &old, now)?;
             schedule_next(tx, &old, next_due, now)?;
             run.next_scheduled = true;
-            rewrite(tx, &run)?;
+            rewrite(tx, &old, &run)?;
             Ok(Some(run))
         }
         Decision::Skip { reason, next_due } => {
@@ -848,11 +858,10 @@ fn schedule_next(
     Ok(())
 }
 
-/// Rewrites an action whose indexed fields (status, times) did not change.
-fn rewrite(tx: &WriteTransaction, action: &Action) -> Result<(), StoreError> {
-    tx.open_table(ACTIONS)?
-        .insert(action.id.as_u128(), encode(action)?.as_slice())?;
-    Ok(())
+/// Rewrites an action whose indexed fields (status, times) did not change; `old` is the
+/// action as last stored.
+fn rewrite(tx: &WriteTransaction, old: &Action, action: &Action) -> Result<(), StoreError> {
+    write_in(tx, Some(old), action)
 }
 
 /// A run of `series` still going, if any.
@@ -951,12 +960,7 @@ fn ids_with_status(tx: &WriteTransaction, kind: StatusKind) -> Result<Vec<Uuid>,
 }
 
 fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
-    let table = tx.open_table(ACTIONS)?;
-    let found = table.get(id.as_u128())?;
-    match found {
-        Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
-        None => Ok(None),
-    }
+    read_in(tx, id)
 }
 
 /// Writes `new` (replacing `old`, when given) and keeps every index in step with it.
@@ -965,8 +969,7 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
     if let Some(old) = old {
         unindex(tx, old)?;
     }
-    tx.open_table(ACTIONS)?
-        .insert(new.id.as_u128(), encode(new)?.as_slice())?;
+    write_in(tx, old, new)?;
     tx.open_table(BY_STATUS)?
         .insert(status_key(new.status.kind(), new.updated_at, new.id), ())?;
     count(tx, new.status.kind(), 1)?;
@@ -1055,15 +1058,6 @@ fn status_byte(kind: StatusKind) -> u8 {
 
 fn id_from_key(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).expect("index keys end with a 16-byte id")
-}
-
-/// Record format: one byte of schema version, then the action as JSON.
-fn encode(action: &Action) -> Result<Vec<u8>, StoreError> {
-    encode_json(action.id, action)
-}
-
-fn decode(id: Uuid, bytes: &[u8]) -> Result<Action, StoreError> {
-    decode_json(id, bytes)
 }
 
 /// One byte of schema version, then JSON: the form of every JSON record.

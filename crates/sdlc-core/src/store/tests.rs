@@ -649,13 +649,37 @@ fn a_database_from_a_newer_schema_is_refused() {
 }
 
 #[test]
+fn a_database_from_an_older_schema_is_marked_with_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orchestrator.db");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    drop(ActionDb::open(&path).unwrap());
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(META).unwrap();
+    // So a build older than this one refuses the file instead of misreading split records.
+    assert_eq!(
+        meta.get("schema_version").unwrap().unwrap().value(),
+        SCHEMA_VERSION
+    );
+}
+
+#[test]
 fn a_record_from_a_newer_schema_is_refused_not_misread() {
     let (_dir, db) = open();
     let action = scheduled("x", 1);
     db.insert(&action).unwrap();
     {
         let tx = db.begin_write().unwrap();
-        let mut bytes = encode(&action).unwrap();
+        let mut bytes = encode_json(action.id, &action).unwrap();
         bytes[0] = 7;
         tx.open_table(ACTIONS)
             .unwrap()
@@ -752,6 +776,115 @@ mod webhook_tests {
         // Dispatched once: a second settle finds nothing.
         let again = db.settle(Vec::new(), t(1_002), 10).unwrap();
         assert_eq!((again.dispatched, again.claimed.len()), (0, 0));
+    }
+
+    /// The action a delivery becomes, with headers, as the engine would store it.
+    fn webhook_action(body: &str) -> Action {
+        let r = route("deploy");
+        let mut d = delivery(&r, Some("d-1"), body, 1_000);
+        d.headers.insert("x-github-event".into(), "push".into());
+        crate::webhook::delivery_action(&d, t(1_000))
+    }
+
+    fn stored_record(db: &ActionDb, id: Uuid) -> (Vec<u8>, Option<Vec<u8>>) {
+        let tx = db.db.begin_read().unwrap();
+        let record = tx.open_table(ACTIONS).unwrap();
+        let record = record.get(id.as_u128()).unwrap().unwrap().value().to_vec();
+        let bodies = tx.open_table(ACTION_BODIES).unwrap();
+        let body = bodies
+            .get(id.as_u128())
+            .unwrap()
+            .map(|b| b.value().to_vec());
+        (record, body)
+    }
+
+    #[test]
+    fn a_webhook_actions_body_is_stored_once_apart_and_read_back_whole() {
+        let (_dir, db) = open();
+        let payload = format!(r#"{{"ref":"main","pad":"{}"}}"#, r#"\"q\""#.repeat(1_000));
+        let action = webhook_action(&payload);
+        assert_eq!(action.tool_input, json!({"ref": "main"}));
+        db.insert(&action).unwrap();
+        let (record, body) = stored_record(&db, action.id);
+        let body = body.expect("the body is stored apart");
+        assert!(
+            record.len() < 1_000,
+            "the record holds no payload: {} bytes",
+            record.len()
+        );
+        // The payload is stored as received, not escaped into JSON.
+        assert!(body.windows(payload.len()).any(|w| w == payload.as_bytes()));
+        assert_eq!(db.get(action.id).unwrap().unwrap(), action);
+
+        // Claimed and finished: the record changes, the body stays as it was.
+        let claimed = db.claim_due(t(2_000), 10).unwrap();
+        assert_eq!(
+            claimed,
+            vec![Action {
+                status: ActionStatus::Running,
+                ..claimed[0].clone()
+            }]
+        );
+        assert_eq!(claimed[0].tool_input, action.tool_input);
+        db.complete(action.id, ok(), t(3_000)).unwrap();
+        let (_, body_after) = stored_record(&db, action.id);
+        assert_eq!(body_after.as_deref(), Some(body.as_slice()));
+        let done = db.get(action.id).unwrap().unwrap();
+        assert_eq!(done.status, ok());
+        assert_eq!(done.trigger, action.trigger);
+        let listed = db.list(&ListFilter::default()).unwrap();
+        assert_eq!(listed[0].trigger, action.trigger);
+
+        // Deleting the action deletes its body.
+        db.delete(action.id).unwrap();
+        let tx = db.db.begin_read().unwrap();
+        assert!(tx.open_table(ACTION_BODIES).unwrap().is_empty().unwrap());
+    }
+
+    #[test]
+    fn a_version_1_webhook_record_still_reads_and_moves_its_body_out_when_rewritten() {
+        let (_dir, db) = open();
+        let action = webhook_action(r#"{"ref":"main"}"#);
+        {
+            let tx = db.begin_write().unwrap();
+            let mut inline = encode_json(action.id, &action).unwrap();
+            inline[0] = 1;
+            tx.open_table(ACTIONS)
+                .unwrap()
+                .insert(action.id.as_u128(), inline.as_slice())
+                .unwrap();
+            tx.open_table(DUE)
+                .unwrap()
+                .insert(due_key(action.due_at(), action.id), ())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(db.get(action.id).unwrap().unwrap(), action);
+        assert_eq!(
+            db.claim_due(t(2_000), 10).unwrap()[0].tool_input,
+            action.tool_input
+        );
+        let (record, body) = stored_record(&db, action.id);
+        assert_eq!(record[0], SCHEMA_VERSION as u8);
+        assert!(body.is_some(), "the rewrite stored the body apart");
+        assert_eq!(db.get(action.id).unwrap().unwrap().trigger, action.trigger);
+    }
+
+    #[test]
+    fn a_missing_body_is_reported_not_read_as_empty() {
+        let (_dir, db) = open();
+        let action = webhook_action("{}");
+        db.insert(&action).unwrap();
+        {
+            let tx = db.begin_write().unwrap();
+            tx.open_table(ACTION_BODIES)
+                .unwrap()
+                .remove(action.id.as_u128())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let err = db.get(action.id).unwrap_err();
+        assert!(err.to_string().contains("action_bodies"), "{err}");
     }
 
     #[test]

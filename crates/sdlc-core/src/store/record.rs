@@ -1,0 +1,199 @@
+//! How an action is laid out on disk: the record in `actions`, and for an action that came
+//! from a webhook, its body in `action_bodies`.
+//!
+//! A webhook action carries the request it came from (body and headers, often kilobytes) and
+//! usually a tool input rendered from it. None of that changes after the action is stored,
+//! yet every state change (claimed, finished, retried) rewrites the action's record. So from
+//! schema version 2 those parts live apart, written once:
+//!
+//! - `actions`        id -> version byte ++ JSON of the action; for a webhook action of
+//!   version >= 2, with `tool_input` null and the trigger's `raw_payload` and `headers` empty.
+//! - `action_bodies`  id -> version byte ++ u32 BE length of the JSON that follows ++ JSON of
+//!   `{tool_input, headers}` ++ the request body as stored (no JSON escaping).
+//!
+//! Version-1 records (written before the split) hold everything inline and keep decoding; the
+//! first rewrite of one stores its body apart. Other actions (scheduled, manual) stay inline:
+//! their inputs are small, and a second lookup per read would buy nothing.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{ACTIONS, SCHEMA_VERSION, decode_json, encode_json};
+use crate::error::StoreError;
+use crate::model::{Action, ActionTrigger};
+
+pub(super) const ACTION_BODIES: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("action_bodies");
+
+/// The first record version whose webhook actions keep their body in `action_bodies`.
+const SPLIT_SINCE: u8 = 2;
+
+/// Whether this action's bulky, immutable parts are stored apart.
+fn has_body(action: &Action) -> bool {
+    matches!(action.trigger, ActionTrigger::Webhook { .. })
+}
+
+/// The part of a body stored as JSON; the request body follows it as raw bytes.
+#[derive(Deserialize)]
+struct BodyMeta {
+    tool_input: Value,
+    headers: BTreeMap<String, String>,
+}
+
+/// `BodyMeta` as written, borrowing from the action.
+#[derive(Serialize)]
+struct BodyMetaRef<'a> {
+    tool_input: &'a Value,
+    headers: &'a BTreeMap<String, String>,
+}
+
+/// Reads the action `bytes` hold, fetching its body from `bodies` when it is stored apart.
+pub(super) fn decode_action(
+    id: Uuid,
+    bytes: &[u8],
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+) -> Result<Action, StoreError> {
+    let mut action: Action = decode_json(id, bytes)?;
+    let version = bytes.first().copied().unwrap_or(0);
+    if version >= SPLIT_SINCE && has_body(&action) {
+        let body = bodies
+            .get(id.as_u128())?
+            .ok_or_else(|| StoreError::Corrupt {
+                id,
+                detail: "the action's body (action_bodies) is missing".into(),
+            })?;
+        attach_body(&mut action, body.value())?;
+    }
+    Ok(action)
+}
+
+/// Reads the action with this id inside a write transaction.
+pub(super) fn read_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
+    let actions = tx.open_table(ACTIONS)?;
+    let bodies = tx.open_table(ACTION_BODIES)?;
+    let found = actions.get(id.as_u128())?;
+    match found {
+        Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores `new` (replacing `old`, the same action as last read, when given). The body is
+/// written only when it is new, changed, or was inline in a version-1 record.
+pub(super) fn write_in(
+    tx: &WriteTransaction,
+    old: Option<&Action>,
+    new: &Action,
+) -> Result<(), StoreError> {
+    let id = new.id.as_u128();
+    if !has_body(new) {
+        tx.open_table(ACTIONS)?
+            .insert(id, encode_json(new.id, new)?.as_slice())?;
+        return Ok(());
+    }
+    let mut bodies = tx.open_table(ACTION_BODIES)?;
+    let stored = old.is_some_and(|old| same_body(old, new)) && bodies.get(id)?.is_some();
+    if !stored {
+        bodies.insert(id, encode_body(new)?.as_slice())?;
+    }
+    let mut light = new.clone();
+    light.tool_input = Value::Null;
+    if let ActionTrigger::Webhook {
+        raw_payload,
+        headers,
+        ..
+    } = &mut light.trigger
+    {
+        *raw_payload = String::new();
+        *headers = BTreeMap::new();
+    }
+    tx.open_table(ACTIONS)?
+        .insert(id, encode_json(new.id, &light)?.as_slice())?;
+    Ok(())
+}
+
+/// Removes the action's record and body; returns the action as it was.
+pub(super) fn remove_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
+    let Some(action) = read_in(tx, id)? else {
+        return Ok(None);
+    };
+    tx.open_table(ACTIONS)?.remove(id.as_u128())?;
+    tx.open_table(ACTION_BODIES)?.remove(id.as_u128())?;
+    Ok(Some(action))
+}
+
+/// Compared rather than tracked: a memcmp of a few kilobytes is far cheaper than writing them.
+fn same_body(old: &Action, new: &Action) -> bool {
+    old.tool_input == new.tool_input && webhook_parts(old) == webhook_parts(new)
+}
+
+fn webhook_parts(action: &Action) -> Option<(&str, &BTreeMap<String, String>)> {
+    match &action.trigger {
+        ActionTrigger::Webhook {
+            raw_payload,
+            headers,
+            ..
+        } => Some((raw_payload.as_str(), headers)),
+        _ => None,
+    }
+}
+
+fn encode_body(action: &Action) -> Result<Vec<u8>, StoreError> {
+    let no_headers = BTreeMap::new();
+    let (payload, headers) = webhook_parts(action).unwrap_or(("", &no_headers));
+    let meta = serde_json::to_vec(&BodyMetaRef {
+        tool_input: &action.tool_input,
+        headers,
+    })
+    .map_err(|err| StoreError::Corrupt {
+        id: action.id,
+        detail: err.to_string(),
+    })?;
+    let mut bytes = Vec::with_capacity(5 + meta.len() + payload.len());
+    bytes.push(SCHEMA_VERSION as u8);
+    bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&meta);
+    bytes.extend_from_slice(payload.as_bytes());
+    Ok(bytes)
+}
+
+fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
+    let id = action.id;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        id,
+        detail: format!("action body: {detail}"),
+    };
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty".into()))?;
+    if u64::from(version) > SCHEMA_VERSION {
+        return Err(StoreError::NewerRecord {
+            id,
+            found: version.into(),
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let meta_len = rest
+        .get(..4)
+        .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| corrupt("truncated".into()))?;
+    let meta = rest
+        .get(4..4 + meta_len)
+        .ok_or_else(|| corrupt("truncated".into()))?;
+    let meta: BodyMeta = serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
+    let payload = std::str::from_utf8(&rest[4 + meta_len..])
+        .map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
+    action.tool_input = meta.tool_input;
+    if let ActionTrigger::Webhook {
+        raw_payload,
+        headers,
+        ..
+    } = &mut action.trigger
+    {
+        *raw_payload = payload.to_string();
+        *headers = meta.headers;
+    }
+    Ok(())
+}
