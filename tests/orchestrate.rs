@@ -155,6 +155,29 @@ fn an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick() {
 }
 
 #[test]
+fn tools_run_ten_steps_nicer_than_the_daemon_unless_told_otherwise() {
+    let project = Project::new();
+    // The tool's parent is the daemon: field 19 of /proc/<pid>/stat is the niceness.
+    project.tool(
+        "nice",
+        r#"cat > /dev/null
+printf '{"ok":true,"data":{"tool":%s,"daemon":%s}}' "$(cut -d' ' -f19 /proc/$$/stat)" "$(cut -d' ' -f19 /proc/$PPID/stat)""#,
+    );
+    for (flags, steps) in [(&[][..], 10), (&["--tool-nice", "0"][..], 0)] {
+        let daemon = project.daemon(flags);
+        let id = project.add(&["nice", "--tool", "nice"]);
+        let done = wait_for_status(&project, &id, "completed", Duration::from_secs(10));
+        let niceness = |who: &str| done["result"]["data"][who].as_i64().unwrap();
+        assert_eq!(
+            niceness("tool"),
+            (niceness("daemon") + steps).min(19),
+            "{flags:?}: {done}"
+        );
+        drop(daemon);
+    }
+}
+
+#[test]
 fn a_recurring_action_fires_on_schedule_and_survives_a_failed_run() {
     let project = Project::new();
     let log = project.runs_log();

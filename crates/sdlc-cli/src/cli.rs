@@ -80,10 +80,10 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 
-    /// Run tools at this niceness (1-19; 0 leaves them as the daemon), so that on a busy
-    /// machine the daemon keeps its timing and acknowledges webhooks promptly while tools take
-    /// the CPU that is left
-    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
+    /// Run tools this many steps nicer than the daemon (0-19, capped at niceness 19), so that
+    /// on a machine the tools keep busy the daemon still starts runs on time and acknowledges
+    /// webhooks promptly; 0 runs them at the daemon's own priority
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
     pub tool_nice: u8,
 
     /// At start, only report tools a killed daemon left running instead of killing them

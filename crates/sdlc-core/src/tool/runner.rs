@@ -47,7 +47,8 @@ pub struct RunLimits {
     pub max_stdout: usize,
     /// How much of the end of stderr is kept.
     pub stderr_tail: usize,
-    /// Niceness given to the tool's process right after it starts (0: left as the daemon's).
+    /// How many steps nicer than the daemon the tool runs, set right after it starts (0: the
+    /// daemon's own priority).
     pub nice: u8,
 }
 
@@ -108,22 +109,22 @@ pub async fn run_tool(
     run_tool_recorded(script, mode, input, root, env, limits, None).await
 }
 
-/// Gives process `pid` a niceness of `nice` (its children inherit it). Done from the daemon
-/// after the spawn because a `pre_exec` hook would force fork instead of posix_spawn. Failure
-/// only costs priority, so it is logged, not fatal.
+/// Makes process `pid` `nice` steps nicer than the daemon (at most 19; its children inherit
+/// it). Done from the daemon after the spawn because a `pre_exec` hook would force fork
+/// instead of posix_spawn. Failure only costs priority, so it is logged, not fatal.
 fn lower_priority(pid: u32, nice: u8) {
-    // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    let status = unsafe {
-        nix::libc::setpriority(
-            nix::libc::PRIO_PROCESS,
-            pid as nix::libc::id_t,
-            i32::from(nice),
-        )
-    };
+    // SAFETY: getpriority and setpriority take plain integers and touch no memory of ours.
+    // getpriority may return -1 as a valid niceness; an error then would only make the
+    // target one step lower, which setpriority clamps or refuses without harm.
+    let ours = unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS, 0) };
+    let target = (ours + i32::from(nice)).min(19);
+    // SAFETY: as above.
+    let status =
+        unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, pid as nix::libc::id_t, target) };
     if status != 0 {
         tracing::debug!(
             pid,
-            nice,
+            target,
             "could not lower the tool's priority: {}",
             std::io::Error::last_os_error()
         );
