@@ -207,32 +207,38 @@ pub async fn run_tool_recorded(
     // If this future is dropped mid-run (shutdown), the guard still kills the group.
     let mut group = GroupGuard { pid, record };
 
+    // Feeding stdin and draining both pipes are futures of this run's own task, polled with
+    // the wait below: no task per pipe to spawn, schedule and join for every run.
     let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
-    let stdin_task = child.stdin.take().map(|mut stdin| {
-        tokio::spawn(async move {
+    let stdin = child.stdin.take();
+    let feed_stdin = async move {
+        if let Some(mut stdin) = stdin {
             // A tool may exit or close stdin without reading it: that is not our failure.
             let _ = stdin.write_all(&input_bytes).await;
             let _ = stdin.shutdown().await;
-        })
-    });
-    let mut stdout_task = tokio::spawn(read_capped(
+        }
+    };
+    let read_stdout = read_capped(
         child.stdout.take().expect("stdout is piped"),
         limits.max_stdout,
-    ));
-    let stderr_task = tokio::spawn(read_tail(
+    );
+    let read_stderr = read_tail(
         child.stderr.take().expect("stderr is piped"),
         limits.stderr_tail,
-    ));
+    );
+    tokio::pin!(feed_stdin, read_stdout, read_stderr);
 
+    let mut stdin_fed = false;
     let mut stdout_done: Option<Captured> = None;
+    let mut stderr_done: Option<Captured> = None;
     let exit = loop {
         tokio::select! {
             status = child.wait() => break match status {
                 Ok(status) => ExitKind::Exited(status),
                 Err(err) => ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}")),
             },
-            joined = &mut stdout_task, if stdout_done.is_none() => {
-                let captured = joined.unwrap_or_default();
+            () = &mut feed_stdin, if !stdin_fed => stdin_fed = true,
+            captured = &mut read_stdout, if stdout_done.is_none() => {
                 let overflowed = captured.truncated;
                 stdout_done = Some(captured);
                 if overflowed {
@@ -241,6 +247,7 @@ pub async fn run_tool_recorded(
                     break ExitKind::StdoutOverflow(limits.max_stdout);
                 }
             }
+            captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
             _ = tokio::time::sleep_until(deadline) => {
                 kill_group(pid);
                 let _ = child.wait().await;
@@ -251,14 +258,18 @@ pub async fn run_tool_recorded(
     // Whatever the tool left behind in its group goes with it.
     group.kill_now();
 
-    let stdout = match stdout_done {
-        Some(captured) => captured,
-        None => join_within(stdout_task, PIPE_GRACE).await,
-    };
-    let stderr = join_within(stderr_task, PIPE_GRACE).await;
-    if let Some(task) = stdin_task {
-        task.abort();
+    // What is still in the pipes, for at most PIPE_GRACE; a pipe still open then (held by a
+    // process that left the group) counts as empty, as before.
+    let drain_until = Instant::now() + PIPE_GRACE;
+    while stdout_done.is_none() || stderr_done.is_none() {
+        tokio::select! {
+            captured = &mut read_stdout, if stdout_done.is_none() => stdout_done = Some(captured),
+            captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
+            _ = tokio::time::sleep_until(drain_until) => break,
+        }
     }
+    let stdout = stdout_done.unwrap_or_default();
+    let stderr = stderr_done.unwrap_or_default();
     ToolRun {
         exit,
         stdout: stdout.bytes,
@@ -301,42 +312,26 @@ struct Captured {
     truncated: bool,
 }
 
-async fn join_within(task: tokio::task::JoinHandle<Captured>, grace: Duration) -> Captured {
-    let abort = task.abort_handle();
-    match tokio::time::timeout(grace, task).await {
-        Ok(joined) => joined.unwrap_or_default(),
-        Err(_) => {
-            abort.abort();
-            Captured::default()
-        }
-    }
-}
-
 /// Reads until EOF or until more than `cap` bytes arrived (then stops, marking truncation).
-async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
+/// Reads straight into the result: most tools print a few hundred bytes, and a zeroed 64 KiB
+/// buffer per run cost more than the reading.
+async fn read_capped(pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
+    // One byte past the cap tells a tool that printed too much from one that printed exactly
+    // `cap` bytes.
+    let mut limited = pipe.take(cap as u64 + 1);
     let mut bytes = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => {
-                return Captured {
-                    bytes,
-                    truncated: false,
-                };
-            }
-            Ok(n) => {
-                if bytes.len() + n > cap {
-                    let room = cap - bytes.len();
-                    bytes.extend_from_slice(&chunk[..room]);
-                    return Captured {
-                        bytes,
-                        truncated: true,
-                    };
-                }
-                bytes.extend_from_slice(&chunk[..n]);
-            }
+        if bytes.capacity() - bytes.len() < 1024 {
+            bytes.reserve(bytes.len().clamp(4096, 1024 * 1024));
+        }
+        match limited.read_buf(&mut bytes).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
+    let truncated = bytes.len() > cap;
+    bytes.truncate(cap);
+    Captured { bytes, truncated }
 }
 
 /// Reads until EOF, keeping only the last `keep` bytes.
