@@ -84,6 +84,10 @@ const LOOKAHEAD_PER_SLOT: usize = 2;
 const READY_MAX_WAIT: Duration = Duration::from_secs(1);
 /// The longest a finished run's outcome waits for others to share its commit.
 const OUTCOME_WINDOW: Duration = Duration::from_millis(10);
+/// tokio's timer fires on whole-millisecond ticks of its own clock, so a sleep until a due
+/// time ends up to a millisecond or two late. The loop wakes this much early instead and
+/// sleeps the rest on its own thread, with nanosecond precision.
+const PRECISE_WAIT: Duration = Duration::from_millis(2);
 
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
@@ -280,6 +284,9 @@ impl Engine {
         let mut only_runs_finished = false;
         loop {
             self.start_ready(&mut pool, max);
+            if pool.tasks.len() < max {
+                self.wait_precisely_for(next_due);
+            }
             let lookahead = pool.lookahead(max);
             let free = max - pool.tasks.len();
             let claim = (free + lookahead).saturating_sub(pool.ready.len());
@@ -519,15 +526,29 @@ impl Engine {
         }
     }
 
-    /// When to wake if nothing else happens: the heartbeat, or the earliest due time when
-    /// there is a free slot to start it in.
+    /// When to wake if nothing else happens: the heartbeat, or just before the earliest due
+    /// time when there is a free slot to start it in (`wait_precisely_for` does the rest).
     fn next_wake(&self, has_free_slot: bool, next_due: Option<DateTime<Utc>>) -> Instant {
         let heartbeat = Instant::now() + self.config.tick;
         let Some(due) = next_due.filter(|_| has_free_slot) else {
             return heartbeat;
         };
         let until_due = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-        heartbeat.min(Instant::now() + until_due)
+        heartbeat.min(Instant::now() + until_due.saturating_sub(PRECISE_WAIT))
+    }
+
+    /// When the next due time is at most `PRECISE_WAIT` away, sleeps until it on this thread.
+    /// That holds up the loop for under `PRECISE_WAIT`, about what a commit does; in the daemon
+    /// the loop has the main thread to itself (runs and the server are on the runtime's
+    /// workers), so nothing else waits. Due times have millisecond resolution (the due index's),
+    /// so the claim lands within the due millisecond.
+    fn wait_precisely_for(&self, next_due: Option<DateTime<Utc>>) {
+        let Some(due) = next_due else { return };
+        if let Ok(until_due) = (due - self.clock.now()).to_std()
+            && until_due <= PRECISE_WAIT
+        {
+            std::thread::sleep(until_due);
+        }
     }
 
     async fn blocking<T, F>(&self, work: F) -> anyhow::Result<T>
