@@ -11,7 +11,9 @@
 //! next start. So the loop also claims up to `2 × max_concurrency` actions *ahead* into a
 //! ready queue: a freed slot starts the next one at once, and outcomes and claims are committed
 //! in batches (when half the ready queue is used, or an outcome has waited
-//! `OUTCOME_WINDOW`). An action claimed ahead is Running in the database before its tool
+//! `OUTCOME_WINDOW`). A wake-up (webhook, new action) while the slots are busy and the ready
+//! queue is above its refill mark waits for that batch too: under a burst of webhooks it
+//! would otherwise cost a commit per request. An action claimed ahead is Running in the database before its tool
 //! starts; if the daemon dies then, the run log proves it never started (see
 //! [`crate::orphans`]) and recovery hands it back to Pending instead of failing it. One that
 //! waits longer than `READY_MAX_WAIT` (the runs turned long) is handed back at once. With
@@ -280,8 +282,13 @@ impl Engine {
         let mut next_prune = Instant::now();
         let mut next_due: Option<DateTime<Utc>> = None;
         let mut more_ready = false;
-        // Whether the last event was only runs finishing (the case claiming ahead batches).
-        let mut only_runs_finished = false;
+        // Whether the last event can wait for a batch: runs finishing, or a wake-up while
+        // every slot is busy and the ready queue is above its refill mark (what it brought can
+        // only start when a slot frees).
+        let mut batchable = false;
+        // A wake-up said work may be waiting (a webhook delivery in the inbox, a new action)
+        // that no settle has looked at yet.
+        let mut work_announced = false;
         loop {
             self.start_ready(&mut pool, max);
             if pool.tasks.len() < max {
@@ -292,8 +299,9 @@ impl Engine {
             let claim = (free + lookahead).saturating_sub(pool.ready.len());
             let now = Instant::now();
             let stale = pool.take_stale(now);
-            let work_due = more_ready || next_due.is_some_and(|due| due <= self.clock.now());
-            let settle_now = !only_runs_finished
+            let work_due =
+                more_ready || work_announced || next_due.is_some_and(|due| due <= self.clock.now());
+            let settle_now = !batchable
                 || !stale.is_empty()
                 || pool.done.len() >= (lookahead / 2).max(1)
                 || pool
@@ -304,6 +312,7 @@ impl Engine {
                 more_ready = self
                     .settle(&mut pool, claim, stale, &mut summary, &mut next_due)
                     .await;
+                work_announced = false;
                 self.start_ready(&mut pool, max);
             }
             if let Some(keep) = self.config.retention
@@ -326,7 +335,7 @@ impl Engine {
             if let Some((_, claimed)) = pool.ready.front() {
                 wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
             }
-            only_runs_finished = false;
+            batchable = false;
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -335,9 +344,14 @@ impl Engine {
                 Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
                     pool.record(joined);
                     pool.drain_finished();
-                    only_runs_finished = true;
+                    batchable = true;
                 }
-                _ = self.notify.notified() => {}
+                _ = self.notify.notified() => {
+                    // Under a burst of webhooks every request wakes the loop; with no room
+                    // for what they bring, settling on each would be a commit per request.
+                    work_announced = true;
+                    batchable = !room;
+                }
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
