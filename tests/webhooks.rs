@@ -420,3 +420,41 @@ fn five_hundred_concurrent_posts_are_all_stored_and_all_run() {
         (completed == 500).then_some(())
     });
 }
+
+/// The webhook writer lives on its own thread; a clean stop must still close the database, so
+/// the next open needs no repair walk (slow on a large file, and a sign the stop was unclean).
+#[test]
+fn a_clean_stop_after_webhook_traffic_leaves_a_closed_database() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let daemon = project.daemon(&[]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "hook",
+        "--tool",
+        "count",
+        "--template",
+        "{}",
+    ]);
+    for _ in 0..20 {
+        assert_eq!(post(daemon.addr, "/webhooks/hook", "{}", &[]).0, 202);
+    }
+    wait_for("all 20 ran", Duration::from_secs(10), || {
+        (project.runs_of("webhook:hook") == 20).then_some(())
+    });
+    assert!(daemon.stop().success());
+
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = repaired.clone();
+    let db = redb::Database::builder()
+        .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .create(project.db_path())
+        .unwrap();
+    drop(db);
+    assert!(
+        !repaired.load(std::sync::atomic::Ordering::SeqCst),
+        "the daemon's clean stop left the database needing repair"
+    );
+}

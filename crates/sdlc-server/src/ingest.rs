@@ -11,7 +11,7 @@
 //! each batch to the blocking pool: every request then costs two thread wake-ups (handler to
 //! writer, writer to handler) instead of four, which is a measurable share of a request.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +42,12 @@ impl Ingestor {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("webhook-writer".into())
-            .spawn(move || write_batches(&db, clock.as_ref(), rx))
+            .spawn({
+                // Nothing joins this thread: holding the database only while storing a batch
+                // lets the daemon's last handle close it cleanly at shutdown.
+                let db = Arc::downgrade(&db);
+                move || write_batches(&db, clock.as_ref(), rx)
+            })
             .expect("the webhook writer thread starts");
         Ingestor { tx }
     }
@@ -61,7 +66,11 @@ impl Ingestor {
     }
 }
 
-fn write_batches(db: &ActionDb, clock: &dyn Clock, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
+fn write_batches(
+    db: &Weak<ActionDb>,
+    clock: &dyn Clock,
+    mut rx: mpsc::Receiver<(Delivery, Reply)>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -71,14 +80,16 @@ fn write_batches(db: &ActionDb, clock: &dyn Clock, mut rx: mpsc::Receiver<(Deliv
             }
         }
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
-        // A panic in the store fails this batch's requests, not every later one.
-        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db.ingest(&deliveries, clock.now())
-        }));
-        let stored = match stored {
-            Ok(Ok(results)) => Ok(results),
-            Ok(Err(err)) => Err(format!("storing webhook deliveries failed: {err}")),
-            Err(_) => Err("storing webhook deliveries panicked".to_string()),
+        let stored = match db.upgrade() {
+            // A panic in the store fails this batch's requests, not every later one.
+            Some(db) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                db.ingest(&deliveries, clock.now())
+            })) {
+                Ok(Ok(results)) => Ok(results),
+                Ok(Err(err)) => Err(format!("storing webhook deliveries failed: {err}")),
+                Err(_) => Err("storing webhook deliveries panicked".to_string()),
+            },
+            None => Err("the daemon is stopping: the database is closed".to_string()),
         };
         match stored {
             Ok(results) => {
