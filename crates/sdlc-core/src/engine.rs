@@ -21,6 +21,8 @@
 //!
 //! Tool runs are tasks in a `JoinSet`; the loop never awaits one, so a slow tool never stops
 //! it from ticking. Database work goes through `spawn_blocking` (a commit waits for fsync).
+//! The daemon runs the loop on a thread of its own with a single-threaded runtime, so the
+//! loop and its runs' tasks wake each other without crossing threads.
 //!
 //! Shutdown: stop claiming, give running tools `shutdown_grace`, record what finished; runs
 //! still going are killed (their process groups too) and stay Running in the database, to be
@@ -552,10 +554,10 @@ impl Engine {
     }
 
     /// When the next due time is at most `PRECISE_WAIT` away, sleeps until it on this thread.
-    /// That holds up the loop for under `PRECISE_WAIT`, about what a commit does; in the daemon
-    /// the loop has the main thread to itself (runs and the server are on the runtime's
-    /// workers), so nothing else waits. Due times have millisecond resolution (the due index's),
-    /// so the claim lands within the due millisecond.
+    /// That holds up the loop's thread for under `PRECISE_WAIT`, about what a commit does. In
+    /// the daemon that thread is the engine's own (the server runs elsewhere); the runs' tasks
+    /// on it only wait to read pipes, which buffer 64 KiB. Due times have millisecond
+    /// resolution (the due index's), so the claim lands within the due millisecond.
     fn wait_precisely_for(&self, next_due: Option<DateTime<Utc>>) {
         let Some(due) = next_due else { return };
         if let Ok(until_due) = (due - self.clock.now()).to_std()
