@@ -11,10 +11,10 @@
 //! next start. So the loop also claims up to `2 × max_concurrency` actions *ahead* into a
 //! ready queue: a freed slot starts the next one at once, and outcomes and claims are committed
 //! in batches (when half the ready queue is used, or an outcome has waited
-//! `OUTCOME_WINDOW`). A wake-up (webhook, new action) while the slots are busy and the ready
-//! queue is above its refill mark waits for that batch too: under a burst of webhooks it
-//! would otherwise cost a commit per request. An action claimed ahead is Running in the database before its tool
-//! starts; if the daemon dies then, the run log proves it never started (see
+//! `OUTCOME_WINDOW`). A wake-up (webhook, new action) while there is no room (see
+//! `Pool::has_room`) waits for that batch too: under a burst of webhooks it would otherwise
+//! cost a commit per request. An action claimed ahead is Running in the database before its
+//! tool starts; if the daemon dies then, the run log proves it never started (see
 //! [`crate::orphans`]) and recovery hands it back to Pending instead of failing it. One that
 //! waits longer than `READY_MAX_WAIT` (the runs turned long) is handed back at once. With
 //! long runs, or without a run log, nothing is claimed ahead.
@@ -199,6 +199,12 @@ impl Pool {
         }
     }
 
+    /// Whether due work would be claimed now: a slot is idle, or the ready queue is down to
+    /// its refill mark (settling for less would cost a commit per run).
+    fn has_room(&self, max: usize) -> bool {
+        self.tasks.len() < max || self.ready.len() <= self.lookahead(max) / 2
+    }
+
     /// Removes the actions claimed ahead that waited too long for a slot.
     fn take_stale(&mut self, now: Instant) -> Vec<(Action, Instant)> {
         let mut stale = Vec::new();
@@ -309,7 +315,7 @@ impl Engine {
                 || pool
                     .first_done_at
                     .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
-                || (work_due && (free > 0 || pool.ready.len() <= lookahead / 2));
+                || (work_due && pool.has_room(max));
             if settle_now {
                 more_ready = self
                     .settle(&mut pool, claim, stale, &mut summary, &mut next_due)
@@ -324,9 +330,7 @@ impl Engine {
                 next_prune = Instant::now() + pause;
             }
 
-            // Whether due work would be claimed now: a slot is idle, or the ready queue is down
-            // to its refill mark (waking for less would cost a commit per run).
-            let room = pool.tasks.len() < max || pool.ready.len() <= pool.lookahead(max) / 2;
+            let room = pool.has_room(max);
             let mut wake_at = self.next_wake(room, next_due);
             if self.config.retention.is_some() {
                 wake_at = wake_at.min(next_prune);

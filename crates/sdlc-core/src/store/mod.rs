@@ -39,7 +39,7 @@ use crate::policy::{self, Decision};
 mod record;
 mod webhooks;
 
-use record::{ACTION_BODIES, decode_action, read_in, remove_in, write_in};
+use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in};
 
 pub use webhooks::Ingested;
 
@@ -273,12 +273,7 @@ impl ActionDb {
     /// The action with this id.
     pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(ACTIONS)?;
-        let bodies = tx.open_table(ACTION_BODIES)?;
-        match table.get(id.as_u128())? {
-            Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
-            None => Ok(None),
-        }
+        lookup(&tx.open_table(ACTIONS)?, &tx.open_table(ACTION_BODIES)?, id)
     }
 
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
@@ -287,12 +282,7 @@ impl ActionDb {
         let actions = tx.open_table(ACTIONS)?;
         let bodies = tx.open_table(ACTION_BODIES)?;
         let heads = tx.open_table(SERIES_HEAD)?;
-        let read = |id: Uuid| -> Result<Option<Action>, StoreError> {
-            match actions.get(id.as_u128())? {
-                Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
-                None => Ok(None),
-            }
-        };
+        let read = |id: Uuid| lookup(&actions, &bodies, id);
         let Some(action) = read(id)? else {
             return Ok(None);
         };
@@ -563,10 +553,9 @@ impl ActionDb {
             for (key, id) in old {
                 tx.open_table(BY_STATUS)?.remove(key)?;
                 count(&tx, kind, -1)?;
-                let Some(removed) = remove_in(&tx, id)? else {
+                let Some(series) = remove_in(&tx, id)? else {
                     continue;
                 };
-                let series = removed.series;
                 forget_head_if(&tx, series, id)?;
                 pruned += 1;
             }
@@ -624,8 +613,7 @@ impl ActionDb {
                 let (key, _) = entry?;
                 let key = key.value();
                 let id = id_from_key(&key[9..]);
-                let bytes = actions.get(id.as_u128())?.ok_or(StoreError::NotFound(id))?;
-                let action = decode_action(id, bytes.value(), &bodies)?;
+                let action = lookup(&actions, &bodies, id)?.ok_or(StoreError::NotFound(id))?;
                 if filter
                     .tool
                     .as_deref()
@@ -781,7 +769,8 @@ fn apply_policy(
             let mut run = claim_one(tx, &old, now)?;
             schedule_next(tx, &old, next_due, now)?;
             run.next_scheduled = true;
-            rewrite(tx, &old, &run)?;
+            // Indexed fields did not change since `claim_one` stored it: the record only.
+            write_in(tx, Some(&old), &run)?;
             Ok(Some(run))
         }
         Decision::Skip { reason, next_due } => {
@@ -856,12 +845,6 @@ fn schedule_next(
         put(tx, None, &occurrence.occurrence_at(due, now))?;
     }
     Ok(())
-}
-
-/// Rewrites an action whose indexed fields (status, times) did not change; `old` is the
-/// action as last stored.
-fn rewrite(tx: &WriteTransaction, old: &Action, action: &Action) -> Result<(), StoreError> {
-    write_in(tx, Some(old), action)
 }
 
 /// A run of `series` still going, if any.
@@ -957,10 +940,6 @@ fn ids_with_status(tx: &WriteTransaction, kind: StatusKind) -> Result<Vec<Uuid>,
         ids.push(id_from_key(&key.value()[9..]));
     }
     Ok(ids)
-}
-
-fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
-    read_in(tx, id)
 }
 
 /// Writes `new` (replacing `old`, when given) and keeps every index in step with it.

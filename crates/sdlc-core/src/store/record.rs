@@ -52,7 +52,7 @@ struct BodyMetaRef<'a> {
 }
 
 /// Reads the action `bytes` hold, fetching its body from `bodies` when it is stored apart.
-pub(super) fn decode_action(
+fn decode_action(
     id: Uuid,
     bytes: &[u8],
     bodies: &impl ReadableTable<u128, &'static [u8]>,
@@ -71,15 +71,22 @@ pub(super) fn decode_action(
     Ok(action)
 }
 
-/// Reads the action with this id inside a write transaction.
-pub(super) fn read_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
-    let actions = tx.open_table(ACTIONS)?;
-    let bodies = tx.open_table(ACTION_BODIES)?;
-    let found = actions.get(id.as_u128())?;
-    match found {
-        Some(bytes) => Ok(Some(decode_action(id, bytes.value(), &bodies)?)),
+/// The action with this id, from `actions` and (when stored apart) `bodies`, in any
+/// transaction: the one way every reader looks an action up.
+pub(super) fn lookup(
+    actions: &impl ReadableTable<u128, &'static [u8]>,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<Action>, StoreError> {
+    match actions.get(id.as_u128())? {
+        Some(bytes) => Ok(Some(decode_action(id, bytes.value(), bodies)?)),
         None => Ok(None),
     }
+}
+
+/// The action with this id, inside a write transaction.
+pub(super) fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
+    lookup(&tx.open_table(ACTIONS)?, &tx.open_table(ACTION_BODIES)?, id)
 }
 
 /// Stores `new` (replacing `old`, the same action as last read, when given). The body is
@@ -116,14 +123,18 @@ pub(super) fn write_in(
     Ok(())
 }
 
-/// Removes the action's record and body; returns the action as it was.
-pub(super) fn remove_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
-    let Some(action) = read_in(tx, id)? else {
-        return Ok(None);
+/// Removes the action's record and body; returns its series (read from the record alone:
+/// the body is not needed to forget an action).
+pub(super) fn remove_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    let action: Action = {
+        let mut actions = tx.open_table(ACTIONS)?;
+        let Some(removed) = actions.remove(id.as_u128())? else {
+            return Ok(None);
+        };
+        decode_json(id, removed.value())?
     };
-    tx.open_table(ACTIONS)?.remove(id.as_u128())?;
     tx.open_table(ACTION_BODIES)?.remove(id.as_u128())?;
-    Ok(Some(action))
+    Ok(Some(action.series))
 }
 
 /// Compared rather than tracked: a memcmp of a few kilobytes is far cheaper than writing them.
@@ -153,12 +164,7 @@ fn encode_body(action: &Action) -> Result<Vec<u8>, StoreError> {
         id: action.id,
         detail: err.to_string(),
     })?;
-    let mut bytes = Vec::with_capacity(5 + meta.len() + payload.len());
-    bytes.push(SCHEMA_VERSION as u8);
-    bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(&meta);
-    bytes.extend_from_slice(payload.as_bytes());
-    Ok(bytes)
+    Ok(frame(&meta, payload.as_bytes()))
 }
 
 fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
@@ -167,24 +173,13 @@ fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
         id,
         detail: format!("action body: {detail}"),
     };
-    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty".into()))?;
-    if u64::from(version) > SCHEMA_VERSION {
-        return Err(StoreError::NewerRecord {
-            id,
-            found: version.into(),
-            supported: SCHEMA_VERSION,
-        });
-    }
-    let meta_len = rest
-        .get(..4)
-        .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
-        .ok_or_else(|| corrupt("truncated".into()))?;
-    let meta = rest
-        .get(4..4 + meta_len)
-        .ok_or_else(|| corrupt("truncated".into()))?;
+    let (meta, payload) = unframe(id, bytes).map_err(|err| match err {
+        StoreError::Corrupt { detail, .. } => corrupt(detail),
+        other => other,
+    })?;
     let meta: BodyMeta = serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
-    let payload = std::str::from_utf8(&rest[4 + meta_len..])
-        .map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
+    let payload =
+        std::str::from_utf8(payload).map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
     action.tool_input = meta.tool_input;
     if let ActionTrigger::Webhook {
         raw_payload,
@@ -196,4 +191,39 @@ fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
         *headers = meta.headers;
     }
     Ok(())
+}
+
+/// `version byte ++ u32 BE length of meta ++ meta (JSON) ++ raw bytes`: a record whose bulk
+/// is kept as received instead of escaped into JSON (action bodies, inbox deliveries).
+pub(super) fn frame(meta: &[u8], raw: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(5 + meta.len() + raw.len());
+    bytes.push(SCHEMA_VERSION as u8);
+    bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(meta);
+    bytes.extend_from_slice(raw);
+    bytes
+}
+
+/// Splits what `frame` wrote into its meta and raw parts; refuses a newer version.
+pub(super) fn unframe(id: Uuid, bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        id,
+        detail: detail.to_string(),
+    };
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if u64::from(version) > SCHEMA_VERSION {
+        return Err(StoreError::NewerRecord {
+            id,
+            found: version.into(),
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let meta_len = rest
+        .get(..4)
+        .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| corrupt("truncated"))?;
+    let meta = rest
+        .get(4..4 + meta_len)
+        .ok_or_else(|| corrupt("truncated"))?;
+    Ok((meta, &rest[4 + meta_len..]))
 }

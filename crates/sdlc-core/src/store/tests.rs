@@ -630,19 +630,23 @@ fn list_filters_by_status_and_tool_newest_first() {
     assert_eq!(counts[1], (StatusKind::Running, 1));
 }
 
-#[test]
-fn a_database_from_a_newer_schema_is_refused() {
+/// A redb file holding only `meta.schema_version = version`.
+fn file_with_schema_version(version: u64) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orchestrator.db");
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META)
-            .unwrap()
-            .insert("schema_version", 99)
-            .unwrap();
-        tx.commit().unwrap();
-    }
+    let db = redb::Database::create(&path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(META)
+        .unwrap()
+        .insert("schema_version", version)
+        .unwrap();
+    tx.commit().unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_database_from_a_newer_schema_is_refused() {
+    let (_dir, path) = file_with_schema_version(99);
     let err = ActionDb::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }));
     assert!(err.to_string().contains("upgrade sdlc"), "{err}");
@@ -650,17 +654,7 @@ fn a_database_from_a_newer_schema_is_refused() {
 
 #[test]
 fn a_database_from_an_older_schema_is_marked_with_this_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("orchestrator.db");
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(META)
-            .unwrap()
-            .insert("schema_version", 1)
-            .unwrap();
-        tx.commit().unwrap();
-    }
+    let (_dir, path) = file_with_schema_version(1);
     drop(ActionDb::open(&path).unwrap());
     let db = redb::Database::open(&path).unwrap();
     let tx = db.begin_read().unwrap();

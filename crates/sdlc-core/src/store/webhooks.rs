@@ -19,7 +19,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ActionDb, SCHEMA_VERSION, decode_json, due_key, encode_json, get_in, put};
+use super::record::{frame, unframe};
+use super::{ActionDb, decode_json, due_key, encode_json, get_in, put};
 use crate::error::StoreError;
 use crate::webhook::{Delivery, WebhookRoute, delivery_action, normalize_path};
 
@@ -242,7 +243,7 @@ struct DeliveryMeta {
     received_at: DateTime<Utc>,
 }
 
-/// version byte, meta length (u32 BE), meta JSON, then the body exactly as received.
+/// The delivery's meta as JSON, then the body exactly as received (`record::frame`).
 fn encode_delivery(delivery: &Delivery) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&DeliveryMeta {
         id: delivery.id,
@@ -258,37 +259,20 @@ fn encode_delivery(delivery: &Delivery) -> Result<Vec<u8>, StoreError> {
         id: delivery.id,
         detail: err.to_string(),
     })?;
-    let mut bytes = Vec::with_capacity(5 + meta.len() + delivery.body.len());
-    bytes.push(SCHEMA_VERSION as u8);
-    bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(&meta);
-    bytes.extend_from_slice(&delivery.body);
-    Ok(bytes)
+    Ok(frame(&meta, &delivery.body))
 }
 
 fn decode_delivery(bytes: &[u8]) -> Result<Delivery, StoreError> {
-    let corrupt = |detail: &str| StoreError::Corrupt {
+    let corrupt = |detail: String| StoreError::Corrupt {
         id: Uuid::nil(),
         detail: format!("inbox entry: {detail}"),
     };
-    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
-    if u64::from(version) > SCHEMA_VERSION {
-        return Err(StoreError::NewerRecord {
-            id: Uuid::nil(),
-            found: version.into(),
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if rest.len() < 4 {
-        return Err(corrupt("truncated"));
-    }
-    let meta_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-    let rest = &rest[4..];
-    if rest.len() < meta_len {
-        return Err(corrupt("truncated"));
-    }
+    let (meta, body) = unframe(Uuid::nil(), bytes).map_err(|err| match err {
+        StoreError::Corrupt { detail, .. } => corrupt(detail),
+        other => other,
+    })?;
     let meta: DeliveryMeta =
-        serde_json::from_slice(&rest[..meta_len]).map_err(|err| corrupt(&err.to_string()))?;
+        serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
     Ok(Delivery {
         id: meta.id,
         route_id: meta.route_id,
@@ -298,6 +282,6 @@ fn decode_delivery(bytes: &[u8]) -> Result<Delivery, StoreError> {
         headers: meta.headers,
         delivery_id: meta.delivery_id,
         received_at: meta.received_at,
-        body: rest[meta_len..].to_vec(),
+        body: body.to_vec(),
     })
 }
