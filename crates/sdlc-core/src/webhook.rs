@@ -2,8 +2,9 @@
 //! waiting to be dispatched), and templates (how a delivery becomes the tool's input).
 //!
 //! A delivery is stored exactly as received (body bytes untouched) when the request is
-//! acknowledged. The engine later turns it into an Action, rendering the route's template,
-//! in the same transaction that removes it from the inbox. The action's id is the delivery's
+//! acknowledged, with the route's template already rendered into the tool's input. The
+//! engine later turns it into an Action in the same transaction that removes it from the
+//! inbox. The action's id is the delivery's
 //! id: the id a caller got in the 202 is the id `sdlc orchestrate show` takes.
 //!
 //! Template placeholders (each renders to exactly one JSON value):
@@ -179,8 +180,19 @@ pub fn render_input(delivery: &Delivery) -> Result<Value, String> {
 /// The action a delivery becomes: Pending with the rendered input, or Failed when the
 /// template cannot be rendered for this body (the reason says why).
 pub fn delivery_action(delivery: &Delivery, now: DateTime<Utc>) -> Action {
-    let rendered = render_input(delivery);
-    let input = rendered.as_ref().cloned().unwrap_or(Value::Null);
+    delivery_action_rendered(delivery, render_input(delivery), now)
+}
+
+/// `delivery_action` with the template already rendered (`render_input`'s result).
+pub fn delivery_action_rendered(
+    delivery: &Delivery,
+    rendered: Result<Value, String>,
+    now: DateTime<Utc>,
+) -> Action {
+    let (input, failure) = match rendered {
+        Ok(input) => (input, None),
+        Err(reason) => (Value::Null, Some(reason)),
+    };
     let mut action = Action::new(
         format!("webhook:{}", delivery.route_path),
         delivery.tool_name.clone(),
@@ -197,7 +209,7 @@ pub fn delivery_action(delivery: &Delivery, now: DateTime<Utc>) -> Action {
     );
     action.id = delivery.id;
     action.series = delivery.id;
-    if let Err(reason) = rendered {
+    if let Some(reason) = failure {
         action.status = ActionStatus::Failed { reason };
         action.finished_at = Some(now);
     }

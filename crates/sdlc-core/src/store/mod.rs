@@ -39,7 +39,7 @@ use crate::policy::{self, Decision};
 mod record;
 mod webhooks;
 
-use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in};
+use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in, write_light_in};
 
 pub use webhooks::Ingested;
 
@@ -47,7 +47,9 @@ pub use webhooks::Ingested;
 /// would misread; adding a field with a serde default does not need a bump.
 ///
 /// 2: a webhook action's input, body and headers are stored apart (`record`).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: a delivery's body goes to `action_bodies` when it is acknowledged; its inbox entry holds
+///    only what the action record needs (an older build would dispatch it with an empty body).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// redb's page cache is bounded so the daemon's memory stays small however much is stored.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -949,6 +951,17 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
         unindex(tx, old)?;
     }
     write_in(tx, old, new)?;
+    index(tx, old.is_none(), new)
+}
+
+/// Stores a webhook action dispatched from the inbox, whose body `ingest` already wrote.
+fn put_dispatched(tx: &WriteTransaction, light: &Action) -> Result<(), StoreError> {
+    write_light_in(tx, light)?;
+    index(tx, true, light)
+}
+
+/// Adds `new` to every index it belongs in (`is_new`: it was not stored before).
+fn index(tx: &WriteTransaction, is_new: bool, new: &Action) -> Result<(), StoreError> {
     tx.open_table(BY_STATUS)?
         .insert(status_key(new.status.kind(), new.updated_at, new.id), ())?;
     count(tx, new.status.kind(), 1)?;
@@ -961,7 +974,7 @@ fn put(tx: &WriteTransaction, old: Option<&Action>, new: &Action) -> Result<(), 
             .insert(series_key(new.series, new.id), ())?;
     }
     // Manual runs and webhook deliveries never become the head of a schedule.
-    if old.is_none() && matches!(new.trigger, ActionTrigger::Scheduled { .. }) {
+    if is_new && matches!(new.trigger, ActionTrigger::Scheduled { .. }) {
         tx.open_table(SERIES_HEAD)?
             .insert(new.series.as_u128(), new.id.as_u128())?;
     }

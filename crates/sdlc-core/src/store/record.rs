@@ -9,7 +9,9 @@
 //! - `actions`        id -> version byte ++ JSON of the action; for a webhook action of
 //!   version >= 2, with `tool_input` null and the trigger's `raw_payload` and `headers` empty.
 //! - `action_bodies`  id -> version byte ++ u32 BE length of the JSON that follows ++ JSON of
-//!   `{tool_input, headers}` ++ the request body as stored (no JSON escaping).
+//!   `{tool_input, headers}` ++ the request body as stored (no JSON escaping). Since schema 3
+//!   it is written when the request is acknowledged (`ingest`), before the action exists:
+//!   dispatch then writes only the action's small record (`write_light_in`).
 //!
 //! Version-1 records (written before the split) hold everything inline and keep decoding; the
 //! first rewrite of one stores its body apart. Other actions (scheduled, manual) stay inline:
@@ -89,6 +91,11 @@ pub(super) fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, 
     lookup(&tx.open_table(ACTIONS)?, &tx.open_table(ACTION_BODIES)?, id)
 }
 
+/// Whether an action with this id is stored (its record alone is looked at).
+pub(super) fn exists_in(tx: &WriteTransaction, id: Uuid) -> Result<bool, StoreError> {
+    Ok(tx.open_table(ACTIONS)?.get(id.as_u128())?.is_some())
+}
+
 /// Stores `new` (replacing `old`, the same action as last read, when given). The body is
 /// written only when it is new, changed, or was inline in a version-1 record.
 pub(super) fn write_in(
@@ -118,8 +125,15 @@ pub(super) fn write_in(
         *raw_payload = String::new();
         *headers = BTreeMap::new();
     }
+    write_light_in(tx, &light)
+}
+
+/// Stores the record of a webhook action whose body is already in `action_bodies` (written by
+/// `ingest` when the request was acknowledged): `light` carries no input, payload or headers.
+pub(super) fn write_light_in(tx: &WriteTransaction, light: &Action) -> Result<(), StoreError> {
+    debug_assert!(has_body(light) && light.tool_input.is_null());
     tx.open_table(ACTIONS)?
-        .insert(id, encode_json(new.id, &light)?.as_slice())?;
+        .insert(light.id.as_u128(), encode_json(light.id, light)?.as_slice())?;
     Ok(())
 }
 
@@ -156,12 +170,22 @@ fn webhook_parts(action: &Action) -> Option<(&str, &BTreeMap<String, String>)> {
 fn encode_body(action: &Action) -> Result<Vec<u8>, StoreError> {
     let no_headers = BTreeMap::new();
     let (payload, headers) = webhook_parts(action).unwrap_or(("", &no_headers));
+    encode_body_parts(action.id, &action.tool_input, headers, payload)
+}
+
+/// The `action_bodies` value of action `id`; `ingest` writes it before the action exists.
+pub(super) fn encode_body_parts(
+    id: Uuid,
+    tool_input: &Value,
+    headers: &BTreeMap<String, String>,
+    payload: &str,
+) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&BodyMetaRef {
-        tool_input: &action.tool_input,
+        tool_input,
         headers,
     })
     .map_err(|err| StoreError::Corrupt {
-        id: action.id,
+        id,
         detail: err.to_string(),
     })?;
     Ok(frame(&meta, payload.as_bytes()))

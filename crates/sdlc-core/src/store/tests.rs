@@ -881,6 +881,99 @@ mod webhook_tests {
         assert!(err.to_string().contains("action_bodies"), "{err}");
     }
 
+    fn inbox_entries(db: &ActionDb) -> Vec<Vec<u8>> {
+        let tx = db.db.begin_read().unwrap();
+        let inbox = tx.open_table(webhooks::INBOX).unwrap();
+        inbox
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap().1.value().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn an_acknowledged_body_is_stored_once_where_the_action_reads_it() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let payload = format!(r#"{{"ref":"main","pad":"{}"}}"#, "x".repeat(4_000));
+        let mut d = delivery(&r, Some("d-1"), &payload, 1_000);
+        d.headers.insert("x-github-event".into(), "push".into());
+        db.ingest(std::slice::from_ref(&d), t(1_000)).unwrap();
+
+        // Acknowledged: the body is already in `action_bodies`; the inbox holds only meta.
+        let entries = inbox_entries(&db);
+        assert_eq!(entries.len(), 1);
+        assert!(
+            entries[0].len() < 1_000,
+            "the inbox entry holds no body: {} bytes",
+            entries[0].len()
+        );
+        let body_at_ingest = {
+            let tx = db.db.begin_read().unwrap();
+            let bodies = tx.open_table(ACTION_BODIES).unwrap();
+            bodies
+                .get(d.id.as_u128())
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec()
+        };
+        assert!(
+            body_at_ingest
+                .windows(payload.len())
+                .any(|w| w == payload.as_bytes())
+        );
+
+        // Dispatched: the action reads back whole, and its body was not written again.
+        let settled = db.settle(Vec::new(), t(1_001), 10).unwrap();
+        assert_eq!(settled.dispatched, 1);
+        assert_eq!(settled.claimed[0].tool_input, json!({"ref": "main"}));
+        let (record, body) = stored_record(&db, d.id);
+        assert!(record.len() < 1_000, "{} bytes", record.len());
+        assert_eq!(body.as_deref(), Some(body_at_ingest.as_slice()));
+        let mut expected = crate::webhook::delivery_action(&d, t(1_001));
+        expected.status = ActionStatus::Running;
+        let action = db.get(d.id).unwrap().unwrap();
+        assert_eq!(action.trigger, expected.trigger);
+        assert_eq!(action.tool_input, expected.tool_input);
+        assert_eq!(action.status, expected.status);
+    }
+
+    #[test]
+    fn an_inbox_entry_from_schema_2_still_dispatches_with_its_body() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let payload = r#"{"ref":"main"}"#;
+        let mut d = delivery(&r, None, payload, 1_000);
+        d.headers.insert("x-github-event".into(), "push".into());
+        {
+            // What a schema-2 build wrote: the meta, then the body as received.
+            let meta = serde_json::to_vec(&json!({
+                "id": d.id, "route_id": d.route_id, "route_path": d.route_path,
+                "tool_name": d.tool_name, "input_template": d.input_template,
+                "headers": d.headers, "delivery_id": null, "received_at": d.received_at,
+            }))
+            .unwrap();
+            let mut entry = record::frame(&meta, payload.as_bytes());
+            entry[0] = 2;
+            let tx = db.begin_write().unwrap();
+            tx.open_table(webhooks::INBOX)
+                .unwrap()
+                .insert(due_key(d.received_at, d.id), entry.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let settled = db.settle(Vec::new(), t(1_001), 10).unwrap();
+        assert_eq!(settled.dispatched, 1);
+        assert_eq!(settled.claimed[0].tool_input, json!({"ref": "main"}));
+        let action = db.get(d.id).unwrap().unwrap();
+        assert_eq!(
+            action.trigger,
+            crate::webhook::delivery_action(&d, t(1_001)).trigger
+        );
+        assert!(stored_record(&db, d.id).1.is_some(), "body stored apart");
+    }
+
     #[test]
     fn the_inbox_survives_a_reopen_and_dispatches_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
