@@ -940,6 +940,29 @@ mod webhook_tests {
     }
 
     #[test]
+    fn a_body_that_is_not_utf8_is_kept_with_replacement_characters() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let mut d = delivery(&r, None, "", 1_000);
+        d.body = b"{\"ref\":\"ma\xffin\"}".to_vec();
+        db.ingest(std::slice::from_ref(&d), t(1_000)).unwrap();
+        assert_eq!(db.settle(Vec::new(), t(1_001), 10).unwrap().dispatched, 1);
+        // The template reads the body as received: not JSON, so the action fails, saying so;
+        // the stored payload keeps what could be read.
+        let action = db.get(d.id).unwrap().unwrap();
+        assert!(
+            matches!(action.status, ActionStatus::Failed { ref reason } if reason.contains("not JSON")),
+            "{:?}",
+            action.status
+        );
+        assert!(
+            matches!(action.trigger, ActionTrigger::Webhook { ref raw_payload, .. } if raw_payload == "{\"ref\":\"ma\u{fffd}in\"}"),
+            "{:?}",
+            action.trigger
+        );
+    }
+
+    #[test]
     fn an_inbox_entry_from_schema_2_still_dispatches_with_its_body() {
         let (_dir, db) = open();
         let r = route("deploy");

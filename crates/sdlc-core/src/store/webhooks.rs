@@ -168,7 +168,7 @@ impl ActionDb {
                     delivery.id,
                     &tool_input,
                     &delivery.headers,
-                    &String::from_utf8_lossy(&delivery.body),
+                    &payload_text(&delivery.body),
                 )?;
                 bodies.insert(delivery.id.as_u128(), body.as_slice())?;
                 inbox.insert(
@@ -233,6 +233,15 @@ pub(super) fn dispatch_in(
     drop(inbox);
     prune_delivery_ids(tx, now)?;
     Ok((taken.len(), more))
+}
+
+/// The body as text: borrowed when it is UTF-8 (nearly always; `from_utf8` checks ASCII runs
+/// far faster than the lossy path), with U+FFFD for bad bytes otherwise.
+fn payload_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(body),
+    }
 }
 
 fn prune_delivery_ids(tx: &WriteTransaction, now: DateTime<Utc>) -> Result<(), StoreError> {
