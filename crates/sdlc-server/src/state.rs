@@ -45,7 +45,11 @@ impl AppState {
             .into_iter()
             .map(|route| (route.path.clone(), route))
             .collect();
-        let ingestor = Ingestor::start(config.db.clone(), config.clock.clone());
+        let ingestor = Ingestor::start(
+            config.db.clone(),
+            config.clock.clone(),
+            config.waker.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(config),
             ingestor,

@@ -1,8 +1,8 @@
 //! `POST /webhooks/<path>`: webhook ingress.
 //!
 //! A request for a registered path is stored durably, exactly as received (body bytes,
-//! headers, time), before it is answered `202 {"id"}`; the engine is then woken and turns it
-//! into an action within milliseconds. Every refusal stores nothing:
+//! headers, time), before it is answered `202 {"id"}`; the engine is woken as it is stored and
+//! turns it into an action within milliseconds. Every refusal stores nothing:
 //! - an unregistered path (including any with `..`, `%2F` or other characters a route cannot
 //!   have, since the raw, undecoded path is matched): 404;
 //! - a body over `--max-body`: 413;
@@ -70,10 +70,8 @@ pub async fn ingest(
         received_at: now,
         body: body.to_vec(),
     };
+    // Stored, and the engine woken, by the webhook writer (`ingest.rs`).
     let ingested = state.ingest(delivery).await?;
-    if !ingested.duplicate {
-        state.waker().wake();
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": ingested.id, "duplicate": ingested.duplicate })),
