@@ -17,20 +17,27 @@ use crate::support::{Project, TRIVIAL_TOOL, median, report, sdlc_binary};
 use crate::throughput::daemon_wall;
 
 const DUE_PER_TICK: usize = 1_000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
-    let empty = Project::new()?;
-    let base = tick_cost(&ActionDb::open(&empty.db_path())?)?;
-
     let big = Project::new()?;
     big.tool("trivial", TRIVIAL_TOOL)?;
     let fill_started = Instant::now();
     fill_history(&big, sizes.history)?;
     let fill = fill_started.elapsed();
+
+    // Rounds alternate between the two databases, so a drift of the machine's speed (and
+    // the disk still busy after the fill) weighs on both sides alike.
+    let empty = Project::new()?;
+    let empty_db = ActionDb::open(&empty.db_path())?;
     let db = ActionDb::open(&big.db_path())?;
-    let loaded = tick_cost(&db)?;
-    drop(db);
+    let (mut base_costs, mut loaded_costs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        base_costs.push(tick_cost(&empty_db, round)?);
+        loaded_costs.push(tick_cost(&db, round)?);
+    }
+    drop((db, empty_db));
+    let (base, loaded) = (median(base_costs), median(loaded_costs));
     let ratio = loaded.as_secs_f64() / base.as_secs_f64();
     report(
         &format!(
@@ -102,44 +109,40 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median over a few rounds of: store 1,000 due actions (not timed), then claim them all and
-/// record a result for each (timed: what a tick costs the database).
-fn tick_cost(db: &ActionDb) -> anyhow::Result<Duration> {
-    let mut costs = Vec::new();
-    for round in 0..ROUNDS {
-        let now = Utc::now();
-        let due: Vec<Action> = (0..DUE_PER_TICK)
-            .map(|i| {
-                Action::new(
-                    format!("due{round}-{i}"),
-                    "trivial",
-                    json!({}),
-                    ActionTrigger::Scheduled {
-                        next_tick_at: now - chrono::Duration::seconds(1),
-                    },
-                    now,
-                )
-            })
-            .collect();
-        db.insert_many(&due)?;
-        let started = Instant::now();
-        let claimed = db.settle(Vec::new(), Utc::now(), DUE_PER_TICK)?.claimed;
-        anyhow::ensure!(claimed.len() == DUE_PER_TICK, "claimed {}", claimed.len());
-        let outcomes = claimed
-            .iter()
-            .map(|a| {
-                (
-                    a.id,
-                    ActionStatus::Completed {
-                        result: json!({"ok": true}),
-                    },
-                )
-            })
-            .collect();
-        db.settle(outcomes, Utc::now(), 0)?;
-        costs.push(started.elapsed());
-    }
-    Ok(median(costs))
+/// One round: store 1,000 due actions (not timed), then claim them all and record a result
+/// for each (timed: what a tick costs the database).
+fn tick_cost(db: &ActionDb, round: usize) -> anyhow::Result<Duration> {
+    let now = Utc::now();
+    let due: Vec<Action> = (0..DUE_PER_TICK)
+        .map(|i| {
+            Action::new(
+                format!("due{round}-{i}"),
+                "trivial",
+                json!({}),
+                ActionTrigger::Scheduled {
+                    next_tick_at: now - chrono::Duration::seconds(1),
+                },
+                now,
+            )
+        })
+        .collect();
+    db.insert_many(&due)?;
+    let started = Instant::now();
+    let claimed = db.settle(Vec::new(), Utc::now(), DUE_PER_TICK)?.claimed;
+    anyhow::ensure!(claimed.len() == DUE_PER_TICK, "claimed {}", claimed.len());
+    let outcomes = claimed
+        .iter()
+        .map(|a| {
+            (
+                a.id,
+                ActionStatus::Completed {
+                    result: json!({"ok": true}),
+                },
+            )
+        })
+        .collect();
+    db.settle(outcomes, Utc::now(), 0)?;
+    Ok(started.elapsed())
 }
 
 /// Stores `n` finished actions (nine in ten completed, one failed), 10,000 per commit.
