@@ -4,8 +4,8 @@
 //! A delivery is stored exactly as received (body bytes untouched) when the request is
 //! acknowledged, with the route's template already rendered into the tool's input. The
 //! engine later turns it into an Action in the same transaction that removes it from the
-//! inbox. The action's id is the delivery's
-//! id: the id a caller got in the 202 is the id `sdlc orchestrate show` takes.
+//! inbox. The action's id is the delivery's id: the id a caller got in the 202 is the id
+//! `sdlc orchestrate show` takes.
 //!
 //! Template placeholders (each renders to exactly one JSON value):
 //! - `{{payload}}`: the raw body as a JSON string;

@@ -281,9 +281,11 @@ struct DeliveryMeta {
     route_id: Uuid,
     route_path: String,
     tool_name: String,
+    /// Empty when the body is stored apart: the input was rendered when it was stored.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     input_template: String,
     /// Empty when the body is stored apart (the headers are stored with it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, String>,
     delivery_id: Option<String>,
     received_at: DateTime<Utc>,
@@ -297,7 +299,7 @@ struct DeliveryMeta {
 
 /// A delivery waiting in the inbox, as decoded.
 struct Queued {
-    /// Without body and headers when `body_stored`.
+    /// Without body, headers and template when `body_stored`.
     delivery: Delivery,
     body_stored: bool,
     render_error: Option<String>,
@@ -313,7 +315,7 @@ fn encode_delivery(
         route_id: delivery.route_id,
         route_path: delivery.route_path.clone(),
         tool_name: delivery.tool_name.clone(),
-        input_template: delivery.input_template.clone(),
+        input_template: String::new(),
         headers: BTreeMap::new(),
         delivery_id: delivery.delivery_id.clone(),
         received_at: delivery.received_at,
