@@ -666,6 +666,16 @@ fn a_database_from_an_older_schema_is_marked_with_this_one() {
     );
 }
 
+/// Stores `action` whole in `actions`, marked as written by schema `version` (no index).
+fn store_record_of_version(tx: &WriteTransaction, action: &Action, version: u8) {
+    let mut bytes = encode_json(action.id, action).unwrap();
+    bytes[0] = version;
+    tx.open_table(ACTIONS)
+        .unwrap()
+        .insert(action.id.as_u128(), bytes.as_slice())
+        .unwrap();
+}
+
 #[test]
 fn a_record_from_a_newer_schema_is_refused_not_misread() {
     let (_dir, db) = open();
@@ -673,12 +683,7 @@ fn a_record_from_a_newer_schema_is_refused_not_misread() {
     db.insert(&action).unwrap();
     {
         let tx = db.begin_write().unwrap();
-        let mut bytes = encode_json(action.id, &action).unwrap();
-        bytes[0] = 7;
-        tx.open_table(ACTIONS)
-            .unwrap()
-            .insert(action.id.as_u128(), bytes.as_slice())
-            .unwrap();
+        store_record_of_version(&tx, &action, 7);
         tx.commit().unwrap();
     }
     assert!(matches!(
@@ -841,12 +846,7 @@ mod webhook_tests {
         let action = webhook_action(r#"{"ref":"main"}"#);
         {
             let tx = db.begin_write().unwrap();
-            let mut inline = encode_json(action.id, &action).unwrap();
-            inline[0] = 1;
-            tx.open_table(ACTIONS)
-                .unwrap()
-                .insert(action.id.as_u128(), inline.as_slice())
-                .unwrap();
+            store_record_of_version(&tx, &action, 1);
             tx.open_table(DUE)
                 .unwrap()
                 .insert(due_key(action.due_at(), action.id), ())

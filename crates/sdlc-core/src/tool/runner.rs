@@ -318,17 +318,9 @@ struct Captured {
 async fn read_capped(pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
     // One byte past the cap tells a tool that printed too much from one that printed exactly
     // `cap` bytes.
-    let mut limited = pipe.take(cap as u64 + 1);
     let mut bytes = Vec::new();
-    loop {
-        if bytes.capacity() - bytes.len() < 1024 {
-            bytes.reserve(bytes.len().clamp(4096, 1024 * 1024));
-        }
-        match limited.read_buf(&mut bytes).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+    // A read error ends the output like EOF; what was read before it is kept.
+    let _ = pipe.take(cap as u64 + 1).read_to_end(&mut bytes).await;
     let truncated = bytes.len() > cap;
     bytes.truncate(cap);
     Captured { bytes, truncated }
