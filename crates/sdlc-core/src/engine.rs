@@ -10,8 +10,8 @@
 //! finished run is most of the daemon's cost, and a freed slot would wait for it before its
 //! next start. So the loop also claims up to `4 × max_concurrency` actions *ahead* into a
 //! ready queue: a freed slot starts the next one at once, and outcomes and claims are committed
-//! in batches (when half the ready queue is used, or an outcome has waited
-//! `OUTCOME_WINDOW`). A wake-up (webhook, new action) while there is no room (see
+//! in batches (when half the ready queue is used, an outcome has waited `OUTCOME_WINDOW`, or
+//! the last run ended with nothing ready to start). A wake-up (webhook, new action) while there is no room (see
 //! `Pool::has_room`) waits for that batch too: under a burst of webhooks it would otherwise
 //! cost a commit per request. An action claimed ahead is Running in the database before its
 //! tool starts; if the daemon dies then, the run log proves it never started (see
@@ -210,6 +210,11 @@ impl Pool {
         self.tasks.len() < max || self.ready.len() <= self.lookahead(max) / 2
     }
 
+    /// No run is going and none is claimed ahead.
+    fn idle(&self) -> bool {
+        self.tasks.is_empty() && self.ready.is_empty()
+    }
+
     /// Removes the actions claimed ahead that waited too long for a slot.
     fn take_stale(&mut self, now: Instant) -> Vec<(Action, Instant)> {
         let mut stale = Vec::new();
@@ -317,6 +322,9 @@ impl Engine {
             let settle_now = !batchable
                 || !stale.is_empty()
                 || pool.done.len() >= (lookahead / 2).max(1)
+                // The last run ended and none is waiting to start: no outcome can come to
+                // share the commit, so waiting out the window would only delay these.
+                || (!pool.done.is_empty() && pool.idle())
                 || pool
                     .first_done_at
                     .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
