@@ -19,12 +19,12 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ACTIONS, SCHEMA_VERSION, decode_json, encode_json};
+use super::{SCHEMA_VERSION, Tables, decode_json, encode_json};
 use crate::error::StoreError;
 use crate::model::{Action, ActionTrigger};
 
@@ -87,32 +87,30 @@ pub(super) fn lookup(
 }
 
 /// The action with this id, inside a write transaction.
-pub(super) fn get_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Action>, StoreError> {
-    lookup(&tx.open_table(ACTIONS)?, &tx.open_table(ACTION_BODIES)?, id)
+pub(super) fn get_in(t: &Tables<'_>, id: Uuid) -> Result<Option<Action>, StoreError> {
+    lookup(&t.actions, &t.bodies, id)
 }
 
 /// Whether an action with this id is stored (its record alone is looked at).
-pub(super) fn exists_in(tx: &WriteTransaction, id: Uuid) -> Result<bool, StoreError> {
-    Ok(tx.open_table(ACTIONS)?.get(id.as_u128())?.is_some())
+pub(super) fn exists_in(t: &Tables<'_>, id: Uuid) -> Result<bool, StoreError> {
+    Ok(t.actions.get(id.as_u128())?.is_some())
 }
 
 /// Stores `new` (replacing `old`, the same action as last read, when given). The body is
 /// written only when it is new, changed, or was inline in a version-1 record.
 pub(super) fn write_in(
-    tx: &WriteTransaction,
+    t: &mut Tables<'_>,
     old: Option<&Action>,
     new: &Action,
 ) -> Result<(), StoreError> {
     let id = new.id.as_u128();
     if !has_body(new) {
-        tx.open_table(ACTIONS)?
-            .insert(id, encode_json(new.id, new)?.as_slice())?;
+        t.actions.insert(id, encode_json(new.id, new)?.as_slice())?;
         return Ok(());
     }
-    let mut bodies = tx.open_table(ACTION_BODIES)?;
-    let stored = old.is_some_and(|old| same_body(old, new)) && bodies.get(id)?.is_some();
+    let stored = old.is_some_and(|old| same_body(old, new)) && t.bodies.get(id)?.is_some();
     if !stored {
-        bodies.insert(id, encode_body(new)?.as_slice())?;
+        t.bodies.insert(id, encode_body(new)?.as_slice())?;
     }
     let mut light = new.clone();
     light.tool_input = Value::Null;
@@ -125,29 +123,28 @@ pub(super) fn write_in(
         *raw_payload = String::new();
         *headers = BTreeMap::new();
     }
-    write_light_in(tx, &light)
+    write_light_in(t, &light)
 }
 
 /// Stores the record of a webhook action whose body is already in `action_bodies` (written by
 /// `ingest` when the request was acknowledged): `light` carries no input, payload or headers.
-pub(super) fn write_light_in(tx: &WriteTransaction, light: &Action) -> Result<(), StoreError> {
+pub(super) fn write_light_in(t: &mut Tables<'_>, light: &Action) -> Result<(), StoreError> {
     debug_assert!(has_body(light) && light.tool_input.is_null());
-    tx.open_table(ACTIONS)?
+    t.actions
         .insert(light.id.as_u128(), encode_json(light.id, light)?.as_slice())?;
     Ok(())
 }
 
 /// Removes the action's record and body; returns its series (read from the record alone:
 /// the body is not needed to forget an action).
-pub(super) fn remove_in(tx: &WriteTransaction, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+pub(super) fn remove_in(t: &mut Tables<'_>, id: Uuid) -> Result<Option<Uuid>, StoreError> {
     let action: Action = {
-        let mut actions = tx.open_table(ACTIONS)?;
-        let Some(removed) = actions.remove(id.as_u128())? else {
+        let Some(removed) = t.actions.remove(id.as_u128())? else {
             return Ok(None);
         };
         decode_json(id, removed.value())?
     };
-    tx.open_table(ACTION_BODIES)?.remove(id.as_u128())?;
+    t.bodies.remove(id.as_u128())?;
     Ok(Some(action.series))
 }
 

@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::record::{ACTION_BODIES, encode_body_parts, exists_in, frame, unframe};
-use super::{ActionDb, decode_json, due_key, encode_json, put, put_dispatched};
+use super::{ActionDb, Tables, decode_json, due_key, encode_json, put, put_dispatched};
 use crate::error::StoreError;
 use crate::webhook::{
     Delivery, WebhookRoute, delivery_action, delivery_action_rendered, normalize_path, render_input,
@@ -192,11 +192,12 @@ impl ActionDb {
     }
 }
 
-/// Turns up to `DISPATCH_BATCH` inbox deliveries into actions inside `tx`, oldest first, and
-/// forgets delivery ids older than the de-duplication window. Returns how many were
-/// dispatched and whether more wait.
+/// Turns up to `DISPATCH_BATCH` inbox deliveries into actions inside `tx` (whose action
+/// tables `t` holds open), oldest first, and forgets delivery ids older than the
+/// de-duplication window. Returns how many were dispatched and whether more wait.
 pub(super) fn dispatch_in(
     tx: &WriteTransaction,
+    t: &mut Tables<'_>,
     now: DateTime<Utc>,
 ) -> Result<(usize, bool), StoreError> {
     let mut inbox = tx.open_table(INBOX)?;
@@ -213,7 +214,7 @@ pub(super) fn dispatch_in(
         // An action with this id exists only if this delivery was dispatched before, which
         // the inbox removal in the same transaction rules out; check anyway rather than
         // overwrite a record.
-        if exists_in(tx, queued.delivery.id)? {
+        if exists_in(t, queued.delivery.id)? {
             continue;
         }
         if queued.body_stored {
@@ -222,12 +223,12 @@ pub(super) fn dispatch_in(
                 None => Ok(Value::Null),
             };
             put_dispatched(
-                tx,
+                t,
                 &delivery_action_rendered(&queued.delivery, rendered, now),
             )?;
         } else {
             // Acknowledged by a build before schema 3: the body is in the entry.
-            put(tx, None, &delivery_action(&queued.delivery, now))?;
+            put(t, None, &delivery_action(&queued.delivery, now))?;
         }
     }
     drop(inbox);
