@@ -55,7 +55,8 @@ pub fn validate_name(name: &str) -> Result<(), ToolError> {
 
 /// Finds how to run tool `name` of the project at `root`.
 pub fn tool_script(root: &Path, name: &str) -> Result<ToolScript, ToolError> {
-    tool_script_with_path(root, name, std::env::var_os("PATH"))
+    // The daemon resolves the tool before every run: PATH is read only for a TypeScript tool.
+    resolve(root, name, || std::env::var_os("PATH"))
 }
 
 /// [`tool_script`] with an explicit PATH to search for TypeScript runtimes.
@@ -64,15 +65,25 @@ pub fn tool_script_with_path(
     name: &str,
     path_var: Option<OsString>,
 ) -> Result<ToolScript, ToolError> {
+    resolve(root, name, || path_var)
+}
+
+/// How to run tool `name`; `path_var` gives PATH, asked only when a TypeScript runtime is
+/// looked for.
+fn resolve(
+    root: &Path,
+    name: &str,
+    path_var: impl FnOnce() -> Option<OsString>,
+) -> Result<ToolScript, ToolError> {
     validate_name(name)?;
     let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
     let dir = tools_dir(&root).join(name);
     let executable = dir.join("tool");
-    if executable.is_file() {
-        let mode = std::fs::metadata(&executable)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o111 == 0 {
+    // One stat answers both "is it a file" and "is it executable".
+    if let Ok(meta) = std::fs::metadata(&executable)
+        && meta.is_file()
+    {
+        if meta.permissions().mode() & 0o111 == 0 {
             return Err(ToolError::NotExecutable {
                 name: name.to_string(),
                 path: executable,
@@ -88,7 +99,7 @@ pub fn tool_script_with_path(
     let typescript = dir.join("tool.ts");
     if typescript.is_file() {
         let (program, mut args) =
-            find_typescript_runtime(path_var).ok_or_else(|| ToolError::NoTypeScriptRuntime {
+            find_typescript_runtime(path_var()).ok_or_else(|| ToolError::NoTypeScriptRuntime {
                 name: name.to_string(),
                 path: typescript.clone(),
             })?;
