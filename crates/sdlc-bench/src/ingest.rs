@@ -1,5 +1,5 @@
 //! Figure 4: webhook ingest. Durable 202s per second from a load generator on loopback
-//! (16 connections, 4 KiB JSON bodies), against the same HTTP stack (axum, same version, same
+//! (256 connections, 4 KiB push events: `payload.rs`), against the same HTTP stack (axum, same version, same
 //! body reading) answering 202 without storing anything. Then: did every acknowledged request
 //! run its tool?
 
@@ -20,7 +20,7 @@ const BODY_BYTES: usize = 4096;
 
 pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let duration = Duration::from_secs(sizes.ingest_secs);
-    let body = body();
+    let body = crate::payload::push_event(BODY_BYTES);
 
     let baseline_addr = start_baseline()?;
     let baseline = load(
@@ -51,7 +51,10 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let base_rate = baseline as f64 / duration.as_secs_f64();
     let ratio = ours_rate / base_rate;
     report(
-        "4. webhook ingest, 4 KiB bodies, 256 connections",
+        &format!(
+            "4. webhook ingest, 4 KiB push events ({} bytes in LZ4), 256 connections",
+            crate::payload::compressed_len(&body)
+        ),
         &format!("sdlc {ours_rate:.0} durable 202/s"),
         &format!("axum answering without storing {base_rate:.0} 202/s"),
         Some(ratio),
@@ -76,11 +79,6 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     );
     daemon.stop()?;
     Ok(())
-}
-
-fn body() -> String {
-    let pad = BODY_BYTES - r#"{"ref":"refs/heads/main","pad":""}"#.len();
-    format!(r#"{{"ref":"refs/heads/main","pad":"{}"}}"#, "x".repeat(pad))
 }
 
 /// Posts `body` to `url` from `CONNECTIONS` concurrent clients for `duration`; returns how

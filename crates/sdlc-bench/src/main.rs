@@ -19,6 +19,7 @@
 mod history;
 mod ingest;
 mod lateness;
+mod payload;
 mod peer;
 mod support;
 mod throughput;

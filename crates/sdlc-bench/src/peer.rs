@@ -136,10 +136,11 @@ fn counting_tool(log: &Path) -> String {
     )
 }
 
+/// wrk posting a 4 KiB push event (in a Lua long string: no escapes are read in it).
 fn wrk_script() -> String {
-    let pad = "x".repeat(4096 - r#"{"ref":"refs/heads/main","pad":""}"#.len());
+    let body = crate::payload::push_event(4096);
     format!(
-        "wrk.method = \"POST\"\nwrk.body = '{{\"ref\":\"refs/heads/main\",\"pad\":\"{pad}\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
     )
 }
 

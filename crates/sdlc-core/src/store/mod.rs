@@ -49,7 +49,8 @@ pub use webhooks::Ingested;
 /// 2: a webhook action's input, body and headers are stored apart (`record`).
 /// 3: a delivery's body goes to `action_bodies` when it is acknowledged; its inbox entry holds
 ///    only what the action record needs (an older build would dispatch it with an empty body).
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4: bodies in `action_bodies` carry a codec byte and may be LZ4-compressed (`record`).
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// redb's page cache is bounded so the daemon's memory stays small however much is stored.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
