@@ -256,6 +256,53 @@ fn payload_fields_and_headers_reach_the_tool_as_json() {
     );
 }
 
+/// Bodies are stored compressed: a large one must still reach the tool byte for byte, and
+/// read back the same from the stored action after the daemon restarts.
+#[test]
+fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart() {
+    let project = Project::new();
+    let stdin_copy = project.root().join("stdin.json");
+    project.tool(
+        "capture",
+        &format!("cat > {}\necho '{{\"ok\":true}}'", stdin_copy.display()),
+    );
+    let daemon = project.daemon(&[]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "big",
+        "--tool",
+        "capture",
+        "--template",
+        r#"{"raw": {{payload}}}"#,
+    ]);
+    let commits: Vec<String> = (0..400)
+        .map(|i| format!(r#"{{"id":"c{i:04}","message":"fix \u00e9t\u00e9 {i}","url":"https://example.com/c/{i}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","commits":[{}]}}"#,
+        commits.join(",")
+    );
+    assert!(body.len() > 30_000);
+    let (status, answer) = post(daemon.addr, "/webhooks/big", &body, &[]);
+    assert_eq!(status, 202);
+    let id = answer["id"].as_str().unwrap().to_string();
+    let got: Value = wait_for("the tool read its input", Duration::from_secs(10), || {
+        std::fs::read_to_string(&stdin_copy)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    });
+    assert_eq!(got, json!({"raw": body}));
+    wait_for_status(&project, &id, "completed", Duration::from_secs(10));
+    drop(daemon);
+
+    // Stopped: the CLI reads the stored action from the file.
+    let shown: Value =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "show", &id, "--json"])).unwrap();
+    assert_eq!(shown["raw_payload"], json!(body), "{shown}");
+}
+
 #[test]
 fn route_management_over_the_api() {
     let project = Project::new();

@@ -97,6 +97,10 @@ const OUTCOME_WINDOW: Duration = Duration::from_millis(20);
 /// time ends up to a millisecond or two late. The loop wakes this much early instead and
 /// sleeps the rest on its own thread, with nanosecond precision.
 const PRECISE_WAIT: Duration = Duration::from_millis(2);
+/// Actions due this soon are claimed now: the claim's commit (an fsync, ~1-2 ms, longer in
+/// its tail) is then done before they come due, and each starts at its due time instead of
+/// a commit after it. The loop holds them in the ready queue until then.
+const CLAIM_LEAD: Duration = Duration::from_millis(5);
 
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
@@ -215,6 +219,22 @@ impl Pool {
         self.tasks.is_empty() && self.ready.is_empty()
     }
 
+    /// How long before its due time an action is claimed: `CLAIM_LEAD`, or nothing without a
+    /// run log (recovery could not tell an action claimed early from one that ran).
+    fn claim_lead(&self) -> Duration {
+        if self.run_log.is_some() {
+            CLAIM_LEAD
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The due time of the next action in the ready queue (later than now only when it was
+    /// claimed ahead of its due time).
+    fn first_ready_due(&self) -> Option<DateTime<Utc>> {
+        self.ready.front().map(|(action, _)| action.due_at())
+    }
+
     /// Removes the actions claimed ahead that waited too long for a slot.
     fn take_stale(&mut self, now: Instant) -> Vec<(Action, Instant)> {
         let mut stale = Vec::new();
@@ -308,17 +328,18 @@ impl Engine {
         // that no settle has looked at yet.
         let mut work_announced = false;
         loop {
-            self.start_ready(&mut pool, max);
             if pool.tasks.len() < max {
-                self.wait_precisely_for(next_due);
+                self.wait_precisely_for(pool.first_ready_due());
             }
+            self.start_ready(&mut pool, max);
             let lookahead = pool.lookahead(max);
             let free = max - pool.tasks.len();
             let claim = (free + lookahead).saturating_sub(pool.ready.len());
             let now = Instant::now();
             let stale = pool.take_stale(now);
+            let claim_until = self.clock.now() + pool.claim_lead();
             let work_due =
-                more_ready || work_announced || next_due.is_some_and(|due| due <= self.clock.now());
+                more_ready || work_announced || next_due.is_some_and(|due| due <= claim_until);
             let settle_now = !batchable
                 || !stale.is_empty()
                 || pool.done.len() >= (lookahead / 2).max(1)
@@ -331,7 +352,14 @@ impl Engine {
                 || (work_due && pool.has_room(max));
             if settle_now {
                 more_ready = self
-                    .settle(&mut pool, claim, stale, &mut summary, &mut next_due)
+                    .settle(
+                        &mut pool,
+                        claim,
+                        claim_until,
+                        stale,
+                        &mut summary,
+                        &mut next_due,
+                    )
                     .await;
                 work_announced = false;
                 self.start_ready(&mut pool, max);
@@ -344,12 +372,17 @@ impl Engine {
             }
 
             let room = pool.has_room(max);
-            let mut wake_at = self.next_wake(room, next_due);
+            let mut wake_at = self.next_wake(room, next_due, pool.claim_lead());
             if self.config.retention.is_some() {
                 wake_at = wake_at.min(next_prune);
             }
             if let Some(at) = pool.first_done_at {
                 wake_at = wake_at.min(at + OUTCOME_WINDOW);
+            }
+            if pool.tasks.len() < max
+                && let Some(due) = pool.first_ready_due()
+            {
+                wake_at = wake_at.min(self.precise_wake_for(due));
             }
             if let Some((_, claimed)) = pool.ready.front() {
                 wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
@@ -391,14 +424,24 @@ impl Engine {
         // Aborting drops each run's future, which kills its process group.
         pool.tasks.shutdown().await;
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
-        self.settle(&mut pool, 0, unstarted, &mut summary, &mut next_due)
+        let now = self.clock.now();
+        self.settle(&mut pool, 0, now, unstarted, &mut summary, &mut next_due)
             .await;
         Ok(summary)
     }
 
-    /// Starts runs of actions claimed ahead while the pool has free slots.
+    /// Starts runs of actions claimed ahead while the pool has free slots, none before its
+    /// due time (see `CLAIM_LEAD`).
     fn start_ready(&self, pool: &mut Pool, max: usize) {
         while pool.tasks.len() < max {
+            let now = self.clock.now();
+            if pool
+                .ready
+                .front()
+                .is_none_or(|(action, _)| action.due_at() > now)
+            {
+                break;
+            }
             let Some((action, _)) = pool.ready.pop_front() else {
                 break;
             };
@@ -414,12 +457,14 @@ impl Engine {
     }
 
     /// Dispatches webhook deliveries, records finished runs, hands back `returned` (claimed
-    /// ahead, never started) and claims up to `claim` due actions into the ready queue.
-    /// Returns whether more work is ready at once (the inbox held more than one batch).
+    /// ahead, never started) and claims up to `claim` actions due by `claim_until` into the
+    /// ready queue. Returns whether more work is ready at once (the inbox held more than one
+    /// batch).
     async fn settle(
         &self,
         pool: &mut Pool,
         claim: usize,
+        claim_until: DateTime<Utc>,
         returned: Vec<(Action, Instant)>,
         summary: &mut EngineSummary,
         next_due_cache: &mut Option<DateTime<Utc>>,
@@ -441,7 +486,8 @@ impl Engine {
         // per wake-up instead of two.
         let settled = match self
             .blocking(move |db| {
-                let settled = db.settle_returning(batch, returned_ids, now, claim)?;
+                let settled =
+                    db.settle_claiming_until(batch, returned_ids, now, claim_until, claim)?;
                 let next_due = db.next_due_at()?;
                 Ok((settled, next_due))
             })
@@ -559,24 +605,34 @@ impl Engine {
         }
     }
 
-    /// When to wake if nothing else happens: the heartbeat, or just before the earliest due
-    /// time when there is a free slot to start it in (`wait_precisely_for` does the rest).
-    fn next_wake(&self, has_free_slot: bool, next_due: Option<DateTime<Utc>>) -> Instant {
+    /// When to wake if nothing else happens: the heartbeat, or `lead` before the earliest due
+    /// time when there is a free slot to start it in.
+    fn next_wake(
+        &self,
+        has_free_slot: bool,
+        next_due: Option<DateTime<Utc>>,
+        lead: Duration,
+    ) -> Instant {
         let heartbeat = Instant::now() + self.config.tick;
         let Some(due) = next_due.filter(|_| has_free_slot) else {
             return heartbeat;
         };
         let until_due = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-        heartbeat.min(Instant::now() + until_due.saturating_sub(PRECISE_WAIT))
+        heartbeat.min(Instant::now() + until_due.saturating_sub(lead))
     }
 
-    /// When the next due time is at most `PRECISE_WAIT` away, sleeps until it on this thread.
-    /// That holds up the loop's thread for under `PRECISE_WAIT`, about what a commit does. In
-    /// the daemon that thread is the engine's own (the server runs elsewhere); the runs' tasks
-    /// on it only wait to read pipes, which buffer 64 KiB. Due times have millisecond
-    /// resolution (the due index's), so the claim lands within the due millisecond.
-    fn wait_precisely_for(&self, next_due: Option<DateTime<Utc>>) {
-        let Some(due) = next_due else { return };
+    /// Just before `due` (an action claimed ahead of it): `wait_precisely_for` does the rest.
+    fn precise_wake_for(&self, due: DateTime<Utc>) -> Instant {
+        let until_due = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        Instant::now() + until_due.saturating_sub(PRECISE_WAIT)
+    }
+
+    /// When `due` (of an action claimed ahead of it) is at most `PRECISE_WAIT` away, sleeps
+    /// until it on this thread. That holds up the loop's thread for under `PRECISE_WAIT`,
+    /// about what a commit does. In the daemon that thread is the engine's own (the server
+    /// runs elsewhere); the runs' tasks on it only wait to read pipes, which buffer 64 KiB.
+    fn wait_precisely_for(&self, due: Option<DateTime<Utc>>) {
+        let Some(due) = due else { return };
         if let Ok(until_due) = (due - self.clock.now()).to_std()
             && until_due <= PRECISE_WAIT
         {

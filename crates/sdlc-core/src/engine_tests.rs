@@ -309,6 +309,54 @@ async fn retention_prunes_old_finished_actions_while_running() {
     handle.await.unwrap().unwrap();
 }
 
+/// Actions are claimed a few milliseconds before they come due (so the claim's commit is
+/// done by then), but no tool may start before its action's due time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tool_starts_before_its_due_time() {
+    let h = Harness::new();
+    let stamps = h.root().join("stamps");
+    h.tool(
+        "stamp",
+        &format!(
+            "echo \"$SDLC_ACTION_ID $(date +%s%N)\" >> {}\ncat > /dev/null\necho '{{\"ok\":true}}'",
+            stamps.display()
+        ),
+    );
+    let due: HashMap<Uuid, DateTime<Utc>> = (0..20)
+        .map(|i| {
+            let action = h.add(
+                &format!("s{i}"),
+                "stamp",
+                chrono::Duration::milliseconds(200 + 37 * i),
+            );
+            (action.id, action.due_at())
+        })
+        .collect();
+    let mut config = h.config(Duration::from_secs(60), 4);
+    config.run_log = Some(h.root().join(".sdlc/orchestrator.db.runlog"));
+    let (_waker, stop, handle) = h.start(config);
+    let actions = h
+        .wait_until("all completed", |a| count(a, StatusKind::Completed) == 20)
+        .await;
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    let text = std::fs::read_to_string(&stamps).unwrap();
+    assert_eq!(text.lines().count(), 20, "{text}");
+    for line in text.lines() {
+        let (id, nanos) = line.split_once(' ').unwrap();
+        let id: Uuid = id.parse().unwrap();
+        let started = DateTime::from_timestamp_nanos(nanos.parse().unwrap());
+        assert!(
+            started >= due[&id],
+            "{id} started at {started}, due {}",
+            due[&id]
+        );
+    }
+    for action in &actions {
+        assert!(action.started_at.unwrap() >= action.due_at(), "{action:#?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started() {
     let h = Harness::new();

@@ -401,6 +401,21 @@ impl ActionDb {
         now: DateTime<Utc>,
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
+        self.settle_claiming_until(outcomes, returned, now, now, claim_limit)
+    }
+
+    /// `settle_returning` that also claims actions coming due by `claim_until` (a few
+    /// milliseconds after `now`), so that the claim's commit is done when they come due. Each
+    /// is claimed as of its own due time (its `started_at`, and the time its schedule's
+    /// policies are decided at); the caller must not start one before then.
+    pub fn settle_claiming_until(
+        &self,
+        outcomes: Vec<(Uuid, ActionStatus)>,
+        returned: Vec<Uuid>,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
         let tx = self.begin_write()?;
         let mut t = Tables::open(&tx)?;
         for id in &returned {
@@ -424,7 +439,7 @@ impl ActionDb {
             }
             finished.push(finish_in(&mut t, &old, outcome, now)?);
         }
-        let (claimed, set_aside) = claim_in(&mut t, now, claim_limit)?;
+        let (claimed, set_aside) = claim_in(&mut t, now, claim_until.max(now), claim_limit)?;
         drop(t);
         if finished.is_empty()
             && claimed.is_empty()
@@ -756,7 +771,8 @@ fn transition(
     Ok(new)
 }
 
-/// Claims up to `limit` due Pending actions in the transaction of `t`, earliest first.
+/// Claims up to `limit` Pending actions due by `until` in the transaction of `t`, earliest
+/// first; one not yet due at `now` is claimed as of its due time.
 ///
 /// A recurring occurrence meets its policies here: it runs, is skipped, or is held behind a
 /// run of its series that is still going, and its successor is stored in this same
@@ -766,6 +782,7 @@ fn transition(
 fn claim_in(
     t: &mut Tables<'_>,
     now: DateTime<Utc>,
+    until: DateTime<Utc>,
     limit: usize,
 ) -> Result<(Vec<Action>, usize), StoreError> {
     let mut claimed = Vec::new();
@@ -775,7 +792,7 @@ fn claim_in(
         let want = (limit - claimed.len()).min(budget);
         let due_ids: Vec<Uuid> = {
             let due = &t.due;
-            let end = due_key(now, Uuid::max());
+            let end = due_key(until, Uuid::max());
             let mut ids = Vec::new();
             for entry in due.range(..=end)?.take(want) {
                 let (key, _) = entry?;
@@ -789,7 +806,8 @@ fn claim_in(
         budget -= due_ids.len();
         for id in due_ids {
             let old = get_in(t, id)?.ok_or(StoreError::NotFound(id))?;
-            match apply_policy(t, old, now)? {
+            let at = now.max(old.due_at());
+            match apply_policy(t, old, at)? {
                 Some(run) => claimed.push(run),
                 None => set_aside += 1,
             }

@@ -79,6 +79,38 @@ fn claim_due_takes_only_pending_actions_that_are_due() {
 }
 
 #[test]
+fn an_action_claimed_before_its_due_time_is_claimed_as_of_it() {
+    let (_dir, db) = open();
+    let overdue = scheduled("overdue", 900);
+    let soon = scheduled("soon", 1_004);
+    let later = scheduled("later", 1_006);
+    db.insert_many(&[overdue.clone(), soon.clone(), later.clone()])
+        .unwrap();
+    let claimed = db
+        .settle_claiming_until(Vec::new(), Vec::new(), t(1_000), t(1_005), 10)
+        .unwrap()
+        .claimed;
+    let got: Vec<_> = claimed
+        .iter()
+        .map(|a| (a.label.as_str(), a.started_at))
+        .collect();
+    // The overdue one as of now; the one coming due as of its due time; none beyond.
+    assert_eq!(got, [("overdue", Some(t(1_000))), ("soon", Some(t(1_004)))]);
+    assert_eq!(db.next_due_at().unwrap(), Some(t(1_006)));
+
+    // Handed back unstarted, it is due at its own time again, its attempt not counted.
+    let back = db
+        .settle_returning(Vec::new(), vec![soon.id], t(1_001), 0)
+        .unwrap();
+    assert!(back.claimed.is_empty());
+    let soon = db.get(soon.id).unwrap().unwrap();
+    assert_eq!(
+        (soon.due_at(), soon.attempt, soon.status),
+        (t(1_004), 0, ActionStatus::Pending)
+    );
+}
+
+#[test]
 fn claim_due_respects_the_limit_and_leaves_the_rest_pending() {
     let (_dir, db) = open();
     let actions: Vec<_> = (0..5)
