@@ -11,13 +11,18 @@
 //! next start. So the loop also claims up to `4 × max_concurrency` actions *ahead* into a
 //! ready queue: a freed slot starts the next one at once, and outcomes and claims are committed
 //! in batches (when half the ready queue is used, an outcome has waited `OUTCOME_WINDOW`, or
-//! the last run ended with nothing ready to start). A wake-up (webhook, new action) while there is no room (see
-//! `Pool::has_room`) waits for that batch too: under a burst of webhooks it would otherwise
-//! cost a commit per request. An action claimed ahead is Running in the database before its
-//! tool starts; if the daemon dies then, the run log proves it never started (see
-//! [`crate::orphans`]) and recovery hands it back to Pending instead of failing it. One that
-//! waits longer than `READY_MAX_WAIT` (the runs turned long) is handed back at once. With
-//! long runs, or without a run log, nothing is claimed ahead.
+//! the last run ended with nothing ready to start). A wake-up (webhook, new action) while
+//! there is no room (see `Pool::has_room`) waits for that batch too: under a burst of
+//! webhooks it would otherwise cost a commit per request. An action claimed ahead is Running
+//! in the database before its tool starts; if the daemon dies then, the run log proves it
+//! never started (see [`crate::orphans`]) and recovery hands it back to Pending instead of
+//! failing it. One that waits longer than `READY_MAX_WAIT` (the runs turned long) is handed
+//! back at once. With long runs, or without a run log, nothing is claimed ahead.
+//!
+//! Claiming early. An action coming due within `CLAIM_LEAD` is claimed at once, as of its due
+//! time, and waits in the ready queue until then (the last `PRECISE_WAIT` slept on the loop's
+//! thread): the claim's commit is behind it when it comes due, so its tool starts on time
+//! rather than a commit late. Without a run log nothing is claimed early.
 //!
 //! Tool runs are tasks in a `JoinSet`; the loop never awaits one, so a slow tool never stops
 //! it from ticking. Database work goes through `spawn_blocking` (a commit waits for fsync).
@@ -127,6 +132,8 @@ pub struct EngineSummary {
     pub abandoned: usize,
     /// Trips to the database that recorded outcomes or claimed (each at most one commit).
     pub commits: u64,
+    /// Turns of the loop: an idle daemon, or one whose slots are all busy, should barely turn.
+    pub wakeups: u64,
 }
 
 /// The tick loop over one database.
@@ -328,6 +335,7 @@ impl Engine {
         // that no settle has looked at yet.
         let mut work_announced = false;
         loop {
+            summary.wakeups += 1;
             if pool.tasks.len() < max {
                 self.wait_precisely_for(pool.first_ready_due());
             }
@@ -372,7 +380,10 @@ impl Engine {
             }
 
             let room = pool.has_room(max);
-            let mut wake_at = self.next_wake(room, next_due, pool.claim_lead());
+            // Actions claimed early may fill every place a claim could take: wake for the next
+            // due one only when it could be claimed (else the loop would spin until they start).
+            let can_claim = pool.tasks.len() + pool.ready.len() < max + pool.lookahead(max);
+            let mut wake_at = self.next_wake(room && can_claim, next_due, pool.claim_lead());
             if self.config.retention.is_some() {
                 wake_at = wake_at.min(next_prune);
             }

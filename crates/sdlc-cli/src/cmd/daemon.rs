@@ -134,6 +134,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         returned = summary.returned,
         left_running = summary.abandoned,
         commits = summary.commits,
+        wakeups = summary.wakeups,
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
