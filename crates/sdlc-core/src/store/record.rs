@@ -202,33 +202,32 @@ pub(super) fn encode_body_parts(
         id,
         detail: err.to_string(),
     })?;
-    let mut content = Vec::with_capacity(4 + meta.len() + payload.len());
-    content.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    content.extend_from_slice(&meta);
-    content.extend_from_slice(payload.as_bytes());
-    Ok(pack(content))
+    let mut plain = Vec::with_capacity(2 + 4 + meta.len() + payload.len());
+    plain.extend_from_slice(&[SCHEMA_VERSION as u8, CODEC_NONE]);
+    plain.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    plain.extend_from_slice(&meta);
+    plain.extend_from_slice(payload.as_bytes());
+    Ok(compressed(&plain).unwrap_or(plain))
 }
 
-/// `version ++ codec ++ content`, compressed when that makes it smaller.
-fn pack(content: Vec<u8>) -> Vec<u8> {
-    if content.len() >= COMPRESS_FROM {
-        let bound = lz4_flex::block::get_maximum_output_size(content.len());
-        let mut packed = vec![0u8; 2 + 4 + bound];
-        packed[0] = SCHEMA_VERSION as u8;
-        packed[1] = CODEC_LZ4;
-        packed[2..6].copy_from_slice(&(content.len() as u32).to_le_bytes());
-        let written = lz4_flex::block::compress_into(&content, &mut packed[6..])
-            .expect("the output holds LZ4's worst case");
-        if 4 + written < content.len() {
-            packed.truncate(6 + written);
-            return packed;
-        }
+/// `plain` (`version ++ CODEC_NONE ++ content`) with its content compressed, when that is
+/// worth doing and makes it smaller.
+fn compressed(plain: &[u8]) -> Option<Vec<u8>> {
+    let content = &plain[2..];
+    if content.len() < COMPRESS_FROM {
+        return None;
     }
-    let mut bytes = Vec::with_capacity(2 + content.len());
-    bytes.push(SCHEMA_VERSION as u8);
-    bytes.push(CODEC_NONE);
-    bytes.extend_from_slice(&content);
-    bytes
+    let bound = lz4_flex::block::get_maximum_output_size(content.len());
+    let mut packed = vec![0u8; 2 + 4 + bound];
+    packed[0] = SCHEMA_VERSION as u8;
+    packed[1] = CODEC_LZ4;
+    packed[2..6].copy_from_slice(&(content.len() as u32).to_le_bytes());
+    let written = lz4_flex::block::compress_into(content, &mut packed[6..])
+        .expect("the output holds LZ4's worst case");
+    (4 + written < content.len()).then(|| {
+        packed.truncate(6 + written);
+        packed
+    })
 }
 
 /// The content of a stored body (see the module header), decompressed when it was packed.
