@@ -380,8 +380,10 @@ impl Engine {
             }
 
             let room = pool.has_room(max);
-            // Actions claimed early may fill every place a claim could take: wake for the next
-            // due one only when it could be claimed (else the loop would spin until they start).
+            // Wake for the next due action only when a claim could take it. With every slot
+            // busy and nothing to claim ahead (long runs), or the places taken by actions
+            // claimed early, it would find nothing to claim, and the loop would turn on every
+            // timer tick until a slot frees (a finished run wakes the loop anyway).
             let can_claim = pool.tasks.len() + pool.ready.len() < max + pool.lookahead(max);
             let mut wake_at = self.next_wake(room && can_claim, next_due, pool.claim_lead());
             if self.config.retention.is_some() {
