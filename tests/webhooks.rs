@@ -215,14 +215,29 @@ fn a_repeated_delivery_runs_once() {
     assert_eq!(project.runs_of("webhook:push"), 2);
 }
 
-#[test]
-fn payload_fields_and_headers_reach_the_tool_as_json() {
-    let project = Project::new();
+/// A tool `capture` that copies its input to the returned file.
+fn capture_tool(project: &Project) -> std::path::PathBuf {
     let stdin_copy = project.root().join("stdin.json");
     project.tool(
         "capture",
         &format!("cat > {}\necho '{{\"ok\":true}}'", stdin_copy.display()),
     );
+    stdin_copy
+}
+
+/// The input `capture` was given, once it has run (at most 10 s).
+fn captured_input(stdin_copy: &std::path::Path) -> Value {
+    wait_for("the tool read its input", Duration::from_secs(10), || {
+        std::fs::read_to_string(stdin_copy)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    })
+}
+
+#[test]
+fn payload_fields_and_headers_reach_the_tool_as_json() {
+    let project = Project::new();
+    let stdin_copy = capture_tool(&project);
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
         "orchestrate", "webhook", "add", "github/push", "--tool", "capture", "--template",
@@ -236,11 +251,7 @@ fn payload_fields_and_headers_reach_the_tool_as_json() {
         &[("X-GitHub-Event", "push")],
     );
     assert_eq!(status, 202);
-    let got: Value = wait_for("the tool read its input", Duration::from_secs(10), || {
-        std::fs::read_to_string(&stdin_copy)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-    });
+    let got = captured_input(&stdin_copy);
     assert_eq!(
         got,
         json!({"ref": "refs/heads/main", "head": "abc123", "event": "push", "raw": body})
@@ -261,11 +272,7 @@ fn payload_fields_and_headers_reach_the_tool_as_json() {
 #[test]
 fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart() {
     let project = Project::new();
-    let stdin_copy = project.root().join("stdin.json");
-    project.tool(
-        "capture",
-        &format!("cat > {}\necho '{{\"ok\":true}}'", stdin_copy.display()),
-    );
+    let stdin_copy = capture_tool(&project);
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
         "orchestrate",
@@ -288,11 +295,7 @@ fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart() 
     let (status, answer) = post(daemon.addr, "/webhooks/big", &body, &[]);
     assert_eq!(status, 202);
     let id = answer["id"].as_str().unwrap().to_string();
-    let got: Value = wait_for("the tool read its input", Duration::from_secs(10), || {
-        std::fs::read_to_string(&stdin_copy)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-    });
+    let got = captured_input(&stdin_copy);
     assert_eq!(got, json!({"raw": body}));
     wait_for_status(&project, &id, "completed", Duration::from_secs(10));
     drop(daemon);

@@ -221,6 +221,12 @@ impl Pool {
         self.tasks.len() < max || self.ready.len() <= self.lookahead(max) / 2
     }
 
+    /// How many more actions a settle would claim: one per free slot, plus the lookahead,
+    /// less what the ready queue already holds.
+    fn claimable(&self, max: usize) -> usize {
+        (max - self.tasks.len() + self.lookahead(max)).saturating_sub(self.ready.len())
+    }
+
     /// No run is going and none is claimed ahead.
     fn idle(&self) -> bool {
         self.tasks.is_empty() && self.ready.is_empty()
@@ -341,8 +347,7 @@ impl Engine {
             }
             self.start_ready(&mut pool, max);
             let lookahead = pool.lookahead(max);
-            let free = max - pool.tasks.len();
-            let claim = (free + lookahead).saturating_sub(pool.ready.len());
+            let claim = pool.claimable(max);
             let now = Instant::now();
             let stale = pool.take_stale(now);
             let claim_until = self.clock.now() + pool.claim_lead();
@@ -384,7 +389,7 @@ impl Engine {
             // busy and nothing to claim ahead (long runs), or the places taken by actions
             // claimed early, it would find nothing to claim, and the loop would turn on every
             // timer tick until a slot frees (a finished run wakes the loop anyway).
-            let can_claim = pool.tasks.len() + pool.ready.len() < max + pool.lookahead(max);
+            let can_claim = pool.claimable(max) > 0;
             let mut wake_at = self.next_wake(room && can_claim, next_due, pool.claim_lead());
             if self.config.retention.is_some() {
                 wake_at = wake_at.min(next_prune);

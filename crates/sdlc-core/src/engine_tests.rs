@@ -50,6 +50,14 @@ impl Harness {
         }
     }
 
+    /// `config` with a run log, as the daemon runs: actions may be claimed ahead and early.
+    fn config_with_run_log(&self, tick: Duration, max_concurrency: usize) -> EngineConfig {
+        EngineConfig {
+            run_log: Some(self.root().join(".sdlc/orchestrator.db.runlog")),
+            ..self.config(tick, max_concurrency)
+        }
+    }
+
     fn add(&self, label: &str, tool: &str, due_in: chrono::Duration) -> Action {
         let now = Utc::now();
         let action = Action::new(
@@ -317,8 +325,7 @@ async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning() {
     h.tool("slow", "cat > /dev/null; sleep 1; echo '{\"ok\":true}'");
     h.add("first", "slow", chrono::Duration::zero());
     h.add("second", "slow", chrono::Duration::zero());
-    let mut config = h.config(Duration::from_secs(60), 1);
-    config.run_log = Some(h.root().join(".sdlc/orchestrator.db.runlog"));
+    let config = h.config_with_run_log(Duration::from_secs(60), 1);
     let (_waker, stop, handle) = h.start(config);
     h.wait_until("both completed", |a| count(a, StatusKind::Completed) == 2)
         .await;
@@ -352,8 +359,7 @@ async fn no_tool_starts_before_its_due_time() {
             (action.id, action.due_at())
         })
         .collect();
-    let mut config = h.config(Duration::from_secs(60), 4);
-    config.run_log = Some(h.root().join(".sdlc/orchestrator.db.runlog"));
+    let config = h.config_with_run_log(Duration::from_secs(60), 4);
     let (_waker, stop, handle) = h.start(config);
     let actions = h
         .wait_until("all completed", |a| count(a, StatusKind::Completed) == 20)
@@ -384,8 +390,7 @@ async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started
     for i in 0..40 {
         h.add(&format!("q{i}"), "quick", chrono::Duration::zero());
     }
-    let mut config = h.config(Duration::from_secs(60), 2);
-    config.run_log = Some(h.root().join(".sdlc/orchestrator.db.runlog"));
+    let config = h.config_with_run_log(Duration::from_secs(60), 2);
     let (_waker, stop, handle) = h.start(config);
     // Once runs have finished, more are claimed than the two slots can hold.
     h.wait_until("actions claimed ahead of the free slots", |a| {

@@ -19,7 +19,8 @@
 //! Why compress: webhook payloads are JSON full of repeated keys and URLs (a GitHub push
 //! event of 6.1 KB is 2.3 KB in LZ4), and a 4 KiB body with its headers does not fit a 4 KiB
 //! page, so it took an 8 KiB one. Writing those pages was most of the webhook writer's time;
-//! LZ4 costs a few microseconds per body to write and less to read.
+//! compressing costs far less than it saves (acknowledged webhooks per second rose by half
+//! under load: BENCHMARKS.md, session 5).
 //!
 //! Version-1 records (written before the split) hold everything inline and keep decoding; the
 //! first rewrite of one stores its body apart. Other actions (scheduled, manual) stay inline:
