@@ -2,6 +2,10 @@
 //! (256 connections, 4 KiB push events: `payload.rs`), against the same HTTP stack (axum, same version, same
 //! body reading) answering 202 without storing anything. Then: did every acknowledged request
 //! run its tool?
+//!
+//! 4b splits the figure: the same load with the route's runs held back (one slot, taken by a
+//! run that sleeps through the load), so nothing but storing competes with acknowledging. The
+//! gap between 4 and 4b is what running a tool per request on the same cores costs ingress.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,8 +82,45 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         true,
     );
     daemon.stop()?;
+
+    let held = storage_alone(&body, duration).await?;
+    let held_rate = held as f64 / duration.as_secs_f64();
+    // A breakdown of figure 4, not a figure with a target of its own.
+    println!(
+        "4b. the same, runs held back (one slot, busy all along), i.e. storing alone: sdlc {held_rate:.0} durable 202/s, ratio {:.2} to figure 4's baseline",
+        held_rate / base_rate
+    );
     Ok(())
 }
+
+/// Figure 4's load against a daemon whose one slot is taken by a run that sleeps until the
+/// daemon stops: every delivery is stored, none runs meanwhile.
+async fn storage_alone(body: &str, duration: Duration) -> anyhow::Result<u64> {
+    let project = Project::new()?;
+    project.tool("held", HELD_TOOL)?;
+    let daemon = Daemon::start(
+        &project,
+        &["--tick-rate", "60", "--max-concurrency", "1", "--grace", "0s"],
+    )?;
+    daemon
+        .api(
+            reqwest::Method::POST,
+            "/webhooks/routes",
+            Some(json!({"path": "held", "tool_name": "held", "input_template": "{}"})),
+        )
+        .await?;
+    let accepted = load(
+        &format!("http://{}/webhooks/held", daemon.addr),
+        body,
+        duration,
+    )
+    .await?;
+    daemon.stop()?;
+    Ok(accepted)
+}
+
+/// Takes its slot until the daemon stops it (`--grace 0s` kills it at once).
+const HELD_TOOL: &str = "#!/bin/sh\nexec sleep 3600\n";
 
 /// Posts `body` to `url` from `CONNECTIONS` concurrent clients for `duration`; returns how
 /// many requests were answered 202.

@@ -299,10 +299,15 @@ impl ActionDb {
         Ok(())
     }
 
-    /// The action with this id.
+    /// The action with this id (a webhook delivery still waiting in the inbox shows as the
+    /// pending action it will become).
     pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let tx = self.db.begin_read()?;
-        lookup(&tx.open_table(ACTIONS)?, &tx.open_table(ACTION_BODIES)?, id)
+        let bodies = tx.open_table(ACTION_BODIES)?;
+        match lookup(&tx.open_table(ACTIONS)?, &bodies, id)? {
+            Some(action) => Ok(Some(action)),
+            None => webhooks::lookup_waiting(&tx.open_table(webhooks::INBOX)?, &bodies, id),
+        }
     }
 
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
@@ -313,7 +318,7 @@ impl ActionDb {
         let heads = tx.open_table(SERIES_HEAD)?;
         let read = |id: Uuid| lookup(&actions, &bodies, id);
         let Some(action) = read(id)? else {
-            return Ok(None);
+            return webhooks::lookup_waiting(&tx.open_table(webhooks::INBOX)?, &bodies, id);
         };
         match heads.get(action.series.as_u128())?.map(|v| v.value()) {
             Some(head) if head != id.as_u128() => Ok(read(Uuid::from_u128(head))?.or(Some(action))),
@@ -327,11 +332,13 @@ impl ActionDb {
     fn change_series_head(
         &self,
         id: Uuid,
+        now: DateTime<Utc>,
         change: impl FnOnce(&Action) -> Result<Option<Action>, StoreError>,
     ) -> Result<Action, StoreError> {
         let tx = self.begin_write()?;
         let new = {
             let mut t = Tables::open(&tx)?;
+            webhooks::dispatch_by_id(&tx, &mut t, id, Some(now))?;
             let action = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
             let head = t
                 .series_head
@@ -361,6 +368,7 @@ impl ActionDb {
         let tx = self.begin_write()?;
         let new = {
             let mut t = Tables::open(&tx)?;
+            webhooks::dispatch_by_id(&tx, &mut t, id, Some(now))?;
             let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
             let new = transition(&old, status, now)?;
             put(&mut t, Some(&old), &new)?;
@@ -423,7 +431,7 @@ impl ActionDb {
             return_in(&mut t, &old, now)?;
         }
         let (dispatched, inbox_waiting) = if claim_limit > 0 {
-            webhooks::dispatch_in(&tx, &mut t, now)?
+            webhooks::dispatch_in(&tx, &mut t, now, claim_limit)?
         } else {
             (0, false)
         };
@@ -538,7 +546,7 @@ impl ActionDb {
     /// an earlier occurrence of a recurring action, cancels its pending occurrence, which ends
     /// the series.
     pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.change_series_head(id, |target| match target.status.kind() {
+        self.change_series_head(id, now, |target| match target.status.kind() {
             StatusKind::Pending | StatusKind::Paused => {
                 let reason = "cancelled by the user before it ran".to_string();
                 transition(target, ActionStatus::Failed { reason }, now).map(Some)
@@ -555,7 +563,7 @@ impl ActionDb {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        self.change_series_head(id, |target| match target.status.kind() {
+        self.change_series_head(id, now, |target| match target.status.kind() {
             StatusKind::Paused => Ok(None),
             StatusKind::Pending => {
                 let mut paused = transition(target, ActionStatus::Paused { reason }, now)?;
@@ -569,7 +577,7 @@ impl ActionDb {
     /// Resumes a paused action: it is Pending again and due at its own time; slots it missed
     /// while paused follow its catch-up policy.
     pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.change_series_head(id, |target| match target.status.kind() {
+        self.change_series_head(id, now, |target| match target.status.kind() {
             StatusKind::Paused => transition(target, ActionStatus::Pending, now).map(Some),
             status => Err(StoreError::NotPaused { id, status }),
         })
@@ -633,6 +641,7 @@ impl ActionDb {
         let tx = self.begin_write()?;
         let old = {
             let mut t = Tables::open(&tx)?;
+            webhooks::dispatch_by_id(&tx, &mut t, id, None)?;
             let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
             if old.status.kind() == StatusKind::Running {
                 return Err(StoreError::InvalidTransition {
@@ -664,7 +673,7 @@ impl ActionDb {
         // Each status's newest `limit` matches, then merged by time: a k-way merge over
         // at most four sorted lists.
         let mut found: Vec<([u8; 25], Action)> = Vec::new();
-        for kind in kinds {
+        for &kind in &kinds {
             let (start, end) = status_range(kind);
             let mut taken = 0;
             for entry in index.range(start..=end)?.rev() {
@@ -686,22 +695,36 @@ impl ActionDb {
                 found.push((key, action));
             }
         }
+        // Deliveries waiting in the inbox are pending actions too.
+        if kinds.contains(&StatusKind::Pending) {
+            found.extend(webhooks::list_waiting(
+                &tx.open_table(webhooks::INBOX)?,
+                &bodies,
+                filter.tool.as_deref(),
+                limit,
+            )?);
+        }
         // Newest first across statuses: compare updated_ms then id, ignoring the status byte.
         found.sort_by(|(a, _), (b, _)| b[1..].cmp(&a[1..]));
         found.truncate(limit);
         Ok(found.into_iter().map(|(_, action)| action).collect())
     }
 
-    /// How many actions are stored in each status.
+    /// How many actions are stored in each status (deliveries waiting in the inbox count as
+    /// pending: `inbox_len` says how many of those they are).
     pub fn count_by_status(&self) -> Result<Vec<(StatusKind, u64)>, StoreError> {
         let tx = self.db.begin_read()?;
         let counts = tx.open_table(STATUS_COUNTS)?;
+        let waiting = tx.open_table(webhooks::INBOX)?.len()?;
         let mut all = Vec::new();
         for kind in StatusKind::ALL {
-            let n = counts
+            let mut n = counts
                 .get(status_byte(kind))?
                 .map(|v| v.value())
                 .unwrap_or(0);
+            if kind == StatusKind::Pending {
+                n += waiting;
+            }
             all.push((kind, n));
         }
         Ok(all)

@@ -62,6 +62,11 @@ fn has_body(action: &Action) -> bool {
 struct BodyMeta {
     tool_input: Value,
     headers: BTreeMap<String, String>,
+    /// When the request was acknowledged (ms since the epoch), in a body `ingest` wrote: with
+    /// the id, the key of the delivery's inbox entry, so a delivery not yet dispatched can be
+    /// found by its id. Absent in bodies written before, or rewritten with their action.
+    #[serde(default)]
+    received_ms: Option<i64>,
 }
 
 /// `BodyMeta` as written, borrowing from the action.
@@ -69,6 +74,8 @@ struct BodyMeta {
 struct BodyMetaRef<'a> {
     tool_input: &'a Value,
     headers: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_ms: Option<i64>,
 }
 
 /// Reads the action `bytes` hold, fetching its body from `bodies` when it is stored apart.
@@ -185,19 +192,22 @@ fn webhook_parts(action: &Action) -> Option<(&str, &BTreeMap<String, String>)> {
 fn encode_body(action: &Action) -> Result<Vec<u8>, StoreError> {
     let no_headers = BTreeMap::new();
     let (payload, headers) = webhook_parts(action).unwrap_or(("", &no_headers));
-    encode_body_parts(action.id, &action.tool_input, headers, payload)
+    encode_body_parts(action.id, &action.tool_input, headers, payload, None)
 }
 
-/// The `action_bodies` value of action `id`; `ingest` writes it before the action exists.
+/// The `action_bodies` value of action `id`; `ingest` writes it before the action exists,
+/// with `received_ms` (see `BodyMeta`).
 pub(super) fn encode_body_parts(
     id: Uuid,
     tool_input: &Value,
     headers: &BTreeMap<String, String>,
     payload: &str,
+    received_ms: Option<i64>,
 ) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&BodyMetaRef {
         tool_input,
         headers,
+        received_ms,
     })
     .map_err(|err| StoreError::Corrupt {
         id,
@@ -273,8 +283,38 @@ fn unpack(id: Uuid, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreErr
     }
 }
 
-fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
-    let id = action.id;
+/// Fills in a webhook action's input, payload and headers from its stored body.
+pub(super) fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
+    let (meta, payload) = read_body(action.id, bytes, |meta, payload| {
+        let payload = std::str::from_utf8(payload)
+            .map_err(|err| format!("body is not UTF-8: {err}"))?;
+        Ok((meta, payload.to_string()))
+    })?;
+    action.tool_input = meta.tool_input;
+    if let ActionTrigger::Webhook {
+        raw_payload,
+        headers,
+        ..
+    } = &mut action.trigger
+    {
+        *raw_payload = payload;
+        *headers = meta.headers;
+    }
+    Ok(())
+}
+
+/// When the delivery whose body this is was acknowledged, if the body says (see `BodyMeta`).
+pub(super) fn body_received_ms(id: Uuid, bytes: &[u8]) -> Result<Option<i64>, StoreError> {
+    read_body(id, bytes, |meta, _| Ok(meta.received_ms))
+}
+
+/// Unpacks a stored body and hands its meta and raw payload to `read`; any damage (or what
+/// `read` refuses) is an error naming the action.
+fn read_body<T>(
+    id: Uuid,
+    bytes: &[u8],
+    read: impl FnOnce(BodyMeta, &[u8]) -> Result<T, String>,
+) -> Result<T, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         id,
         detail: format!("action body: {detail}"),
@@ -285,19 +325,7 @@ fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
     })?;
     let (meta, payload) = split_meta(&content).ok_or_else(|| corrupt("truncated".into()))?;
     let meta: BodyMeta = serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
-    let payload =
-        std::str::from_utf8(payload).map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
-    action.tool_input = meta.tool_input;
-    if let ActionTrigger::Webhook {
-        raw_payload,
-        headers,
-        ..
-    } = &mut action.trigger
-    {
-        *raw_payload = payload.to_string();
-        *headers = meta.headers;
-    }
-    Ok(())
+    read(meta, payload).map_err(corrupt)
 }
 
 /// `version byte ++ u32 BE length of meta ++ meta (JSON) ++ raw bytes`: a record whose bulk

@@ -795,8 +795,10 @@ mod webhook_tests {
             }]
         );
         assert_eq!(db.inbox_len().unwrap(), 1);
-        // Not an action until dispatched.
-        assert_eq!(db.get(d.id).unwrap(), None);
+        // Not dispatched yet, but seen as the pending action it will become.
+        let waiting = db.get(d.id).unwrap().unwrap();
+        assert_eq!(waiting.status, ActionStatus::Pending);
+        assert_eq!(waiting.tool_input, json!({"ref": "main"}));
 
         let settled = db.settle(Vec::new(), t(1_001), 10).unwrap();
         assert_eq!(settled.dispatched, 1);
@@ -807,6 +809,119 @@ mod webhook_tests {
         // Dispatched once: a second settle finds nothing.
         let again = db.settle(Vec::new(), t(1_002), 10).unwrap();
         assert_eq!((again.dispatched, again.claimed.len()), (0, 0));
+    }
+
+    #[test]
+    fn deliveries_beyond_what_a_settle_can_claim_wait_in_the_inbox_seen_as_pending() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let deliveries: Vec<Delivery> = (0..5)
+            .map(|i| {
+                let mut d = delivery(&r, None, &format!(r#"{{"ref":"r{i}"}}"#), 1_000 + i);
+                d.headers.insert("x-github-event".into(), "push".into());
+                d
+            })
+            .collect();
+        db.ingest(&deliveries, t(1_010)).unwrap();
+
+        // Room for two: two are dispatched (and claimed), three wait.
+        let settled = db.settle(Vec::new(), t(1_020), 2).unwrap();
+        assert_eq!((settled.dispatched, settled.claimed.len()), (2, 2));
+        assert!(settled.inbox_waiting);
+        let claimed: Vec<Uuid> = settled.claimed.iter().map(|a| a.id).collect();
+        assert_eq!(claimed, vec![deliveries[0].id, deliveries[1].id], "oldest first");
+        assert_eq!(db.inbox_len().unwrap(), 3);
+
+        // A waiting delivery reads back whole, by id, as pending.
+        let waiting = db.get(deliveries[4].id).unwrap().unwrap();
+        assert_eq!(waiting.status, ActionStatus::Pending);
+        assert_eq!(waiting.tool_input, json!({"ref": "r4"}));
+        assert_eq!(waiting.created_at, t(1_004));
+        let ActionTrigger::Webhook {
+            raw_payload,
+            headers,
+            ..
+        } = &waiting.trigger
+        else {
+            panic!("a webhook action: {waiting:?}");
+        };
+        assert_eq!(raw_payload, r#"{"ref":"r4"}"#);
+        assert_eq!(headers.get("x-github-event").map(String::as_str), Some("push"));
+        assert_eq!(db.series_head(deliveries[4].id).unwrap(), Some(waiting));
+
+        // Lists and counts see them too, newest first.
+        let pending = db
+            .list(&ListFilter {
+                status: Some(StatusKind::Pending),
+                ..ListFilter::default()
+            })
+            .unwrap();
+        let ids: Vec<Uuid> = pending.iter().map(|a| a.id).collect();
+        assert_eq!(
+            ids,
+            vec![deliveries[4].id, deliveries[3].id, deliveries[2].id]
+        );
+        assert_eq!(db.list(&ListFilter::default()).unwrap().len(), 5);
+        let limited = db
+            .list(&ListFilter {
+                limit: Some(1),
+                ..ListFilter::default()
+            })
+            .unwrap();
+        assert_eq!(limited.len(), 1);
+        let other_tool = db
+            .list(&ListFilter {
+                tool: Some("other".into()),
+                ..ListFilter::default()
+            })
+            .unwrap();
+        assert!(other_tool.is_empty());
+        let counts: BTreeMap<StatusKind, u64> = db.count_by_status().unwrap().into_iter().collect();
+        assert_eq!(counts[&StatusKind::Pending], 3);
+        assert_eq!(counts[&StatusKind::Running], 2);
+
+        // More room: the rest go, each once.
+        let settled = db.settle(Vec::new(), t(1_030), 10).unwrap();
+        assert_eq!((settled.dispatched, settled.claimed.len()), (3, 3));
+        assert!(!settled.inbox_waiting);
+        assert_eq!(db.inbox_len().unwrap(), 0);
+        assert_eq!(
+            db.get(deliveries[4].id).unwrap().unwrap().status,
+            ActionStatus::Running
+        );
+    }
+
+    #[test]
+    fn a_delivery_waiting_in_the_inbox_can_be_cancelled_paused_or_deleted_and_never_runs() {
+        let (_dir, db) = open();
+        let r = route("deploy");
+        let [cancelled, paused, deleted] =
+            [0, 1, 2].map(|i| delivery(&r, None, &format!(r#"{{"ref":"r{i}"}}"#), 1_000 + i));
+        db.ingest(&[cancelled.clone(), paused.clone(), deleted.clone()], t(1_010))
+            .unwrap();
+
+        let got = db.cancel(cancelled.id, t(1_020)).unwrap();
+        assert!(
+            matches!(&got.status, ActionStatus::Failed { reason } if reason.contains("cancelled")),
+            "{got:?}"
+        );
+        assert_eq!(db.get(cancelled.id).unwrap(), Some(got));
+        let got = db.pause(paused.id, None, t(1_020)).unwrap();
+        assert_eq!(got.status.kind(), StatusKind::Paused);
+        let got = db.delete(deleted.id).unwrap();
+        assert_eq!(got.tool_input, json!({"ref": "r2"}));
+        assert_eq!(db.get(deleted.id).unwrap(), None);
+        assert_eq!(db.inbox_len().unwrap(), 0);
+
+        let settled = db.settle(Vec::new(), t(1_030), 10).unwrap();
+        assert_eq!((settled.dispatched, settled.claimed.len()), (0, 0));
+        assert_eq!(
+            db.resume(paused.id, t(1_040)).unwrap().status,
+            ActionStatus::Pending
+        );
+        let settled = db.settle(Vec::new(), t(1_050), 10).unwrap();
+        let claimed: Vec<Uuid> = settled.claimed.iter().map(|a| a.id).collect();
+        assert_eq!(claimed, vec![paused.id]);
     }
 
     /// The action a delivery becomes, with headers, as the engine would store it.

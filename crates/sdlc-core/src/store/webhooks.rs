@@ -23,9 +23,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::record::{ACTION_BODIES, encode_body_parts, exists_in, frame, unframe};
-use super::{ActionDb, Tables, decode_json, due_key, encode_json, put, put_dispatched};
+use super::record::{
+    ACTION_BODIES, attach_body, body_received_ms, encode_body_parts, exists_in, frame, unframe,
+};
+use super::{
+    ActionDb, Tables, decode_json, due_key, encode_json, put, put_dispatched, status_key,
+};
 use crate::error::StoreError;
+use crate::model::{Action, StatusKind};
 use crate::webhook::{
     Delivery, WebhookRoute, delivery_action, delivery_action_rendered, normalize_path, render_input,
 };
@@ -169,6 +174,7 @@ impl ActionDb {
                     &tool_input,
                     &delivery.headers,
                     &payload_text(&delivery.body),
+                    Some(delivery.received_at.timestamp_millis()),
                 )?;
                 bodies.insert(delivery.id.as_u128(), body.as_slice())?;
                 inbox.insert(
@@ -192,48 +198,165 @@ impl ActionDb {
     }
 }
 
-/// Turns up to `DISPATCH_BATCH` inbox deliveries into actions inside `tx` (whose action
-/// tables `t` holds open), oldest first, and forgets delivery ids older than the
-/// de-duplication window. Returns how many were dispatched and whether more wait.
+/// Turns up to `limit` inbox deliveries into actions inside `tx` (whose action tables `t`
+/// holds open), oldest first, and forgets delivery ids older than the de-duplication window.
+/// Returns how many were dispatched and whether more wait.
+///
+/// The engine asks for as many as it could claim in the same transaction, not for the whole
+/// inbox: under a flood of webhooks, dispatching thousands ahead of the runs only held the
+/// write lock (and the writer acknowledging requests behind it) for work that could wait.
+/// A delivery waiting in the inbox is still seen by id, in lists and in counts (`get`,
+/// `list`, `count_by_status`), as a pending action.
 pub(super) fn dispatch_in(
     tx: &WriteTransaction,
     t: &mut Tables<'_>,
     now: DateTime<Utc>,
+    limit: usize,
 ) -> Result<(usize, bool), StoreError> {
+    let limit = limit.min(DISPATCH_BATCH);
     let mut inbox = tx.open_table(INBOX)?;
     let mut taken = Vec::new();
-    for entry in inbox.iter()?.take(DISPATCH_BATCH + 1) {
+    for entry in inbox.iter()?.take(limit + 1) {
         let (key, bytes) = entry?;
         taken.push((key.value(), bytes.value().to_vec()));
     }
-    let more = taken.len() > DISPATCH_BATCH;
-    taken.truncate(DISPATCH_BATCH);
+    let more = taken.len() > limit;
+    taken.truncate(limit);
     for (key, bytes) in &taken {
         inbox.remove(*key)?;
-        let queued = decode_delivery(bytes)?;
-        // An action with this id exists only if this delivery was dispatched before, which
-        // the inbox removal in the same transaction rules out; check anyway rather than
-        // overwrite a record.
-        if exists_in(t, queued.delivery.id)? {
-            continue;
-        }
-        if queued.body_stored {
-            let rendered = match queued.render_error {
-                Some(reason) => Err(reason),
-                None => Ok(Value::Null),
-            };
-            put_dispatched(
-                t,
-                &delivery_action_rendered(&queued.delivery, rendered, now),
-            )?;
-        } else {
-            // Acknowledged by a build before schema 3: the body is in the entry.
-            put(t, None, &delivery_action(&queued.delivery, now))?;
-        }
+        dispatch_one(t, decode_delivery(bytes)?, now)?;
     }
     drop(inbox);
     prune_delivery_ids(tx, now)?;
     Ok((taken.len(), more))
+}
+
+/// Stores the action of a delivery just taken out of the inbox.
+fn dispatch_one(t: &mut Tables<'_>, queued: Queued, now: DateTime<Utc>) -> Result<(), StoreError> {
+    // An action with this id exists only if this delivery was dispatched before, which the
+    // inbox removal in the same transaction rules out; check anyway rather than overwrite.
+    if exists_in(t, queued.delivery.id)? {
+        return Ok(());
+    }
+    if queued.body_stored {
+        let rendered = match queued.render_error {
+            Some(reason) => Err(reason),
+            None => Ok(Value::Null),
+        };
+        put_dispatched(
+            t,
+            &delivery_action_rendered(&queued.delivery, rendered, now),
+        )
+    } else {
+        // Acknowledged by a build before schema 3: the body is in the entry.
+        put(t, None, &delivery_action(&queued.delivery, now))
+    }
+}
+
+/// Dispatches the delivery `id` if it is waiting in the inbox, so that a change by id
+/// (cancel, pause, delete...) finds its action; as of `now`, or of the delivery's own
+/// arrival when None. Nothing to do for an id already an action.
+pub(super) fn dispatch_by_id(
+    tx: &WriteTransaction,
+    t: &mut Tables<'_>,
+    id: Uuid,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    if exists_in(t, id)? {
+        return Ok(());
+    }
+    let mut inbox = tx.open_table(INBOX)?;
+    let Some((key, queued)) = find_waiting(&inbox, &t.bodies, id)? else {
+        return Ok(());
+    };
+    inbox.remove(key)?;
+    let now = now.unwrap_or(queued.delivery.received_at);
+    dispatch_one(t, queued, now)
+}
+
+/// The inbox entry of the delivery `id`, found through its body (which says when it was
+/// acknowledged, hence the entry's key). None when it is not waiting, or when its body was
+/// written by a build that did not record the time (it is then found once dispatched).
+fn find_waiting(
+    inbox: &impl ReadableTable<[u8; 24], &'static [u8]>,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<([u8; 24], Queued)>, StoreError> {
+    let Some(body) = bodies.get(id.as_u128())? else {
+        return Ok(None);
+    };
+    let Some(received_ms) = body_received_ms(id, body.value())? else {
+        return Ok(None);
+    };
+    let Some(at) = DateTime::from_timestamp_millis(received_ms) else {
+        return Ok(None);
+    };
+    let key = due_key(at, id);
+    let entry = inbox.get(key)?;
+    match entry {
+        Some(bytes) => Ok(Some((key, decode_delivery(bytes.value())?))),
+        None => Ok(None),
+    }
+}
+
+/// A delivery waiting in the inbox, shown as the pending action it will become: created and
+/// due when it was acknowledged, its input, body and headers read from its stored body. (A
+/// body its route's template could not use shows as pending too; it fails when dispatched.)
+fn waiting_action(
+    queued: &Queued,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+) -> Result<Action, StoreError> {
+    let delivery = &queued.delivery;
+    let mut action = delivery_action_rendered(delivery, Ok(Value::Null), delivery.received_at);
+    if queued.body_stored {
+        let body = bodies
+            .get(delivery.id.as_u128())?
+            .ok_or_else(|| StoreError::Corrupt {
+                id: delivery.id,
+                detail: "the delivery's body (action_bodies) is missing".into(),
+            })?;
+        attach_body(&mut action, body.value())?;
+    }
+    Ok(action)
+}
+
+/// The delivery `id` as a pending action, if it is waiting in the inbox.
+pub(super) fn lookup_waiting(
+    inbox: &impl ReadableTable<[u8; 24], &'static [u8]>,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Option<Action>, StoreError> {
+    match find_waiting(inbox, bodies, id)? {
+        Some((_, queued)) => Ok(Some(waiting_action(&queued, bodies)?)),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` deliveries waiting in the inbox, newest first, as pending actions, with
+/// their keys in the form of the status index (`status_key`) for merging with stored actions.
+pub(super) fn list_waiting(
+    inbox: &impl ReadableTable<[u8; 24], &'static [u8]>,
+    bodies: &impl ReadableTable<u128, &'static [u8]>,
+    tool: Option<&str>,
+    limit: usize,
+) -> Result<Vec<([u8; 25], Action)>, StoreError> {
+    let mut found = Vec::new();
+    for entry in inbox.iter()?.rev() {
+        if found.len() == limit {
+            break;
+        }
+        let (_, bytes) = entry?;
+        let queued = decode_delivery(bytes.value())?;
+        if tool.is_some_and(|tool| tool != queued.delivery.tool_name) {
+            continue;
+        }
+        let action = waiting_action(&queued, bodies)?;
+        found.push((
+            status_key(StatusKind::Pending, action.updated_at, action.id),
+            action,
+        ));
+    }
+    Ok(found)
 }
 
 /// The body as text: borrowed when it is UTF-8 (nearly always; `from_utf8` checks ASCII runs
