@@ -376,6 +376,7 @@ fn route_management_over_the_api() {
     );
 }
 
+/// Also: a delivery waiting in the inbox shows (by id, in lists, in counts) as pending.
 #[test]
 fn an_acknowledged_delivery_survives_sigkill_before_dispatch_and_runs_once() {
     let project = Project::new();
@@ -411,9 +412,18 @@ fn an_acknowledged_delivery_survives_sigkill_before_dispatch_and_runs_once() {
     let (status, answer) = post(daemon.addr, "/webhooks/work", r#"{"n": 7}"#, &[]);
     assert_eq!(status, 202);
     let id = answer["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        api_get(&daemon, &project, "/api/orchestrator/status")["webhook_inbox"],
-        1
+    let status = api_get(&daemon, &project, "/api/orchestrator/status");
+    assert_eq!(status["webhook_inbox"], 1);
+    // Waiting in the inbox, it is already the pending action it will become.
+    assert_eq!(status["actions"]["pending"], 1);
+    let shown: Value =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "show", &id, "--json"])).unwrap();
+    assert_eq!(shown["status"], "pending", "{shown}");
+    assert_eq!(shown["tool_input"], json!({"n": 7}));
+    assert!(
+        api_actions(&daemon, &project)
+            .iter()
+            .any(|a| a["id"] == id.as_str())
     );
     daemon.kill9();
 

@@ -100,7 +100,14 @@ async fn storage_alone(body: &str, duration: Duration) -> anyhow::Result<u64> {
     project.tool("held", HELD_TOOL)?;
     let daemon = Daemon::start(
         &project,
-        &["--tick-rate", "60", "--max-concurrency", "1", "--grace", "0s"],
+        &[
+            "--tick-rate",
+            "60",
+            "--max-concurrency",
+            "1",
+            "--grace",
+            "0s",
+        ],
     )?;
     daemon
         .api(

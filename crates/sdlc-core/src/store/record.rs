@@ -286,8 +286,8 @@ fn unpack(id: Uuid, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreErr
 /// Fills in a webhook action's input, payload and headers from its stored body.
 pub(super) fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
     let (meta, payload) = read_body(action.id, bytes, |meta, payload| {
-        let payload = std::str::from_utf8(payload)
-            .map_err(|err| format!("body is not UTF-8: {err}"))?;
+        let payload =
+            std::str::from_utf8(payload).map_err(|err| format!("body is not UTF-8: {err}"))?;
         Ok((meta, payload.to_string()))
     })?;
     action.tool_input = meta.tool_input;

@@ -829,7 +829,11 @@ mod webhook_tests {
         assert_eq!((settled.dispatched, settled.claimed.len()), (2, 2));
         assert!(settled.inbox_waiting);
         let claimed: Vec<Uuid> = settled.claimed.iter().map(|a| a.id).collect();
-        assert_eq!(claimed, vec![deliveries[0].id, deliveries[1].id], "oldest first");
+        assert_eq!(
+            claimed,
+            vec![deliveries[0].id, deliveries[1].id],
+            "oldest first"
+        );
         assert_eq!(db.inbox_len().unwrap(), 3);
 
         // A waiting delivery reads back whole, by id, as pending.
@@ -846,7 +850,10 @@ mod webhook_tests {
             panic!("a webhook action: {waiting:?}");
         };
         assert_eq!(raw_payload, r#"{"ref":"r4"}"#);
-        assert_eq!(headers.get("x-github-event").map(String::as_str), Some("push"));
+        assert_eq!(
+            headers.get("x-github-event").map(String::as_str),
+            Some("push")
+        );
         assert_eq!(db.series_head(deliveries[4].id).unwrap(), Some(waiting));
 
         // Lists and counts see them too, newest first.
@@ -897,8 +904,11 @@ mod webhook_tests {
         let r = route("deploy");
         let [cancelled, paused, deleted] =
             [0, 1, 2].map(|i| delivery(&r, None, &format!(r#"{{"ref":"r{i}"}}"#), 1_000 + i));
-        db.ingest(&[cancelled.clone(), paused.clone(), deleted.clone()], t(1_010))
-            .unwrap();
+        db.ingest(
+            &[cancelled.clone(), paused.clone(), deleted.clone()],
+            t(1_010),
+        )
+        .unwrap();
 
         let got = db.cancel(cancelled.id, t(1_020)).unwrap();
         assert!(
