@@ -37,19 +37,8 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let project = Project::new()?;
     project.tool("trivial", TRIVIAL_TOOL)?;
     let daemon = Daemon::start(&project, &["--tick-rate", "60"])?;
-    daemon
-        .api(
-            reqwest::Method::POST,
-            "/webhooks/routes",
-            Some(json!({"path": "load", "tool_name": "trivial", "input_template": "{}"})),
-        )
-        .await?;
-    let ours = load(
-        &format!("http://{}/webhooks/load", daemon.addr),
-        &body,
-        duration,
-    )
-    .await?;
+    let url = daemon.add_route("load", "trivial").await?;
+    let ours = load(&url, &body, duration).await?;
 
     let ours_rate = ours as f64 / duration.as_secs_f64();
     let base_rate = baseline as f64 / duration.as_secs_f64();
@@ -109,19 +98,8 @@ async fn storage_alone(body: &str, duration: Duration) -> anyhow::Result<u64> {
             "0s",
         ],
     )?;
-    daemon
-        .api(
-            reqwest::Method::POST,
-            "/webhooks/routes",
-            Some(json!({"path": "held", "tool_name": "held", "input_template": "{}"})),
-        )
-        .await?;
-    let accepted = load(
-        &format!("http://{}/webhooks/held", daemon.addr),
-        body,
-        duration,
-    )
-    .await?;
+    let url = daemon.add_route("held", "held").await?;
+    let accepted = load(&url, body, duration).await?;
     daemon.stop()?;
     Ok(accepted)
 }

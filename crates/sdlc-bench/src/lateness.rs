@@ -66,15 +66,8 @@ async fn webhook(sizes: &Sizes) -> anyhow::Result<()> {
     let stamps = project.root().join("stamps");
     project.tool("stamp", &stamp_tool(&stamps))?;
     let daemon = Daemon::start(&project, &["--tick-rate", "60"])?;
-    daemon
-        .api(
-            reqwest::Method::POST,
-            "/webhooks/routes",
-            Some(json!({"path": "stamp", "tool_name": "stamp", "input_template": "{}"})),
-        )
-        .await?;
+    let url = daemon.add_route("stamp", "stamp").await?;
     let client = reqwest::Client::new();
-    let url = format!("http://{}/webhooks/stamp", daemon.addr);
     let mut acked = HashMap::new();
     for _ in 0..sizes.webhook_requests {
         let response = client.post(&url).body("{}").send().await?;

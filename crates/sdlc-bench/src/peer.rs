@@ -112,18 +112,8 @@ async fn load_ours(
     let mut args = vec!["--tick-rate", "60"];
     args.extend_from_slice(extra);
     let daemon = Daemon::start(&project, &args)?;
-    daemon
-        .api(
-            reqwest::Method::POST,
-            "/webhooks/routes",
-            Some(json!({"path": "load", "tool_name": "count", "input_template": "{}"})),
-        )
-        .await?;
-    let acked = wrk(
-        &format!("http://{}/webhooks/load", daemon.addr),
-        script,
-        seconds,
-    )?;
+    let url = daemon.add_route("load", "count").await?;
+    let acked = wrk(&url, script, seconds)?;
     let ran = settle_count(&log, acked.acked, Duration::from_secs(600));
     daemon.stop()?;
     Ok((acked, ran))

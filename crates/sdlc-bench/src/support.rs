@@ -160,6 +160,17 @@ impl Daemon {
         Ok(value)
     }
 
+    /// Registers `POST /webhooks/<path>` for `tool` (input `{}`); returns the route's URL.
+    pub async fn add_route(&self, path: &str, tool: &str) -> anyhow::Result<String> {
+        self.api(
+            reqwest::Method::POST,
+            "/webhooks/routes",
+            Some(serde_json::json!({"path": path, "tool_name": tool, "input_template": "{}"})),
+        )
+        .await?;
+        Ok(format!("http://{}/webhooks/{path}", self.addr))
+    }
+
     /// How many actions are completed (by the daemon's own count).
     pub async fn completed(&self) -> anyhow::Result<u64> {
         let status = self.api(reqwest::Method::GET, "/status", None).await?;

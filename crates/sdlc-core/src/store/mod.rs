@@ -338,8 +338,7 @@ impl ActionDb {
         let tx = self.begin_write()?;
         let new = {
             let mut t = Tables::open(&tx)?;
-            webhooks::dispatch_by_id(&tx, &mut t, id, Some(now))?;
-            let action = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            let action = to_change(&tx, &mut t, id, Some(now))?;
             let head = t
                 .series_head
                 .get(action.series.as_u128())?
@@ -368,8 +367,7 @@ impl ActionDb {
         let tx = self.begin_write()?;
         let new = {
             let mut t = Tables::open(&tx)?;
-            webhooks::dispatch_by_id(&tx, &mut t, id, Some(now))?;
-            let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            let old = to_change(&tx, &mut t, id, Some(now))?;
             let new = transition(&old, status, now)?;
             put(&mut t, Some(&old), &new)?;
             new
@@ -641,8 +639,7 @@ impl ActionDb {
         let tx = self.begin_write()?;
         let old = {
             let mut t = Tables::open(&tx)?;
-            webhooks::dispatch_by_id(&tx, &mut t, id, None)?;
-            let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            let old = to_change(&tx, &mut t, id, None)?;
             if old.status.kind() == StatusKind::Running {
                 return Err(StoreError::InvalidTransition {
                     id,
@@ -770,6 +767,19 @@ fn forget_head_if(t: &mut Tables<'_>, series: Uuid, id: Uuid) -> Result<(), Stor
         heads.remove(series.as_u128())?;
     }
     Ok(())
+}
+
+/// The action `id` as a change by id (cancel, pause, delete...) finds it inside `tx`: a
+/// delivery still waiting in the inbox is dispatched first (as of `now`, or of its arrival
+/// when None), so the change applies to its action.
+fn to_change(
+    tx: &WriteTransaction,
+    t: &mut Tables<'_>,
+    id: Uuid,
+    now: Option<DateTime<Utc>>,
+) -> Result<Action, StoreError> {
+    webhooks::dispatch_by_id(tx, t, id, now)?;
+    get_in(t, id)?.ok_or(StoreError::NotFound(id))
 }
 
 /// Builds the new form of `old` after a transition, or refuses it.

@@ -87,13 +87,7 @@ fn decode_action(
     let mut action: Action = decode_json(id, bytes)?;
     let version = bytes.first().copied().unwrap_or(0);
     if version >= SPLIT_SINCE && has_body(&action) {
-        let body = bodies
-            .get(id.as_u128())?
-            .ok_or_else(|| StoreError::Corrupt {
-                id,
-                detail: "the action's body (action_bodies) is missing".into(),
-            })?;
-        attach_body(&mut action, body.value())?;
+        StoredBody::get(bodies, id)?.attach(&mut action);
     }
     Ok(action)
 }
@@ -283,49 +277,67 @@ fn unpack(id: Uuid, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreErr
     }
 }
 
-/// Fills in a webhook action's input, payload and headers from its stored body.
-pub(super) fn attach_body(action: &mut Action, bytes: &[u8]) -> Result<(), StoreError> {
-    let (meta, payload) = read_body(action.id, bytes, |meta, payload| {
-        let payload =
-            std::str::from_utf8(payload).map_err(|err| format!("body is not UTF-8: {err}"))?;
-        Ok((meta, payload.to_string()))
-    })?;
-    action.tool_input = meta.tool_input;
-    if let ActionTrigger::Webhook {
-        raw_payload,
-        headers,
-        ..
-    } = &mut action.trigger
-    {
-        *raw_payload = payload;
-        *headers = meta.headers;
+/// A stored body, decoded: unpacked and checked once, then attached to an action.
+pub(super) struct StoredBody {
+    meta: BodyMeta,
+    payload: String,
+}
+
+impl StoredBody {
+    /// The body of action `id`, which must be stored: a missing one is damage.
+    pub(super) fn get(
+        bodies: &impl ReadableTable<u128, &'static [u8]>,
+        id: Uuid,
+    ) -> Result<StoredBody, StoreError> {
+        let bytes = bodies
+            .get(id.as_u128())?
+            .ok_or_else(|| StoreError::Corrupt {
+                id,
+                detail: "the action's body (action_bodies) is missing".into(),
+            })?;
+        StoredBody::read(id, bytes.value())
     }
-    Ok(())
-}
 
-/// When the delivery whose body this is was acknowledged, if the body says (see `BodyMeta`).
-pub(super) fn body_received_ms(id: Uuid, bytes: &[u8]) -> Result<Option<i64>, StoreError> {
-    read_body(id, bytes, |meta, _| Ok(meta.received_ms))
-}
+    /// Decodes the body of action `id`; any damage is an error naming the action.
+    pub(super) fn read(id: Uuid, bytes: &[u8]) -> Result<StoredBody, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            id,
+            detail: format!("action body: {detail}"),
+        };
+        let content = unpack(id, bytes).map_err(|err| match err {
+            StoreError::Corrupt { detail, .. } => corrupt(detail),
+            other => other,
+        })?;
+        let (meta, payload) = split_meta(&content).ok_or_else(|| corrupt("truncated".into()))?;
+        let meta: BodyMeta =
+            serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
+        let payload = std::str::from_utf8(payload)
+            .map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
+        Ok(StoredBody {
+            meta,
+            payload: payload.to_string(),
+        })
+    }
 
-/// Unpacks a stored body and hands its meta and raw payload to `read`; any damage (or what
-/// `read` refuses) is an error naming the action.
-fn read_body<T>(
-    id: Uuid,
-    bytes: &[u8],
-    read: impl FnOnce(BodyMeta, &[u8]) -> Result<T, String>,
-) -> Result<T, StoreError> {
-    let corrupt = |detail: String| StoreError::Corrupt {
-        id,
-        detail: format!("action body: {detail}"),
-    };
-    let content = unpack(id, bytes).map_err(|err| match err {
-        StoreError::Corrupt { detail, .. } => corrupt(detail),
-        other => other,
-    })?;
-    let (meta, payload) = split_meta(&content).ok_or_else(|| corrupt("truncated".into()))?;
-    let meta: BodyMeta = serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
-    read(meta, payload).map_err(corrupt)
+    /// When the delivery whose body this is was acknowledged, if the body says (see
+    /// `BodyMeta`).
+    pub(super) fn received_ms(&self) -> Option<i64> {
+        self.meta.received_ms
+    }
+
+    /// Sets the action's input, payload and headers to this body's.
+    pub(super) fn attach(self, action: &mut Action) {
+        action.tool_input = self.meta.tool_input;
+        if let ActionTrigger::Webhook {
+            raw_payload,
+            headers,
+            ..
+        } = &mut action.trigger
+        {
+            *raw_payload = self.payload;
+            *headers = self.meta.headers;
+        }
+    }
 }
 
 /// `version byte ++ u32 BE length of meta ++ meta (JSON) ++ raw bytes`: a record whose bulk

@@ -26,9 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::record::{
-    ACTION_BODIES, attach_body, body_received_ms, encode_body_parts, exists_in, frame, unframe,
-};
+use super::record::{ACTION_BODIES, StoredBody, encode_body_parts, exists_in, frame, unframe};
 use super::{ActionDb, Tables, decode_json, due_key, encode_json, put, put_dispatched, status_key};
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
@@ -267,7 +265,7 @@ pub(super) fn dispatch_by_id(
         return Ok(());
     }
     let mut inbox = tx.open_table(INBOX)?;
-    let Some((key, queued)) = find_waiting(&inbox, &t.bodies, id)? else {
+    let Some((key, queued, _)) = find_waiting(&inbox, &t.bodies, id)? else {
         return Ok(());
     };
     inbox.remove(key)?;
@@ -276,49 +274,40 @@ pub(super) fn dispatch_by_id(
 }
 
 /// The inbox entry of the delivery `id`, found through its body (which says when it was
-/// acknowledged, hence the entry's key). None when it is not waiting, or when its body was
-/// written by a build that did not record the time (it is then found once dispatched).
+/// acknowledged, hence the entry's key), with that body. None when it is not waiting, or when
+/// its body was written by a build that did not record the time (it is then found once
+/// dispatched).
 fn find_waiting(
     inbox: &impl ReadableTable<[u8; 24], &'static [u8]>,
     bodies: &impl ReadableTable<u128, &'static [u8]>,
     id: Uuid,
-) -> Result<Option<([u8; 24], Queued)>, StoreError> {
+) -> Result<Option<([u8; 24], Queued, StoredBody)>, StoreError> {
     let Some(body) = bodies.get(id.as_u128())? else {
         return Ok(None);
     };
-    let Some(received_ms) = body_received_ms(id, body.value())? else {
-        return Ok(None);
-    };
-    let Some(at) = DateTime::from_timestamp_millis(received_ms) else {
+    let body = StoredBody::read(id, body.value())?;
+    let Some(at) = body.received_ms().and_then(DateTime::from_timestamp_millis) else {
         return Ok(None);
     };
     let key = due_key(at, id);
     let entry = inbox.get(key)?;
     match entry {
-        Some(bytes) => Ok(Some((key, decode_delivery(bytes.value())?))),
+        Some(bytes) => Ok(Some((key, decode_delivery(bytes.value())?, body))),
         None => Ok(None),
     }
 }
 
 /// A delivery waiting in the inbox, shown as the pending action it will become: created and
-/// due when it was acknowledged, its input, body and headers read from its stored body. (A
-/// body its route's template could not use shows as pending too; it fails when dispatched.)
-fn waiting_action(
-    queued: &Queued,
-    bodies: &impl ReadableTable<u128, &'static [u8]>,
-) -> Result<Action, StoreError> {
+/// due when it was acknowledged, its input, body and headers from its stored `body` (None
+/// only for an entry from schema 2, which carries its body). A body its route's template
+/// could not use shows as pending too; it fails when dispatched.
+fn waiting_action(queued: &Queued, body: Option<StoredBody>) -> Action {
     let delivery = &queued.delivery;
     let mut action = delivery_action_rendered(delivery, Ok(Value::Null), delivery.received_at);
-    if queued.body_stored {
-        let body = bodies
-            .get(delivery.id.as_u128())?
-            .ok_or_else(|| StoreError::Corrupt {
-                id: delivery.id,
-                detail: "the delivery's body (action_bodies) is missing".into(),
-            })?;
-        attach_body(&mut action, body.value())?;
+    if let Some(body) = body {
+        body.attach(&mut action);
     }
-    Ok(action)
+    action
 }
 
 /// The delivery `id` as a pending action, if it is waiting in the inbox.
@@ -327,10 +316,8 @@ pub(super) fn lookup_waiting(
     bodies: &impl ReadableTable<u128, &'static [u8]>,
     id: Uuid,
 ) -> Result<Option<Action>, StoreError> {
-    match find_waiting(inbox, bodies, id)? {
-        Some((_, queued)) => Ok(Some(waiting_action(&queued, bodies)?)),
-        None => Ok(None),
-    }
+    Ok(find_waiting(inbox, bodies, id)?
+        .map(|(_, queued, body)| waiting_action(&queued, Some(body))))
 }
 
 /// Up to `limit` deliveries waiting in the inbox, newest first, as pending actions, with
@@ -351,7 +338,12 @@ pub(super) fn list_waiting(
         if tool.is_some_and(|tool| tool != queued.delivery.tool_name) {
             continue;
         }
-        let action = waiting_action(&queued, bodies)?;
+        let body = if queued.body_stored {
+            Some(StoredBody::get(bodies, queued.delivery.id)?)
+        } else {
+            None
+        };
+        let action = waiting_action(&queued, body);
         found.push((
             status_key(StatusKind::Pending, action.updated_at, action.id),
             action,
