@@ -64,6 +64,22 @@ impl Backend {
             .await
     }
 
+    /// [`Backend::route_retrying`] for commands that only read: where no database exists yet,
+    /// it says so instead of creating one (or its folders).
+    pub async fn route_read<T>(
+        &self,
+        through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
+        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+    ) -> anyhow::Result<T> {
+        if find_live(&self.db_path).is_none() && !self.db_path.exists() {
+            bail!(
+                "no database at {}: nothing has been stored there yet (add an action or start the daemon first, or pass --db with the right path)",
+                self.db_path.display()
+            );
+        }
+        self.route_retrying(through_daemon, on_file).await
+    }
+
     async fn route_with<T>(
         &self,
         retry: Retry,

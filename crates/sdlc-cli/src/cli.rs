@@ -73,7 +73,7 @@ pub struct DaemonArgs {
     pub max_concurrency: u16,
 
     /// Default limit on one tool run (an action's --timeout overrides it)
-    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub timeout: std::time::Duration,
 
     /// At shutdown, how long running tools may finish before they are killed
@@ -91,12 +91,26 @@ pub struct DaemonArgs {
     pub keep_orphans: bool,
 
     /// Delete finished actions older than this (such as 30d); default: keep everything
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep)]
     pub keep: Option<std::time::Duration>,
 
     /// Largest webhook body accepted, in bytes (larger ones get 413 and are not stored)
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
     pub max_body: u64,
+
+    /// Most HTTP connections open at once; when full, a new one closes the oldest idle one.
+    /// Default: 1024, or half the open-file limit when that is lower
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+
+    /// Close a connection that sends no request (or no complete headers) for this long,
+    /// including an idle keep-alive connection
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub idle_timeout: std::time::Duration,
+
+    /// Answer 408 to a request (its body included) that takes longer than this
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 /// Tool runs mostly wait on their processes, so more slots than cores pay off.
@@ -149,6 +163,12 @@ pub enum OrchestrateCommand {
         /// How many
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
         count: u16,
+    },
+    /// Show whether a daemon serves the database, its storage's health and counts by status
+    Status {
+        /// Print the status as JSON (the same fields as GET /api/orchestrator/status)
+        #[arg(long)]
+        json: bool,
     },
     /// Manage webhook routes: POST /webhooks/<path> fires a tool
     Webhook {
@@ -266,13 +286,37 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     sdlc_core::schedule::parse_duration(text)
 }
 
+/// A duration above zero (a zero timeout would fail every run at once).
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("'{text}': must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+/// Retention of at least a minute: a shorter one would delete what just finished.
+fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "'{text}': keep finished actions at least a minute (such as 30d)"
+        ));
+    }
+    Ok(duration)
+}
+
+/// The shortest heartbeat: below it an idle daemon would spend a noticeable share of a core
+/// waking up, and due times are met by the loop's own timer anyway.
+const MIN_TICK_SECS: f64 = 0.01;
+
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds (such as 60 or 0.5)"))?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+    if !(seconds.is_finite() && (MIN_TICK_SECS..=86_400.0).contains(&seconds)) {
         return Err(format!(
-            "'{text}': use a number of seconds above 0 and at most 86400"
+            "'{text}': use a number of seconds from {MIN_TICK_SECS} to 86400"
         ));
     }
     Ok(std::time::Duration::from_secs_f64(seconds))

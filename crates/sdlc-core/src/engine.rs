@@ -30,8 +30,8 @@
 //! loop and its runs' tasks wake each other without crossing threads.
 //!
 //! Shutdown: stop claiming, give running tools `shutdown_grace`, record what finished; runs
-//! still going are killed (their process groups too) and stay Running in the database, to be
-//! recovered as interrupted at the next start.
+//! still going are killed (their process groups too) and recorded as failed ("stopped by
+//! shutdown", or pending again when their retry policy allows).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -107,6 +107,19 @@ const PRECISE_WAIT: Duration = Duration::from_millis(2);
 /// a commit after it. The loop holds them in the ready queue until then.
 const CLAIM_LEAD: Duration = Duration::from_millis(5);
 
+/// A run whose tool could not start for a passing lack of resources (see
+/// [`crate::tool::runner::ExitKind::Deferred`]) is tried again this much later.
+const DEFER_DELAY: Duration = Duration::from_secs(1);
+/// After a write to the database failed, the first attempt to reopen it waits this long, and
+/// each failed one doubles the wait up to `REOPEN_MAX_WAIT`: a full disk is not freed in
+/// milliseconds, and each attempt walks the file.
+const REOPEN_FIRST_WAIT: Duration = Duration::from_millis(500);
+const REOPEN_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Reason recorded on a run killed because it outlasted the shutdown grace period.
+pub const STOPPED_REASON: &str =
+    "stopped by shutdown: the tool was still running when the daemon's --grace ran out";
+
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
 pub struct Waker(Arc<Notify>);
@@ -128,7 +141,7 @@ pub struct EngineSummary {
     pub orphans: usize,
     pub completed: u64,
     pub failed: u64,
-    /// Runs still going when the grace period ended (left Running for recovery).
+    /// Runs still going when the grace period ended (killed, recorded as stopped by shutdown).
     pub abandoned: usize,
     /// Trips to the database that recorded outcomes or claimed (each at most one commit).
     pub commits: u64,
@@ -149,6 +162,14 @@ struct RunDone {
     id: Uuid,
     status: ActionStatus,
     duration: Duration,
+    /// The tool never started for a passing lack of resources: hand it back, try later.
+    deferred: bool,
+}
+
+/// When the loop next tries to reopen a database that refuses writes.
+struct Reopen {
+    at: Instant,
+    wait: Duration,
 }
 
 /// Bookkeeping for the runs in flight.
@@ -185,7 +206,7 @@ impl Pool {
                     return;
                 };
                 if err.is_cancelled() {
-                    // Cancelled at shutdown: left Running on purpose, recovered at next start.
+                    // Cancelled at shutdown: `run` records these as stopped by shutdown.
                     return;
                 }
                 error!(%id, "a run task panicked: {err}");
@@ -196,6 +217,7 @@ impl Pool {
                         reason: format!("internal error while running the tool: {err}"),
                     },
                     duration: Duration::ZERO,
+                    deferred: false,
                 });
             }
         }
@@ -225,6 +247,16 @@ impl Pool {
     /// less what the ready queue already holds.
     fn claimable(&self, max: usize) -> usize {
         (max - self.tasks.len() + self.lookahead(max)).saturating_sub(self.ready.len())
+    }
+
+    /// Every action the loop holds: running, claimed ahead, or finished but not recorded.
+    fn known_ids(&self) -> std::collections::HashSet<Uuid> {
+        self.ids
+            .values()
+            .copied()
+            .chain(self.ready.iter().map(|(action, _)| action.id))
+            .chain(self.done.iter().map(|run| run.id))
+            .collect()
     }
 
     /// No run is going and none is claimed ahead.
@@ -340,8 +372,11 @@ impl Engine {
         // A wake-up said work may be waiting (a webhook delivery in the inbox, a new action)
         // that no settle has looked at yet.
         let mut work_announced = false;
+        // Set while the database refuses writes (see `store::handle`).
+        let mut reopen: Option<Reopen> = None;
         loop {
             summary.wakeups += 1;
+            let storage_down = self.storage_down(&mut pool, &mut reopen).await;
             if pool.tasks.len() < max {
                 self.wait_precisely_for(pool.first_ready_due());
             }
@@ -353,7 +388,8 @@ impl Engine {
             let claim_until = self.clock.now() + pool.claim_lead();
             let work_due =
                 more_ready || work_announced || next_due.is_some_and(|due| due <= claim_until);
-            let settle_now = !batchable
+            let settle_now = !storage_down
+                && (!batchable
                 || !stale.is_empty()
                 || pool.done.len() >= (lookahead / 2).max(1)
                 // The last run ended and none is waiting to start: no outcome can come to
@@ -362,8 +398,14 @@ impl Engine {
                 || pool
                     .first_done_at
                     .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
-                || (work_due && pool.has_room(max));
-            if settle_now {
+                || (work_due && pool.has_room(max)));
+            if storage_down {
+                // What was claimed ahead stays in line; nothing is handed back until the
+                // database takes writes again.
+                for entry in stale.into_iter().rev() {
+                    pool.ready.push_front(entry);
+                }
+            } else if settle_now {
                 more_ready = self
                     .settle(
                         &mut pool,
@@ -378,6 +420,7 @@ impl Engine {
                 self.start_ready(&mut pool, max);
             }
             if let Some(keep) = self.config.retention
+                && !storage_down
                 && Instant::now() >= next_prune
             {
                 let pause = self.prune(keep).await.min(self.config.tick);
@@ -402,8 +445,13 @@ impl Engine {
             {
                 wake_at = wake_at.min(self.precise_wake_for(due));
             }
-            if let Some((_, claimed)) = pool.ready.front() {
+            if let Some((_, claimed)) = pool.ready.front()
+                && !storage_down
+            {
                 wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
+            }
+            if let Some(reopen) = &reopen {
+                wake_at = wake_at.min(reopen.at);
             }
             batchable = false;
             tokio::select! {
@@ -439,13 +487,81 @@ impl Engine {
             }
         }
         summary.abandoned = pool.tasks.len();
+        // Runs past the grace period are recorded as failed now (or pending again, as their
+        // retry policy allows), rather than left Running for the next start to find.
+        let stopped: Vec<Uuid> = pool.ids.values().copied().collect();
         // Aborting drops each run's future, which kills its process group.
         pool.tasks.shutdown().await;
+        for id in stopped {
+            pool.done.push(RunDone {
+                id,
+                status: ActionStatus::Failed {
+                    reason: STOPPED_REASON.to_string(),
+                },
+                duration: Duration::ZERO,
+                deferred: false,
+            });
+        }
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
+        if reopen.is_some() {
+            // One last try, so that what finished is recorded if the disk has room again.
+            let _ = self.blocking(|db| db.reopen()).await;
+        }
         let now = self.clock.now();
         self.settle(&mut pool, 0, now, unstarted, &mut summary, &mut next_due)
             .await;
         Ok(summary)
+    }
+
+    /// Whether the database refuses writes (after a failed one: a full disk, say). While it
+    /// does, the loop neither settles nor prunes, so nothing is lost and nothing is logged
+    /// per turn; it tries to reopen the file with a growing wait, and once that succeeds it
+    /// hands back what a failed commit may have claimed without telling it, as at start.
+    async fn storage_down(&self, pool: &mut Pool, reopen: &mut Option<Reopen>) -> bool {
+        if self.db.fault().is_none() {
+            *reopen = None;
+            return false;
+        }
+        let Some(next) = reopen else {
+            *reopen = Some(Reopen {
+                at: Instant::now() + REOPEN_FIRST_WAIT,
+                wait: REOPEN_FIRST_WAIT,
+            });
+            return true;
+        };
+        if Instant::now() < next.at {
+            return true;
+        }
+        match self.blocking(|db| db.reopen()).await {
+            Ok(()) => {
+                *reopen = None;
+                let known = pool.known_ids();
+                let now = self.clock.now();
+                match self
+                    .blocking(move |db| db.return_unknown_running(&known, now))
+                    .await
+                {
+                    Ok(returned) if !returned.is_empty() => {
+                        info!(
+                            count = returned.len(),
+                            "claims of a failed commit handed back"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => warn!("could not check for claims of a failed commit: {err:#}"),
+                }
+                self.db.fault().is_some()
+            }
+            Err(err) => {
+                next.wait = (next.wait * 2).min(REOPEN_MAX_WAIT);
+                next.at = Instant::now() + next.wait;
+                warn!(
+                    retry_in_secs = next.wait.as_secs_f64(),
+                    "the database still refuses writes: {err:#}"
+                );
+                true
+            }
+        }
     }
 
     /// Starts runs of actions claimed ahead while the pool has free slots, none before its
@@ -490,22 +606,38 @@ impl Engine {
         let outcomes: Vec<(Uuid, ActionStatus)> = pool
             .done
             .iter()
+            .filter(|run| !run.deferred)
             .map(|run| (run.id, run.status.clone()))
             .collect();
-        if outcomes.is_empty() && claim == 0 && returned.is_empty() {
+        let retry_at = self.clock.now()
+            + chrono::Duration::from_std(DEFER_DELAY).expect("the defer delay is small");
+        let deferred: Vec<(Uuid, DateTime<Utc>)> = pool
+            .done
+            .iter()
+            .filter(|run| run.deferred)
+            .map(|run| (run.id, retry_at))
+            .collect();
+        if outcomes.is_empty() && claim == 0 && returned.is_empty() && deferred.is_empty() {
             return false;
         }
         pool.first_done_at = None;
         summary.commits += 1;
         let now = self.clock.now();
         let batch = outcomes.clone();
+        let deferred_again = deferred.clone();
         let returned_ids: Vec<Uuid> = returned.iter().map(|(action, _)| action.id).collect();
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
         let settled = match self
             .blocking(move |db| {
-                let settled =
-                    db.settle_claiming_until(batch, returned_ids, now, claim_until, claim)?;
+                let settled = db.settle_claiming_until(
+                    batch,
+                    returned_ids,
+                    deferred,
+                    now,
+                    claim_until,
+                    claim,
+                )?;
                 let next_due = db.next_due_at()?;
                 Ok((settled, next_due))
             })
@@ -517,6 +649,17 @@ impl Engine {
                     debug!(count = returned.len(), "actions claimed ahead handed back");
                 }
                 settled
+            }
+            Err(_) if self.db.fault().is_some() => {
+                // The database refuses writes: keep everything for the settle after it
+                // reopens (`storage_down`); the outcomes wait in `done`.
+                for entry in returned.into_iter().rev() {
+                    pool.ready.push_front(entry);
+                }
+                if !pool.done.is_empty() {
+                    pool.first_done_at = Some(Instant::now());
+                }
+                return false;
             }
             Err(err) if !outcomes.is_empty() || !returned.is_empty() => {
                 // Not handed back: they are still claimed, so they stay in line to run.
@@ -534,6 +677,21 @@ impl Engine {
                     match self.blocking(move |db| db.complete(id, status, now)).await {
                         Ok(done) => finished.push(done),
                         Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
+                    }
+                }
+                for (id, at) in deferred_again {
+                    let hand_back = move |db: &ActionDb| {
+                        db.settle_claiming_until(
+                            Vec::new(),
+                            Vec::new(),
+                            vec![(id, at)],
+                            now,
+                            now,
+                            0,
+                        )
+                    };
+                    if let Err(err) = self.blocking(hand_back).await {
+                        error!(%id, "could not hand back a run that did not start: {err:#}");
                     }
                 }
                 Settled {
@@ -679,6 +837,7 @@ async fn run_action(
     run_log: Option<Arc<crate::orphans::RunLog>>,
 ) -> RunDone {
     let started = std::time::Instant::now();
+    let mut deferred = false;
     let status = match tool_script(&root, &action.tool_name) {
         Err(err) => ActionStatus::Failed {
             reason: err.to_string(),
@@ -706,6 +865,10 @@ async fn run_action(
                 record_at.as_ref(),
             )
             .await;
+            if let crate::tool::runner::ExitKind::Deferred(reason) = &run.exit {
+                warn!(id = %action.id, tool = %action.tool_name, "the tool could not start for now ({reason}); trying again shortly");
+                deferred = true;
+            }
             outcome_to_status(&run)
         }
     };
@@ -713,6 +876,7 @@ async fn run_action(
         id: action.id,
         status,
         duration: started.elapsed(),
+        deferred,
     }
 }
 

@@ -242,7 +242,7 @@ async fn startup_recovers_runs_a_dead_daemon_left_running() {
 }
 
 #[tokio::test]
-async fn shutdown_waits_for_quick_runs_and_leaves_slow_ones_for_recovery() {
+async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped() {
     let h = Harness::new();
     h.tool("quick", "sleep 0.05; echo '{\"ok\":true}'");
     h.tool("forever", "sleep 60");
@@ -262,7 +262,9 @@ async fn shutdown_waits_for_quick_runs_and_leaves_slow_ones_for_recovery() {
     ));
     assert_eq!(
         h.db.get(forever.id).unwrap().unwrap().status,
-        ActionStatus::Running
+        ActionStatus::Failed {
+            reason: crate::engine::STOPPED_REASON.into()
+        }
     );
 }
 

@@ -75,6 +75,19 @@ pub enum StoreError {
     #[error("stored action {id} cannot be read: {detail}")]
     Corrupt { id: Uuid, detail: String },
 
+    /// The file refuses work after a failed write (see `store::handle`); the daemon reopens
+    /// it by itself once the cause is gone.
+    #[error(
+        "the database {} cannot be written: {detail}; nothing was stored{}",
+        path.display(),
+        if *disk_full { ": free some space on that disk (the daemon resumes by itself)" } else { "" }
+    )]
+    Unavailable {
+        path: PathBuf,
+        detail: String,
+        disk_full: bool,
+    },
+
     /// Not a `#[source]`: the message already carries redb's, and a chain would say it twice.
     #[error("database error: {0}")]
     Storage(redb::Error),
@@ -89,6 +102,9 @@ impl From<redb::Error> for StoreError {
 impl StoreError {
     /// Whether the write failed because the disk (or the file system's quota) is full.
     pub fn is_disk_full(&self) -> bool {
+        if let StoreError::Unavailable { disk_full, .. } = self {
+            return *disk_full;
+        }
         let io = match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Storage(redb::Error::Io(source)) => Some(source),
@@ -97,6 +113,30 @@ impl StoreError {
         io.is_some_and(|e| {
             e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull
         })
+    }
+}
+
+impl StoreError {
+    /// The operating system's words when this is a failure of the file itself (after which
+    /// redb refuses every later write until the file is reopened); None for every other error.
+    pub fn io_failure(&self) -> Option<String> {
+        match self {
+            StoreError::Io { source, .. } => Some(source.to_string()),
+            StoreError::Storage(redb::Error::Io(source)) => Some(source.to_string()),
+            StoreError::Storage(redb::Error::PreviousIo) => {
+                Some("an earlier write to the file failed".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the database cannot take work now but may once its cause is gone (a full
+    /// disk, a file being reopened): callers keep what they meant to store and try later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Storage(redb::Error::DatabaseClosed)
+        ) || self.io_failure().is_some()
     }
 }
 

@@ -88,7 +88,7 @@ fn boot_id() -> Option<String> {
 impl RunLog {
     /// Starts a fresh log at `path` (call [`reap`] on it first).
     pub fn create(path: &Path) -> std::io::Result<RunLog> {
-        let mut file = File::create(path)?;
+        let mut file = create_private(path)?;
         // Without a boot id the log never proves anything did not start (see the header).
         let header = format!("B {}\n", boot_id().unwrap_or_else(|| "unknown".into()));
         file.write_all(header.as_bytes())?;
@@ -170,7 +170,8 @@ impl RunLog {
         for (action, (pid, ms)) in &state.open {
             lines.push_str(&format!("S {action} {pid} {ms}\n"));
         }
-        let rewritten = std::fs::write(&temp, &lines)
+        let rewritten = create_private(&temp)
+            .and_then(|mut file| file.write_all(lines.as_bytes()))
             .and_then(|()| std::fs::rename(&temp, &self.path))
             .and_then(|()| OpenOptions::new().append(true).open(&self.path));
         match rewritten {
@@ -183,6 +184,60 @@ impl RunLog {
             }
         }
     }
+}
+
+/// Creates `path` anew, readable by its owner only (the log names what ran), replacing
+/// whatever was there without following it: a symbolic link left at the path is removed, not
+/// written through.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// A dead daemon's log is never longer than this (it is compacted at `COMPACT_AT`, and the
+/// lines of the runs still open are few); what is at the path beyond it is not our log.
+const MAX_LOG_READ: u64 = 4 * COMPACT_AT;
+
+/// The text of the log at `path`, if it is a regular file of a sane size: a link, a FIFO, a
+/// device (a link to /dev/zero, say) is not read, so start-up can neither hang nor fill memory.
+fn read_bounded(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            tracing::warn!(log = %path.display(), "the last run log cannot be opened, so it proves nothing: {err}");
+            return None;
+        }
+    };
+    let is_regular = file.metadata().is_ok_and(|meta| meta.is_file());
+    if !is_regular {
+        tracing::warn!(log = %path.display(), "the last run log is not a regular file: ignored");
+        return None;
+    }
+    let mut bytes = Vec::new();
+    if file.take(MAX_LOG_READ + 1).read_to_end(&mut bytes).is_err()
+        || bytes.len() as u64 > MAX_LOG_READ
+    {
+        tracing::warn!(log = %path.display(), "the last run log cannot be read whole: ignored");
+        return None;
+    }
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// What a dead daemon's run log says.
@@ -199,7 +254,7 @@ pub struct Reaped {
 /// process still lives is an orphan; kills (when `kill`) their process groups. The log is
 /// left for [`RunLog::create`] to replace.
 pub fn reap(path: &Path, kill: bool) -> Reaped {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Some(text) = read_bounded(path) else {
         return Reaped::default();
     };
     let this_boot = boot_id();

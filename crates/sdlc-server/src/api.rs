@@ -267,21 +267,40 @@ async fn list_tools(State(state): State<AppState>) -> Json<Value> {
     Json(json!(sdlc_core::tool::list_tools(state.root())))
 }
 
-async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (counts, inbox) = state
+/// The daemon's state. Answers even while the database refuses work: `storage` then says
+/// why (`state: "degraded"`, with the fault) and the counts it cannot read are null.
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    let counted = state
         .with_db(|db| Ok((db.count_by_status()?, db.inbox_len()?)))
-        .await?;
-    let counts: serde_json::Map<String, Value> = counts
-        .into_iter()
-        .map(|(kind, n)| (kind.to_string(), json!(n)))
-        .collect();
-    Ok(Json(json!({
+        .await;
+    let (counts, inbox) = match counted {
+        Ok((counts, inbox)) => {
+            let counts: serde_json::Map<String, Value> = counts
+                .into_iter()
+                .map(|(kind, n)| (kind.to_string(), json!(n)))
+                .collect();
+            (json!(counts), json!(inbox))
+        }
+        Err(_) => (Value::Null, Value::Null),
+    };
+    let storage = match state.db().fault() {
+        None => json!({ "state": "ok" }),
+        Some(fault) => json!({
+            "state": "degraded",
+            "disk_full": fault.disk_full,
+            "error": fault.detail,
+            "since": fault.since,
+            "reopen_attempts": fault.reopen_attempts,
+        }),
+    };
+    Json(json!({
         "pid": std::process::id(),
         "root": state.root(),
         "db": state.db().path(),
+        "storage": storage,
         "actions": counts,
         "webhook_inbox": inbox,
-    })))
+    }))
 }
 
 async fn unknown_route() -> ApiError {

@@ -64,6 +64,11 @@ impl DaemonClient {
         }
     }
 
+    /// `GET /status`: counts, inbox depth and the storage's health.
+    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+        self.call::<(), _>(Method::GET, "/status", &[], None).await
+    }
+
     pub async fn add(&self, request: &NewAction) -> Result<AddResponse, ClientError> {
         self.call(Method::POST, "/actions", &[], Some(request))
             .await
@@ -138,9 +143,17 @@ impl DaemonClient {
     /// Removes a route by id or path.
     pub async fn delete_route(&self, id_or_path: &str) -> Result<RouteView, ClientError> {
         let key = id_or_path.trim_start_matches('/');
+        if key.is_empty() || key.chars().all(|c| c == '.') {
+            return Err(ClientError::Api {
+                status: 404,
+                message: format!(
+                    "no webhook route with id or path '{id_or_path}': see sdlc orchestrate webhook list"
+                ),
+            });
+        }
         self.call::<(), _>(
             Method::DELETE,
-            &format!("/webhooks/routes/{key}"),
+            &format!("/webhooks/routes/{}", encode_segment(key)),
             &[],
             None,
         )
@@ -186,6 +199,21 @@ impl DaemonClient {
         }
         Err(api_error(status, &bytes))
     }
+}
+
+/// `text` as one path segment: every byte but letters, digits, `-`, `_` and `~` is
+/// percent-encoded, slashes and dots included, so no argument can climb out of the path the
+/// client means (`../../actions/<id>` stays a route key; a URL would resolve its `..`).
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> ClientError {

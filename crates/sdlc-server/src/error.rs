@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use sdlc_core::StoreError;
 use serde_json::json;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
@@ -34,6 +34,10 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
     }
@@ -41,12 +45,13 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        // The store's message names the file and says what to do; the fault itself was
+        // logged once when it happened, so a flood of refused requests does not flood the log.
         if err.is_disk_full() {
-            tracing::error!("a write failed because the disk is full: {err}");
-            return ApiError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "the daemon's disk is full: nothing was stored; free some space and retry",
-            );
+            return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, err.to_string());
+        }
+        if err.is_unavailable() {
+            return ApiError::unavailable(err.to_string());
         }
         let status = match &err {
             StoreError::NotFound(_) | StoreError::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -64,7 +69,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status.is_server_error() {
+        // 503 and 507 say what is wrong with the daemon's storage and what to do; other server
+        // errors keep their detail for the log.
+        let explained = matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE
+        );
+        let message = if self.status.is_server_error() && !explained {
             tracing::error!(status = %self.status, "request failed: {}", self.message);
             "internal error: see the daemon's log".to_string()
         } else {

@@ -15,7 +15,6 @@
 
 use std::sync::{Arc, Weak};
 
-use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use sdlc_core::ActionDb;
@@ -31,7 +30,7 @@ const MAX_BATCH: usize = 256;
 /// Requests waiting for the writer; beyond this, handlers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
 
-type Reply = oneshot::Sender<Result<Ingested, String>>;
+type Reply = oneshot::Sender<Result<Ingested, ApiError>>;
 
 /// The handlers' side of the writer.
 #[derive(Clone)]
@@ -66,7 +65,6 @@ impl Ingestor {
         answer
             .await
             .map_err(|_| ApiError::internal("the webhook writer dropped a request"))?
-            .map_err(ApiError::internal)
     }
 }
 
@@ -91,10 +89,18 @@ fn write_batches(
                 db.ingest(&deliveries, clock.now())
             })) {
                 Ok(Ok(results)) => Ok(results),
-                Ok(Err(err)) => Err(format!("storing webhook deliveries failed: {err}")),
-                Err(_) => Err("storing webhook deliveries panicked".to_string()),
+                Ok(Err(err)) => {
+                    if err.is_unavailable() {
+                        // The engine owns reopening the file: let it see the fault now.
+                        engine.wake();
+                    }
+                    Err(ApiError::from(err))
+                }
+                Err(_) => Err(ApiError::internal("storing webhook deliveries panicked")),
             },
-            None => Err("the daemon is stopping: the database is closed".to_string()),
+            None => Err(ApiError::unavailable(
+                "the daemon is stopping: the database is closed",
+            )),
         };
         match stored {
             Ok(results) => {
@@ -105,10 +111,9 @@ fn write_batches(
                     let _ = reply.send(Ok(result));
                 }
             }
-            Err(message) => {
-                tracing::error!(at = %Utc::now(), "{message}");
+            Err(error) => {
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
 //! - `ingest`: the group-commit writer behind webhook ingress.
+//! - [`listener`]: the accept loop: connection cap, idle and request timeouts.
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 mod ingest;
+pub mod listener;
 mod state;
 pub mod webhooks;
 
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 
 pub use client::{ClientError, DaemonClient};
 pub use error::ApiError;
+pub use listener::ConnectionLimits;
 pub use state::{AppState, AppStateConfig};
 
 /// The whole HTTP surface over `state`.
@@ -53,13 +56,12 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
+/// Serves `router(state)` on `listener` within `limits` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve_with_limits(listener, router(state), limits, shutdown).await
 }

@@ -114,9 +114,15 @@ impl AppState {
         T: Send + 'static,
     {
         let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || work(&db))
+        let result = tokio::task::spawn_blocking(move || work(&db))
             .await
-            .map_err(|err| crate::ApiError::internal(format!("database task failed: {err}")))?
-            .map_err(crate::ApiError::from)
+            .map_err(|err| crate::ApiError::internal(format!("database task failed: {err}")))?;
+        result.map_err(|err| {
+            if err.is_unavailable() {
+                // The engine owns reopening the file: let it see the fault now.
+                self.inner.waker.wake();
+            }
+            crate::ApiError::from(err)
+        })
     }
 }

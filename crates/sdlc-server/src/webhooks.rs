@@ -26,7 +26,27 @@ use sdlc_core::webhook::{DELIVERY_ID_HEADERS, Delivery, normalize_path};
 use crate::{ApiError, AppState};
 
 /// Headers never stored: credentials meant for proxies or browsers, not for tools.
-const PRIVATE_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+const PRIVATE_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+/// Parts of a header name that mark a credential (`X-Gitlab-Token`, `X-Api-Key`,
+/// `X-Hub-Signature-256`, ...): such headers are stored as `REDACTED`, so the database (and a
+/// template) shows that one came but never what it said. The signature was checked before.
+const CREDENTIAL_MARKS: [&str; 8] = [
+    "token",
+    "secret",
+    "signature",
+    "api-key",
+    "apikey",
+    "password",
+    "auth",
+    "credential",
+];
+/// What a credential header's value is stored as.
+pub const REDACTED: &str = "[redacted]";
 /// At most this many headers are stored, each value cut to `MAX_HEADER_VALUE` bytes.
 const MAX_STORED_HEADERS: usize = 64;
 const MAX_HEADER_VALUE: usize = 4096;
@@ -55,7 +75,7 @@ pub async fn ingest(
     let headers = stored_headers(&parts.headers);
     let delivery_id = DELIVERY_ID_HEADERS
         .iter()
-        .find_map(|name| headers.get(*name))
+        .find_map(|name| headers.get(*name).filter(|id| !id.trim().is_empty()))
         .map(|id| id.chars().take(MAX_DELIVERY_ID).collect());
     let now = state.clock().now();
     let delivery = Delivery {
@@ -141,11 +161,20 @@ fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
         if kept.len() == MAX_STORED_HEADERS {
             break;
         }
+        if is_credential(name) {
+            kept.insert(name.to_string(), REDACTED.to_string());
+            continue;
+        }
         let bytes = value.as_bytes();
         let cut = &bytes[..bytes.len().min(MAX_HEADER_VALUE)];
         kept.insert(name.to_string(), String::from_utf8_lossy(cut).into_owned());
     }
     kept
+}
+
+/// Whether a (lower-case) header name marks a credential; delivery-id headers never do.
+fn is_credential(name: &str) -> bool {
+    !DELIVERY_ID_HEADERS.contains(&name) && CREDENTIAL_MARKS.iter().any(|mark| name.contains(mark))
 }
 
 /// The signature a sender computes, for tests and documentation.
@@ -160,6 +189,41 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn credentials_are_never_stored_and_other_headers_are() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer abc"),
+            ("cookie", "session=abc"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-gitlab-token", "glpat-abc"),
+            ("x-api-key", "abc"),
+            ("x-hub-signature-256", "sha256=abc"),
+            ("x-auth-user", "abc"),
+            ("x-github-delivery", "1234"),
+            ("idempotency-key", "k-1"),
+            ("x-github-event", "push"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        let kept = stored_headers(&headers);
+        for gone in ["authorization", "cookie", "proxy-authorization"] {
+            assert!(!kept.contains_key(gone), "{gone} stored: {kept:?}");
+        }
+        for redacted in [
+            "x-gitlab-token",
+            "x-api-key",
+            "x-hub-signature-256",
+            "x-auth-user",
+        ] {
+            assert_eq!(kept[redacted], REDACTED, "{redacted}");
+        }
+        assert_eq!(kept["x-github-delivery"], "1234");
+        assert_eq!(kept["idempotency-key"], "k-1");
+        assert_eq!(kept["x-github-event"], "push");
+        assert!(!kept.values().any(|v| v.contains("abc")), "{kept:?}");
+    }
 
     #[test]
     fn signatures_in_githubs_form_verify_and_others_do_not() {

@@ -19,7 +19,7 @@ use sdlc_core::clock::{Clock, SystemClock};
 use sdlc_core::daemon_file::{self, DaemonInfo};
 use sdlc_core::engine::{Engine, EngineConfig, EngineSummary};
 use sdlc_core::tool::RunLimits;
-use sdlc_server::{AppState, AppStateConfig};
+use sdlc_server::{AppState, AppStateConfig, ConnectionLimits};
 
 use super::Project;
 use crate::backend::open_for_daemon;
@@ -30,6 +30,15 @@ use crate::cli::DaemonArgs;
 use sdlc_core::tool::runner::MANAGEMENT_TOKEN_ENV as TOKEN_ENV;
 
 pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    // Installed first, so a SIGTERM that comes as soon as the daemon says it listens is a
+    // clean stop, not the default action (death).
+    let shutdown_requested = shutdown_signal()?;
+    let open_files = raise_open_file_limit();
+    let limits = ConnectionLimits {
+        max_connections: connection_cap(args.max_connections, open_files),
+        idle_timeout: args.idle_timeout,
+        request_timeout: args.request_timeout,
+    };
     let db = Arc::new(open_for_daemon(&project.db_path).await?);
     let report = db.open_report();
     if report.unclean {
@@ -98,29 +107,34 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         )
     })?;
     eprintln!(
-        "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}",
+        "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
         project.db_path.display(),
         args.tick_rate.as_secs_f64(),
-        args.max_concurrency
+        args.max_concurrency,
+        limits.max_connections
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The server stops after the engine: requests that come while running tools finish
+    // their grace period are still answered (what they add waits for the next start).
+    let (stop_engine, engine_stop) = watch::channel(false);
+    let (stop_server, server_stop) = watch::channel(false);
     let server = tokio::spawn(sdlc_server::serve(
         listener,
         state,
-        stopped(stop_rx.clone()),
+        limits,
+        stopped(server_stop),
     ));
-    let engine_run = run_on_own_thread(engine, stopped(stop_rx));
+    let engine_run = run_on_own_thread(engine, stopped(engine_stop));
     tokio::pin!(engine_run);
     let result = tokio::select! {
         result = &mut engine_run => result,
-        () = shutdown_signal() => {
+        () = shutdown_requested => {
             info!("shutdown requested");
-            let _ = stop_tx.send(true);
+            let _ = stop_engine.send(true);
             engine_run.await
         }
     };
-    let _ = stop_tx.send(true);
+    let _ = stop_server.send(true);
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => warn!("the HTTP server stopped with an error: {err}"),
@@ -138,6 +152,38 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft limit on open files to the hard limit (a daemon holding many connections
+/// and tool pipes needs more than the usual 1024); returns the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => return hard,
+            Err(err) => warn!(soft, hard, "cannot raise the open-file limit: {err}"),
+        }
+    }
+    soft
+}
+
+/// Connections allowed at once: what the user asked, else 1024; never more than half the
+/// open-file limit, which leaves the rest for tools' pipes, the database and the run log.
+fn connection_cap(asked: Option<u32>, open_files: u64) -> usize {
+    let ceiling = usize::try_from(open_files / 2)
+        .unwrap_or(usize::MAX)
+        .max(16);
+    let wanted = asked.map_or(1024, |n| n as usize);
+    if wanted > ceiling {
+        warn!(
+            wanted,
+            ceiling, "--max-connections is above half the open-file limit; using {ceiling}"
+        );
+    }
+    wanted.min(ceiling)
 }
 
 /// Runs the engine on a thread of its own, with a single-threaded runtime: the loop, its
@@ -180,25 +226,19 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Completes at Ctrl-C (SIGINT) or SIGTERM; the handlers are in place when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    })
 }
 
 /// A wildcard bind is reachable on loopback; that is what commands should dial.

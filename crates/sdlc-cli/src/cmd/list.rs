@@ -25,7 +25,7 @@ pub async fn run(project: &Project, args: ListArgs) -> anyhow::Result<ExitCode> 
     };
     let mut actions: Vec<ActionView> = project
         .backend()
-        .route_retrying(
+        .route_read(
             async |client| client.list(&filter).await,
             |db| {
                 db.list(&filter)

@@ -6,6 +6,7 @@ mod daemon;
 mod list;
 mod schedule;
 mod show;
+mod status;
 mod tool;
 mod webhook;
 
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+            Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
             Some(OrchestrateCommand::Pause { id, reason }) => {
                 schedule::pause(&project, &id, reason).await

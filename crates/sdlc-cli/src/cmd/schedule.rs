@@ -73,7 +73,7 @@ pub async fn next(project: &Project, id: &str, count: usize) -> anyhow::Result<E
     let id = parse_id(id)?;
     let (head, runs) = project
         .backend()
-        .route(
+        .route_read(
             async |client| {
                 let head = client.get(id).await?;
                 let runs = client.next_runs(id, count).await?;

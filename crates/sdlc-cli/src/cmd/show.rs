@@ -12,7 +12,7 @@ pub async fn run(project: &Project, id: &str, json: bool) -> anyhow::Result<Exit
     let id = parse_id(id)?;
     let found: Option<ActionView> = project
         .backend()
-        .route_retrying(
+        .route_read(
             async |client| match client.get(id).await {
                 Ok(view) => Ok(Some(view)),
                 Err(sdlc_server::ClientError::Api { status: 404, .. }) => Ok(None),

@@ -56,7 +56,7 @@ async fn add(project: &Project, request: NewRoute) -> anyhow::Result<ExitCode> {
 async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     let routes: Vec<RouteView> = project
         .backend()
-        .route(
+        .route_read(
             async |client| client.list_routes().await,
             |db| {
                 db.routes()

@@ -22,13 +22,10 @@
 //! input (the service layer does).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use uuid::Uuid;
 
@@ -36,8 +33,12 @@ use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKind};
 use crate::policy::{self, Decision};
 
+mod handle;
 mod record;
 mod webhooks;
+
+use handle::Handle;
+pub use handle::StorageFault;
 
 use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in, write_light_in};
 
@@ -51,9 +52,6 @@ pub use webhooks::Ingested;
 ///    only what the action record needs (an older build would dispatch it with an empty body).
 /// 4: bodies in `action_bodies` carry a codec byte and may be LZ4-compressed (`record`).
 pub const SCHEMA_VERSION: u64 = 4;
-
-/// redb's page cache is bounded so the daemon's memory stays small however much is stored.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Reason recorded on actions that were Running when a daemon died.
 pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";
@@ -149,7 +147,7 @@ pub struct Settled {
 
 /// The action database. Cheap to share behind an `Arc`; redb serialises writers.
 pub struct ActionDb {
-    db: Database,
+    db: Handle,
     path: PathBuf,
     report: OpenReport,
 }
@@ -181,26 +179,8 @@ impl ActionDb {
                 source,
             })?;
         }
-        let repaired = Arc::new(AtomicBool::new(false));
-        let flag = repaired.clone();
-        let mut db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
-            .create(path)
-            .map_err(|err| match err {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                    path: path.to_path_buf(),
-                },
-                redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                },
-                other => StoreError::Open {
-                    path: path.to_path_buf(),
-                    detail: other.to_string(),
-                },
-            })?;
-        let mut was_repaired = repaired.load(Ordering::Relaxed);
+        private_file(path)?;
+        let (mut db, mut was_repaired) = handle::open_database(path)?;
         // redb repairs a file its last owner did not close by walking it and verifying every
         // checksum; only when that did not happen is the file walked here.
         if unclean && !was_repaired {
@@ -217,16 +197,15 @@ impl ActionDb {
                 }
             }
         }
-        let store = ActionDb {
-            db,
+        init_schema(&db, path)?;
+        Ok(ActionDb {
+            db: Handle::new(db, path),
             path: path.to_path_buf(),
             report: OpenReport {
                 unclean,
                 repaired: was_repaired,
             },
-        };
-        store.init_schema()?;
-        Ok(store)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -237,37 +216,16 @@ impl ActionDb {
         self.report
     }
 
-    fn init_schema(&self) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
-            let mut meta = tx.open_table(META)?;
-            let found = meta.get("schema_version")?.map(|v| v.value());
-            match found {
-                Some(found) if found > SCHEMA_VERSION => {
-                    return Err(StoreError::NewerSchema {
-                        path: self.path.clone(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                Some(found) if found == SCHEMA_VERSION => {}
-                // New, or written by an older version: its records keep decoding (each carries
-                // its own version), and from now on older builds refuse the file rather than
-                // misread the newer records in it.
-                _ => {
-                    meta.insert("schema_version", SCHEMA_VERSION)?;
-                }
-            }
-            // Create every table so read transactions never meet a missing one.
-            rebuild_counts_if_missing(&mut Tables::open(&tx)?)?;
-            tx.open_table(webhooks::ROUTES)?;
-            tx.open_table(webhooks::ROUTE_PATHS)?;
-            tx.open_table(webhooks::INBOX)?;
-            tx.open_table(webhooks::DELIVERY_IDS)?;
-            tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
-        }
-        tx.commit()?;
-        Ok(())
+    /// Why the database refuses writes, while it does (see [`StorageFault`]).
+    pub fn fault(&self) -> Option<StorageFault> {
+        self.db.fault()
+    }
+
+    /// Closes the file and opens it again after a failed write, so that writes resume once
+    /// the cause (a full disk) is gone. Fails, leaving the fault in place, while it persists.
+    /// Nothing committed is lost: redb repairs the file to its last durable commit.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        self.db.reopen(|db| init_schema(db, &self.path))
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
@@ -275,7 +233,7 @@ impl ActionDb {
         // commit and add a second fsync, which cost a fifth of the webhook ingest rate, to make
         // reopening after a crash instant. After a crash the file is walked anyway (redb's
         // repair verifies every checksum, see `open_with`), so it would buy nothing here.
-        Ok(self.db.begin_write()?)
+        self.db.begin_write()
     }
 
     /// Stores a new action.
@@ -295,7 +253,7 @@ impl ActionDb {
                 put(&mut t, None, action)?;
             }
         }
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(())
     }
 
@@ -353,7 +311,7 @@ impl ActionDb {
             put(&mut t, Some(&target), &new)?;
             new
         };
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(new)
     }
 
@@ -372,7 +330,7 @@ impl ActionDb {
             put(&mut t, Some(&old), &new)?;
             new
         };
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(new)
     }
 
@@ -407,17 +365,21 @@ impl ActionDb {
         now: DateTime<Utc>,
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
-        self.settle_claiming_until(outcomes, returned, now, now, claim_limit)
+        self.settle_claiming_until(outcomes, returned, Vec::new(), now, now, claim_limit)
     }
 
     /// `settle_returning` that also claims actions coming due by `claim_until` (a few
     /// milliseconds after `now`), so that the claim's commit is done when they come due. Each
     /// is claimed as of its own due time (its `started_at`, and the time its schedule's
     /// policies are decided at); the caller must not start one before then.
+    ///
+    /// `deferred` are claimed actions whose tool could not start for a passing lack of
+    /// resources: handed back like `returned`, but due again only at the time given.
     pub fn settle_claiming_until(
         &self,
         outcomes: Vec<(Uuid, ActionStatus)>,
         returned: Vec<Uuid>,
+        deferred: Vec<(Uuid, DateTime<Utc>)>,
         now: DateTime<Utc>,
         claim_until: DateTime<Utc>,
         claim_limit: usize,
@@ -426,7 +388,11 @@ impl ActionDb {
         let mut t = Tables::open(&tx)?;
         for id in &returned {
             let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
-            return_in(&mut t, &old, now)?;
+            return_in(&mut t, &old, now, None)?;
+        }
+        for (id, due) in &deferred {
+            let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
+            return_in(&mut t, &old, now, Some(*due))?;
         }
         let (dispatched, inbox_waiting) = if claim_limit > 0 {
             webhooks::dispatch_in(&tx, &mut t, now, claim_limit)?
@@ -450,13 +416,14 @@ impl ActionDb {
         if finished.is_empty()
             && claimed.is_empty()
             && returned.is_empty()
+            && deferred.is_empty()
             && dispatched == 0
             && set_aside == 0
         {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
         } else {
-            tx.commit()?;
+            self.db.commit(tx)?;
         }
         Ok(Settled {
             finished,
@@ -524,7 +491,7 @@ impl ActionDb {
             for id in ids_with_status(&t, StatusKind::Running)? {
                 let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
                 if started.is_some_and(|started| !started.contains(&id)) {
-                    return_in(&mut t, &old, now)?;
+                    return_in(&mut t, &old, now, None)?;
                     report.returned.push(id);
                     continue;
                 }
@@ -536,8 +503,38 @@ impl ActionDb {
                 report.retried += usize::from(finished.action.status == ActionStatus::Pending);
             }
         }
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(report)
+    }
+
+    /// After a reopen (see [`ActionDb::reopen`]): every Running action that is not in `known`
+    /// (the runs the caller has in flight or claimed) goes back to Pending, as recovery at
+    /// start does for actions claimed but never started. A claim whose commit failed to
+    /// answer yet reached the file is the one case this mends. Returns their ids.
+    pub fn return_unknown_running(
+        &self,
+        known: &std::collections::HashSet<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let tx = self.begin_write()?;
+        let mut returned = Vec::new();
+        {
+            let mut t = Tables::open(&tx)?;
+            for id in ids_with_status(&t, StatusKind::Running)? {
+                if known.contains(&id) {
+                    continue;
+                }
+                let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+                return_in(&mut t, &old, now, None)?;
+                returned.push(id);
+            }
+        }
+        if returned.is_empty() {
+            tx.abort()?;
+        } else {
+            self.db.commit(tx)?;
+        }
+        Ok(returned)
     }
 
     /// Cancels a Pending action (it becomes Failed with a reason saying so). Given the id of
@@ -627,7 +624,7 @@ impl ActionDb {
         }
         drop(t);
         if pruned > 0 {
-            tx.commit()?;
+            self.db.commit(tx)?;
         } else {
             tx.abort()?;
         }
@@ -652,7 +649,7 @@ impl ActionDb {
             forget_head_if(&mut t, old.series, id)?;
             old
         };
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(old)
     }
 
@@ -726,6 +723,71 @@ impl ActionDb {
         }
         Ok(all)
     }
+}
+
+/// Makes sure the file at `path` is readable by its owner only (it holds route secrets and
+/// request headers): creates it empty with mode 0600 when missing (redb then initialises it),
+/// and tightens a looser existing one, saying so.
+pub fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(io(err)),
+    }
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        tracing::warn!(
+            file = %path.display(),
+            "the file was readable by others (mode {mode:o}); it holds secrets: now 0600"
+        );
+    }
+    Ok(())
+}
+
+/// Checks the schema version and creates every table, in one transaction of `db`.
+fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        match found {
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(found) if found == SCHEMA_VERSION => {}
+            // New, or written by an older version: its records keep decoding (each carries
+            // its own version), and from now on older builds refuse the file rather than
+            // misread the newer records in it.
+            _ => {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+            }
+        }
+        // Create every table so read transactions never meet a missing one.
+        rebuild_counts_if_missing(&mut Tables::open(&tx)?)?;
+        tx.open_table(webhooks::ROUTES)?;
+        tx.open_table(webhooks::ROUTE_PATHS)?;
+        tx.open_table(webhooks::INBOX)?;
+        tx.open_table(webhooks::DELIVERY_IDS)?;
+        tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Fills `status_counts` from the status index when it is empty but actions exist (a file
@@ -899,8 +961,14 @@ fn claim_one(t: &mut Tables<'_>, old: &Action, now: DateTime<Utc>) -> Result<Act
 
 /// Hands a claimed action whose tool never started back to Pending, as if never claimed:
 /// the attempt is not counted and it stays due at once (its due time was at or before the
-/// claim). A recurring occurrence keeps `next_scheduled`: its successor is already stored.
-fn return_in(t: &mut Tables<'_>, old: &Action, now: DateTime<Utc>) -> Result<Action, StoreError> {
+/// claim), or at `later` when given. A recurring occurrence keeps `next_scheduled`: its
+/// successor is already stored.
+fn return_in(
+    t: &mut Tables<'_>,
+    old: &Action,
+    now: DateTime<Utc>,
+    later: Option<DateTime<Utc>>,
+) -> Result<Action, StoreError> {
     if old.status.kind() != StatusKind::Running {
         return Err(StoreError::InvalidTransition {
             id: old.id,
@@ -914,7 +982,9 @@ fn return_in(t: &mut Tables<'_>, old: &Action, now: DateTime<Utc>) -> Result<Act
     new.started_at = old.attempts.last().and_then(|a| a.started_at);
     // A retry (or an occurrence due later than its claim, which cannot happen but costs
     // nothing to keep right) says when it is due again; a first attempt is due at its slot.
-    new.retry_at = if old.attempts.is_empty() && old.scheduled_at() <= claimed_at {
+    new.retry_at = if later.is_some() {
+        later
+    } else if old.attempts.is_empty() && old.scheduled_at() <= claimed_at {
         None
     } else {
         Some(claimed_at)

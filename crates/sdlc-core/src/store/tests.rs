@@ -3,6 +3,7 @@
 use super::*;
 use crate::model::{ActionTrigger, CatchUp, Overlap, Recurrence, RetryPolicy, SchedulePolicy};
 use chrono::TimeZone;
+use redb::ReadableDatabase;
 use serde_json::json;
 
 fn t(ms: i64) -> DateTime<Utc> {
@@ -87,7 +88,7 @@ fn an_action_claimed_before_its_due_time_is_claimed_as_of_it() {
     db.insert_many(&[overdue.clone(), soon.clone(), later.clone()])
         .unwrap();
     let claimed = db
-        .settle_claiming_until(Vec::new(), Vec::new(), t(1_000), t(1_005), 10)
+        .settle_claiming_until(Vec::new(), Vec::new(), Vec::new(), t(1_000), t(1_005), 10)
         .unwrap()
         .claimed;
     let got: Vec<_> = claimed

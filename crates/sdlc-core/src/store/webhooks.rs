@@ -19,9 +19,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use redb::{
-    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
-};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -69,7 +67,7 @@ impl ActionDb {
             tx.open_table(ROUTES)?
                 .insert(route.id.as_u128(), encode_json(route.id, route)?.as_slice())?;
         }
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(())
     }
 
@@ -124,7 +122,7 @@ impl ActionDb {
             paths.remove(route.path.as_str())?;
             route
         };
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(route)
     }
 
@@ -186,7 +184,7 @@ impl ActionDb {
                 });
             }
         }
-        tx.commit()?;
+        self.db.commit(tx)?;
         Ok(results)
     }
 

@@ -16,7 +16,9 @@ const REASON_STDERR_CHARS: usize = 2000;
 pub fn outcome_to_status(run: &ToolRun) -> ActionStatus {
     let failed = |reason: String| ActionStatus::Failed { reason };
     match &run.exit {
-        ExitKind::SpawnFailed(detail) => failed(format!("could not start the tool: {detail}")),
+        ExitKind::SpawnFailed(detail) | ExitKind::Deferred(detail) => {
+            failed(format!("could not start the tool: {detail}"))
+        }
         ExitKind::TimedOut(limit) => failed(format!(
             "timed out after {}: the tool and its child processes were killed; raise the action's --timeout if it needs longer{}",
             human_duration(*limit),

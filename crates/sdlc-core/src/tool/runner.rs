@@ -74,6 +74,32 @@ pub enum ExitKind {
     StdoutOverflow(usize),
     /// Never started, or could not be waited for.
     SpawnFailed(String),
+    /// Never started for want of something that comes back by itself: file descriptors,
+    /// processes or memory (EMFILE, ENFILE, EAGAIN, ENOMEM), or space for the run log. The
+    /// engine tries such a run again shortly instead of failing it.
+    Deferred(String),
+}
+
+impl ExitKind {
+    /// Whether the tool never started for a passing lack of resources.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, ExitKind::Deferred(_))
+    }
+}
+
+/// Errors of a spawn that say the machine is short of something for now, not that the tool
+/// is broken.
+fn is_passing_shortage(err: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    [
+        Errno::EMFILE,
+        Errno::ENFILE,
+        Errno::EAGAIN,
+        Errno::ENOMEM,
+        Errno::ENOSPC,
+    ]
+    .iter()
+    .any(|errno| err.raw_os_error() == Some(*errno as i32))
 }
 
 /// Everything observed about one run.
@@ -166,8 +192,8 @@ pub async fn run_tool_recorded(
         .process_group(0)
         .kill_on_drop(true);
 
-    let not_started = |reason: String| ToolRun {
-        exit: ExitKind::SpawnFailed(reason),
+    let not_started = |exit: ExitKind| ToolRun {
+        exit,
         stdout: Vec::new(),
         stderr_tail: Vec::new(),
         stderr_truncated: false,
@@ -179,10 +205,9 @@ pub async fn run_tool_recorded(
     {
         // Recovery trusts the log to name every run that may have started: never start one
         // it does not name.
-        return not_started(format!(
-            "not started: could not record the run in the run log ({err}); free disk space \
-             beside the database and run it again"
-        ));
+        return not_started(ExitKind::Deferred(format!(
+            "not started: could not record the run in the run log ({err})"
+        )));
     }
     let mut child = match spawn_retrying_busy(&mut command).await {
         Ok(child) => child,
@@ -190,7 +215,12 @@ pub async fn run_tool_recorded(
             if let Some(at) = record_at {
                 at.log.ended(at.action);
             }
-            return not_started(format!("{}: {err}", script.program.display()));
+            let reason = format!("{}: {err}", script.program.display());
+            return not_started(if is_passing_shortage(&err) {
+                ExitKind::Deferred(reason)
+            } else {
+                ExitKind::SpawnFailed(reason)
+            });
         }
     };
     let pid = child.id();

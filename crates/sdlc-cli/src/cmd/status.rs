@@ -1,0 +1,71 @@
+//! `sdlc orchestrate status`: whether a daemon serves the database, whether its storage takes
+//! writes (a full disk shows here as `degraded`), and how many actions are in each status.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::Project;
+
+pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
+    let daemon = sdlc_core::daemon_file::find_live(&project.db_path);
+    let mut status: Value = project
+        .backend()
+        .route_read(
+            async |client| client.status().await,
+            |db| {
+                let counts: serde_json::Map<String, Value> = db
+                    .count_by_status()?
+                    .into_iter()
+                    .map(|(kind, n)| (kind.to_string(), json!(n)))
+                    .collect();
+                Ok(json!({
+                    "root": project.root,
+                    "db": db.path(),
+                    "storage": { "state": "ok" },
+                    "actions": counts,
+                    "webhook_inbox": db.inbox_len()?,
+                }))
+            },
+        )
+        .await?;
+    status["daemon"] = match &daemon {
+        Some(info) => json!({ "running": true, "pid": info.pid, "addr": info.addr.to_string() }),
+        None => json!({ "running": false }),
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &daemon {
+        Some(info) => println!("daemon:   running (pid {}, http://{})", info.pid, info.addr),
+        None => println!("daemon:   not running"),
+    }
+    println!("database: {}", project.db_path.display());
+    let storage = &status["storage"];
+    if storage["state"] == "ok" {
+        println!("storage:  ok");
+    } else {
+        let what = if storage["disk_full"] == true {
+            "DISK FULL"
+        } else {
+            "DEGRADED"
+        };
+        println!(
+            "storage:  {what} since {}: {} (writes are refused; the daemon resumes by itself once it can write again)",
+            storage["since"].as_str().unwrap_or("?"),
+            storage["error"].as_str().unwrap_or("?"),
+        );
+    }
+    match status["actions"].as_object() {
+        Some(counts) => {
+            let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("actions:  {}", counts.join(", "));
+        }
+        None => println!("actions:  unknown (the database cannot be read now)"),
+    }
+    if let Some(inbox) = status["webhook_inbox"].as_u64() {
+        println!("inbox:    {inbox} webhook deliveries waiting to be dispatched");
+    }
+    Ok(ExitCode::SUCCESS)
+}
