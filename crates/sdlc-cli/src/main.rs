@@ -7,10 +7,11 @@
 //! - `backend`: reaches the database through a running daemon, or opens it directly.
 //! - `output`: tables and the human-readable record.
 
+#[macro_use]
+mod output;
 mod backend;
 mod cli;
 mod cmd;
-mod output;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
+        // The reader went away (`| head`, a pager quit): nothing left to say to anyone.
+        Err(err) if err.is::<output::OutputClosed>() => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -1,7 +1,70 @@
-//! How actions look on a terminal: the `list` table and the `show` record.
+//! How actions look on a terminal: the `list` table and the `show` record, and the one way
+//! commands write to stdout (`out!`, `outln!`): on a terminal, control and bidirectional
+//! characters from stored text (labels, reasons, results) are escaped so they cannot steer
+//! it; a closed stdout ends the command quietly.
+
+use std::io::{IsTerminal, Write};
 
 use chrono::{DateTime, Utc};
 use sdlc_core::view::ActionView;
+
+/// `print!` for commands: `out!(...)?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::emit(&format!($($arg)*))
+    };
+}
+
+/// `println!` for commands: `outln!(...)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Stdout was closed by its reader; `main` ends the command quietly on it.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct OutputClosed;
+
+/// Writes `text` to stdout, escaped when stdout is a terminal (see [`escape_for_terminal`]).
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let escaped;
+    let text = if stdout.is_terminal() {
+        escaped = escape_for_terminal(text);
+        escaped.as_str()
+    } else {
+        text
+    };
+    let mut lock = stdout.lock();
+    match lock.write_all(text.as_bytes()).and_then(|()| lock.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(OutputClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot write to stdout")),
+    }
+}
+
+/// `text` with every control character but newline and tab, and every character that
+/// reorders text (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), written as `\uXXXX`:
+/// an escape sequence in a label or a tool's output is shown, not obeyed. The form is also
+/// JSON's, so `--json` on a terminal stays valid JSON.
+pub fn escape_for_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe_on_a_terminal(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_unsafe_on_a_terminal(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
 
 /// Widest label shown in the table before it is cut.
 const LABEL_WIDTH: usize = 32;

@@ -63,6 +63,10 @@ pub struct Action {
     /// The schedule has moved past this occurrence: its successor is stored (or it had none).
     #[serde(default)]
     pub next_scheduled: bool,
+    /// In a `--catch-up all` replay of missed slots, how many more this replay may run
+    /// (None: not catching up). Bounds the replay whatever the gap and the overlap policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_left: Option<u32>,
 }
 
 /// What a recurring action does when runs collide with the schedule.
@@ -329,6 +333,7 @@ impl Action {
             retry_at: None,
             queued_behind: None,
             next_scheduled: false,
+            catch_up_left: None,
         }
     }
 

@@ -12,8 +12,12 @@ use crate::schedule::{missed_slots, next_slot, slot_after};
 /// What to do with an occurrence that is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Run it; store the next occurrence at `next_due` (None: the schedule has ended).
-    Run { next_due: Option<DateTime<Utc>> },
+    /// Run it; store the next occurrence at `next_due` (None: the schedule has ended), with
+    /// `catch_up_left` runs of a `--catch-up all` replay left to it.
+    Run {
+        next_due: Option<DateTime<Utc>>,
+        catch_up_left: Option<u32>,
+    },
     /// Record it as Skipped with `reason`; store the next occurrence at `next_due`.
     Skip {
         reason: String,
@@ -27,12 +31,14 @@ pub enum Decision {
 /// is still going (if any) and the time now.
 pub fn decide(occurrence: &Action, running: Option<Uuid>, now: DateTime<Utc>) -> Decision {
     let Some(recurrence) = &occurrence.recurrence else {
-        return Decision::Run { next_due: None };
+        return Decision::Run {
+            next_due: None,
+            catch_up_left: None,
+        };
     };
     let scheduled = occurrence.scheduled_at();
     let policy = occurrence.policy;
-    // Counting past the cap tells `All` how far to jump; the other policies need only "any".
-    let missed = missed_slots(recurrence, scheduled, now, CATCH_UP_ALL_CAP * 100);
+    let missed = missed_slots(recurrence, scheduled, now, 1);
     let on_schedule = next_slot(recurrence, scheduled, now);
 
     if missed > 0 && policy.catch_up == CatchUp::None {
@@ -58,22 +64,47 @@ pub fn decide(occurrence: &Action, running: Option<Uuid>, now: DateTime<Utc>) ->
             Overlap::Allow => {}
         }
     }
-    let next_due = match policy.catch_up {
-        CatchUp::All if missed > 0 => {
-            // Replay missed slots one occurrence at a time, at most CATCH_UP_ALL_CAP of them.
-            let mut cursor = scheduled;
-            for _ in 0..missed.saturating_sub(CATCH_UP_ALL_CAP) {
-                match slot_after(recurrence, cursor) {
-                    Some(next) => cursor = next,
-                    None => break,
-                }
-            }
-            slot_after(recurrence, cursor)
-        }
-        _ => on_schedule,
-    };
-    Decision::Run { next_due }
+    if policy.catch_up != CatchUp::All || missed == 0 {
+        return Decision::Run {
+            next_due: on_schedule,
+            catch_up_left: None,
+        };
+    }
+    // Replay missed slots one occurrence at a time: the first late occurrence opens a replay
+    // of at most CATCH_UP_ALL_CAP runs, each passing on what is left; when it is spent, the
+    // occurrence that comes due is skipped for all the slots still missed, in one record, and
+    // the series is back on schedule. Whatever the gap, a replay costs at most the cap in runs
+    // and O(cap) work.
+    let left = occurrence.catch_up_left.unwrap_or(CATCH_UP_ALL_CAP as u32);
+    if left == 0 {
+        // Interval slots are counted by arithmetic, cron slots one by one (so up to a cap).
+        let cap = match recurrence {
+            crate::model::Recurrence::Every { .. } => u64::MAX,
+            crate::model::Recurrence::Cron { .. } => BULK_COUNT_CAP,
+        };
+        let still_missed = missed_slots(recurrence, scheduled, now, cap);
+        let count = if still_missed == cap {
+            format!("more than {BULK_COUNT_CAP}")
+        } else {
+            (still_missed + 1).to_string()
+        };
+        return Decision::Skip {
+            reason: format!(
+                "skipped: {count} missed slots from {} on were not replayed (--catch-up all replays at most {CATCH_UP_ALL_CAP}); back on schedule",
+                scheduled.to_rfc3339()
+            ),
+            next_due: on_schedule,
+        };
+    }
+    Decision::Run {
+        next_due: slot_after(recurrence, scheduled),
+        catch_up_left: Some(left - 1),
+    }
 }
+
+/// How far the slots skipped at the end of a replay are counted; beyond it the record says
+/// "more than" (cron slots are counted one by one).
+const BULK_COUNT_CAP: u64 = 1_000_000;
 
 /// The coming due times of `head` (the newest occurrence of a series, or a one-off action),
 /// at most `count`: for a waiting recurring occurrence its own time, then its schedule's
@@ -163,14 +194,16 @@ mod tests {
         assert_eq!(
             decide(&a, None, t(600)),
             Decision::Run {
-                next_due: Some(t(660))
+                next_due: Some(t(660)),
+                catch_up_left: None,
             }
         );
         // A few seconds late is not a missed slot.
         assert_eq!(
             decide(&a, None, t(630)),
             Decision::Run {
-                next_due: Some(t(660))
+                next_due: Some(t(660)),
+                catch_up_left: None,
             }
         );
     }
@@ -197,7 +230,8 @@ mod tests {
         assert_eq!(
             decide(&allow, running, t(600)),
             Decision::Run {
-                next_due: Some(t(660))
+                next_due: Some(t(660)),
+                catch_up_left: None,
             }
         );
     }
@@ -209,7 +243,8 @@ mod tests {
         assert_eq!(
             decide(&latest, None, t(1230)),
             Decision::Run {
-                next_due: Some(t(1260))
+                next_due: Some(t(1260)),
+                catch_up_left: None,
             }
         );
 
@@ -227,24 +262,99 @@ mod tests {
         assert_eq!(
             decide(&all, None, t(1230)),
             Decision::Run {
-                next_due: Some(t(660))
+                next_due: Some(t(660)),
+                catch_up_left: Some(CATCH_UP_ALL_CAP as u32 - 1),
             }
         );
     }
 
+    /// Plays a series forward as the store does, with the daemon back at `now` after a gap:
+    /// each due occurrence is decided, a Run's successor carries what is left of the replay,
+    /// a run lasts forever when `runs_overlap` (so Skip and QueueOne see it) or ends at once.
+    /// Returns the runs, the skip records and the first occurrence due after `now`.
+    fn replay(
+        mut occurrence: Action,
+        now: DateTime<Utc>,
+        runs_overlap: bool,
+    ) -> (u64, Vec<String>, Option<DateTime<Utc>>) {
+        let (mut runs, mut skips) = (0u64, Vec::new());
+        let mut running = None;
+        for _ in 0..(CATCH_UP_ALL_CAP + 10) {
+            if occurrence.scheduled_at() > now {
+                return (runs, skips, Some(occurrence.scheduled_at()));
+            }
+            let (next_due, left) = match decide(&occurrence, running, now) {
+                Decision::Run {
+                    next_due,
+                    catch_up_left,
+                } => {
+                    runs += 1;
+                    if runs_overlap {
+                        running = Some(occurrence.id);
+                    }
+                    (next_due, catch_up_left)
+                }
+                Decision::Skip { reason, next_due } => {
+                    skips.push(reason);
+                    (next_due, None)
+                }
+                // Held behind a run that never ends: nothing more happens until it does.
+                Decision::Queue { .. } => return (runs, skips, None),
+            };
+            let Some(due) = next_due else {
+                return (runs, skips, None);
+            };
+            let mut next = occurrence.occurrence_at(due, now);
+            next.catch_up_left = left;
+            occurrence = next;
+        }
+        panic!("the replay did not end: {runs} runs, {} skips", skips.len());
+    }
+
     #[test]
-    fn catch_up_all_is_capped() {
-        // 1000 missed slots: only the last CATCH_UP_ALL_CAP are replayed.
-        let all = every_minute(0, Overlap::Allow, CatchUp::All);
-        let now = t(1000 * 60 + 30);
-        let Decision::Run {
-            next_due: Some(next),
-        } = decide(&all, None, now)
-        else {
-            panic!()
-        };
-        let remaining = missed_slots(all.recurrence.as_ref().unwrap(), next, now, 10_000) + 1;
-        assert_eq!(remaining, CATCH_UP_ALL_CAP);
+    fn catch_up_all_replays_at_most_the_cap_then_skips_the_rest_in_one_record() {
+        // 30 days missed at one slot a second, as reported: slots 0..=2,592,000; 100 run.
+        let mut all = every_minute(0, Overlap::Allow, CatchUp::All);
+        all.recurrence = Some(Recurrence::Every { interval_ms: 1_000 });
+        let now = t(30 * 86_400);
+        let (runs, skips, next) = replay(all, now, false);
+        assert_eq!(runs, CATCH_UP_ALL_CAP);
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(skips[0].contains("2591901 missed slots"), "{}", skips[0]);
+        assert_eq!(next, Some(now + chrono::Duration::seconds(1)));
+
+        // A first due time far in the past (--at 1970) with cron every minute.
+        let mut cron = every_minute(0, Overlap::QueueOne, CatchUp::All);
+        cron.recurrence = Some(Recurrence::Cron {
+            expr: "0 * * * * *".into(),
+            tz: "UTC".into(),
+        });
+        let (runs, skips, next) = replay(cron, t(10 * 86_400), false);
+        assert_eq!(runs, CATCH_UP_ALL_CAP);
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(next.is_some_and(|n| n > t(10 * 86_400)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_gap_costs_at_most_the_cap_in_runs_and_ends_on_schedule(
+            interval_s in 1i64..7_200,
+            gap_s in 0i64..(400 * 86_400),
+            overlap in proptest::sample::select(vec![Overlap::Skip, Overlap::QueueOne, Overlap::Allow]),
+            catch_up in proptest::sample::select(vec![CatchUp::Latest, CatchUp::None, CatchUp::All]),
+            runs_overlap: bool,
+        ) {
+            let mut action = every_minute(0, overlap, catch_up);
+            action.recurrence = Some(Recurrence::Every { interval_ms: interval_s as u64 * 1_000 });
+            let now = t(gap_s);
+            let (runs, skips, next) = replay(action, now, runs_overlap);
+            proptest::prop_assert!(runs <= CATCH_UP_ALL_CAP, "{} runs", runs);
+            proptest::prop_assert!(skips.len() <= 2, "{:?}", skips);
+            if let Some(next) = next {
+                // Back on schedule: the next slot after now, not later.
+                proptest::prop_assert!(next > now && next <= now + chrono::Duration::seconds(interval_s));
+            }
+        }
     }
 
     #[test]

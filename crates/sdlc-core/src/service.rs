@@ -301,14 +301,24 @@ fn check_label(label: &str) -> Result<(), InvalidRequest> {
             "label is empty: give the action a name, such as my-service".to_string(),
         ));
     }
-    if label.chars().count() > MAX_LABEL_CHARS {
-        return Err(InvalidRequest(format!(
-            "label is longer than {MAX_LABEL_CHARS} characters"
-        )));
+    check_text("label", label).map_err(InvalidRequest)
+}
+
+/// Checks a short text a person gives an action (a label, a pause reason): at most
+/// `MAX_LABEL_CHARS` characters, and no control or text-reordering characters, which would
+/// reach the terminal of whoever lists it.
+pub fn check_text(what: &str, text: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_LABEL_CHARS {
+        return Err(format!(
+            "{what} is longer than {MAX_LABEL_CHARS} characters"
+        ));
     }
-    if label.chars().any(char::is_control) {
-        return Err(InvalidRequest(
-            "label contains control characters (such as a newline)".to_string(),
+    if text.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    }) {
+        return Err(format!(
+            "{what} contains control or text-direction characters (such as a newline or U+202E)"
         ));
     }
     Ok(())

@@ -168,6 +168,9 @@ async fn pause_action(
         serde_json::from_slice(&body)
             .map_err(|err| ApiError::unprocessable(format!("request body: {err}")))?
     };
+    if let Some(reason) = &request.reason {
+        sdlc_core::service::check_text("reason", reason).map_err(ApiError::unprocessable)?;
+    }
     let now = state.clock().now();
     let action = state
         .with_db(move |db| db.pause(id, request.reason, now))

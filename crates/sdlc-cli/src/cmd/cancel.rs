@@ -17,7 +17,7 @@ pub async fn run(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
             |db| db.cancel(id, Utc::now()).map(|a| ActionView::from(&a)),
         )
         .await?;
-    println!("{}", cancelled.id);
+    outln!("{}", cancelled.id)?;
     eprintln!("cancelled {} ({})", cancelled.id, cancelled.label);
     Ok(ExitCode::SUCCESS)
 }

@@ -36,9 +36,9 @@ pub async fn run(project: &Project, args: ListArgs) -> anyhow::Result<ExitCode> 
     let cut = actions.len() > args.limit;
     actions.truncate(args.limit);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&actions)?);
+        outln!("{}", serde_json::to_string_pretty(&actions)?)?;
     } else {
-        print!("{}", action_table(&actions));
+        out!("{}", action_table(&actions))?;
     }
     if cut {
         eprintln!(

@@ -15,6 +15,9 @@ pub async fn pause(
     reason: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let id = parse_id(id)?;
+    if let Some(reason) = &reason {
+        sdlc_core::service::check_text("--reason", reason).map_err(anyhow::Error::msg)?;
+    }
     let paused: ActionView = project
         .backend()
         .route(
@@ -25,7 +28,7 @@ pub async fn pause(
             },
         )
         .await?;
-    println!("{}", paused.id);
+    outln!("{}", paused.id)?;
     eprintln!(
         "paused {} ({}): it will not fire until resumed",
         paused.id, paused.label
@@ -42,7 +45,7 @@ pub async fn resume(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
             |db| db.resume(id, Utc::now()).map(|a| ActionView::from(&a)),
         )
         .await?;
-    println!("{}", resumed.id);
+    outln!("{}", resumed.id)?;
     eprintln!(
         "resumed {} ({}), due {}",
         resumed.id,
@@ -61,7 +64,7 @@ pub async fn run_now(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
             |db| db.run_now(id, Utc::now()).map(|a| ActionView::from(&a)),
         )
         .await?;
-    println!("{}", manual.id);
+    outln!("{}", manual.id)?;
     eprintln!(
         "queued a manual run of {} ({}); the schedule is unchanged",
         manual.series, manual.label
@@ -101,12 +104,12 @@ pub async fn next(project: &Project, id: &str, count: usize) -> anyhow::Result<E
         .and_then(|tz| sdlc_core::schedule::parse_tz(tz).ok());
     for run in runs {
         match zone {
-            Some(zone) => println!(
+            Some(zone) => outln!(
                 "{}  ({})",
                 run.to_rfc3339(),
                 run.with_timezone(&zone).to_rfc3339()
-            ),
-            None => println!("{}", run.to_rfc3339()),
+            )?,
+            None => outln!("{}", run.to_rfc3339())?,
         }
     }
     Ok(ExitCode::SUCCESS)

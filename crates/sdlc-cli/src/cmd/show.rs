@@ -24,9 +24,9 @@ pub async fn run(project: &Project, id: &str, json: bool) -> anyhow::Result<Exit
     let action =
         found.ok_or_else(|| anyhow!("no action with id {id}: see sdlc orchestrate list"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&action)?);
+        outln!("{}", serde_json::to_string_pretty(&action)?)?;
     } else {
-        print!("{}", action_record(&action));
+        out!("{}", action_record(&action))?;
     }
     Ok(ExitCode::SUCCESS)
 }

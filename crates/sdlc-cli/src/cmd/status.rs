@@ -34,38 +34,38 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
         None => json!({ "running": false }),
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     match &daemon {
-        Some(info) => println!("daemon:   running (pid {}, http://{})", info.pid, info.addr),
-        None => println!("daemon:   not running"),
+        Some(info) => outln!("daemon:   running (pid {}, http://{})", info.pid, info.addr)?,
+        None => outln!("daemon:   not running")?,
     }
-    println!("database: {}", project.db_path.display());
+    outln!("database: {}", project.db_path.display())?;
     let storage = &status["storage"];
     if storage["state"] == "ok" {
-        println!("storage:  ok");
+        outln!("storage:  ok")?;
     } else {
         let what = if storage["disk_full"] == true {
             "DISK FULL"
         } else {
             "DEGRADED"
         };
-        println!(
+        outln!(
             "storage:  {what} since {}: {} (writes are refused; the daemon resumes by itself once it can write again)",
             storage["since"].as_str().unwrap_or("?"),
             storage["error"].as_str().unwrap_or("?"),
-        );
+        )?;
     }
     match status["actions"].as_object() {
         Some(counts) => {
             let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("actions:  {}", counts.join(", "));
+            outln!("actions:  {}", counts.join(", "))?;
         }
-        None => println!("actions:  unknown (the database cannot be read now)"),
+        None => outln!("actions:  unknown (the database cannot be read now)")?,
     }
     if let Some(inbox) = status["webhook_inbox"].as_u64() {
-        println!("inbox:    {inbox} webhook deliveries waiting to be dispatched");
+        outln!("inbox:    {inbox} webhook deliveries waiting to be dispatched")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use sdlc_core::ActionStatus;
@@ -16,14 +17,29 @@ use super::{Project, parse_input};
 
 pub async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     let names = list_tools(&project.root);
-    let mut described = Vec::new();
-    for name in &names {
-        let meta = match tool_script(&project.root, name) {
-            Ok(script) => read_meta(&script, &project.root).await,
-            Err(err) => Err(err.to_string()),
-        };
-        described.push((name.clone(), meta));
+    // Every tool is asked at once, so one that hangs costs its --meta timeout once, not once
+    // per tool after it.
+    let mut asking = tokio::task::JoinSet::new();
+    for (index, name) in names.iter().enumerate() {
+        let root = project.root.clone();
+        let name = name.clone();
+        asking.spawn(async move {
+            let meta = match tool_script(&root, &name) {
+                Ok(script) => read_meta(&script, &root).await,
+                Err(err) => Err(err.to_string()),
+            };
+            (index, name, meta)
+        });
     }
+    let mut described = Vec::with_capacity(names.len());
+    while let Some(answer) = asking.join_next().await {
+        described.push(answer.context("asking a tool for its --meta failed")?);
+    }
+    described.sort_by_key(|(index, _, _)| *index);
+    let described: Vec<_> = described
+        .into_iter()
+        .map(|(_, name, meta)| (name, meta))
+        .collect();
     if json {
         let items: Vec<Value> = described
             .iter()
@@ -32,7 +48,7 @@ pub async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
                 Err(err) => json!({"name": name, "error": err}),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        outln!("{}", serde_json::to_string_pretty(&items)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if names.is_empty() {
@@ -43,7 +59,7 @@ pub async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<8}  DESCRIPTION", "NAME", "VERSION");
+    outln!("{:<width$}  {:<8}  DESCRIPTION", "NAME", "VERSION")?;
     for (name, meta) in described {
         let (version, description) = match meta {
             Ok(meta) => (
@@ -52,7 +68,7 @@ pub async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
             ),
             Err(err) => (String::new(), format!("(unreadable: {err})")),
         };
-        println!("{name:<width$}  {version:<8}  {description}");
+        outln!("{name:<width$}  {version:<8}  {description}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -76,12 +92,12 @@ pub async fn run(
     let run = run_tool(&script, ToolMode::Run, &input, &project.root, &[], &limits).await;
     match outcome_to_status(&run) {
         ActionStatus::Completed { result } => {
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            outln!("{}", serde_json::to_string_pretty(&result)?)?;
             Ok(ExitCode::SUCCESS)
         }
         ActionStatus::Failed { reason } => {
             if !run.stdout.is_empty() {
-                println!("{}", String::from_utf8_lossy(&run.stdout).trim_end());
+                outln!("{}", String::from_utf8_lossy(&run.stdout).trim_end())?;
             }
             eprintln!("error: tool '{name}' failed: {reason}");
             Ok(ExitCode::FAILURE)

@@ -45,7 +45,7 @@ async fn add(project: &Project, request: NewRoute) -> anyhow::Result<ExitCode> {
             |db| db.insert_route(&route).map(|()| RouteView::from(&route)),
         )
         .await?;
-    println!("{}", added.id);
+    outln!("{}", added.id)?;
     eprintln!(
         "POST {} now runs tool '{}'",
         added.url_path, added.tool_name
@@ -65,7 +65,7 @@ async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         )
         .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&routes)?);
+        outln!("{}", serde_json::to_string_pretty(&routes)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 5]> = routes
@@ -80,10 +80,10 @@ async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         crate::output::table(["ID", "PATH", "TOOL", "SIGNED", "TEMPLATE"], &rows)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -95,7 +95,7 @@ async fn rm(project: &Project, key: &str) -> anyhow::Result<ExitCode> {
             |db| db.delete_route(key).map(|r| RouteView::from(&r)),
         )
         .await?;
-    println!("{}", removed.id);
+    outln!("{}", removed.id)?;
     eprintln!("removed {}", removed.url_path);
     Ok(ExitCode::SUCCESS)
 }

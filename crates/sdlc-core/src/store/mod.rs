@@ -924,9 +924,12 @@ fn apply_policy(
     }
     let running = running_in_series(t, old.series)?;
     match policy::decide(&old, running, now) {
-        Decision::Run { next_due } => {
+        Decision::Run {
+            next_due,
+            catch_up_left,
+        } => {
             let mut run = claim_one(t, &old, now)?;
-            schedule_next(t, &old, next_due, now)?;
+            schedule_next(t, &old, next_due, catch_up_left, now)?;
             run.next_scheduled = true;
             // Indexed fields did not change since `claim_one` stored it: the record only.
             write_in(t, Some(&old), &run)?;
@@ -936,7 +939,7 @@ fn apply_policy(
             let mut skipped = transition(&old, ActionStatus::Skipped { reason }, now)?;
             skipped.next_scheduled = true;
             put(t, Some(&old), &skipped)?;
-            schedule_next(t, &old, next_due, now)?;
+            schedule_next(t, &old, next_due, None, now)?;
             Ok(None)
         }
         Decision::Queue { behind } => {
@@ -993,15 +996,19 @@ fn return_in(
     Ok(new)
 }
 
-/// Stores the successor of a recurring occurrence, due at `due` (no successor when None).
+/// Stores the successor of a recurring occurrence, due at `due` (no successor when None),
+/// with what is left of a `--catch-up all` replay.
 fn schedule_next(
     t: &mut Tables<'_>,
     occurrence: &Action,
     due: Option<DateTime<Utc>>,
+    catch_up_left: Option<u32>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     if let Some(due) = due {
-        put(t, None, &occurrence.occurrence_at(due, now))?;
+        let mut next = occurrence.occurrence_at(due, now);
+        next.catch_up_left = catch_up_left;
+        put(t, None, &next)?;
     }
     Ok(())
 }
