@@ -789,3 +789,140 @@ fn catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule() {
     }
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_file_damaged_after_a_clean_stop_is_refused_never_misread() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let input = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "p".repeat(2_000));
+        ids.push(project.add(&[
+            &format!("a{i}"),
+            "--tool",
+            "count",
+            "--at",
+            "now+1h",
+            "--input",
+            &input,
+        ]));
+    }
+    let daemon = project.daemon(&[]);
+    assert!(daemon.stop().success());
+    let db = project.db_path();
+    let pristine = std::fs::read(&db).unwrap();
+    let listed = |out: &std::process::Output| -> Option<Vec<(String, String)>> {
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        let mut pairs: Vec<(String, String)> = all
+            .iter()
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap_or("").to_string(),
+                    a["tool_input"].to_string(),
+                )
+            })
+            .collect();
+        pairs.sort();
+        Some(pairs)
+    };
+    let expected = listed(&project.sdlc(&["orchestrate", "list", "--json"])).unwrap();
+    assert_eq!(expected.len(), 20);
+
+    let rounds = if std::env::var_os("SDLC_RELIABILITY_FULL").is_some() {
+        40
+    } else {
+        12
+    };
+    let (mut refused, mut harmless) = (0, 0);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..rounds {
+        let mut damaged = pristine.clone();
+        // A run of bytes overwritten somewhere in the used part of the file.
+        let at = next(damaged.len().min(200_000));
+        for offset in at..(at + 1 + next(64)).min(damaged.len()) {
+            damaged[offset] ^= 0x5a;
+        }
+        std::fs::write(&db, &damaged).unwrap();
+        let out = project.sdlc(&["orchestrate", "list", "--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!stderr.contains("panicked"), "round {round}: {stderr}");
+        if out.status.success() {
+            assert_eq!(
+                listed(&out).as_ref(),
+                Some(&expected),
+                "round {round}: a damaged file was misread"
+            );
+            harmless += 1;
+        } else {
+            assert!(
+                stderr.contains("damaged") || stderr.contains("cannot open"),
+                "round {round}: {stderr}"
+            );
+            let check = project.sdlc(&["orchestrate", "check"]);
+            assert_eq!(
+                check.status.code(),
+                Some(1),
+                "round {round}: check passed a damaged file"
+            );
+            let out = project.sdlc(&["orchestrate", "--listen", "127.0.0.1:0"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && !stderr.contains("panicked"),
+                "round {round}: the daemon took a damaged file: {stderr}"
+            );
+            refused += 1;
+        }
+    }
+    println!(
+        "damaged files: {rounds} corruptions, {refused} refused, {harmless} harmless (outside live pages) and read back exactly"
+    );
+    assert!(refused > 0, "no corruption was ever detected");
+    std::fs::write(&db, &pristine).unwrap();
+    let ok = project.sdlc_ok(&["orchestrate", "check"]);
+    assert!(ok.contains("ok"), "{ok}");
+}
+
+#[test]
+fn a_database_deleted_under_the_daemon_is_put_back_and_nothing_is_lost() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let daemon = project.daemon(&["--tick-rate", "1"]);
+    let before = project.add(&["before", "--tool", "count", "--at", "now+1h"]);
+    let db = project.db_path();
+    std::fs::remove_file(&db).unwrap();
+    wait_for(
+        "the database to be put back",
+        Duration::from_secs(10),
+        || db.exists().then_some(()),
+    );
+    wait_for("writes to resume", Duration::from_secs(10), || {
+        let token = daemon.token(&project);
+        let (_, body) = http(
+            daemon.addr,
+            "GET",
+            "/api/orchestrator/status",
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        );
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .filter(|s| s["storage"]["state"] == "ok")
+    });
+    let after = project.add(&["after", "--tool", "count"]);
+    common::wait_for_status(&project, &after, "completed", Duration::from_secs(10));
+    let log = daemon.stderr();
+    assert!(
+        log.contains("deleted while the daemon had it open"),
+        "{log}"
+    );
+    assert!(daemon.stop().success());
+    // Both are in the file at the path, after the stop.
+    assert_eq!(project.find(&before)["status"], "pending");
+    assert_eq!(project.find(&after)["status"], "completed");
+}

@@ -105,7 +105,7 @@ impl Backend {
                 }
             }
             match open_db(&self.db_path) {
-                Ok(db) => return on_file(&db).map_err(anyhow::Error::from),
+                Ok(db) => return db.guarded(|db| on_file(db)).map_err(anyhow::Error::from),
                 Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }

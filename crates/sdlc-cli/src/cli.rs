@@ -170,6 +170,8 @@ pub enum OrchestrateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Verify every page of the database file (through the daemon while one runs)
+    Check,
     /// Manage webhook routes: POST /webhooks/<path> fires a tool
     Webhook {
         #[command(subcommand)]

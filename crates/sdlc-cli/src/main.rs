@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_contained_panics();
     let cli = cli::Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -39,6 +40,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic inside the store on a damaged file is turned into an error that names the file and
+/// says what to do; the default hook would print the raw panic first. Other panics print as
+/// always.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if sdlc_core::store::integrity::panic_is_contained() {
+            tracing::debug!("contained panic in the store: {info}");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// Logs go to stderr; stdout is each command's output. `RUST_LOG` wins over `-v`.

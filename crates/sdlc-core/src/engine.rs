@@ -120,6 +120,9 @@ const REOPEN_MAX_WAIT: Duration = Duration::from_secs(10);
 pub const STOPPED_REASON: &str =
     "stopped by shutdown: the tool was still running when the daemon's --grace ran out";
 
+/// How often the loop checks that the database file is still at its path (a stat).
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
 pub struct Waker(Arc<Notify>);
@@ -374,8 +377,14 @@ impl Engine {
         let mut work_announced = false;
         // Set while the database refuses writes (see `store::handle`).
         let mut reopen: Option<Reopen> = None;
+        let mut file_checked = Instant::now();
         loop {
             summary.wakeups += 1;
+            // No wake-up of its own: at least once a heartbeat, at most once a second.
+            if file_checked.elapsed() >= FILE_CHECK_EVERY.min(self.config.tick) {
+                file_checked = Instant::now();
+                let _ = self.blocking(|db| Ok(db.check_in_place())).await;
+            }
             let storage_down = self.storage_down(&mut pool, &mut reopen).await;
             if pool.tasks.len() < max {
                 self.wait_precisely_for(pool.first_ready_due());
@@ -822,7 +831,7 @@ impl Engine {
         T: Send + 'static,
     {
         let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || work(&db))
+        let result = tokio::task::spawn_blocking(move || db.guarded(work))
             .await
             .context("database task failed")?;
         Ok(result?)

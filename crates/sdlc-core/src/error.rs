@@ -75,6 +75,12 @@ pub enum StoreError {
     #[error("stored action {id} cannot be read: {detail}")]
     Corrupt { id: Uuid, detail: String },
 
+    #[error(
+        "the database at {} is damaged: {detail}; stop every sdlc using it, move it aside and restore a backup (sdlc orchestrate check verifies a file)",
+        path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
+
     /// The file refuses work after a failed write (see `store::handle`); the daemon reopens
     /// it by itself once the cause is gone.
     #[error(
@@ -126,6 +132,7 @@ impl StoreError {
             StoreError::Storage(redb::Error::PreviousIo) => {
                 Some("an earlier write to the file failed".to_string())
             }
+            StoreError::Damaged { detail, .. } => Some(format!("the file is damaged: {detail}")),
             _ => None,
         }
     }

@@ -5,7 +5,8 @@
 //! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel|pause|resume|run`,
 //! `GET /actions/{id}/next?count=N`.
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
-//! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`.
+//! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`,
+//! `POST /check` (verify the database file).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -39,6 +40,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/webhooks/routes/{*key}", delete(delete_route))
         .route("/tools", get(list_tools))
         .route("/status", get(status))
+        .route("/check", post(check))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))
@@ -268,6 +270,19 @@ async fn delete_route(
 
 async fn list_tools(State(state): State<AppState>) -> Json<Value> {
     Json(json!(sdlc_core::tool::list_tools(state.root())))
+}
+
+/// Verifies every page of the database (the file is closed and reopened around it, so other
+/// requests wait that long).
+async fn check(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
+    let repaired = state.with_db(|db| db.verify()).await?;
+    Ok(Json(json!({
+        "db": state.db().path(),
+        "ok": true,
+        "repaired": repaired,
+        "took_ms": started.elapsed().as_millis() as u64,
+    })))
 }
 
 /// The daemon's state. Answers even while the database refuses work: `storage` then says

@@ -64,6 +64,11 @@ impl DaemonClient {
         }
     }
 
+    /// `POST /check`: the daemon verifies every page of its database.
+    pub async fn check(&self) -> Result<serde_json::Value, ClientError> {
+        self.call::<(), _>(Method::POST, "/check", &[], None).await
+    }
+
     /// `GET /status`: counts, inbox depth and the storage's health.
     pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
         self.call::<(), _>(Method::GET, "/status", &[], None).await

@@ -85,18 +85,15 @@ fn write_batches(
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
         let stored = match db.upgrade() {
             // A panic in the store fails this batch's requests, not every later one.
-            Some(db) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                db.ingest(&deliveries, clock.now())
-            })) {
-                Ok(Ok(results)) => Ok(results),
-                Ok(Err(err)) => {
+            Some(db) => match db.guarded(|db| db.ingest(&deliveries, clock.now())) {
+                Ok(results) => Ok(results),
+                Err(err) => {
                     if err.is_unavailable() {
                         // The engine owns reopening the file: let it see the fault now.
                         engine.wake();
                     }
                     Err(ApiError::from(err))
                 }
-                Err(_) => Err(ApiError::internal("storing webhook deliveries panicked")),
             },
             None => Err(ApiError::unavailable(
                 "the daemon is stopping: the database is closed",

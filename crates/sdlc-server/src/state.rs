@@ -114,7 +114,7 @@ impl AppState {
         T: Send + 'static,
     {
         let db = self.inner.db.clone();
-        let result = tokio::task::spawn_blocking(move || work(&db))
+        let result = tokio::task::spawn_blocking(move || db.guarded(work))
             .await
             .map_err(|err| crate::ApiError::internal(format!("database task failed: {err}")))?;
         result.map_err(|err| {

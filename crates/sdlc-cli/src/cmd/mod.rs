@@ -2,6 +2,7 @@
 
 mod add;
 mod cancel;
+mod check;
 mod daemon;
 mod list;
 mod schedule;
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+            Some(OrchestrateCommand::Check) => check::run(&project).await,
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
             Some(OrchestrateCommand::Pause { id, reason }) => {

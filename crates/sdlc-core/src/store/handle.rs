@@ -42,6 +42,12 @@ pub struct StorageFault {
     pub disk_full: bool,
     /// Failed attempts to reopen the file since.
     pub reopen_attempts: u32,
+    /// The file was deleted or replaced while open: it is never reopened at its path (that
+    /// would start an empty database); `check_in_place` puts it back instead.
+    #[serde(default)]
+    pub file_gone: bool,
+    /// The file was found damaged: reopening it verifies it first.
+    pub damaged: bool,
 }
 
 /// The redb handle shared by every operation of one [`super::ActionDb`].
@@ -49,6 +55,8 @@ pub(super) struct Handle {
     db: RwLock<Option<Arc<Database>>>,
     fault: Mutex<Option<StorageFault>>,
     path: PathBuf,
+    /// Device and inode of the file this handle has open, to notice it deleted or replaced.
+    identity: Mutex<Option<(u64, u64)>>,
 }
 
 impl Handle {
@@ -57,6 +65,7 @@ impl Handle {
             db: RwLock::new(Some(Arc::new(db))),
             fault: Mutex::new(None),
             path: path.to_path_buf(),
+            identity: Mutex::new(file_identity(path)),
         }
     }
 
@@ -117,6 +126,8 @@ impl Handle {
                 detail: io_detail,
                 disk_full,
                 reopen_attempts: 0,
+                damaged: matches!(err, StoreError::Damaged { .. }),
+                file_gone: false,
             }
         });
         self.unavailable(fault)
@@ -126,29 +137,41 @@ impl Handle {
     /// `init` on it before any other operation may use it. On success the fault is cleared.
     pub(super) fn reopen(
         &self,
-        init: impl FnOnce(&Database) -> Result<(), StoreError>,
+        init: impl FnOnce(&mut Database) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         if let Some(fault) = self.fault()
-            && fault.disk_full
-            && self.nearly_full()
+            && (fault.file_gone || (fault.disk_full && self.nearly_full()))
         {
             let mut fault = self.fault.lock().expect("the fault lock is never poisoned");
             let entry = fault.as_mut().expect("a fault is only cleared by a reopen");
             entry.reopen_attempts += 1;
             return Err(self.unavailable(entry));
         }
+        self.reopen_now(init)
+    }
+
+    /// `reopen` without its guards; the fault stays in force (refusing new transactions)
+    /// until the file is open again.
+    fn reopen_now(
+        &self,
+        init: impl FnOnce(&mut Database) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut slot = self.db.write().expect("the handle lock is never poisoned");
         // New transactions wait on the lock; the old database closes once the transactions
         // that already hold it end, and only then can the file be opened again.
         drop(slot.take());
-        let result = self.open_when_released().and_then(|(db, _)| {
-            init(&db)?;
+        let result = self.open_when_released().and_then(|(mut db, _)| {
+            super::integrity::contained(&self.path, || init(&mut db))?;
             Ok(db)
         });
         let mut fault = self.fault.lock().expect("the fault lock is never poisoned");
         match result {
             Ok(db) => {
                 *slot = Some(Arc::new(db));
+                *self
+                    .identity
+                    .lock()
+                    .expect("the identity lock is never poisoned") = file_identity(&self.path);
                 if let Some(old) = fault.take() {
                     tracing::info!(
                         db = %self.path.display(),
@@ -165,6 +188,8 @@ impl Handle {
                     detail: err.to_string(),
                     disk_full,
                     reopen_attempts: 0,
+                    damaged: matches!(err, StoreError::Damaged { .. }),
+                    file_gone: false,
                 });
                 entry.reopen_attempts += 1;
                 entry.disk_full = disk_full;
@@ -173,10 +198,131 @@ impl Handle {
         }
     }
 
+    /// Whether the file at the path is still the one open. When it was deleted, copies the
+    /// open (unlinked) file back to its path and reopens it there, so nothing it held is lost;
+    /// when another file took its place, saves ours beside it and refuses writes until a person
+    /// decides. Either way it says so loudly. Returns the fault left, if any.
+    pub(super) fn check_in_place(
+        &self,
+        init: impl FnOnce(&mut Database) -> Result<(), StoreError>,
+    ) -> Option<StorageFault> {
+        let expected = *self
+            .identity
+            .lock()
+            .expect("the identity lock is never poisoned");
+        let found = file_identity(&self.path);
+        if expected.is_none()
+            || found == expected
+            || self.fault().is_some_and(|f| f.file_gone && found.is_some())
+        {
+            return self.fault();
+        }
+        let replaced = found.is_some();
+        let detail = if replaced {
+            "the database file was replaced by another file while the daemon had it open"
+        } else {
+            "the database file was deleted while the daemon had it open"
+        };
+        tracing::error!(db = %self.path.display(), "{detail}: refusing writes while its content is saved");
+        {
+            let mut fault = self.fault.lock().expect("the fault lock is never poisoned");
+            *fault = Some(StorageFault {
+                since: Utc::now(),
+                detail: detail.to_string(),
+                disk_full: false,
+                reopen_attempts: 0,
+                damaged: false,
+                file_gone: true,
+            });
+        }
+        let saved_at = if replaced {
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S");
+            PathBuf::from(format!("{}.saved-{stamp}", self.path.display()))
+        } else {
+            self.path.clone()
+        };
+        match self.save_open_file(&saved_at) {
+            Ok(()) if !replaced => {
+                tracing::error!(db = %self.path.display(), "the deleted database was copied back to its path; reopening it there");
+                if let Err(err) = self.reopen_now(init) {
+                    tracing::error!(db = %self.path.display(), "reopening the restored database failed: {err}");
+                }
+            }
+            Ok(()) => {
+                let mut fault = self.fault.lock().expect("the fault lock is never poisoned");
+                if let Some(fault) = fault.as_mut() {
+                    fault.detail = format!(
+                        "{detail}; its content was saved to {}: stop the daemon and put the right file in place",
+                        saved_at.display()
+                    );
+                }
+                tracing::error!(db = %self.path.display(), saved = %saved_at.display(), "the database the daemon had open was saved beside the file that replaced it; writes stay refused");
+            }
+            Err(err) => {
+                tracing::error!(db = %self.path.display(), "could not save the open database ({err}): keep this daemon running and copy /proc/{}/fd/* of it by hand", std::process::id());
+            }
+        }
+        self.fault()
+    }
+
+    /// Copies the file this handle has open (found through /proc/self/fd, since its path no
+    /// longer leads to it) to `to`, with no write in progress: writes are refused by the fault
+    /// and a write transaction is held while copying.
+    fn save_open_file(&self, to: &Path) -> std::io::Result<()> {
+        let db = self
+            .db
+            .read()
+            .expect("the handle lock is never poisoned")
+            .clone()
+            .ok_or_else(|| std::io::Error::other("the database is not open"))?;
+        let quiet = db.begin_write().map_err(std::io::Error::other)?;
+        let deleted = format!("{} (deleted)", self.path.display());
+        let source = std::fs::read_dir("/proc/self/fd")?
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|fd| {
+                std::fs::read_link(fd).is_ok_and(|target| {
+                    target == self.path || target.as_os_str() == deleted.as_str()
+                })
+            })
+            .ok_or_else(|| std::io::Error::other("the open file was not found in /proc/self/fd"))?;
+        let temp = PathBuf::from(format!("{}.restoring", to.display()));
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut from = std::fs::File::open(&source)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)?;
+            std::io::copy(&mut from, &mut out)?;
+            out.sync_all()?;
+        }
+        if to == self.path && self.path.exists() {
+            return Err(std::io::Error::other(
+                "another file appeared at the path meanwhile",
+            ));
+        }
+        std::fs::rename(&temp, to)?;
+        drop(quiet);
+        Ok(())
+    }
+
+    /// Closes the file; true when nothing went wrong while it was open (no fault), so its
+    /// close can be trusted as clean.
+    pub(super) fn close(&self) -> bool {
+        let mut slot = self.db.write().expect("the handle lock is never poisoned");
+        let db = slot.take();
+        let clean = db.is_some() && self.fault().is_none();
+        drop(db);
+        clean
+    }
+
     fn open_when_released(&self) -> Result<(Database, bool), StoreError> {
         let deadline = Instant::now() + CLOSE_WAIT;
         loop {
-            match open_database(&self.path) {
+            match super::integrity::contained(&self.path, || open_database(&self.path)) {
                 Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -186,6 +332,12 @@ impl Handle {
     }
 
     fn unavailable(&self, fault: &StorageFault) -> StoreError {
+        if fault.damaged {
+            return StoreError::Damaged {
+                path: self.path.clone(),
+                detail: fault.detail.clone(),
+            };
+        }
         let detail = if fault.disk_full {
             format!("the disk holding it is full ({})", fault.detail)
         } else {
@@ -208,6 +360,14 @@ impl Handle {
             stat.blocks_available().saturating_mul(stat.fragment_size()) < NEARLY_FULL_BYTES
         })
     }
+}
+
+/// Device and inode of the file at `path` (None when there is none).
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// Opens (creating if needed) the redb file at `path`; says whether redb repaired it (after

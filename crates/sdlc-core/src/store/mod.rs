@@ -34,6 +34,7 @@ use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKin
 use crate::policy::{self, Decision};
 
 mod handle;
+pub mod integrity;
 mod record;
 mod webhooks;
 
@@ -105,8 +106,10 @@ pub struct ListFilter {
 /// What opening the database found.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenReport {
-    /// The caller said the last owner did not stop cleanly, so the file was checked.
+    /// The caller said the last owner did not stop cleanly.
     pub unclean: bool,
+    /// The whole file was verified: its last owner died, or it changed since a clean close.
+    pub verified: bool,
     /// redb repaired the file (at open, or when its integrity was checked): after a crash it
     /// rebuilds its allocator state from a walk that verifies every page's checksum.
     pub repaired: bool,
@@ -152,6 +155,16 @@ pub struct ActionDb {
     report: OpenReport,
 }
 
+impl Drop for ActionDb {
+    /// Closes the file and, when nothing went wrong while it was open, marks the close as
+    /// clean, so the next open need not verify it.
+    fn drop(&mut self) {
+        if self.db.close() {
+            integrity::write_mark(&self.path);
+        }
+    }
+}
+
 impl std::fmt::Debug for ActionDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActionDb")
@@ -179,30 +192,25 @@ impl ActionDb {
                 source,
             })?;
         }
+        // Verified when its last owner died, or when it changed since its last clean close.
+        let verify =
+            !integrity::is_new(path) && (unclean || !integrity::closed_cleanly_since(path));
         private_file(path)?;
-        let (mut db, mut was_repaired) = handle::open_database(path)?;
+        integrity::remove_mark(path);
+        let (mut db, mut was_repaired) =
+            integrity::contained(path, || handle::open_database(path))?;
         // redb repairs a file its last owner did not close by walking it and verifying every
         // checksum; only when that did not happen is the file walked here.
-        if unclean && !was_repaired {
-            match db.check_integrity() {
-                Ok(true) => {}
-                Ok(false) => was_repaired = true,
-                Err(err) => {
-                    return Err(StoreError::Open {
-                        path: path.to_path_buf(),
-                        detail: format!(
-                            "it failed its integrity check ({err}) and could not be repaired: move it aside and restore a backup"
-                        ),
-                    });
-                }
-            }
+        if verify && !was_repaired {
+            was_repaired = integrity::verify(&mut db, path)?;
         }
-        init_schema(&db, path)?;
+        integrity::contained(path, || init_schema(&db, path))?;
         Ok(ActionDb {
             db: Handle::new(db, path),
             path: path.to_path_buf(),
             report: OpenReport {
                 unclean,
+                verified: verify,
                 repaired: was_repaired,
             },
         })
@@ -225,7 +233,41 @@ impl ActionDb {
     /// the cause (a full disk) is gone. Fails, leaving the fault in place, while it persists.
     /// Nothing committed is lost: redb repairs the file to its last durable commit.
     pub fn reopen(&self) -> Result<(), StoreError> {
+        if self.fault().is_some_and(|fault| fault.damaged) {
+            return self.verify().map(|_| ());
+        }
         self.db.reopen(|db| init_schema(db, &self.path))
+    }
+
+    /// Runs `work` on this database with panics contained ([`integrity::contained`]); an
+    /// error that shows the file failing (I/O, damage) becomes the store's fault, as if met
+    /// inside it. Long-lived owners (the engine, the server) call the store through this.
+    pub fn guarded<T>(
+        &self,
+        work: impl FnOnce(&ActionDb) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        integrity::contained(&self.path, || work(self)).map_err(|err| match err {
+            StoreError::Damaged { .. } => self.db.observe(err),
+            other => other,
+        })
+    }
+
+    /// Notices the file deleted or replaced at its path while open (see
+    /// `Handle::check_in_place`): a deleted one is copied back and reopened; a replaced one is
+    /// saved beside and writes stay refused. Cheap (one stat) when all is well.
+    pub fn check_in_place(&self) -> Option<StorageFault> {
+        self.db.check_in_place(|db| init_schema(db, &self.path))
+    }
+
+    /// Closes the file, verifies every page of it, and opens it again (what `sdlc orchestrate
+    /// check` does while a daemon holds the file). Returns whether redb repaired anything.
+    pub fn verify(&self) -> Result<bool, StoreError> {
+        let mut repaired = false;
+        self.db.reopen(|db| {
+            repaired = integrity::verify(db, &self.path)?;
+            init_schema(db, &self.path)
+        })?;
+        Ok(repaired)
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
