@@ -404,6 +404,37 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 #[test]
+fn a_tool_that_cannot_start_for_want_of_descriptors_waits_and_runs_later() {
+    let project = Project::new();
+    project.tool("slow", "sleep 0.3\necho '{\"ok\":true}'");
+    let daemon = project.daemon(&["--max-concurrency", "8"]);
+    let ids: Vec<String> = (0..8)
+        .map(|i| project.add(&[&format!("s{i}"), "--tool", "slow", "--at", "now+2s"]))
+        .collect();
+    // Room for about one run at a time (a run holds three pipes, six descriptors while it
+    // spawns): the other spawns fail with EMFILE.
+    let limit = open_fds(daemon.pid()) + 8;
+    let set = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", daemon.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(set.success(), "prlimit failed");
+    for id in &ids {
+        let action = common::wait_for_status(&project, id, "completed", Duration::from_secs(30));
+        assert_eq!(
+            action["attempt"], 1,
+            "a deferred start counted as an attempt: {action}"
+        );
+    }
+    let log = daemon.stderr();
+    let deferred = log.matches("could not start for now").count();
+    println!("descriptor limit {limit}: 8 runs completed, {deferred} starts deferred");
+    assert!(deferred > 0, "no spawn ran out of descriptors: {log}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
 fn secrets_at_rest_are_for_the_owner_only_and_credentials_are_not_stored() {
     let project = Project::new();
     let stdin_copy = project.root().join("stdin.json");
