@@ -286,3 +286,38 @@ fn catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule() {
     }
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_body_that_is_not_utf8_is_kept_byte_for_byte() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let daemon = project.daemon(&[]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "raw",
+        "--tool",
+        "count",
+        "--template",
+        "{}",
+    ]);
+    let body: &[u8] = b"\x00\xff\xfe binary \xc3\x28 tail";
+    let (code, answer) = http(daemon.addr, "POST", "/webhooks/raw", &[], body);
+    assert_eq!(code, 202, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::wait_for_status(&project, &id, "completed", Duration::from_secs(10));
+    assert!(daemon.stop().success());
+    // Read back from the file after the daemon is gone: the exact bytes, and text for people.
+    let shown: Value =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "show", &id, "--json"])).unwrap();
+    let hex_of: String = body.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(shown["raw_payload_hex"], hex_of.as_str(), "{shown}");
+    assert!(
+        shown["raw_payload"].as_str().unwrap().contains("binary"),
+        "{shown}"
+    );
+}

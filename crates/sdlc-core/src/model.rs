@@ -162,8 +162,13 @@ pub enum ActionTrigger {
         /// The route's path when the request arrived.
         #[serde(default)]
         route_path: String,
-        /// The request body as received (lossless when it was UTF-8, which JSON bodies are).
+        /// The request body as text (as received when it was UTF-8, which JSON bodies are;
+        /// with U+FFFD for bad bytes otherwise).
         raw_payload: String,
+        /// The body's exact bytes, in hex, when it was not UTF-8 (`raw_payload` cannot hold
+        /// them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw_payload_hex: Option<String>,
         received_at: DateTime<Utc>,
         /// The request's headers (credentials left out).
         #[serde(default)]

@@ -64,9 +64,12 @@ pub struct ActionView {
     pub received_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
-    /// The webhook body as received.
+    /// The webhook body as text (U+FFFD for bytes that are not UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_payload: Option<String>,
+    /// The webhook body's exact bytes in hex, when it was not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_payload_hex: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -91,6 +94,7 @@ impl From<&Action> for ActionView {
                 route_id,
                 route_path,
                 raw_payload,
+                raw_payload_hex,
                 received_at,
                 delivery_id,
                 ..
@@ -101,6 +105,7 @@ impl From<&Action> for ActionView {
                     received_at: Some(*received_at),
                     delivery_id: delivery_id.clone(),
                     raw_payload: Some(raw_payload.clone()),
+                    raw_payload_hex: raw_payload_hex.clone(),
                 };
                 "webhook"
             }
@@ -143,6 +148,7 @@ impl From<&Action> for ActionView {
             received_at: webhook.received_at,
             delivery_id: webhook.delivery_id,
             raw_payload: webhook.raw_payload,
+            raw_payload_hex: webhook.raw_payload_hex,
             created_at: action.created_at,
             updated_at: action.updated_at,
             started_at: action.started_at,
@@ -158,4 +164,5 @@ struct WebhookFields {
     received_at: Option<DateTime<Utc>>,
     delivery_id: Option<String>,
     raw_payload: Option<String>,
+    raw_payload_hex: Option<String>,
 }

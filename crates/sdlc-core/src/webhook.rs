@@ -201,6 +201,9 @@ pub fn delivery_action_rendered(
             route_id: delivery.route_id,
             route_path: delivery.route_path.clone(),
             raw_payload: String::from_utf8_lossy(&delivery.body).into_owned(),
+            raw_payload_hex: std::str::from_utf8(&delivery.body)
+                .is_err()
+                .then(|| hex::encode(&delivery.body)),
             received_at: delivery.received_at,
             headers: delivery.headers.clone(),
             delivery_id: delivery.delivery_id.clone(),

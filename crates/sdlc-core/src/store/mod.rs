@@ -52,7 +52,9 @@ pub use webhooks::Ingested;
 /// 3: a delivery's body goes to `action_bodies` when it is acknowledged; its inbox entry holds
 ///    only what the action record needs (an older build would dispatch it with an empty body).
 /// 4: bodies in `action_bodies` carry a codec byte and may be LZ4-compressed (`record`).
-pub const SCHEMA_VERSION: u64 = 4;
+/// 5: a webhook body is kept byte for byte, UTF-8 or not (an older build would call a body
+///    that is not UTF-8 damaged).
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Reason recorded on actions that were Running when a daemon died.
 pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";

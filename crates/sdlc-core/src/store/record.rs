@@ -142,6 +142,12 @@ pub(super) fn write_in(
         *raw_payload = String::new();
         *headers = BTreeMap::new();
     }
+    if let ActionTrigger::Webhook {
+        raw_payload_hex, ..
+    } = &mut light.trigger
+    {
+        *raw_payload_hex = None;
+    }
     write_light_in(t, &light)
 }
 
@@ -172,21 +178,32 @@ fn same_body(old: &Action, new: &Action) -> bool {
     old.tool_input == new.tool_input && webhook_parts(old) == webhook_parts(new)
 }
 
-fn webhook_parts(action: &Action) -> Option<(&str, &BTreeMap<String, String>)> {
+/// A webhook action's body bytes and headers.
+type WebhookParts<'a> = (std::borrow::Cow<'a, [u8]>, &'a BTreeMap<String, String>);
+
+/// The body's bytes (exact: from `raw_payload_hex` when it was not UTF-8) and headers.
+fn webhook_parts(action: &Action) -> Option<WebhookParts<'_>> {
     match &action.trigger {
         ActionTrigger::Webhook {
             raw_payload,
+            raw_payload_hex,
             headers,
             ..
-        } => Some((raw_payload.as_str(), headers)),
+        } => {
+            let bytes = match raw_payload_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
+                Some(exact) => exact.into(),
+                None => raw_payload.as_bytes().into(),
+            };
+            Some((bytes, headers))
+        }
         _ => None,
     }
 }
 
 fn encode_body(action: &Action) -> Result<Vec<u8>, StoreError> {
     let no_headers = BTreeMap::new();
-    let (payload, headers) = webhook_parts(action).unwrap_or(("", &no_headers));
-    encode_body_parts(action.id, &action.tool_input, headers, payload, None)
+    let (payload, headers) = webhook_parts(action).unwrap_or((b"".as_slice().into(), &no_headers));
+    encode_body_parts(action.id, &action.tool_input, headers, &payload, None)
 }
 
 /// The `action_bodies` value of action `id`; `ingest` writes it before the action exists,
@@ -195,7 +212,7 @@ pub(super) fn encode_body_parts(
     id: Uuid,
     tool_input: &Value,
     headers: &BTreeMap<String, String>,
-    payload: &str,
+    payload: &[u8],
     received_ms: Option<i64>,
 ) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&BodyMetaRef {
@@ -211,7 +228,7 @@ pub(super) fn encode_body_parts(
     plain.extend_from_slice(&[SCHEMA_VERSION as u8, CODEC_NONE]);
     plain.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     plain.extend_from_slice(&meta);
-    plain.extend_from_slice(payload.as_bytes());
+    plain.extend_from_slice(payload);
     Ok(compressed(&plain).unwrap_or(plain))
 }
 
@@ -280,7 +297,8 @@ fn unpack(id: Uuid, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreErr
 /// A stored body, decoded: unpacked and checked once, then attached to an action.
 pub(super) struct StoredBody {
     meta: BodyMeta,
-    payload: String,
+    /// Exactly as received (a body need not be UTF-8).
+    payload: Vec<u8>,
 }
 
 impl StoredBody {
@@ -311,11 +329,9 @@ impl StoredBody {
         let (meta, payload) = split_meta(&content).ok_or_else(|| corrupt("truncated".into()))?;
         let meta: BodyMeta =
             serde_json::from_slice(meta).map_err(|err| corrupt(err.to_string()))?;
-        let payload = std::str::from_utf8(payload)
-            .map_err(|err| corrupt(format!("body is not UTF-8: {err}")))?;
         Ok(StoredBody {
             meta,
-            payload: payload.to_string(),
+            payload: payload.to_vec(),
         })
     }
 
@@ -330,11 +346,19 @@ impl StoredBody {
         action.tool_input = self.meta.tool_input;
         if let ActionTrigger::Webhook {
             raw_payload,
+            raw_payload_hex,
             headers,
             ..
         } = &mut action.trigger
         {
-            *raw_payload = self.payload;
+            match String::from_utf8(self.payload) {
+                Ok(text) => *raw_payload = text,
+                Err(err) => {
+                    let bytes = err.into_bytes();
+                    *raw_payload = String::from_utf8_lossy(&bytes).into_owned();
+                    *raw_payload_hex = Some(hex::encode(&bytes));
+                }
+            }
             *headers = self.meta.headers;
         }
     }

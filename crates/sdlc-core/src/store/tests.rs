@@ -1182,7 +1182,7 @@ mod webhook_tests {
     }
 
     #[test]
-    fn a_body_that_is_not_utf8_is_kept_with_replacement_characters() {
+    fn a_body_that_is_not_utf8_is_kept_byte_for_byte() {
         let (_dir, db) = open();
         let r = route("deploy");
         let mut d = delivery(&r, None, "", 1_000);
@@ -1197,10 +1197,19 @@ mod webhook_tests {
             "{:?}",
             action.status
         );
-        assert!(
-            matches!(action.trigger, ActionTrigger::Webhook { ref raw_payload, .. } if raw_payload == "{\"ref\":\"ma\u{fffd}in\"}"),
-            "{:?}",
-            action.trigger
+        let ActionTrigger::Webhook {
+            ref raw_payload,
+            ref raw_payload_hex,
+            ..
+        } = action.trigger
+        else {
+            panic!("{:?}", action.trigger)
+        };
+        assert_eq!(raw_payload, "{\"ref\":\"ma\u{fffd}in\"}");
+        // The exact bytes are kept, and read back.
+        assert_eq!(
+            hex::decode(raw_payload_hex.as_deref().expect("the bytes are kept")).unwrap(),
+            d.body
         );
     }
 

@@ -170,7 +170,7 @@ impl ActionDb {
                     delivery.id,
                     &tool_input,
                     &delivery.headers,
-                    &payload_text(&delivery.body),
+                    &delivery.body,
                     Some(delivery.received_at.timestamp_millis()),
                 )?;
                 bodies.insert(delivery.id.as_u128(), body.as_slice())?;
@@ -348,15 +348,6 @@ pub(super) fn list_waiting(
         ));
     }
     Ok(found)
-}
-
-/// The body as text: borrowed when it is UTF-8 (nearly always; `from_utf8` checks ASCII runs
-/// far faster than the lossy path), with U+FFFD for bad bytes otherwise.
-fn payload_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(body) {
-        Ok(text) => text.into(),
-        Err(_) => String::from_utf8_lossy(body),
-    }
 }
 
 fn prune_delivery_ids(tx: &WriteTransaction, now: DateTime<Utc>) -> Result<(), StoreError> {
