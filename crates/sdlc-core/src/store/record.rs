@@ -20,7 +20,7 @@
 //! event of 6.1 KB is 2.3 KB in LZ4), and a 4 KiB body with its headers does not fit a 4 KiB
 //! page, so it took an 8 KiB one. Writing those pages was most of the webhook writer's time;
 //! compressing costs far less than it saves (acknowledged webhooks per second rose by half
-//! under load: BENCHMARKS.md, session 5).
+//! under load: BENCHMARKS.md, the b09dc6f runs).
 //!
 //! Version-1 records (written before the split) hold everything inline and keep decoding; the
 //! first rewrite of one stores its body apart. Other actions (scheduled, manual) stay inline:
