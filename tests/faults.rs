@@ -82,6 +82,22 @@ fn api_status(daemon: &Daemon, token: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// User + system CPU time of process `pid`, in clock ticks (100 a second on Linux).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    field(11) + field(12)
+}
+
 /// Fills the file system of `dir` with one file, leaving nothing free.
 fn fill(dir: &Path) -> PathBuf {
     let filler = dir.join("filler");
@@ -104,6 +120,7 @@ fn fill(dir: &Path) -> PathBuf {
 fn a_full_disk_degrades_the_daemon_which_resumes_once_space_is_back() {
     let project = Project::new();
     project.counting_tool("count");
+    project.tool("slow", "sleep 1\necho '{\"ok\":true}'");
     let disk = Tmpfs::mount(project.root().join("small"), "16m");
     let db = disk.path.join("orchestrator.db");
     let db_arg = db.to_str().unwrap().to_string();
@@ -136,6 +153,9 @@ fn a_full_disk_degrades_the_daemon_which_resumes_once_space_is_back() {
         assert_eq!(code, 202, "{body}");
         acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone());
     }
+    // A run that ends while the disk is full: its outcome must wait, not be lost.
+    let slow = project.add(&["slow", "--tool", "slow", "--db", &db_arg]);
+    common::wait_for_status_in(&project, &slow, "running", &db_arg);
     let filler = fill(&disk.path);
     let mut refusal = None;
     for seed in 0..400u64 {
@@ -175,11 +195,21 @@ fn a_full_disk_degrades_the_daemon_which_resumes_once_space_is_back() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("full"), "{stderr}");
 
-    // While the disk stays full, attempts to reopen fail and change nothing.
-    let status = wait_for("an attempt to reopen", Duration::from_secs(10), || {
+    // While the disk stays full, attempts to reopen fail and change nothing, and the daemon
+    // waits for them quietly (a loop turning on stale due times would burn a core).
+    let cpu_before = cpu_ticks(daemon.pid());
+    let waited = std::time::Instant::now();
+    let status = wait_for("two attempts to reopen", Duration::from_secs(10), || {
         let status = api_status(&daemon, &token);
-        (status["storage"]["reopen_attempts"].as_u64() >= Some(1)).then_some(status)
+        (status["storage"]["reopen_attempts"].as_u64() >= Some(2)).then_some(status)
     });
+    let busy = cpu_ticks(daemon.pid()) - cpu_before;
+    let waited = waited.elapsed();
+    println!("degraded: {busy} CPU ticks in {waited:?}");
+    assert!(
+        (busy as f64) < waited.as_secs_f64() * 100.0 * 0.2,
+        "the degraded daemon used {busy} CPU ticks in {waited:?}"
+    );
     assert_eq!(status["storage"]["state"], "degraded", "{status}");
     let (code, body) = post(b"{}");
     assert_eq!(code, 507, "{body}");
@@ -201,6 +231,11 @@ fn a_full_disk_degrades_the_daemon_which_resumes_once_space_is_back() {
     let (code, body) = post(b"{\"after\":true}");
     assert_eq!(code, 202, "{body}");
     acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone());
+
+    // The run that ended meanwhile is recorded.
+    let shown = project.sdlc_ok(&["orchestrate", "show", &slow, "--json", "--db", &db_arg]);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["status"], "completed", "{shown}");
 
     // Nothing acknowledged is lost, and every one of them runs.
     for id in &acknowledged {

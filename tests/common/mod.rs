@@ -161,6 +161,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 
 /// Waits until action `id` has `status` (tolerating an id not yet visible, such as a webhook
 /// delivery not yet dispatched); returns its `show --json` record.
+/// `wait_for_status` for a database at `db` (10 s).
+pub fn wait_for_status_in(project: &Project, id: &str, status: &str, db: &str) -> Value {
+    wait_for(
+        &format!("{id} to be {status}"),
+        Duration::from_secs(10),
+        || {
+            let out = project.sdlc(&["orchestrate", "show", id, "--json", "--db", db]);
+            let action: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (action["status"] == status).then_some(action)
+        },
+    )
+}
+
 pub fn wait_for_status(project: &Project, id: &str, status: &str, timeout: Duration) -> Value {
     wait_for(&format!("action {id} to be {status}"), timeout, || {
         let out = project.sdlc(&["orchestrate", "show", id, "--json"]);

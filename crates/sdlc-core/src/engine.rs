@@ -459,8 +459,20 @@ impl Engine {
             {
                 wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
             }
-            if let Some(reopen) = &reopen {
-                wake_at = wake_at.min(reopen.at);
+            if storage_down {
+                // Due times, waiting outcomes and claims held too long all lie in the past
+                // while nothing can be settled: only the next attempt to reopen (or a run
+                // ending, or a wake-up) is worth a turn of the loop.
+                more_ready = false;
+                wake_at = reopen
+                    .as_ref()
+                    .map_or(Instant::now() + self.config.tick, |reopen| reopen.at);
+                // An action claimed before the fault still starts at its due time.
+                if pool.tasks.len() < max
+                    && let Some(due) = pool.first_ready_due()
+                {
+                    wake_at = wake_at.min(self.precise_wake_for(due));
+                }
             }
             batchable = false;
             tokio::select! {
