@@ -54,7 +54,42 @@ pub use webhooks::Ingested;
 /// 4: bodies in `action_bodies` carry a codec byte and may be LZ4-compressed (`record`).
 /// 5: a webhook body is kept byte for byte, UTF-8 or not (an older build would call a body
 ///    that is not UTF-8 damaged).
-pub const SCHEMA_VERSION: u64 = 5;
+/// 6: every record ends with a CRC-32 of the rest (`seal`), so an edit inside one is refused.
+pub const SCHEMA_VERSION: u64 = 6;
+
+/// Records of this version and later end with a CRC-32 (little-endian) of all before it.
+const CHECKSUM_SINCE: u8 = 6;
+
+/// Appends the record's checksum (see `CHECKSUM_SINCE`).
+fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// The record without its checksum, once the checksum matches; records older than
+/// `CHECKSUM_SINCE` have none, and newer ones are left for their decoder to refuse by version.
+fn unseal(id: Uuid, bytes: &[u8]) -> Result<&[u8], StoreError> {
+    if bytes
+        .first()
+        .is_none_or(|&version| version < CHECKSUM_SINCE || u64::from(version) > SCHEMA_VERSION)
+    {
+        return Ok(bytes);
+    }
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        id,
+        detail: detail.to_string(),
+    };
+    let (content, crc) = bytes
+        .split_last_chunk::<4>()
+        .ok_or_else(|| corrupt("cut short before its checksum"))?;
+    if crc32fast::hash(content) != u32::from_le_bytes(*crc) {
+        return Err(corrupt(
+            "its checksum does not match: the record was changed on disk",
+        ));
+    }
+    Ok(content)
+}
 
 /// Reason recorded on actions that were Running when a daemon died.
 pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";
@@ -1262,11 +1297,12 @@ fn encode_json<T: serde::Serialize>(id: Uuid, value: &T) -> Result<Vec<u8>, Stor
         id,
         detail: err.to_string(),
     })?;
-    Ok(bytes)
+    Ok(seal(bytes))
 }
 
 /// Reads what `encode_json` wrote; refuses a record from a newer schema.
 fn decode_json<T: serde::de::DeserializeOwned>(id: Uuid, bytes: &[u8]) -> Result<T, StoreError> {
+    let bytes = unseal(id, bytes)?;
     let (&version, json) = bytes.split_first().ok_or_else(|| StoreError::Corrupt {
         id,
         detail: "empty record".into(),

@@ -229,7 +229,7 @@ pub(super) fn encode_body_parts(
     plain.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     plain.extend_from_slice(&meta);
     plain.extend_from_slice(payload);
-    Ok(compressed(&plain).unwrap_or(plain))
+    Ok(super::seal(compressed(&plain).unwrap_or(plain)))
 }
 
 /// `plain` (`version ++ CODEC_NONE ++ content`) with its content compressed, when that is
@@ -254,6 +254,7 @@ fn compressed(plain: &[u8]) -> Option<Vec<u8>> {
 
 /// The content of a stored body (see the module header), decompressed when it was packed.
 fn unpack(id: Uuid, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
+    let bytes = super::unseal(id, bytes)?;
     let corrupt = |detail: String| StoreError::Corrupt { id, detail };
     let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty".into()))?;
     if u64::from(version) > SCHEMA_VERSION {
@@ -373,11 +374,12 @@ pub(super) fn frame(meta: &[u8], raw: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     bytes.extend_from_slice(meta);
     bytes.extend_from_slice(raw);
-    bytes
+    super::seal(bytes)
 }
 
 /// Splits what `frame` wrote into its meta and raw parts; refuses a newer version.
 pub(super) fn unframe(id: Uuid, bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let bytes = super::unseal(id, bytes)?;
     let corrupt = |detail: &str| StoreError::Corrupt {
         id,
         detail: detail.to_string(),

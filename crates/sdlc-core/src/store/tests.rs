@@ -699,10 +699,18 @@ fn a_database_from_an_older_schema_is_marked_with_this_one() {
     );
 }
 
+/// A record this build wrote (`sealed`), as an older or newer `version` would have: the
+/// version byte changed, and no checksum (records before `CHECKSUM_SINCE` had none; a newer
+/// one is refused by its version before anything else is read).
+fn as_version(sealed: Vec<u8>, version: u8) -> Vec<u8> {
+    let mut bytes = sealed[..sealed.len() - 4].to_vec();
+    bytes[0] = version;
+    bytes
+}
+
 /// Stores `action` whole in `actions`, marked as written by schema `version` (no index).
 fn store_record_of_version(tx: &WriteTransaction, action: &Action, version: u8) {
-    let mut bytes = encode_json(action.id, action).unwrap();
-    bytes[0] = version;
+    let bytes = as_version(encode_json(action.id, action).unwrap(), version);
     tx.open_table(ACTIONS)
         .unwrap()
         .insert(action.id.as_u128(), bytes.as_slice())
@@ -1079,8 +1087,7 @@ mod webhook_tests {
             "headers": {"x-github-event": "push"},
         }))
         .unwrap();
-        let mut old_form = record::frame(&meta, payload.as_bytes());
-        old_form[0] = 3;
+        let old_form = as_version(record::frame(&meta, payload.as_bytes()), 3);
         put_raw_body(&db, action.id, &old_form);
         assert_eq!(db.get(action.id).unwrap().unwrap(), action);
     }
@@ -1228,8 +1235,7 @@ mod webhook_tests {
                 "headers": d.headers, "delivery_id": null, "received_at": d.received_at,
             }))
             .unwrap();
-            let mut entry = record::frame(&meta, payload.as_bytes());
-            entry[0] = 2;
+            let entry = as_version(record::frame(&meta, payload.as_bytes()), 2);
             let tx = db.begin_write().unwrap();
             tx.open_table(webhooks::INBOX)
                 .unwrap()
@@ -1398,4 +1404,31 @@ fn deleting_the_newest_occurrence_ends_its_series() {
         db.cancel(a.id, t(1)),
         Err(StoreError::NotFound(_))
     ));
+}
+
+#[test]
+fn an_edit_inside_a_stored_record_is_refused_not_misread() {
+    let (_dir, db) = open();
+    let action = scheduled("alpha", 1);
+    db.insert(&action).unwrap();
+    {
+        // Still valid JSON, still the same length: only the checksum can tell.
+        let tx = db.begin_write().unwrap();
+        let mut table = tx.open_table(ACTIONS).unwrap();
+        let mut bytes = table
+            .get(action.id.as_u128())
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let at = bytes.windows(5).position(|w| w == b"alpha").unwrap();
+        bytes[at] = b'A';
+        table.insert(action.id.as_u128(), bytes.as_slice()).unwrap();
+        drop(table);
+        tx.commit().unwrap();
+    }
+    match db.get(action.id) {
+        Err(StoreError::Corrupt { detail, .. }) => assert!(detail.contains("checksum"), "{detail}"),
+        other => panic!("an edited record was read: {other:?}"),
+    }
 }
