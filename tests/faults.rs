@@ -699,3 +699,51 @@ fn a_database_deleted_under_the_daemon_is_put_back_and_nothing_is_lost() {
     assert_eq!(project.find(&before)["status"], "pending");
     assert_eq!(project.find(&after)["status"], "completed");
 }
+
+#[test]
+fn a_database_replaced_under_the_daemon_is_saved_beside_it_and_writes_stop() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let daemon = project.daemon(&["--tick-rate", "1"]);
+    let token = daemon.token(&project);
+    let kept = project.add(&["kept", "--tool", "count", "--at", "now+1h"]);
+    let db = project.db_path();
+    // Someone puts another file at the path (a different inode).
+    let other = project.root().join("other.db");
+    std::fs::write(&other, b"not ours").unwrap();
+    std::fs::rename(&other, &db).unwrap();
+    let status = wait_for("the daemon to notice", Duration::from_secs(10), || {
+        let status = api_status(&daemon, &token);
+        (status["storage"]["state"] == "degraded").then_some(status)
+    });
+    assert!(
+        status["storage"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("replaced"),
+        "{status}"
+    );
+    let out = project.sdlc(&["orchestrate", "add", "late", "--tool", "count"]);
+    assert!(
+        !out.status.success(),
+        "an add was acknowledged into a replaced database"
+    );
+    // The replacement is left alone; what the daemon held is saved beside it.
+    assert_eq!(std::fs::read(&db).unwrap(), b"not ours");
+    let saved = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("orchestrator.db.saved-"))
+        .expect("the open database is saved beside the replacement");
+    drop(daemon);
+    let shown = project.sdlc_ok(&[
+        "orchestrate",
+        "show",
+        &kept,
+        "--json",
+        "--db",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(shown.contains("\"pending\""), "{shown}");
+}
