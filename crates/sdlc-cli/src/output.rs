@@ -62,8 +62,7 @@ pub fn escape_for_terminal(text: &str) -> String {
 }
 
 fn is_unsafe_on_a_terminal(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    (c.is_control() && c != '\n' && c != '\t') || sdlc_core::service::reorders_text(c)
 }
 
 /// Widest label shown in the table before it is cut.

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -36,12 +35,7 @@ pub fn publish(db: &Path, info: &DaemonInfo) -> std::io::Result<Published> {
     let path = daemon_file_path(db);
     let temp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
+        let mut file = crate::private_file::create(&temp)?;
         let json = serde_json::to_vec_pretty(info).map_err(std::io::Error::other)?;
         file.write_all(&json)?;
         file.sync_all()?;

@@ -12,6 +12,7 @@
 //! - [`engine`]: the tick loop: claim due actions, run them in a bounded pool, record results.
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
 //! - [`orphans`]: the run log, and killing tools a SIGKILLed daemon left running.
+//! - [`private_file`]: creating the database's companion files for their owner only.
 //! - [`project`]: finding the project root and its default paths.
 //! - [`clock`]: the source of "now", injectable for tests.
 //! - [`webhook`]: routes, deliveries and the templates that turn a delivery into input.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod model;
 pub mod orphans;
 pub mod policy;
+pub mod private_file;
 pub mod project;
 pub mod schedule;
 pub mod service;

@@ -88,7 +88,7 @@ fn boot_id() -> Option<String> {
 impl RunLog {
     /// Starts a fresh log at `path` (call [`reap`] on it first).
     pub fn create(path: &Path) -> std::io::Result<RunLog> {
-        let mut file = create_private(path)?;
+        let mut file = crate::private_file::create(path)?;
         // Without a boot id the log never proves anything did not start (see the header).
         let header = format!("B {}\n", boot_id().unwrap_or_else(|| "unknown".into()));
         file.write_all(header.as_bytes())?;
@@ -170,7 +170,7 @@ impl RunLog {
         for (action, (pid, ms)) in &state.open {
             lines.push_str(&format!("S {action} {pid} {ms}\n"));
         }
-        let rewritten = create_private(&temp)
+        let rewritten = crate::private_file::create(&temp)
             .and_then(|mut file| file.write_all(lines.as_bytes()))
             .and_then(|()| std::fs::rename(&temp, &self.path))
             .and_then(|()| OpenOptions::new().append(true).open(&self.path));
@@ -184,24 +184,6 @@ impl RunLog {
             }
         }
     }
-}
-
-/// Creates `path` anew, readable by its owner only (the log names what ran), replacing
-/// whatever was there without following it: a symbolic link left at the path is removed, not
-/// written through.
-fn create_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
-    }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
 }
 
 /// A dead daemon's log is never longer than this (it is compacted at `COMPACT_AT`, and the

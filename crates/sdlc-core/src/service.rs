@@ -313,15 +313,18 @@ pub fn check_text(what: &str, text: &str) -> Result<(), String> {
             "{what} is longer than {MAX_LABEL_CHARS} characters"
         ));
     }
-    if text.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
-    }) {
+    if text.chars().any(|c| c.is_control() || reorders_text(c)) {
         return Err(format!(
             "{what} contains control or text-direction characters (such as a newline or U+202E)"
         ));
     }
     Ok(())
+}
+
+/// Characters that reorder how text is shown (bidirectional embeddings, overrides, isolates
+/// and marks): harmless to store, but able to disguise what a terminal shows.
+pub fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 #[cfg(test)]

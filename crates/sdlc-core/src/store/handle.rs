@@ -288,14 +288,8 @@ impl Handle {
             .ok_or_else(|| std::io::Error::other("the open file was not found in /proc/self/fd"))?;
         let temp = PathBuf::from(format!("{}.restoring", to.display()));
         {
-            use std::os::unix::fs::OpenOptionsExt;
             let mut from = std::fs::File::open(&source)?;
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
+            let mut out = crate::private_file::create(&temp)?;
             std::io::copy(&mut from, &mut out)?;
             out.sync_all()?;
         }

@@ -60,16 +60,10 @@ pub(super) fn remove_mark(db: &Path) {
 /// open verifies the file, which costs time but never correctness.
 pub(super) fn write_mark(db: &Path) {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let Some(print) = fingerprint(db) else { return };
     let path = clean_mark_path(db);
-    let _ = std::fs::remove_file(&path);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut file| file.write_all(print.as_bytes()));
+    let written =
+        crate::private_file::create(&path).and_then(|mut file| file.write_all(print.as_bytes()));
     if let Err(err) = written {
         tracing::debug!(mark = %path.display(), "could not write the clean-close mark: {err}");
     }
