@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`model`]: Action, its trigger and status, the lifecycle rules.
+//! - [`plan`]: plans (JSON DAGs of steps): parsing, checks, the pure ready/skip decisions.
 //! - [`policy`]: overlap, catch-up and retry decisions, as pure functions.
 //! - [`schedule`]: recurrence arithmetic (intervals, cron in a time zone) and the parsers for
 //!   times and durations.
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod model;
 pub mod orphans;
+pub mod plan;
 pub mod policy;
 pub mod private_file;
 pub mod project;

@@ -67,6 +67,20 @@ pub struct Action {
     /// (None: not catching up). Bounds the replay whatever the gap and the overlap policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_left: Option<u32>,
+    /// The step of a plan run this action runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<crate::plan::StepRef>,
+    /// Set on a command step: the process to run instead of a tool (`tool_name` then holds
+    /// the program, for lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<crate::plan::CommandSpec>,
+    /// Set when the action starts a run of this plan (its `tool_input` holds the variables)
+    /// instead of running a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The plan run this action started; it stays Running until that run ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_run: Option<Uuid>,
 }
 
 /// What a recurring action does when runs collide with the schedule.
@@ -134,6 +148,9 @@ pub struct RetryPolicy {
     pub retries: u32,
     /// Wait before the first retry; doubles each time (with jitter), capped.
     pub backoff_ms: u64,
+    /// Every retry waits exactly `backoff_ms` (a plan step's `retry_delay_sec`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed: bool,
 }
 
 /// One finished attempt of an action.
@@ -339,6 +356,10 @@ impl Action {
             queued_behind: None,
             next_scheduled: false,
             catch_up_left: None,
+            step: None,
+            command: None,
+            plan: None,
+            plan_run: None,
         }
     }
 
@@ -383,6 +404,7 @@ impl Action {
         copy.timeout_ms = self.timeout_ms;
         copy.policy = self.policy;
         copy.retry = self.retry;
+        copy.plan = self.plan.clone();
         copy
     }
 }

@@ -141,6 +141,11 @@ pub fn retry_at(action: &Action, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if action.attempt > policy.retries {
         return None;
     }
+    if policy.fixed {
+        return now.checked_add_signed(chrono::Duration::try_milliseconds(
+            i64::try_from(policy.backoff_ms).ok()?,
+        )?);
+    }
     let exponent = action.attempt.saturating_sub(1).min(30);
     let base = policy.backoff_ms.saturating_mul(1u64 << exponent);
     let cap = policy.backoff_ms.max(3_600_000);
@@ -363,6 +368,7 @@ mod tests {
         a.retry = Some(RetryPolicy {
             retries: 3,
             backoff_ms: 10_000,
+            fixed: false,
         });
         let now = t(1_000);
         let mut waits = Vec::new();
@@ -405,6 +411,7 @@ mod tests {
         a.retry = Some(RetryPolicy {
             retries: 50,
             backoff_ms: 60_000,
+            fixed: false,
         });
         a.attempt = 40;
         let wait = retry_at(&a, t(0)).unwrap() - t(0);

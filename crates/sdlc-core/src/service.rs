@@ -262,6 +262,7 @@ fn retry_of(request: &NewAction) -> Result<Option<RetryPolicy>, InvalidRequest> 
     Ok(Some(RetryPolicy {
         retries,
         backoff_ms: backoff.as_millis() as u64,
+        fixed: false,
     }))
 }
 
@@ -404,7 +405,8 @@ mod tests {
             action.retry,
             Some(RetryPolicy {
                 retries: 3,
-                backoff_ms: 30_000
+                backoff_ms: 30_000,
+                fixed: false
             })
         );
         assert_eq!(action.policy.overlap, Overlap::QueueOne);

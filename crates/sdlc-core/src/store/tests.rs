@@ -330,6 +330,7 @@ fn a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt() 
     action.retry = Some(RetryPolicy {
         retries: 1,
         backoff_ms: 10_000,
+        fixed: false,
     });
     db.insert(&action).unwrap();
     let boom = || ActionStatus::Failed {
@@ -366,6 +367,7 @@ fn an_interrupted_run_is_retried_when_its_policy_allows() {
     action.retry = Some(RetryPolicy {
         retries: 2,
         backoff_ms: 1_000,
+        fixed: false,
     });
     db.insert(&action).unwrap();
     db.claim_due(t(0), 1).unwrap();
@@ -506,6 +508,7 @@ fn a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt() {
     retried.retry = Some(RetryPolicy {
         retries: 2,
         backoff_ms: 1_000,
+        fixed: false,
     });
     let mut recurring = scheduled("recurring", 1_000);
     recurring.recurrence = Some(Recurrence::Every {

@@ -145,19 +145,30 @@ fn find_typescript_runtime(path_var: Option<OsString>) -> Option<(PathBuf, Vec<O
         ("npx", &["--yes", "tsx"]),
     ];
     let path_var = path_var?;
-    for (program, args) in candidates {
-        for dir in std::env::split_paths(&path_var) {
-            let candidate = dir.join(program);
-            let executable = std::fs::metadata(&candidate)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false);
-            if executable {
-                let absolute = std::path::absolute(&candidate).unwrap_or(candidate);
-                return Some((absolute, args.iter().map(OsString::from).collect()));
-            }
-        }
+    candidates.into_iter().find_map(|(program, args)| {
+        let found = find_program(program, Some(&path_var))?;
+        Some((found, args.iter().map(OsString::from).collect()))
+    })
+}
+
+/// The absolute path of the executable `program` names: itself when it holds a slash
+/// (relative to the working directory), else the first match on `path_var`. Absolute paths
+/// keep spawning on posix_spawn.
+pub fn find_program(program: &str, path_var: Option<&OsString>) -> Option<PathBuf> {
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let candidate = PathBuf::from(program);
+        return executable(&candidate)
+            .then(|| std::path::absolute(&candidate).unwrap_or(candidate));
     }
-    None
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+        .map(|candidate| std::path::absolute(&candidate).unwrap_or(candidate))
 }
 
 #[cfg(test)]

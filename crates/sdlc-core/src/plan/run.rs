@@ -1,0 +1,230 @@
+//! A run of a plan as it is stored: the run's header (`PlanRun`), one `StepState` per step,
+//! and the events (`RunEvent`). Also how a ready step becomes the action that runs it
+//! (`step_action`), a pure function of the plan, the run and its dependencies' results.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::decide::{RunStatus, StepCounts, StepStatus};
+use super::spec::{PlanGraph, Problem, Problems};
+use super::vars::{self, Values};
+use crate::model::{Action, ActionTrigger, RetryPolicy};
+
+/// One run of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRun {
+    pub run_id: Uuid,
+    pub plan_id: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Where the plan was read from (the file), for people.
+    #[serde(default)]
+    pub source: String,
+    /// The variables of this run: the plan's defaults with `--var` over them.
+    pub vars: BTreeMap<String, String>,
+    pub status: RunStatus,
+    /// A user canceled it (the run ends `canceled` once its running steps end).
+    #[serde(default)]
+    pub canceled: bool,
+    /// Why steps that had not started were canceled (a critical step failed, or a user).
+    #[serde(default)]
+    pub abort_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: StepCounts,
+    /// The sequence number of the next event.
+    pub next_seq: u64,
+    /// The action (a schedule or a webhook targeting the plan) this run is the run of; it
+    /// ends when the run does.
+    #[serde(default)]
+    pub parent_action: Option<Uuid>,
+}
+
+impl PlanRun {
+    pub fn total_steps(&self) -> u32 {
+        self.counts.total()
+    }
+
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.finished_at
+            .map(|end| (end - self.created_at).num_milliseconds())
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub step_id: String,
+    pub status: StepStatus,
+    /// The action that runs it (the latest, after a `plan retry`).
+    #[serde(default)]
+    pub action: Option<Uuid>,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepState {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds())
+    }
+}
+
+/// One line of a run's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    pub seq: u64,
+    pub event: String,
+    pub ts: DateTime<Utc>,
+    pub run_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// What else the event says (attempt, reason, status, counts...).
+    #[serde(flatten)]
+    pub detail: serde_json::Map<String, Value>,
+}
+
+/// Which step of which run an action runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    pub run_id: Uuid,
+    pub step_id: String,
+    pub index: u32,
+}
+
+/// A command step's process: run directly, never through a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Relative to the project root.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// A run about to be stored: its header and its steps, all waiting.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run: PlanRun,
+    pub graph: std::sync::Arc<PlanGraph>,
+}
+
+/// Checks `vars` against what the plan needs and builds the run (nothing stored yet).
+/// `vars` override the plan's defaults; a variable no step uses is refused (a typo).
+pub fn new_run(
+    graph: std::sync::Arc<PlanGraph>,
+    given: BTreeMap<String, String>,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<NewRun, Problems> {
+    let mut problems = Vec::new();
+    for name in given.keys() {
+        if !vars::is_var_name(name) {
+            problems.push(Problem {
+                step: None,
+                message: format!(
+                    "--var {name}: a variable name uses letters, digits and underscores"
+                ),
+            });
+        }
+    }
+    let mut all = graph.plan.vars.clone();
+    all.extend(given);
+    problems.extend(graph.missing_vars(&all));
+    if !problems.is_empty() {
+        return Err(Problems {
+            origin: source.to_string(),
+            problems,
+        });
+    }
+    let mut counts = StepCounts::default();
+    counts.add(StepStatus::Waiting, graph.len() as i32);
+    let run = PlanRun {
+        run_id: Uuid::now_v7(),
+        plan_id: graph.plan.plan_id.clone(),
+        version: graph.plan.version.clone(),
+        source: source.to_string(),
+        vars: all,
+        status: RunStatus::Running,
+        canceled: false,
+        abort_reason: None,
+        created_at: now,
+        finished_at: None,
+        counts,
+        next_seq: 0,
+        parent_action: None,
+    };
+    Ok(NewRun { run, graph })
+}
+
+/// The action that runs step `index` of `run`, with `${...}` replaced (`results` gives the
+/// result of a step it depends on). Fails, saying why, when a reference cannot be resolved.
+pub fn step_action(
+    graph: &PlanGraph,
+    run: &PlanRun,
+    index: usize,
+    results: &dyn Fn(&str) -> Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<Action, String> {
+    let step = graph.step(index);
+    let values = Values {
+        vars: &run.vars,
+        results,
+    };
+    let sub = |text: &str| vars::substitute(text, &values);
+    let label = format!("{}/{}", graph.plan.plan_id, step.id);
+    let trigger = ActionTrigger::Manual { requested_at: now };
+    let mut action = match (&step.tool, &step.command) {
+        (Some(tool), _) => {
+            let input = match &step.input {
+                Some(input) => vars::substitute_json(input, &values)?,
+                None => Value::Object(Default::default()),
+            };
+            Action::new(label, tool.clone(), input, trigger, now)
+        }
+        (None, Some(command)) => {
+            let spec = CommandSpec {
+                program: sub(command)?,
+                args: step.args.iter().map(|a| sub(a)).collect::<Result<_, _>>()?,
+                env: step
+                    .env
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), sub(v)?)))
+                    .collect::<Result<_, String>>()?,
+                cwd: step.cwd.as_deref().map(sub).transpose()?,
+            };
+            let mut action = Action::new(label, spec.program.clone(), Value::Null, trigger, now);
+            action.command = Some(spec);
+            action
+        }
+        (None, None) => return Err("the step has neither a tool nor a command".to_string()),
+    };
+    let timeout = step.timeout_sec.or(graph.plan.globals.default_timeout_sec);
+    action.timeout_ms = timeout.map(|secs| ((secs * 1000.0).ceil() as u64).max(1));
+    if step.retries > 0 {
+        action.retry = Some(RetryPolicy {
+            retries: step.retries,
+            backoff_ms: (step.retry_delay_sec.unwrap_or(0.0) * 1000.0) as u64,
+            fixed: true,
+        });
+    }
+    action.step = Some(StepRef {
+        run_id: run.run_id,
+        step_id: step.id.clone(),
+        index: index as u32,
+    });
+    Ok(action)
+}
