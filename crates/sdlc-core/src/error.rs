@@ -94,6 +94,29 @@ pub enum StoreError {
         disk_full: bool,
     },
 
+    #[error("no plan run with id {0}: see sdlc orchestrate plan runs")]
+    RunNotFound(Uuid),
+
+    #[error("plan run {run} has already ended ({status}); plan retry runs what did not succeed")]
+    RunFinished {
+        run: Uuid,
+        status: crate::plan::RunStatus,
+    },
+
+    #[error("plan run {run} is still running: cancel it or wait for it to end before retrying")]
+    RunNotFinished { run: Uuid },
+
+    #[error("plan run {run} has no step '{step}'")]
+    NoSuchStep { run: Uuid, step: String },
+
+    #[error("plan run {run} has nothing to retry: every step succeeded")]
+    NothingToRetry { run: Uuid },
+
+    #[error(
+        "action {id} is step '{step}' of plan run {run}: cancel the run with sdlc orchestrate plan cancel {run}"
+    )]
+    StepOfRun { id: Uuid, run: Uuid, step: String },
+
     /// Not a `#[source]`: the message already carries redb's, and a chain would say it twice.
     #[error("database error: {0}")]
     Storage(redb::Error),

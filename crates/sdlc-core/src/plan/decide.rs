@@ -204,6 +204,10 @@ pub fn after_step_finished(
             None => {}
         }
     }
+    // In plan order, so that events and starts follow the file.
+    changes.sort_by_key(|change| match change {
+        Change::Ready(i) | Change::Skip(i, _) => *i,
+    });
     changes
 }
 

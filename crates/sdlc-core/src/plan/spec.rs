@@ -273,6 +273,19 @@ pub fn parse(text: &str, source: &str) -> Result<PlanGraph, Problems> {
     }
 }
 
+/// The graph of a plan already checked once (a run's stored copy).
+pub fn build(plan: Plan) -> Result<PlanGraph, Problems> {
+    let mut problems = Vec::new();
+    let source = plan.plan_id.clone();
+    match check_structure(plan, &mut problems) {
+        Some(graph) if problems.is_empty() => Ok(graph),
+        _ => Err(Problems {
+            origin: source,
+            problems,
+        }),
+    }
+}
+
 /// Reads the header and each step on its own, so one bad step does not hide the others.
 fn read_fields(value: Value) -> (Option<Plan>, Vec<Problem>) {
     let mut problems = Vec::new();

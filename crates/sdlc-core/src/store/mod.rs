@@ -35,6 +35,7 @@ use crate::policy::{self, Decision};
 
 mod handle;
 pub mod integrity;
+mod plans;
 mod record;
 mod webhooks;
 
@@ -43,6 +44,9 @@ pub use handle::StorageFault;
 
 use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in, write_light_in};
 
+pub use plans::{
+    CANCELED_BY_USER, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
+};
 pub use webhooks::Ingested;
 
 /// The schema this build writes. Bump it when a stored form changes in a way older code
@@ -108,6 +112,11 @@ const STATUS_COUNTS: TableDefinition<u8, u64> = TableDefinition::new("status_cou
 /// runs. A table cannot be open twice in one transaction, so while a `Tables` lives, every
 /// access to these tables goes through it.
 struct Tables<'tx> {
+    tx: &'tx WriteTransaction,
+    /// The plan tables, opened when a change touches a plan run.
+    plans: Option<plans::PlanTables<'tx>>,
+    /// Plan runs whose events this transaction added to (for the event export).
+    touched_runs: Vec<Uuid>,
     actions: Table<'tx, u128, &'static [u8]>,
     bodies: Table<'tx, u128, &'static [u8]>,
     due: Table<'tx, [u8; 24], ()>,
@@ -120,6 +129,9 @@ struct Tables<'tx> {
 impl<'tx> Tables<'tx> {
     fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
         Ok(Tables {
+            tx,
+            plans: None,
+            touched_runs: Vec::new(),
             actions: tx.open_table(ACTIONS)?,
             bodies: tx.open_table(ACTION_BODIES)?,
             due: tx.open_table(DUE)?,
@@ -129,6 +141,37 @@ impl<'tx> Tables<'tx> {
             counts: tx.open_table(STATUS_COUNTS)?,
         })
     }
+
+    /// The plan tables of this transaction, opened on first use.
+    fn plans(&mut self) -> Result<&mut plans::PlanTables<'tx>, StoreError> {
+        if self.plans.is_none() {
+            self.plans = Some(plans::PlanTables::open(self.tx)?);
+        }
+        Ok(self.plans.as_mut().expect("opened just above"))
+    }
+
+    /// The touched runs, each once.
+    fn take_touched_runs(&mut self) -> Vec<Uuid> {
+        let mut runs = std::mem::take(&mut self.touched_runs);
+        runs.sort_unstable();
+        runs.dedup();
+        runs
+    }
+}
+
+/// What one settle records besides claiming.
+#[derive(Debug, Default)]
+pub struct SettleWork {
+    /// Finished runs and the status each ends in.
+    pub outcomes: Vec<(Uuid, ActionStatus)>,
+    /// Actions claimed ahead whose tool never started (see [`ActionDb::return_unstarted`]).
+    pub returned: Vec<Uuid>,
+    /// Claimed actions whose tool could not start for a passing lack of resources: handed
+    /// back, due again at the time given.
+    pub deferred: Vec<(Uuid, DateTime<Utc>)>,
+    /// Actions targeting a plan whose run is ready to store: the run starts, and the action
+    /// stays Running until it ends.
+    pub plan_starts: Vec<(Uuid, crate::plan::NewRun)>,
 }
 
 /// Which actions `list` returns.
@@ -183,6 +226,8 @@ pub struct Settled {
     pub dispatched: usize,
     /// More deliveries wait in the inbox than one settle dispatches.
     pub inbox_waiting: bool,
+    /// Plan runs that gained events.
+    pub runs_touched: Vec<Uuid>,
 }
 
 /// The action database. Cheap to share behind an `Arc`; redb serialises writers.
@@ -388,6 +433,9 @@ impl ActionDb {
                 return Ok(target);
             };
             put(&mut t, Some(&target), &new)?;
+            if new.step.is_some() && new.status.kind().is_finished() {
+                plans::step_action_changed_in(&mut t, &new, now)?;
+            }
             new
         };
         self.db.commit(tx)?;
@@ -463,8 +511,53 @@ impl ActionDb {
         claim_until: DateTime<Utc>,
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
+        let work = SettleWork {
+            outcomes,
+            returned,
+            deferred,
+            plan_starts: Vec::new(),
+        };
+        self.settle_work(work, now, claim_until, claim_limit)
+    }
+
+    /// The engine's settle: `work` recorded, then up to `claim_limit` actions due by
+    /// `claim_until` claimed, all in one transaction (see `settle_claiming_until`).
+    pub fn settle_work(
+        &self,
+        work: SettleWork,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
+        let SettleWork {
+            outcomes,
+            returned,
+            deferred,
+            plan_starts,
+        } = work;
         let tx = self.begin_write()?;
         let mut t = Tables::open(&tx)?;
+        let started_plans = plan_starts.len();
+        for (id, new) in &plan_starts {
+            let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
+            if old.status.kind() != StatusKind::Running {
+                return Err(StoreError::InvalidTransition {
+                    id: *id,
+                    from: old.status.kind(),
+                    to: StatusKind::Running,
+                });
+            }
+            let run = plans::start_run_in(&mut t, new, Some(*id), now)?;
+            // The run may have ended at once (every step failed to prepare) and finished
+            // the action already.
+            if let Some(current) = get_in(&t, *id)?
+                && current.status.kind() == StatusKind::Running
+            {
+                let mut parent = current.clone();
+                parent.plan_run = Some(run.run_id);
+                put(&mut t, Some(&current), &parent)?;
+            }
+        }
         for id in &returned {
             let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
             return_in(&mut t, &old, now, None)?;
@@ -491,6 +584,7 @@ impl ActionDb {
             finished.push(finish_in(&mut t, &old, outcome, now)?);
         }
         let (claimed, set_aside) = claim_in(&mut t, now, claim_until.max(now), claim_limit)?;
+        let runs_touched = t.take_touched_runs();
         drop(t);
         if finished.is_empty()
             && claimed.is_empty()
@@ -498,6 +592,7 @@ impl ActionDb {
             && deferred.is_empty()
             && dispatched == 0
             && set_aside == 0
+            && started_plans == 0
         {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
@@ -509,6 +604,7 @@ impl ActionDb {
             claimed,
             dispatched,
             inbox_waiting,
+            runs_touched,
         })
     }
 
@@ -569,6 +665,10 @@ impl ActionDb {
             let mut t = Tables::open(&tx)?;
             for id in ids_with_status(&t, StatusKind::Running)? {
                 let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+                if old.plan_run.is_some() {
+                    // Waits for its plan run, which recovery of its steps carries on.
+                    continue;
+                }
                 if started.is_some_and(|started| !started.contains(&id)) {
                     return_in(&mut t, &old, now, None)?;
                     report.returned.push(id);
@@ -604,6 +704,9 @@ impl ActionDb {
                     continue;
                 }
                 let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+                if old.plan_run.is_some() {
+                    continue;
+                }
                 return_in(&mut t, &old, now, None)?;
                 returned.push(id);
             }
@@ -716,6 +819,17 @@ impl ActionDb {
         let old = {
             let mut t = Tables::open(&tx)?;
             let old = to_change(&tx, &mut t, id, None)?;
+            if let Some(step) = old
+                .step
+                .as_ref()
+                .filter(|_| !old.status.kind().is_finished())
+            {
+                return Err(StoreError::StepOfRun {
+                    id,
+                    run: step.run_id,
+                    step: step.step_id.clone(),
+                });
+            }
             if old.status.kind() == StatusKind::Running {
                 return Err(StoreError::InvalidTransition {
                     id,
@@ -864,6 +978,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         tx.open_table(webhooks::INBOX)?;
         tx.open_table(webhooks::DELIVERY_IDS)?;
         tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
+        plans::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())
@@ -1038,6 +1153,9 @@ fn claim_one(t: &mut Tables<'_>, old: &Action, now: DateTime<Utc>) -> Result<Act
     new.retry_at = None;
     new.queued_behind = None;
     put(t, Some(old), &new)?;
+    if new.step.is_some() {
+        plans::step_claimed_in(t, &new, now)?;
+    }
     Ok(new)
 }
 
@@ -1144,6 +1262,9 @@ fn finish_in(
     };
     action.attempts.push(record);
     put(t, Some(old), &action)?;
+    if action.step.is_some() {
+        plans::step_action_changed_in(t, &action, now)?;
+    }
     let released = release_queued(t, old, now)?;
     Ok(Finished { action, released })
 }

@@ -1,0 +1,952 @@
+//! Plan runs on disk, and the store's side of running them: every change to a run is made in
+//! the transaction of the action change that causes it (a step claimed, a step's outcome, a
+//! cancel), with the decisions taken by the pure functions of `plan::decide`.
+//!
+//! - `plan_runs`    run id -> the run's header ([`PlanRun`]: status, counts, next event seq).
+//! - `plan_specs`   run id -> the plan as it was when the run started (a file edited during a
+//!   run does not change it).
+//! - `run_steps`    run id ++ step index (u32 BE) -> [`StepState`].
+//! - `run_queue`    run id ++ step index -> (): ready steps held by `globals.max_concurrency`,
+//!   in plan order.
+//! - `run_events`   run id ++ seq (u64 BE) -> [`RunEvent`].
+//! - `runs_by_time` created_ms (u64 BE) ++ run id -> (): newest-first listing, keyset paging.
+//!
+//! The plan tables are opened only by transactions that touch a run, so settling plain
+//! actions pays nothing for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::record::get_in;
+use super::{Tables, decode_json, encode_json, put, transition};
+use crate::error::StoreError;
+use crate::model::{Action, ActionStatus, StatusKind};
+use crate::plan::decide::{self, Change, RunStatus, StepStatus};
+use crate::plan::{NewRun, Plan, PlanGraph, PlanRun, RunEvent, StepState, run::step_action};
+
+pub(super) const PLAN_RUNS: TableDefinition<u128, &[u8]> = TableDefinition::new("plan_runs");
+pub(super) const PLAN_SPECS: TableDefinition<u128, &[u8]> = TableDefinition::new("plan_specs");
+pub(super) const RUN_STEPS: TableDefinition<[u8; 20], &[u8]> = TableDefinition::new("run_steps");
+pub(super) const RUN_QUEUE: TableDefinition<[u8; 20], ()> = TableDefinition::new("run_queue");
+pub(super) const RUN_EVENTS: TableDefinition<[u8; 24], &[u8]> = TableDefinition::new("run_events");
+pub(super) const RUNS_BY_TIME: TableDefinition<[u8; 24], ()> = TableDefinition::new("runs_by_time");
+
+/// Reason given to the steps canceled when a user cancels a run.
+pub const CANCELED_BY_USER: &str = "canceled by the user";
+
+/// The plan tables of one write transaction, opened on first use.
+pub(super) struct PlanTables<'tx> {
+    runs: Table<'tx, u128, &'static [u8]>,
+    specs: Table<'tx, u128, &'static [u8]>,
+    steps: Table<'tx, [u8; 20], &'static [u8]>,
+    queue: Table<'tx, [u8; 20], ()>,
+    events: Table<'tx, [u8; 24], &'static [u8]>,
+    by_time: Table<'tx, [u8; 24], ()>,
+}
+
+impl<'tx> PlanTables<'tx> {
+    pub(super) fn open(tx: &'tx WriteTransaction) -> Result<PlanTables<'tx>, StoreError> {
+        Ok(PlanTables {
+            runs: tx.open_table(PLAN_RUNS)?,
+            specs: tx.open_table(PLAN_SPECS)?,
+            steps: tx.open_table(RUN_STEPS)?,
+            queue: tx.open_table(RUN_QUEUE)?,
+            events: tx.open_table(RUN_EVENTS)?,
+            by_time: tx.open_table(RUNS_BY_TIME)?,
+        })
+    }
+}
+
+/// Creates every plan table (so read transactions never meet a missing one).
+pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
+    PlanTables::open(tx).map(|_| ())
+}
+
+pub(super) fn step_key(run: Uuid, index: u32) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(run.as_bytes());
+    key[16..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(super) fn event_key(run: Uuid, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(run.as_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(super) fn time_key(created: DateTime<Utc>, run: Uuid) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&(created.timestamp_millis().max(0) as u64).to_be_bytes());
+    key[8..].copy_from_slice(run.as_bytes());
+    key
+}
+
+/// Parsed plans of runs, by run id. A run's plan never changes once stored, so caching it
+/// is always right; it saves parsing the plan on every step outcome.
+static GRAPHS: Mutex<Option<HashMap<Uuid, Arc<PlanGraph>>>> = Mutex::new(None);
+/// Runs whose graphs are kept; beyond it the cache starts over.
+const GRAPHS_KEPT: usize = 256;
+
+fn remember_graph(run: Uuid, graph: Arc<PlanGraph>) {
+    let mut cache = GRAPHS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    if map.len() >= GRAPHS_KEPT {
+        map.clear();
+    }
+    map.insert(run, graph);
+}
+
+/// The plan of run `run`, from the cache or its stored copy.
+pub(super) fn graph_of(
+    specs: &impl ReadableTable<u128, &'static [u8]>,
+    run: Uuid,
+) -> Result<Arc<PlanGraph>, StoreError> {
+    if let Some(graph) = GRAPHS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|map| map.get(&run).cloned())
+    {
+        return Ok(graph);
+    }
+    let bytes = specs
+        .get(run.as_u128())?
+        .ok_or_else(|| corrupt(run, "the run's plan is missing"))?;
+    let plan: Plan = decode_json(run, bytes.value())?;
+    let graph =
+        Arc::new(crate::plan::spec::build(plan).map_err(|problems| {
+            corrupt(run, &format!("its stored plan is invalid: {problems}"))
+        })?);
+    remember_graph(run, graph.clone());
+    Ok(graph)
+}
+
+fn corrupt(id: Uuid, detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        id,
+        detail: detail.to_string(),
+    }
+}
+
+pub(super) fn read_run(
+    runs: &impl ReadableTable<u128, &'static [u8]>,
+    run: Uuid,
+) -> Result<Option<PlanRun>, StoreError> {
+    runs.get(run.as_u128())?
+        .map(|bytes| decode_json(run, bytes.value()))
+        .transpose()
+}
+
+pub(super) fn read_step(
+    steps: &impl ReadableTable<[u8; 20], &'static [u8]>,
+    run: Uuid,
+    index: u32,
+) -> Result<StepState, StoreError> {
+    let bytes = steps
+        .get(step_key(run, index))?
+        .ok_or_else(|| corrupt(run, &format!("step {index} of the run is missing")))?;
+    decode_json(run, bytes.value())
+}
+
+/// Every step of a run, in plan order.
+pub(super) fn read_steps(
+    steps: &impl ReadableTable<[u8; 20], &'static [u8]>,
+    run: Uuid,
+) -> Result<Vec<StepState>, StoreError> {
+    let mut all = Vec::new();
+    for entry in steps.range(step_key(run, 0)..=step_key(run, u32::MAX))? {
+        let (_, bytes) = entry?;
+        all.push(decode_json(run, bytes.value())?);
+    }
+    Ok(all)
+}
+
+pub(super) fn read_events(
+    events: &impl ReadableTable<[u8; 24], &'static [u8]>,
+    run: Uuid,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<RunEvent>, StoreError> {
+    let start = after.map_or(0, |seq| seq.saturating_add(1));
+    let mut all = Vec::new();
+    for entry in events
+        .range(event_key(run, start)..=event_key(run, u64::MAX))?
+        .take(limit)
+    {
+        let (_, bytes) = entry?;
+        all.push(decode_json(run, bytes.value())?);
+    }
+    Ok(all)
+}
+
+/// One run being changed inside a transaction: its header and graph, written back by `save`.
+struct Open {
+    run: PlanRun,
+    graph: Arc<PlanGraph>,
+}
+
+impl Open {
+    fn load(p: &PlanTables<'_>, run: Uuid) -> Result<Open, StoreError> {
+        let header = read_run(&p.runs, run)?.ok_or_else(|| corrupt(run, "no such plan run"))?;
+        let graph = graph_of(&p.specs, run)?;
+        Ok(Open { run: header, graph })
+    }
+
+    fn id(&self) -> Uuid {
+        self.run.run_id
+    }
+
+    fn event(
+        &mut self,
+        p: &mut PlanTables<'_>,
+        name: &str,
+        step: Option<usize>,
+        detail: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let event = RunEvent {
+            seq: self.run.next_seq,
+            event: name.to_string(),
+            ts: now,
+            run_id: self.id(),
+            step_id: step.map(|i| self.graph.step(i).id.clone()),
+            detail: match detail {
+                Value::Object(map) => map,
+                _ => Default::default(),
+            },
+        };
+        self.run.next_seq += 1;
+        p.events.insert(
+            event_key(self.id(), event.seq),
+            encode_json(self.id(), &event)?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    fn step(&self, p: &PlanTables<'_>, index: usize) -> Result<StepState, StoreError> {
+        read_step(&p.steps, self.id(), index as u32)
+    }
+
+    /// Writes a step's new state and keeps the run's counts in step with it.
+    fn set_step(
+        &mut self,
+        p: &mut PlanTables<'_>,
+        index: usize,
+        old: StepStatus,
+        new: &StepState,
+    ) -> Result<(), StoreError> {
+        if old != new.status {
+            self.run.counts.add(old, -1);
+            self.run.counts.add(new.status, 1);
+            let critical = self.graph.step(index).critical;
+            if critical && old.is_finished() && old != StepStatus::Succeeded {
+                self.run.counts.critical_unsucceeded -= 1;
+            }
+            if critical && new.status.is_finished() && new.status != StepStatus::Succeeded {
+                self.run.counts.critical_unsucceeded += 1;
+            }
+        }
+        p.steps.insert(
+            step_key(self.id(), index as u32),
+            encode_json(self.id(), new)?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    fn save(&self, p: &mut PlanTables<'_>) -> Result<(), StoreError> {
+        p.runs.insert(
+            self.id().as_u128(),
+            encode_json(self.id(), &self.run)?.as_slice(),
+        )?;
+        Ok(())
+    }
+}
+
+/// Stores a new run (its plan, header and steps) and starts its first steps, in the
+/// transaction of `t`. `parent` is the action the run belongs to, if any.
+pub(super) fn start_run_in(
+    t: &mut Tables<'_>,
+    new: &NewRun,
+    parent: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<PlanRun, StoreError> {
+    let mut header = new.run.clone();
+    header.parent_action = parent;
+    let id = header.run_id;
+    remember_graph(id, new.graph.clone());
+    let mut open = Open {
+        run: header,
+        graph: new.graph.clone(),
+    };
+    {
+        let p = t.plans()?;
+        p.specs
+            .insert(id.as_u128(), encode_json(id, &open.graph.plan)?.as_slice())?;
+        p.by_time.insert(time_key(open.run.created_at, id), ())?;
+        for (i, step) in open.graph.plan.steps.iter().enumerate() {
+            let state = StepState {
+                step_id: step.id.clone(),
+                status: StepStatus::Waiting,
+                action: None,
+                attempt: 0,
+                reason: None,
+                started_at: None,
+                finished_at: None,
+            };
+            p.steps
+                .insert(step_key(id, i as u32), encode_json(id, &state)?.as_slice())?;
+        }
+        let detail = json!({
+            "plan_id": open.run.plan_id,
+            "version": open.run.version,
+            "vars": open.run.vars,
+            "steps": open.graph.len(),
+            "parent_action": parent,
+        });
+        open.event(p, "run_started", None, detail, now)?;
+    }
+    let ready: Vec<Change> = decide::roots(&open.graph)
+        .into_iter()
+        .map(Change::Ready)
+        .collect();
+    advance(t, &mut open, ready, now)?;
+    Ok(open.run)
+}
+
+/// A step's action was claimed: the step is running (attempt and start recorded).
+pub(super) fn step_claimed_in(
+    t: &mut Tables<'_>,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(step) = &action.step else {
+        return Ok(());
+    };
+    let p = t.plans()?;
+    let mut open = Open::load(p, step.run_id)?;
+    let index = step.index as usize;
+    let mut state = open.step(p, index)?;
+    let old = state.status;
+    state.status = StepStatus::Running;
+    state.attempt = action.attempt;
+    state.started_at.get_or_insert(now);
+    state.reason = None;
+    open.set_step(p, index, old, &state)?;
+    open.event(
+        p,
+        "step_started",
+        Some(index),
+        json!({"attempt": action.attempt, "action_id": action.id}),
+        now,
+    )?;
+    open.save(p)?;
+    t.touched_runs.push(step.run_id);
+    Ok(())
+}
+
+/// A step's action changed after a run (or was canceled): `action` is its new form. Pending
+/// again means a retry is scheduled; Completed or Failed ends the step and decides what
+/// follows, all in the transaction of `t`.
+pub(super) fn step_action_changed_in(
+    t: &mut Tables<'_>,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(step) = &action.step else {
+        return Ok(());
+    };
+    let index = step.index as usize;
+    let mut open = {
+        let p = t.plans()?;
+        Open::load(p, step.run_id)?
+    };
+    let p = t.plans()?;
+    let mut state = open.step(p, index)?;
+    if state.action != Some(action.id) || state.status.is_finished() {
+        // An action of an earlier try of this step (before a `plan retry`): history only.
+        return Ok(());
+    }
+    let old = state.status;
+    let reason = action.attempts.last().and_then(|a| a.reason.clone());
+    let (status, event) = match &action.status {
+        ActionStatus::Pending => {
+            state.status = StepStatus::Retrying;
+            state.reason = reason.clone();
+            open.set_step(p, index, old, &state)?;
+            let detail =
+                json!({"attempt": action.attempt, "reason": reason, "retry_at": action.retry_at});
+            open.event(p, "step_retry", Some(index), detail, now)?;
+            open.save(p)?;
+            t.touched_runs.push(open.id());
+            return Ok(());
+        }
+        ActionStatus::Completed { .. } => (StepStatus::Succeeded, "step_succeeded"),
+        ActionStatus::Failed { reason } => {
+            state.reason = Some(reason.clone());
+            (StepStatus::Failed, "step_failed")
+        }
+        _ => return Ok(()),
+    };
+    state.status = status;
+    state.finished_at = Some(now);
+    open.set_step(p, index, old, &state)?;
+    let detail = json!({
+        "attempt": action.attempt,
+        "reason": state.reason,
+        "duration_ms": state.duration_ms(),
+    });
+    open.event(p, event, Some(index), detail, now)?;
+    let changes = decide_after(p, &mut open, index, status)?;
+    advance(t, &mut open, changes, now)
+}
+
+/// What the end of step `index` (as `status`) does: an abort cancels what has not started;
+/// otherwise its dependents become ready or skipped.
+fn decide_after(
+    p: &mut PlanTables<'_>,
+    open: &mut Open,
+    index: usize,
+    status: StepStatus,
+) -> Result<Vec<Change>, StoreError> {
+    if open.run.abort_reason.is_some() {
+        return Ok(Vec::new());
+    }
+    if decide::aborts_run(&open.graph, index, status) {
+        let reason = format!("run aborted: step {} failed", open.graph.step(index).id);
+        open.run.abort_reason = Some(reason);
+        return Ok(Vec::new());
+    }
+    let failure = std::cell::RefCell::new(None);
+    let status_of = |i: usize| match read_step(&p.steps, open.id(), i as u32) {
+        Ok(state) => state.status,
+        Err(err) => {
+            failure.borrow_mut().get_or_insert(err);
+            StepStatus::Waiting
+        }
+    };
+    let changes = decide::after_step_finished(&open.graph, index, &status_of);
+    if let Some(err) = failure.into_inner() {
+        return Err(err);
+    }
+    Ok(changes)
+}
+
+/// Applies decisions to a run: skipped steps recorded, ready ones queued; then, if the run
+/// is aborting, cancels what has not started; then starts queued steps up to the run's
+/// concurrency, and ends the run when every step has finished. A step whose action cannot be
+/// built (a `${steps...}` that does not resolve) fails at once, and what that decides is
+/// applied in turn.
+fn advance(
+    t: &mut Tables<'_>,
+    open: &mut Open,
+    changes: Vec<Change>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut changes = changes;
+    loop {
+        {
+            let p = t.plans()?;
+            for change in changes.drain(..) {
+                match change {
+                    Change::Ready(i) => {
+                        let mut state = open.step(p, i)?;
+                        let old = state.status;
+                        state.status = StepStatus::Queued;
+                        open.set_step(p, i, old, &state)?;
+                        p.queue.insert(step_key(open.id(), i as u32), ())?;
+                        open.event(p, "step_ready", Some(i), json!({}), now)?;
+                    }
+                    Change::Skip(i, reason) => {
+                        let mut state = open.step(p, i)?;
+                        let old = state.status;
+                        state.status = StepStatus::Skipped;
+                        state.reason = Some(reason.clone());
+                        state.finished_at = Some(now);
+                        open.set_step(p, i, old, &state)?;
+                        open.event(p, "step_skipped", Some(i), json!({"reason": reason}), now)?;
+                    }
+                }
+            }
+        }
+        if open.run.abort_reason.is_some() {
+            cancel_unstarted(t, open, now)?;
+        }
+        match start_queued(t, open, now)? {
+            Some((index, reason)) => {
+                // The step could not be prepared: it fails, and its failure decides in turn.
+                let p = t.plans()?;
+                let mut state = open.step(p, index)?;
+                let old = state.status;
+                state.status = StepStatus::Failed;
+                state.reason = Some(reason.clone());
+                state.finished_at = Some(now);
+                open.set_step(p, index, old, &state)?;
+                open.event(
+                    p,
+                    "step_failed",
+                    Some(index),
+                    json!({"reason": reason}),
+                    now,
+                )?;
+                changes = decide_after(p, open, index, StepStatus::Failed)?;
+            }
+            None => break,
+        }
+    }
+    finish_if_done(t, open, now)?;
+    let p = t.plans()?;
+    open.save(p)?;
+    t.touched_runs.push(open.id());
+    Ok(())
+}
+
+/// Starts queued steps, in plan order, while the run has places. Returns the first step that
+/// could not be prepared (and stops there), with why.
+fn start_queued(
+    t: &mut Tables<'_>,
+    open: &mut Open,
+    now: DateTime<Utc>,
+) -> Result<Option<(usize, String)>, StoreError> {
+    loop {
+        if open.run.abort_reason.is_some() || open.run.canceled {
+            return Ok(None);
+        }
+        if decide::free_places(&open.graph, open.run.counts.active()) == 0 {
+            return Ok(None);
+        }
+        let next = {
+            let p = t.plans()?;
+            let first = p
+                .queue
+                .range(step_key(open.id(), 0)..=step_key(open.id(), u32::MAX))?
+                .next();
+            match first {
+                Some(entry) => {
+                    let key = entry?.0.value();
+                    u32::from_be_bytes(key[16..].try_into().expect("step keys are 20 bytes"))
+                }
+                None => return Ok(None),
+            }
+        };
+        let index = next as usize;
+        t.plans()?.queue.remove(step_key(open.id(), next))?;
+        let action = {
+            let graph = open.graph.clone();
+            let results = step_results(t, open, index)?;
+            let lookup = |id: &str| results.get(id).cloned();
+            step_action(&graph, &open.run, index, &lookup, now)
+        };
+        let action = match action {
+            Ok(action) => action,
+            Err(reason) => return Ok(Some((index, reason))),
+        };
+        put(t, None, &action)?;
+        let p = t.plans()?;
+        let mut state = open.step(p, index)?;
+        let old = state.status;
+        state.status = StepStatus::Pending;
+        state.action = Some(action.id);
+        open.set_step(p, index, old, &state)?;
+    }
+}
+
+/// The results of the steps step `index` depends on (directly or not) that its strings name.
+fn step_results(
+    t: &mut Tables<'_>,
+    open: &Open,
+    index: usize,
+) -> Result<HashMap<String, Value>, StoreError> {
+    let step = open.graph.step(index);
+    let mut wanted = Vec::new();
+    for text in crate::plan::spec::step_strings(step) {
+        for r in crate::plan::vars::refs(text).unwrap_or_default() {
+            if let crate::plan::vars::Ref::StepResult { step, .. } = r {
+                wanted.push(step);
+            }
+        }
+    }
+    let mut results = HashMap::new();
+    for id in wanted {
+        let Some(&j) = open.graph.index.get(&id) else {
+            continue;
+        };
+        let action = {
+            let p = t.plans()?;
+            open.step(p, j)?.action
+        };
+        let Some(action) = action else { continue };
+        if let Some(Action {
+            status: ActionStatus::Completed { result },
+            ..
+        }) = get_in(t, action)?
+        {
+            results.insert(id, result);
+        }
+    }
+    Ok(results)
+}
+
+/// Cancels every step of the run that has not started: waiting and queued ones, and those
+/// whose action is stored but not claimed (pending, or waiting for a retry), whose action is
+/// failed with the same reason. Running steps finish.
+fn cancel_unstarted(
+    t: &mut Tables<'_>,
+    open: &mut Open,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let reason = open
+        .run
+        .abort_reason
+        .clone()
+        .unwrap_or_else(|| CANCELED_BY_USER.to_string());
+    let steps = read_steps(&t.plans()?.steps, open.id())?;
+    for (i, mut state) in steps.into_iter().enumerate() {
+        let old = state.status;
+        if !matches!(
+            old,
+            StepStatus::Waiting | StepStatus::Queued | StepStatus::Pending | StepStatus::Retrying
+        ) {
+            continue;
+        }
+        if let Some(id) = state.action.filter(|_| old.is_active())
+            && let Some(action) = get_in(t, id)?
+            && action.status.kind() == StatusKind::Pending
+        {
+            let failed = ActionStatus::Failed {
+                reason: reason.clone(),
+            };
+            let new = transition(&action, failed, now)?;
+            put(t, Some(&action), &new)?;
+        }
+        let p = t.plans()?;
+        if old == StepStatus::Queued {
+            p.queue.remove(step_key(open.id(), i as u32))?;
+        }
+        state.status = StepStatus::Canceled;
+        state.reason = Some(reason.clone());
+        state.finished_at = Some(now);
+        open.set_step(p, i, old, &state)?;
+        open.event(p, "step_canceled", Some(i), json!({"reason": reason}), now)?;
+    }
+    Ok(())
+}
+
+/// Ends the run when every step has finished: its status, the `run_completed` event, and the
+/// action it belongs to (Completed, or Failed with the first failure), all in this transaction.
+fn finish_if_done(
+    t: &mut Tables<'_>,
+    open: &mut Open,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if open.run.status.is_finished() {
+        return Ok(());
+    }
+    let status = decide::run_status(&open.run.counts, open.run.canceled);
+    if !status.is_finished() {
+        return Ok(());
+    }
+    open.run.status = status;
+    open.run.finished_at = Some(now);
+    let counts = counts_json(&open.run);
+    let detail = json!({
+        "status": status,
+        "duration_ms": open.run.duration_ms(),
+        "counts": counts,
+    });
+    {
+        let p = t.plans()?;
+        open.event(p, "run_completed", None, detail, now)?;
+    }
+    let Some(parent) = open.run.parent_action else {
+        return Ok(());
+    };
+    let Some(action) = get_in(t, parent)? else {
+        return Ok(());
+    };
+    if action.status.kind() != StatusKind::Running {
+        return Ok(());
+    }
+    let outcome = match status {
+        RunStatus::Succeeded => ActionStatus::Completed {
+            result: json!({"run_id": open.id(), "status": status, "counts": counts}),
+        },
+        _ => {
+            let failure = first_failure(t, open)?;
+            ActionStatus::Failed {
+                reason: format!(
+                    "plan run {} {status}{}",
+                    open.id(),
+                    failure.map(|f| format!(": {f}")).unwrap_or_default()
+                ),
+            }
+        }
+    };
+    super::finish_in(t, &action, outcome, now)?;
+    Ok(())
+}
+
+/// The first failed step of the run and its reason, for the parent action's failure.
+fn first_failure(t: &mut Tables<'_>, open: &Open) -> Result<Option<String>, StoreError> {
+    let steps = read_steps(&t.plans()?.steps, open.id())?;
+    Ok(steps
+        .iter()
+        .find(|s| s.status == StepStatus::Failed)
+        .map(|s| {
+            format!(
+                "step {} failed: {}",
+                s.step_id,
+                s.reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+        .or_else(|| open.run.abort_reason.clone()))
+}
+
+/// The run's step counts by status name, for events and summaries.
+pub fn counts_json(run: &PlanRun) -> Value {
+    let mut map = serde_json::Map::new();
+    for status in StepStatus::ALL {
+        let n = run.counts.get(status);
+        if n > 0 {
+            map.insert(status.as_str().to_string(), json!(n));
+        }
+    }
+    Value::Object(map)
+}
+
+/// Cancels run `run_id`: steps that have not started are canceled now; running ones finish,
+/// and the run ends `canceled` when they have.
+pub(super) fn cancel_run_in(
+    t: &mut Tables<'_>,
+    run_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<PlanRun, StoreError> {
+    let mut open = Open::load(t.plans()?, run_id)?;
+    if open.run.status.is_finished() {
+        return Err(StoreError::RunFinished {
+            run: run_id,
+            status: open.run.status,
+        });
+    }
+    open.run.canceled = true;
+    if open.run.abort_reason.is_none() {
+        open.run.abort_reason = Some(CANCELED_BY_USER.to_string());
+    }
+    {
+        let p = t.plans()?;
+        open.event(p, "run_canceling", None, json!({}), now)?;
+    }
+    advance(t, &mut open, Vec::new(), now)?;
+    Ok(open.run)
+}
+
+/// Runs again the steps of a finished run that did not succeed (or `only` and what follows
+/// it): they wait again, and those whose dependencies are done become ready at once.
+pub(super) fn retry_run_in(
+    t: &mut Tables<'_>,
+    run_id: Uuid,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(PlanRun, Vec<String>), StoreError> {
+    let mut open = Open::load(t.plans()?, run_id)?;
+    if !open.run.status.is_finished() {
+        return Err(StoreError::RunNotFinished { run: run_id });
+    }
+    let only_index = match only {
+        Some(id) => Some(
+            *open
+                .graph
+                .index
+                .get(id)
+                .ok_or_else(|| StoreError::NoSuchStep {
+                    run: run_id,
+                    step: id.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let states = read_steps(&t.plans()?.steps, run_id)?;
+    let chosen = decide::retry_selection(&open.graph, &|i| states[i].status, only_index);
+    if chosen.is_empty() {
+        return Err(StoreError::NothingToRetry { run: run_id });
+    }
+    open.run.status = RunStatus::Running;
+    open.run.finished_at = None;
+    open.run.canceled = false;
+    open.run.abort_reason = None;
+    open.run.parent_action = None;
+    let names: Vec<String> = chosen
+        .iter()
+        .map(|&i| open.graph.step(i).id.clone())
+        .collect();
+    let mut current: Vec<StepStatus> = states.iter().map(|s| s.status).collect();
+    {
+        let p = t.plans()?;
+        for &i in &chosen {
+            let mut state = states[i].clone();
+            let old = state.status;
+            state.status = StepStatus::Waiting;
+            state.reason = None;
+            state.started_at = None;
+            state.finished_at = None;
+            state.attempt = 0;
+            open.set_step(p, i, old, &state)?;
+            current[i] = StepStatus::Waiting;
+        }
+        open.event(p, "run_retried", None, json!({"steps": names}), now)?;
+    }
+    let ready: Vec<Change> = chosen
+        .iter()
+        .filter_map(|&i| decide::readiness(&open.graph, i, &|j| current[j]))
+        .collect();
+    advance(t, &mut open, ready, now)?;
+    Ok((open.run, names))
+}
+
+/// Which runs `list_runs` returns.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub plan: Option<String>,
+    pub status: Option<RunStatus>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+    /// Keyset paging: only runs older than this cursor (from [`run_cursor`]).
+    pub before: Option<[u8; 24]>,
+}
+
+/// The cursor that continues a listing after `run`.
+pub fn run_cursor(run: &PlanRun) -> String {
+    hex::encode(time_key(run.created_at, run.run_id))
+}
+
+/// Reads a cursor [`run_cursor`] made.
+pub fn parse_run_cursor(text: &str) -> Result<[u8; 24], String> {
+    hex::decode(text)
+        .ok()
+        .and_then(|bytes| <[u8; 24]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("cursor '{text}' is not one this daemon gave: start without it"))
+}
+
+/// A run with its steps and its plan.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    pub run: PlanRun,
+    pub steps: Vec<StepState>,
+    pub graph: Arc<PlanGraph>,
+}
+
+impl super::ActionDb {
+    /// Stores a new run and starts its first steps (they are Pending actions, due now).
+    pub fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
+        let tx = self.begin_write()?;
+        let run = {
+            let mut t = Tables::open(&tx)?;
+            start_run_in(&mut t, new, None, now)?
+        };
+        self.db.commit(tx)?;
+        Ok(run)
+    }
+
+    /// Cancels a running plan run (see `cancel_run_in`).
+    pub fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
+        let tx = self.begin_write()?;
+        let header = {
+            let mut t = Tables::open(&tx)?;
+            self.require_run(&mut t, run)?;
+            cancel_run_in(&mut t, run, now)?
+        };
+        self.db.commit(tx)?;
+        Ok(header)
+    }
+
+    /// Runs again what did not succeed in a finished run; returns the run and the steps.
+    pub fn retry_run(
+        &self,
+        run: Uuid,
+        only: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(PlanRun, Vec<String>), StoreError> {
+        let tx = self.begin_write()?;
+        let result = {
+            let mut t = Tables::open(&tx)?;
+            self.require_run(&mut t, run)?;
+            retry_run_in(&mut t, run, only, now)?
+        };
+        self.db.commit(tx)?;
+        Ok(result)
+    }
+
+    fn require_run(&self, t: &mut Tables<'_>, run: Uuid) -> Result<(), StoreError> {
+        match read_run(&t.plans()?.runs, run)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::RunNotFound(run)),
+        }
+    }
+
+    /// A run, its steps and its plan.
+    pub fn get_run(&self, run: Uuid) -> Result<Option<RunDetail>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let runs = tx.open_table(PLAN_RUNS)?;
+        let Some(header) = read_run(&runs, run)? else {
+            return Ok(None);
+        };
+        let steps = read_steps(&tx.open_table(RUN_STEPS)?, run)?;
+        let graph = graph_of(&tx.open_table(PLAN_SPECS)?, run)?;
+        Ok(Some(RunDetail {
+            run: header,
+            steps,
+            graph,
+        }))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<PlanRun>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let runs = tx.open_table(PLAN_RUNS)?;
+        let by_time = tx.open_table(RUNS_BY_TIME)?;
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        let range = match filter.before {
+            Some(before) => by_time.range(..before)?,
+            None => by_time.range::<[u8; 24]>(..)?,
+        };
+        for entry in range.rev() {
+            if found.len() >= limit {
+                break;
+            }
+            let key = entry?.0.value();
+            let id = Uuid::from_slice(&key[8..]).expect("run keys end with a 16-byte id");
+            let Some(run) = read_run(&runs, id)? else {
+                continue;
+            };
+            if filter.plan.as_deref().is_some_and(|p| p != run.plan_id)
+                || filter.status.is_some_and(|s| s != run.status)
+            {
+                continue;
+            }
+            found.push(run);
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` events of a run after sequence number `after` (all when None).
+    pub fn run_events(
+        &self,
+        run: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let tx = self.db.begin_read()?;
+        read_events(&tx.open_table(RUN_EVENTS)?, run, after, limit)
+    }
+}
+
+#[cfg(test)]
+#[path = "plans_tests.rs"]
+mod tests;
