@@ -177,6 +177,105 @@ pub enum OrchestrateCommand {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Plans: JSON DAGs of steps in .sdlc/plans/ (check, run, follow, cancel, retry)
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check a plan (its id in .sdlc/plans/, or a file); every problem is listed
+    Check {
+        /// The plan's id or file
+        plan: String,
+        /// Check as if run with this variable (repeatable)
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Start a run of a plan and follow it to its end (exit 0 when it succeeded)
+    Run {
+        /// The plan's id or file
+        plan: String,
+        /// A variable for ${KEY} in the steps (repeatable)
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Return once the run is stored (print its id) instead of following it
+        #[arg(long)]
+        detach: bool,
+        /// Print the run's events as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: its progress, every step and the graph
+    Status {
+        /// The run's id
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the plans in .sdlc/plans/ with their last run
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs, newest first, with their step counts
+    Runs {
+        /// Only runs of this plan
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<String>,
+        /// Only runs in this status: running, succeeded, failed, canceled
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        /// Continue a listing (the cursor printed on stderr)
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run: steps not started are canceled, running ones finish
+    Cancel {
+        /// The run's id
+        run_id: String,
+    },
+    /// Run again the failed, canceled and skipped steps of a finished run, keeping what succeeded
+    Retry {
+        /// The run's id
+        run_id: String,
+        /// Only this step (and what depends on it)
+        #[arg(long, value_name = "ID")]
+        step: Option<String>,
+        /// Return at once instead of following the run
+        #[arg(long)]
+        detach: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's events as JSON lines
+    Events {
+        /// The run's id
+        run_id: String,
+        /// Keep printing until the run ends
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// `KEY=VALUE` of `--var`.
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}': write --var KEY=VALUE"))?;
+    if !sdlc_core::plan::vars::is_var_name(key) {
+        return Err(format!(
+            "'{key}' is not a variable name: use letters, digits and underscores"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,9 +49,12 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::model::{Action, ActionStatus};
-use crate::store::{ActionDb, Settled};
+use crate::plan::export::EventExport;
+use crate::plan::{NewRun, RunEvent};
+use crate::store::{ActionDb, SettleWork, Settled};
 use crate::tool::{
-    RunLimits, RunRecordAt, ToolMode, outcome_to_status, run_tool_recorded, tool_script,
+    RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, outcome_to_status,
+    run_command_recorded, run_tool_recorded, tool_script,
 };
 
 /// How the engine runs.
@@ -74,6 +77,8 @@ pub struct EngineConfig {
     /// At start, kill the process groups of tools a dead daemon left running (else only
     /// report them).
     pub kill_orphans: bool,
+    /// Where plan runs' event logs are written (`<run_id>.jsonl`); None: not written.
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// How many finished actions one pruning pass deletes: small enough that a pass never holds
@@ -125,12 +130,25 @@ const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
-pub struct Waker(Arc<Notify>);
+pub struct Waker {
+    notify: Arc<Notify>,
+    runs: Arc<std::sync::Mutex<Vec<Uuid>>>,
+}
 
 impl Waker {
     pub fn wake(&self) {
         // notify_one stores a permit when the loop is busy, so no wake-up is lost.
-        self.0.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Wakes the loop and has it export the new events of plan run `run` (started,
+    /// canceled or retried outside the loop).
+    pub fn announce_run(&self, run: Uuid) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(run);
+        self.wake();
     }
 }
 
@@ -157,7 +175,8 @@ pub struct Engine {
     db: Arc<ActionDb>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    notify: Arc<Notify>,
+    waker: Waker,
+    export: std::sync::Mutex<EventExport>,
 }
 
 /// One run that ended, waiting to be recorded.
@@ -167,6 +186,8 @@ struct RunDone {
     duration: Duration,
     /// The tool never started for a passing lack of resources: hand it back, try later.
     deferred: bool,
+    /// The action targets a plan and its run is ready to store (the action stays Running).
+    plan_start: Option<NewRun>,
 }
 
 /// When the loop next tries to reopen a database that refuses writes.
@@ -189,6 +210,8 @@ struct Pool {
     average_run: Option<Duration>,
     /// Where runs are logged while they live (for orphan detection after a crash).
     run_log: Option<Arc<crate::orphans::RunLog>>,
+    /// Plan runs whose new events are still to be exported.
+    touched_runs: Vec<Uuid>,
 }
 
 impl Pool {
@@ -221,6 +244,7 @@ impl Pool {
                     },
                     duration: Duration::ZERO,
                     deferred: false,
+                    plan_start: None,
                 });
             }
         }
@@ -298,17 +322,50 @@ impl Pool {
 
 impl Engine {
     pub fn new(db: Arc<ActionDb>, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
+        let export = EventExport::new(config.runs_dir.clone());
         Engine {
             db,
             clock,
             config,
-            notify: Arc::new(Notify::new()),
+            waker: Waker {
+                notify: Arc::new(Notify::new()),
+                runs: Arc::default(),
+            },
+            export: std::sync::Mutex::new(export),
         }
     }
 
     /// A handle that wakes this engine's loop.
     pub fn waker(&self) -> Waker {
-        Waker(self.notify.clone())
+        self.waker.clone()
+    }
+
+    /// Where the plan runs' events are published as the loop exports them.
+    pub fn run_events(&self) -> tokio::sync::broadcast::Sender<RunEvent> {
+        self.lock_export().sender()
+    }
+
+    fn lock_export(&self) -> std::sync::MutexGuard<'_, EventExport> {
+        self.export.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exports the new events of the runs the last settles touched, and of the runs
+    /// announced through the waker.
+    async fn export_runs(&self, pool: &mut Pool) {
+        let mut runs = std::mem::take(&mut pool.touched_runs);
+        runs.append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
+        runs.sort_unstable();
+        runs.dedup();
+        for run in runs {
+            let after = self.lock_export().exported_up_to(run);
+            match self
+                .blocking(move |db| db.run_events(run, after, usize::MAX))
+                .await
+            {
+                Ok(events) => self.lock_export().export(run, &events),
+                Err(err) => warn!(%run, "could not read the run's events to export: {err:#}"),
+            }
+        }
     }
 
     /// Recovers what a dead daemon left Running, then runs the loop until `shutdown`
@@ -363,6 +420,7 @@ impl Engine {
             ready: VecDeque::new(),
             average_run: None,
             run_log,
+            touched_runs: Vec::new(),
         };
         tokio::pin!(shutdown);
         let mut next_prune = Instant::now();
@@ -428,6 +486,7 @@ impl Engine {
                 work_announced = false;
                 self.start_ready(&mut pool, max);
             }
+            self.export_runs(&mut pool).await;
             if let Some(keep) = self.config.retention
                 && !storage_down
                 && Instant::now() >= next_prune
@@ -485,7 +544,7 @@ impl Engine {
                     pool.drain_finished();
                     batchable = true;
                 }
-                _ = self.notify.notified() => {
+                _ = self.waker.notify.notified() => {
                     // Under a burst of webhooks every request wakes the loop; with no room
                     // for what they bring, settling on each would be a commit per request.
                     work_announced = true;
@@ -521,6 +580,7 @@ impl Engine {
                 },
                 duration: Duration::ZERO,
                 deferred: false,
+                plan_start: None,
             });
         }
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
@@ -531,6 +591,7 @@ impl Engine {
         let now = self.clock.now();
         self.settle(&mut pool, 0, now, unstarted, &mut summary, &mut next_due)
             .await;
+        self.export_runs(&mut pool).await;
         Ok(summary)
     }
 
@@ -627,8 +688,13 @@ impl Engine {
         let outcomes: Vec<(Uuid, ActionStatus)> = pool
             .done
             .iter()
-            .filter(|run| !run.deferred)
+            .filter(|run| !run.deferred && run.plan_start.is_none())
             .map(|run| (run.id, run.status.clone()))
+            .collect();
+        let plan_starts: Vec<(Uuid, NewRun)> = pool
+            .done
+            .iter()
+            .filter_map(|run| Some((run.id, run.plan_start.clone()?)))
             .collect();
         let retry_at = self.clock.now()
             + chrono::Duration::from_std(DEFER_DELAY).expect("the defer delay is small");
@@ -638,7 +704,12 @@ impl Engine {
             .filter(|run| run.deferred)
             .map(|run| (run.id, retry_at))
             .collect();
-        if outcomes.is_empty() && claim == 0 && returned.is_empty() && deferred.is_empty() {
+        if outcomes.is_empty()
+            && claim == 0
+            && returned.is_empty()
+            && deferred.is_empty()
+            && plan_starts.is_empty()
+        {
             return false;
         }
         pool.first_done_at = None;
@@ -649,16 +720,16 @@ impl Engine {
         let returned_ids: Vec<Uuid> = returned.iter().map(|(action, _)| action.id).collect();
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
+        let starts_again = plan_starts.clone();
         let settled = match self
             .blocking(move |db| {
-                let settled = db.settle_claiming_until(
-                    batch,
-                    returned_ids,
+                let work = SettleWork {
+                    outcomes: batch,
+                    returned: returned_ids,
                     deferred,
-                    now,
-                    claim_until,
-                    claim,
-                )?;
+                    plan_starts,
+                };
+                let settled = db.settle_work(work, now, claim_until, claim)?;
                 let next_due = db.next_due_at()?;
                 Ok((settled, next_due))
             })
@@ -700,6 +771,29 @@ impl Engine {
                         Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
                     }
                 }
+                for (id, new) in starts_again {
+                    let start = move |db: &ActionDb| {
+                        let work = SettleWork {
+                            plan_starts: vec![(id, new)],
+                            ..SettleWork::default()
+                        };
+                        db.settle_work(work, now, now, 0)
+                    };
+                    match self.blocking(start).await {
+                        Ok(settled) => pool.touched_runs.extend(settled.runs_touched),
+                        Err(err) => {
+                            error!(%id, "could not start the plan run of an action: {err:#}");
+                            let failed = ActionStatus::Failed {
+                                reason: format!("could not store the plan run: {err:#}"),
+                            };
+                            if let Err(err) =
+                                self.blocking(move |db| db.complete(id, failed, now)).await
+                            {
+                                error!(%id, "could not record the outcome of a run: {err:#}");
+                            }
+                        }
+                    }
+                }
                 for (id, at) in deferred_again {
                     let hand_back = move |db: &ActionDb| {
                         db.settle_claiming_until(
@@ -734,6 +828,8 @@ impl Engine {
         if let Some(log) = &pool.run_log {
             log.settled(settled.finished.iter().map(|f| f.action.id));
         }
+        pool.touched_runs
+            .extend(settled.runs_touched.iter().copied());
         for finished in &settled.finished {
             let action = &finished.action;
             let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
@@ -858,24 +954,61 @@ async fn run_action(
     run_log: Option<Arc<crate::orphans::RunLog>>,
 ) -> RunDone {
     let started = std::time::Instant::now();
+    if let Some(plan_id) = &action.plan {
+        return prepare_plan_run(&action, plan_id, &root, started).await;
+    }
     let mut deferred = false;
+    if let Some(ms) = action.timeout_ms {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    let mut env = vec![
+        ("SDLC_ACTION_ID".to_string(), action.id.to_string()),
+        ("SDLC_ACTION_LABEL".to_string(), action.label.clone()),
+        ("SDLC_ATTEMPT".to_string(), action.attempt.to_string()),
+    ];
+    if let Some(step) = &action.step {
+        env.push(("SDLC_RUN_ID".to_string(), step.run_id.to_string()));
+        env.push(("SDLC_STEP_ID".to_string(), step.step_id.clone()));
+    }
+    let record_at = run_log.map(|log| RunRecordAt {
+        log,
+        action: action.id,
+    });
+    if let Some(command) = &action.command {
+        let status = match command_place(command, &root) {
+            Err(reason) => ActionStatus::Failed { reason },
+            Ok((program, cwd)) => {
+                env.extend(command.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let run = run_command_recorded(
+                    &program,
+                    &command.args,
+                    &cwd,
+                    &root,
+                    &env,
+                    &limits,
+                    record_at.as_ref(),
+                )
+                .await;
+                if let crate::tool::runner::ExitKind::Deferred(reason) = &run.exit {
+                    warn!(id = %action.id, command = %command.program, "the command could not start for now ({reason}); trying again shortly");
+                    deferred = true;
+                }
+                command_outcome(&run)
+            }
+        };
+        return RunDone {
+            id: action.id,
+            status,
+            duration: started.elapsed(),
+            deferred,
+            plan_start: None,
+        };
+    }
     let status = match tool_script(&root, &action.tool_name) {
         Err(err) => ActionStatus::Failed {
             reason: err.to_string(),
         },
         Ok(script) => {
-            if let Some(ms) = action.timeout_ms {
-                limits.timeout = Duration::from_millis(ms);
-            }
-            let env = [
-                ("SDLC_ACTION_ID".to_string(), action.id.to_string()),
-                ("SDLC_ACTION_LABEL".to_string(), action.label.clone()),
-                ("SDLC_ATTEMPT".to_string(), action.attempt.to_string()),
-            ];
-            let record_at = run_log.map(|log| RunRecordAt {
-                log,
-                action: action.id,
-            });
             let run = run_tool_recorded(
                 &script,
                 ToolMode::Run,
@@ -898,6 +1031,87 @@ async fn run_action(
         status,
         duration: started.elapsed(),
         deferred,
+        plan_start: None,
+    }
+}
+
+/// The program (absolute) and working directory of a command step, or why it cannot run.
+fn command_place(
+    command: &crate::plan::CommandSpec,
+    root: &std::path::Path,
+) -> Result<(PathBuf, PathBuf), String> {
+    let cwd = match &command.cwd {
+        Some(dir) => root.join(dir),
+        None => root.to_path_buf(),
+    };
+    if !cwd.is_dir() {
+        return Err(format!(
+            "cwd '{}' is not a folder of the project ({})",
+            command.cwd.as_deref().unwrap_or("."),
+            cwd.display()
+        ));
+    }
+    let program = if command.program.contains('/') && !command.program.starts_with('/') {
+        cwd.join(&command.program).display().to_string()
+    } else {
+        command.program.clone()
+    };
+    let found = find_program(&program, std::env::var_os("PATH").as_ref()).ok_or_else(|| {
+        format!(
+            "command '{}' not found{}: install it or give its path",
+            command.program,
+            if program.contains('/') {
+                ""
+            } else {
+                " on PATH"
+            }
+        )
+    })?;
+    Ok((found, cwd))
+}
+
+/// For an action that targets a plan: reads and checks the plan as the project has it now,
+/// with the action's input as the variables, ready for the settle to store (or a failure
+/// saying what was wrong with it).
+async fn prepare_plan_run(
+    action: &Action,
+    plan_id: &str,
+    root: &std::path::Path,
+    started: std::time::Instant,
+) -> RunDone {
+    let vars = match crate::plan::run::vars_from_input(&action.tool_input) {
+        Ok(vars) => vars,
+        Err(reason) => {
+            return RunDone {
+                id: action.id,
+                status: ActionStatus::Failed { reason },
+                duration: started.elapsed(),
+                deferred: false,
+                plan_start: None,
+            };
+        }
+    };
+    let prepared = match crate::plan::load::load(root, plan_id).await {
+        Ok((graph, path)) => {
+            crate::plan::run::new_run(graph, vars, &path.display().to_string(), chrono::Utc::now())
+        }
+        Err(problems) => Err(problems),
+    };
+    let (status, plan_start) = match prepared {
+        Ok(new) => (ActionStatus::Running, Some(new)),
+        Err(problems) => (
+            ActionStatus::Failed {
+                reason: format!("could not start the plan: {problems}"),
+            },
+            None,
+        ),
+    };
+    RunDone {
+        id: action.id,
+        status,
+        duration: started.elapsed(),
+        deferred: false,
+        plan_start,
     }
 }
 

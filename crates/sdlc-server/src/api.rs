@@ -6,7 +6,7 @@
 //! `GET /actions/{id}/next?count=N`.
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
 //! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`,
-//! `POST /check` (verify the database file).
+//! `POST /check` (verify the database file). Plans and runs: `plans_api`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -41,6 +41,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/tools", get(list_tools))
         .route("/status", get(status))
         .route("/check", post(check))
+        .merge(crate::plans_api::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))

@@ -17,7 +17,11 @@ use sdlc_core::service::NewAction;
 use sdlc_core::view::ActionView;
 use sdlc_core::webhook::{NewRoute, RouteView};
 
+use sdlc_core::plan::RunEvent;
+use sdlc_core::plan::view::{PlanListing, RunDetailView, RunSummary};
+
 use crate::api::AddResponse;
+use crate::plans_api::{RunPage, StartResponse};
 
 /// What went wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +167,111 @@ impl DaemonClient {
             None,
         )
         .await
+    }
+
+    /// `GET /plans`.
+    pub async fn list_plans(&self) -> Result<Vec<PlanListing>, ClientError> {
+        self.call::<(), _>(Method::GET, "/plans", &[], None).await
+    }
+
+    /// `POST /plans/{plan_id}/runs`.
+    pub async fn start_run(
+        &self,
+        plan_id: &str,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> Result<StartResponse, ClientError> {
+        let body = serde_json::json!({ "vars": vars });
+        let path = format!("/plans/{}/runs", encode_segment(plan_id));
+        self.call(Method::POST, &path, &[], Some(&body)).await
+    }
+
+    /// `GET /runs`.
+    pub async fn list_runs(&self, query: &[(&str, String)]) -> Result<RunPage, ClientError> {
+        self.call::<(), _>(Method::GET, "/runs", query, None).await
+    }
+
+    /// `GET /runs/{run_id}`.
+    pub async fn get_run(&self, run: Uuid) -> Result<RunDetailView, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/runs/{run}"), &[], None)
+            .await
+    }
+
+    /// `POST /runs/{run_id}/cancel`.
+    pub async fn cancel_run(&self, run: Uuid) -> Result<RunSummary, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/runs/{run}/cancel"), &[], None)
+            .await
+    }
+
+    /// `POST /runs/{run_id}/retry`.
+    pub async fn retry_run(
+        &self,
+        run: Uuid,
+        step: Option<&str>,
+    ) -> Result<StartResponse, ClientError> {
+        let body = serde_json::json!({ "step": step });
+        self.call(
+            Method::POST,
+            &format!("/runs/{run}/retry"),
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /runs/{run_id}/events`, each event handed to `each` as it arrives (which says
+    /// whether to go on); with `follow`, until the run ends (no overall timeout: a run may
+    /// take hours).
+    pub async fn run_events(
+        &self,
+        run: Uuid,
+        follow: bool,
+        mut each: impl FnMut(RunEvent) -> bool,
+    ) -> Result<(), ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .expect("a client with a connect timeout and no proxy always builds");
+        let query: &[(&str, &str)] = if follow { &[("follow", "1")] } else { &[] };
+        let interrupted = |err: reqwest::Error| ClientError::Interrupted {
+            addr: self.base.clone(),
+            detail: err.to_string(),
+        };
+        let mut response = http
+            .get(format!("{}/runs/{run}/events", self.base))
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await
+            .map_err(|err| {
+                if err.is_connect() {
+                    ClientError::Unreachable {
+                        addr: self.base.clone(),
+                        detail: err.to_string(),
+                    }
+                } else {
+                    interrupted(err)
+                }
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(interrupted)?;
+            return Err(api_error(status, &bytes));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(interrupted)? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: RunEvent = serde_json::from_slice(&line).map_err(|err| {
+                    ClientError::Protocol(format!("{err}: {}", String::from_utf8_lossy(&line)))
+                })?;
+                if !each(event) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

@@ -54,13 +54,20 @@ impl From<StoreError> for ApiError {
             return ApiError::unavailable(err.to_string());
         }
         let status = match &err {
-            StoreError::NotFound(_) | StoreError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::NotFound(_)
+            | StoreError::RouteNotFound(_)
+            | StoreError::RunNotFound(_)
+            | StoreError::NoSuchStep { .. } => StatusCode::NOT_FOUND,
             StoreError::DuplicatePath(_)
             | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
             | StoreError::NotPending { .. }
             | StoreError::NothingToPause { .. }
-            | StoreError::NotPaused { .. } => StatusCode::CONFLICT,
+            | StoreError::NotPaused { .. }
+            | StoreError::RunFinished { .. }
+            | StoreError::RunNotFinished { .. }
+            | StoreError::NothingToRetry { .. }
+            | StoreError::StepOfRun { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())

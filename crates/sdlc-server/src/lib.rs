@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`router`]: `router(state) -> Router`, pure, so tests can drive it on any listener.
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
+//! - [`plans_api`]: `/api/orchestrator/plans` and `/runs` (plans run by id, runs, events).
+//! - `stream`: a response body fed by a channel (streamed JSON lines).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
 //! - `ingest`: the group-commit writer behind webhook ingress.
 //! - [`listener`]: the accept loop: connection cap, idle and request timeouts.
@@ -20,7 +22,9 @@ pub mod client;
 pub mod error;
 mod ingest;
 pub mod listener;
+pub mod plans_api;
 mod state;
+mod stream;
 pub mod webhooks;
 
 use std::future::Future;

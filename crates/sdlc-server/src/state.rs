@@ -33,6 +33,8 @@ pub struct AppStateConfig {
     pub clock: Arc<dyn Clock>,
     /// Largest webhook body accepted, in bytes.
     pub max_body: usize,
+    /// The engine's feed of plan runs' events (`Engine::run_events`).
+    pub run_events: tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent>,
 }
 
 impl AppState {
@@ -100,6 +102,10 @@ impl AppState {
 
     pub fn max_body(&self) -> usize {
         self.inner.max_body
+    }
+
+    pub fn run_events(&self) -> &tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent> {
+        &self.inner.run_events
     }
 
     /// Stores one acknowledged webhook delivery (group-committed with concurrent ones).

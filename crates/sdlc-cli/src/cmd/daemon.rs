@@ -79,6 +79,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             retention: args.keep,
             run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
             kill_orphans: !args.keep_orphans,
+            runs_dir: Some(sdlc_core::plan::load::runs_dir(&project.root)),
         },
     );
     let state = AppState::new(AppStateConfig {
@@ -88,6 +89,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         token: token.clone(),
         clock,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        run_events: engine.run_events(),
     })
     .context("cannot read the webhook routes")?;
     let _published = daemon_file::publish(
@@ -192,7 +194,7 @@ fn connection_cap(asked: Option<u32>, open_files: u64) -> usize {
 /// fewer context switches and a fifth less daemon CPU). Database work still goes to that
 /// runtime's blocking pool. The answer is sent only once the runtime is gone, so every handle
 /// it held on the database is released before the caller closes it.
-async fn run_on_own_thread(
+pub(crate) async fn run_on_own_thread(
     engine: Engine,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<EngineSummary> {
@@ -227,7 +229,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Completes at Ctrl-C (SIGINT) or SIGTERM; the handlers are in place when this returns.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;

@@ -5,6 +5,8 @@ mod cancel;
 mod check;
 mod daemon;
 mod list;
+mod plan;
+mod plan_follow;
 mod schedule;
 mod show;
 mod status;
@@ -58,6 +60,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::Check) => check::run(&project).await,
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
+            Some(OrchestrateCommand::Plan { command }) => {
+                plan::run(&project, &args.daemon, command).await
+            }
             Some(OrchestrateCommand::Pause { id, reason }) => {
                 schedule::pause(&project, &id, reason).await
             }

@@ -166,3 +166,42 @@ pub fn list_ids(root: &Path) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Every plan of the project with what a list shows (problems instead of failing the list).
+pub fn listings(root: &Path) -> Vec<super::view::PlanListing> {
+    list_ids(root)
+        .into_iter()
+        .map(|id| match read(root, &id) {
+            Ok((graph, _)) => super::view::PlanListing {
+                plan_id: graph.plan.plan_id.clone(),
+                version: graph.plan.version.clone(),
+                description: graph.plan.description.clone(),
+                steps: graph.len(),
+                needs_vars: graph.required_vars().into_keys().collect(),
+                problems: Vec::new(),
+                last_run: None,
+            },
+            Err(problems) => super::view::PlanListing {
+                plan_id: id,
+                version: None,
+                description: None,
+                steps: 0,
+                needs_vars: Vec::new(),
+                problems: problems.problems.iter().map(|p| p.to_string()).collect(),
+                last_run: None,
+            },
+        })
+        .collect()
+}
+
+/// Reads and checks plan `spec`, then builds a run of it with `vars`: everything checked,
+/// nothing stored.
+pub async fn prepare_run(
+    root: &Path,
+    spec: &str,
+    vars: BTreeMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<super::NewRun, Problems> {
+    let (graph, path) = load(root, spec).await?;
+    super::run::new_run(graph, vars, &path.display().to_string(), now)
+}

@@ -228,3 +228,24 @@ pub fn step_action(
     });
     Ok(action)
 }
+
+/// The variables an action targeting a plan carries in its input: an object whose values are
+/// strings (numbers and booleans are written as text).
+pub fn vars_from_input(input: &Value) -> Result<BTreeMap<String, String>, String> {
+    match input {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
+                other => Err(format!(
+                    "variable {k}: a plan variable is text, not {other}"
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "a plan's variables are a JSON object of names to text, not {other}"
+        )),
+    }
+}

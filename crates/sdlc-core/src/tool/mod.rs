@@ -15,8 +15,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use meta::{ToolMeta, validate_input};
-pub use outcome::outcome_to_status;
-pub use runner::{RunLimits, RunRecordAt, ToolMode, ToolRun, run_tool, run_tool_recorded};
+pub use outcome::{command_outcome, outcome_to_status};
+pub use runner::{
+    RunLimits, RunRecordAt, ToolMode, ToolRun, run_command_recorded, run_tool, run_tool_recorded,
+};
 
 use crate::error::ToolError;
 

@@ -44,6 +44,40 @@ pub fn outcome_to_status(run: &ToolRun) -> ActionStatus {
     }
 }
 
+/// How much of a command step's stdout its result keeps when it printed no JSON object.
+const COMMAND_STDOUT_TAIL: usize = 4096;
+
+/// Maps a plan command step's run to a status: exit 0 completes it, with the JSON object it
+/// printed (plus `exit_code`) as its result, else `{"exit_code", "stdout"}` (the tail); any
+/// other end fails it, as for a tool.
+pub fn command_outcome(run: &ToolRun) -> ActionStatus {
+    let ExitKind::Exited(status) = &run.exit else {
+        return outcome_to_status(run);
+    };
+    if status.code() != Some(0) {
+        return match status.code() {
+            Some(code) => ActionStatus::Failed {
+                reason: format!("exited with status {code}{}", stderr_suffix(run)),
+            },
+            None => outcome_to_status(run),
+        };
+    }
+    let text = String::from_utf8_lossy(&run.stdout);
+    let result = match serde_json::from_str::<Value>(text.trim()) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("exit_code".into(), Value::from(0));
+            Value::Object(map)
+        }
+        _ => {
+            let chars: Vec<char> = text.chars().collect();
+            let start = chars.len().saturating_sub(COMMAND_STDOUT_TAIL);
+            let tail: String = chars[start..].iter().collect();
+            serde_json::json!({"exit_code": 0, "stdout": tail})
+        }
+    };
+    ActionStatus::Completed { result }
+}
+
 /// Exit 0: JSON output is the result unless it says `"ok": false`; other text is kept as
 /// text rather than thrown away; bytes that are not text at all fail the run.
 fn success_status(stdout: &[u8]) -> ActionStatus {

@@ -175,8 +175,6 @@ pub async fn run_tool_recorded(
     limits: &RunLimits,
     record_at: Option<&RunRecordAt>,
 ) -> ToolRun {
-    let started = Instant::now();
-    let deadline = started + limits.timeout;
     let mut command = tokio::process::Command::new(&script.program);
     command
         .args(&script.args)
@@ -185,7 +183,45 @@ pub async fn run_tool_recorded(
         .env("SDLC_ROOT", root)
         // The daemon's credential is not the tool's business.
         .env_remove(MANAGEMENT_TOKEN_ENV)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
+    run_process(command, &script.program, input_bytes, limits, record_at).await
+}
+
+/// Runs a plan's command step: `program` (an absolute path) with `args`, from `cwd`, with
+/// `SDLC_ROOT` and `env` set and nothing on stdin; the same caps, timeout, process-group kill
+/// and run record as a tool.
+pub async fn run_command_recorded(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    root: &Path,
+    env: &[(String, String)],
+    limits: &RunLimits,
+    record_at: Option<&RunRecordAt>,
+) -> ToolRun {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("SDLC_ROOT", root)
+        .env_remove(MANAGEMENT_TOKEN_ENV)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    run_process(command, program, Vec::new(), limits, record_at).await
+}
+
+/// Spawns `command` (its program, arguments, directory and environment set), writes
+/// `input_bytes` to its stdin, and captures the run.
+async fn run_process(
+    mut command: tokio::process::Command,
+    program: &Path,
+    input_bytes: Vec<u8>,
+    limits: &RunLimits,
+    record_at: Option<&RunRecordAt>,
+) -> ToolRun {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -215,7 +251,7 @@ pub async fn run_tool_recorded(
             if let Some(at) = record_at {
                 at.log.ended(at.action);
             }
-            let reason = format!("{}: {err}", script.program.display());
+            let reason = format!("{}: {err}", program.display());
             return not_started(if is_passing_shortage(&err) {
                 ExitKind::Deferred(reason)
             } else {
@@ -239,7 +275,6 @@ pub async fn run_tool_recorded(
 
     // Feeding stdin and draining both pipes are futures of this run's own task, polled with
     // the wait below: no task per pipe to spawn, schedule and join for every run.
-    let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
     let stdin = child.stdin.take();
     let feed_stdin = async move {
         if let Some(mut stdin) = stdin {

@@ -1,0 +1,113 @@
+//! The event export: each run's events, as they are committed, appended to
+//! `.sdlc/runs/<run_id>.jsonl` (one JSON object a line, one write per event) and published to
+//! whoever follows the run (`plan run`, `plan events --follow`, the API's `?follow=1`).
+//!
+//! The database is the truth; this only copies what it holds, in sequence order, so a file
+//! deleted or cut short is carried on from where it stands. One exporter per database (the
+//! engine's), so lines are never interleaved.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::RunEvent;
+
+/// How many events a follower may fall behind before it misses some (and reads them back
+/// from the database instead).
+const FOLLOW_BUFFER: usize = 4096;
+
+/// Appends runs' new events to their files and publishes them.
+pub struct EventExport {
+    dir: Option<PathBuf>,
+    /// The next sequence number each open run's file expects.
+    next: HashMap<Uuid, u64>,
+    sender: broadcast::Sender<RunEvent>,
+}
+
+impl EventExport {
+    /// Exports to `dir` (no files when None; followers are told either way).
+    pub fn new(dir: Option<PathBuf>) -> EventExport {
+        let (sender, _) = broadcast::channel(FOLLOW_BUFFER);
+        EventExport {
+            dir,
+            next: HashMap::new(),
+            sender,
+        }
+    }
+
+    /// The sender followers subscribe to.
+    pub fn sender(&self) -> broadcast::Sender<RunEvent> {
+        self.sender.clone()
+    }
+
+    /// The sequence number after which run `run`'s events are still to be exported.
+    pub fn exported_up_to(&mut self, run: Uuid) -> Option<u64> {
+        let next = match self.next.get(&run) {
+            Some(next) => *next,
+            None => {
+                let next = self
+                    .dir
+                    .as_ref()
+                    .map_or(0, |dir| next_in_file(&file_of(dir, run)));
+                self.next.insert(run, next);
+                next
+            }
+        };
+        next.checked_sub(1)
+    }
+
+    /// Writes and publishes `events` (of one run, in order, following what was exported).
+    pub fn export(&mut self, run: Uuid, events: &[RunEvent]) {
+        let Some(last) = events.last() else {
+            return;
+        };
+        if let Some(dir) = &self.dir {
+            if let Err(err) = append(dir, run, events) {
+                tracing::warn!(%run, "could not write the run's event log: {err}");
+            }
+        }
+        for event in events {
+            let _ = self.sender.send(event.clone());
+        }
+        if last.event == "run_completed" {
+            // A retry starts the file again from what it holds.
+            self.next.remove(&run);
+        } else {
+            self.next.insert(run, last.seq + 1);
+        }
+    }
+}
+
+/// The event log file of run `run` in `dir`.
+pub fn file_of(dir: &Path, run: Uuid) -> PathBuf {
+    dir.join(format!("{run}.jsonl"))
+}
+
+fn append(dir: &Path, run: Uuid, events: &[RunEvent]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file_of(dir, run))?;
+    for event in events {
+        let mut line = serde_json::to_vec(event).expect("an event always serializes");
+        line.push(b'\n');
+        // One write per event: each line reaches the file (and a reader) whole, as it happens.
+        file.write_all(&line)?;
+    }
+    Ok(())
+}
+
+/// The sequence number after the last whole line of a run's file (0 when missing).
+fn next_in_file(path: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<RunEvent>(line).ok())
+        .map_or(0, |event| event.seq + 1)
+}

@@ -1,0 +1,321 @@
+//! `/api/orchestrator` for plans: `GET /plans`, `POST /plans/{plan_id}/runs` (`{"vars"}` ->
+//! 201 `{"run_id"}`), `GET /runs` (filters `plan`, `status`, `limit`, `cursor`),
+//! `GET /runs/{run_id}`, `GET /runs/{run_id}/events` (JSON lines; `?follow=1` streams until
+//! the run ends), `POST /runs/{run_id}/cancel`, `POST /runs/{run_id}/retry` (`{"step"}`).
+//!
+//! Plans are run by id only: the API never accepts a plan body or a path, so a token holder
+//! runs what the repository declares and nothing else.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use uuid::Uuid;
+
+use sdlc_core::plan::view::{PlanListing, RunDetailView, RunSummary};
+use sdlc_core::plan::{RunEvent, RunStatus, load};
+use sdlc_core::store::{RunFilter, parse_run_cursor, run_cursor};
+
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/plans", get(list_plans))
+        .route("/plans/{plan_id}/runs", post(start_run))
+        .route("/runs", get(list_runs))
+        .route("/runs/{run_id}", get(get_run))
+        .route("/runs/{run_id}/events", get(run_events))
+        .route("/runs/{run_id}/cancel", post(cancel_run))
+        .route("/runs/{run_id}/retry", post(retry_run))
+}
+
+/// Body of `POST /plans/{plan_id}/runs`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Answer of `POST /plans/{plan_id}/runs` and `.../retry`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StartResponse {
+    pub run_id: Uuid,
+    pub run: RunSummary,
+    #[serde(default)]
+    pub steps: Vec<String>,
+}
+
+/// Body of `POST /runs/{run_id}/retry`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+/// Answer of `GET /runs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+async fn list_plans(State(state): State<AppState>) -> Result<Json<Vec<PlanListing>>, ApiError> {
+    let mut plans = load::listings(state.root());
+    for plan in &mut plans {
+        let filter = RunFilter {
+            plan: Some(plan.plan_id.clone()),
+            limit: Some(1),
+            ..RunFilter::default()
+        };
+        let last = state.with_db(move |db| db.list_runs(&filter)).await?;
+        plan.last_run = last.first().map(RunSummary::from);
+    }
+    Ok(Json(plans))
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    Path(plan_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<StartResponse>), ApiError> {
+    if !load::is_plan_id(&plan_id) {
+        return Err(ApiError::not_found(format!(
+            "'{plan_id}' is not a plan id: the API runs plans of .sdlc/plans/ by id"
+        )));
+    }
+    let vars = optional_json::<StartRequest>(&body)?.vars;
+    let now = state.clock().now();
+    let new = load::prepare_run(state.root(), &plan_id, vars, now)
+        .await
+        .map_err(|problems| {
+            let missing = problems.problems.len() == 1
+                && problems.problems[0].message.starts_with("no plan '");
+            if missing {
+                ApiError::not_found(problems.to_string())
+            } else {
+                ApiError::unprocessable(problems.to_string())
+            }
+        })?;
+    let run = state.with_db(move |db| db.start_run(&new, now)).await?;
+    state.waker().announce_run(run.run_id);
+    Ok((
+        StatusCode::CREATED,
+        Json(StartResponse {
+            run_id: run.run_id,
+            run: RunSummary::from(&run),
+            steps: Vec::new(),
+        }),
+    ))
+}
+
+/// Query of `GET /runs`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RunsQuery {
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    Query(query): Query<RunsQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<RunStatus>().map_err(ApiError::bad_request)?),
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit '{s}': use 1 to 10000")))?,
+    };
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(parse_run_cursor(c).map_err(ApiError::bad_request)?),
+    };
+    let filter = RunFilter {
+        plan: query.plan.filter(|p| !p.is_empty()),
+        status,
+        limit: Some(limit + 1),
+        before,
+    };
+    let mut runs = state.with_db(move |db| db.list_runs(&filter)).await?;
+    let next_cursor = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(run_cursor)
+    } else {
+        None
+    };
+    Ok(Json(RunPage {
+        runs: runs.iter().map(RunSummary::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text)
+        .map_err(|_| ApiError::bad_request(format!("'{text}' is not a run id (a UUID)")))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunDetailView>, ApiError> {
+    let id = parse_run_id(&run_id)?;
+    let detail = state
+        .with_db(move |db| {
+            db.get_run(id)?
+                .ok_or(sdlc_core::StoreError::RunNotFound(id))
+        })
+        .await?;
+    Ok(Json(RunDetailView::new(
+        &detail.run,
+        &detail.steps,
+        &detail.graph,
+    )))
+}
+
+/// Query of `GET /runs/{run_id}/events`.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    pub follow: Option<String>,
+    /// Only events after this sequence number.
+    pub after: Option<u64>,
+}
+
+async fn run_events(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_run_id(&run_id)?;
+    let follow = matches!(query.follow.as_deref(), Some("1" | "true" | "yes"));
+    // Subscribed before reading, so nothing committed in between is missed.
+    let mut live = state.run_events().subscribe();
+    let after = query.after;
+    let (stored, finished) = state
+        .with_db(move |db| {
+            let run = db
+                .get_run(id)?
+                .ok_or(sdlc_core::StoreError::RunNotFound(id))?;
+            Ok((
+                db.run_events(id, after, usize::MAX)?,
+                run.run.status.is_finished(),
+            ))
+        })
+        .await?;
+    let lines = |events: &[RunEvent]| {
+        let mut text = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut text, event).expect("an event always serializes");
+            text.push(b'\n');
+        }
+        text
+    };
+    let ndjson = [(header::CONTENT_TYPE, "application/x-ndjson")];
+    if !follow || finished {
+        return Ok((ndjson, lines(&stored)).into_response());
+    }
+    let mut next = stored
+        .last()
+        .map_or(after.map_or(0, |a| a + 1), |e| e.seq + 1);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let db_state = state.clone();
+    tokio::spawn(async move {
+        if sender.send(lines(&stored)).await.is_err() {
+            return;
+        }
+        loop {
+            let event = match live.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind the live feed: read what was missed from the database.
+                    let from = next.checked_sub(1);
+                    let Ok(missed) = db_state
+                        .with_db(move |db| db.run_events(id, from, usize::MAX))
+                        .await
+                    else {
+                        return;
+                    };
+                    let done = missed.iter().any(|e| e.event == "run_completed");
+                    if let Some(last) = missed.last() {
+                        next = last.seq + 1;
+                    }
+                    if sender.send(lines(&missed)).await.is_err() || done {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if event.run_id != id || event.seq < next {
+                continue;
+            }
+            next = event.seq + 1;
+            let done = event.event == "run_completed";
+            if sender
+                .send(lines(std::slice::from_ref(&event)))
+                .await
+                .is_err()
+                || done
+            {
+                return;
+            }
+        }
+    });
+    Ok((ndjson, Body::new(crate::stream::ChannelBody::new(receiver))).into_response())
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    let id = parse_run_id(&run_id)?;
+    let now = state.clock().now();
+    let run = state.with_db(move |db| db.cancel_run(id, now)).await?;
+    state.waker().announce_run(id);
+    Ok(Json(RunSummary::from(&run)))
+}
+
+async fn retry_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<StartResponse>, ApiError> {
+    let id = parse_run_id(&run_id)?;
+    let step = optional_json::<RetryRequest>(&body)?.step;
+    let now = state.clock().now();
+    let (run, steps) = state
+        .with_db(move |db| db.retry_run(id, step.as_deref(), now))
+        .await?;
+    state.waker().announce_run(id);
+    Ok(Json(StartResponse {
+        run_id: id,
+        run: RunSummary::from(&run),
+        steps,
+    }))
+}
+
+/// A JSON body that may be left out (then the defaults).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))
+}
