@@ -285,8 +285,11 @@ pub enum WebhookCommand {
         /// The path, such as deploy (served at /webhooks/deploy)
         path: String,
         /// The tool to run
-        #[arg(long, value_name = "NAME")]
-        tool: String,
+        #[arg(long, value_name = "NAME", required_unless_present = "plan")]
+        tool: Option<String>,
+        /// Start a run of this plan instead; the template renders its variables
+        #[arg(long, value_name = "ID", conflicts_with = "tool")]
+        plan: Option<String>,
         /// The tool's input: JSON with {{payload}}, {{payload.a.b}}, {{headers.x-name}}
         #[arg(long, value_name = "TEXT")]
         template: Option<String>,
@@ -313,7 +316,13 @@ pub struct AddArgs {
     pub label: String,
     /// The tool to run (a folder in .sdlc/tools/)
     #[arg(long, value_name = "NAME")]
-    pub tool: String,
+    pub tool: Option<String>,
+    /// Start a run of this plan (.sdlc/plans/<ID>.json) instead of running a tool
+    #[arg(long, value_name = "ID", conflicts_with = "tool")]
+    pub plan: Option<String>,
+    /// A variable of the plan's runs (repeatable; with --plan)
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
     /// JSON given to the tool on stdin
     #[arg(long, default_value = "{}", value_name = "JSON")]
     pub input: String,

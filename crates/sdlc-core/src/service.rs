@@ -25,7 +25,13 @@ pub struct NewAction {
     #[serde(default)]
     pub id: Option<uuid::Uuid>,
     pub label: String,
+    /// The tool to run (empty when `plan` is given).
+    #[serde(default)]
     pub tool_name: String,
+    /// Start a run of this plan (of `.sdlc/plans/`) instead of running a tool; `tool_input`
+    /// then holds the run's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
     /// The JSON given to the tool on stdin; `{}` when absent.
     #[serde(default = "empty_object")]
     pub tool_input: Value,
@@ -134,21 +140,37 @@ pub async fn prepare_action(
         None => None,
     };
 
-    let script =
-        tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
     let mut warnings = Vec::new();
-    match read_meta(&script, root).await {
-        Ok(meta) => validate_input(&meta, &request.tool_input).map_err(InvalidRequest)?,
-        Err(err) => warnings.push(format!("{err}; the input was not checked")),
-    }
+    let tool_name = match &request.plan {
+        Some(plan) => {
+            if !request.tool_name.is_empty() {
+                return Err(InvalidRequest(
+                    "give --tool or --plan, not both: an action runs a tool or starts a plan"
+                        .to_string(),
+                ));
+            }
+            check_plan_target(root, plan, &request.tool_input).await?;
+            plan_target(plan)
+        }
+        None => {
+            let script =
+                tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
+            match read_meta(&script, root).await {
+                Ok(meta) => validate_input(&meta, &request.tool_input).map_err(InvalidRequest)?,
+                Err(err) => warnings.push(format!("{err}; the input was not checked")),
+            }
+            request.tool_name
+        }
+    };
 
     let mut action = Action::new(
         request.label,
-        request.tool_name,
+        tool_name,
         request.tool_input,
         ActionTrigger::Scheduled { next_tick_at: due },
         now,
     );
+    action.plan = request.plan;
     if let Some(id) = request.id {
         action.id = id;
         action.series = id;
@@ -158,6 +180,39 @@ pub async fn prepare_action(
     action.policy = policy;
     action.retry = retry;
     Ok(Prepared { action, warnings })
+}
+
+/// The `tool_name` of an action or route that starts plan `plan_id`: never a tool's name
+/// (those have no `:`), so lists and filters show what it runs.
+pub fn plan_target(plan_id: &str) -> String {
+    format!("plan:{plan_id}")
+}
+
+/// The plan a `tool_name` made by [`plan_target`] names.
+pub fn plan_of_target(tool_name: &str) -> Option<&str> {
+    tool_name.strip_prefix("plan:")
+}
+
+/// An action or route may start plan `plan` with `vars`: the plan exists in the project and
+/// passes its checks, and every variable it needs is given (or, for a route, may come from
+/// the template: `vars` None).
+async fn check_plan_target(root: &Path, plan: &str, vars: &Value) -> Result<(), InvalidRequest> {
+    if !crate::plan::load::is_plan_id(plan) {
+        return Err(InvalidRequest(format!(
+            "--plan '{plan}': give the id of a plan in .sdlc/plans/ (actions run plans by id)"
+        )));
+    }
+    let (graph, _) = crate::plan::load::load(root, plan)
+        .await
+        .map_err(|problems| InvalidRequest(problems.to_string()))?;
+    let given = crate::plan::run::vars_from_input(vars).map_err(InvalidRequest)?;
+    let mut all = graph.plan.vars.clone();
+    all.extend(given);
+    let missing = graph.missing_vars(&all);
+    if let Some(first) = missing.first() {
+        return Err(InvalidRequest(format!("plan {plan}: {first}")));
+    }
+    Ok(())
 }
 
 /// `--every` or `--cron` (with `--tz`), checked.
@@ -273,7 +328,28 @@ pub fn prepare_route(
     now: DateTime<Utc>,
 ) -> Result<WebhookRoute, InvalidRequest> {
     let path = normalize_path(&request.path).map_err(InvalidRequest)?;
-    tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
+    let tool_name = match &request.plan {
+        Some(plan) => {
+            if !request.tool_name.is_empty() {
+                return Err(InvalidRequest(
+                    "give --tool or --plan, not both: a route runs a tool or starts a plan"
+                        .to_string(),
+                ));
+            }
+            if !crate::plan::load::is_plan_id(plan) {
+                return Err(InvalidRequest(format!(
+                    "--plan '{plan}': give the id of a plan in .sdlc/plans/"
+                )));
+            }
+            crate::plan::load::read(root, plan)
+                .map_err(|problems| InvalidRequest(problems.to_string()))?;
+            plan_target(plan)
+        }
+        None => {
+            tool_script(root, &request.tool_name).map_err(|e| InvalidRequest(e.to_string()))?;
+            request.tool_name.clone()
+        }
+    };
     let template = request
         .input_template
         .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
@@ -289,7 +365,7 @@ pub fn prepare_route(
     Ok(WebhookRoute {
         id: uuid::Uuid::new_v4(),
         path,
-        tool_name: request.tool_name,
+        tool_name,
         input_template: template,
         secret,
         created_at: now,
@@ -352,6 +428,7 @@ mod tests {
             id: None,
             label: "svc".into(),
             tool_name: "check".into(),
+            plan: None,
             tool_input: input,
             at: Some("now+5s".into()),
             every: Some(DurationSpec::Text("1m".into())),
@@ -442,6 +519,7 @@ mod tests {
         let good = NewRoute {
             path: "/webhooks/deploy".into(),
             tool_name: "check".into(),
+            plan: None,
             input_template: None,
             secret: Some("s3cret".into()),
         };

@@ -74,6 +74,18 @@ pub struct ActionView {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The plan run this action is a step of, or the run it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    /// The step of that run it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// The plan it starts a run of (an action targeting a plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// A command step's process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<crate::plan::CommandSpec>,
 }
 
 impl From<&Action> for ActionView {
@@ -153,6 +165,10 @@ impl From<&Action> for ActionView {
             updated_at: action.updated_at,
             started_at: action.started_at,
             finished_at: action.finished_at,
+            run_id: action.step.as_ref().map(|s| s.run_id).or(action.plan_run),
+            step_id: action.step.as_ref().map(|s| s.step_id.clone()),
+            plan: action.plan.clone(),
+            command: action.command.clone(),
         }
     }
 }

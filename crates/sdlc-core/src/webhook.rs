@@ -44,7 +44,12 @@ pub struct WebhookRoute {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewRoute {
     pub path: String,
+    /// The tool to run (empty when `plan` is given).
+    #[serde(default)]
     pub tool_name: String,
+    /// Start a run of this plan instead; the template renders its variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
     #[serde(default, alias = "template")]
     pub input_template: Option<String>,
     #[serde(default)]
@@ -212,6 +217,7 @@ pub fn delivery_action_rendered(
     );
     action.id = delivery.id;
     action.series = delivery.id;
+    action.plan = crate::service::plan_of_target(&delivery.tool_name).map(str::to_string);
     if let Some(reason) = failure {
         action.status = ActionStatus::Failed { reason };
         action.finished_at = Some(now);

@@ -225,6 +225,7 @@ impl DaemonClient {
         &self,
         run: Uuid,
         follow: bool,
+        from_seq: u64,
         mut each: impl FnMut(RunEvent) -> bool,
     ) -> Result<(), ClientError> {
         let http = reqwest::Client::builder()
@@ -232,7 +233,10 @@ impl DaemonClient {
             .no_proxy()
             .build()
             .expect("a client with a connect timeout and no proxy always builds");
-        let query: &[(&str, &str)] = if follow { &[("follow", "1")] } else { &[] };
+        let mut query = vec![("follow", if follow { "1" } else { "0" }.to_string())];
+        if let Some(after) = from_seq.checked_sub(1) {
+            query.push(("after", after.to_string()));
+        }
         let interrupted = |err: reqwest::Error| ClientError::Interrupted {
             addr: self.base.clone(),
             detail: err.to_string(),
@@ -240,7 +244,7 @@ impl DaemonClient {
         let mut response = http
             .get(format!("{}/runs/{run}/events", self.base))
             .bearer_auth(&self.token)
-            .query(query)
+            .query(&query)
             .send()
             .await
             .map_err(|err| {

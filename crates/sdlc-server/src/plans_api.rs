@@ -51,6 +51,9 @@ pub struct StartResponse {
     pub run: RunSummary,
     #[serde(default)]
     pub steps: Vec<String>,
+    /// The sequence number of this start's first event: follow the run from there.
+    #[serde(default)]
+    pub first_seq: u64,
 }
 
 /// Body of `POST /runs/{run_id}/retry`.
@@ -115,6 +118,7 @@ async fn start_run(
             run_id: run.run_id,
             run: RunSummary::from(&run),
             steps: Vec::new(),
+            first_seq: 0,
         }),
     ))
 }
@@ -300,14 +304,15 @@ async fn retry_run(
     let id = parse_run_id(&run_id)?;
     let step = optional_json::<RetryRequest>(&body)?.step;
     let now = state.clock().now();
-    let (run, steps) = state
+    let retried = state
         .with_db(move |db| db.retry_run(id, step.as_deref(), now))
         .await?;
     state.waker().announce_run(id);
     Ok(Json(StartResponse {
         run_id: id,
-        run: RunSummary::from(&run),
-        steps,
+        run: RunSummary::from(&retried.run),
+        steps: retried.steps,
+        first_seq: retried.first_seq,
     }))
 }
 

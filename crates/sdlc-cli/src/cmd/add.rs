@@ -8,13 +8,39 @@ use sdlc_core::service::{DurationSpec, NewAction, prepare_action};
 use super::{Project, parse_input};
 use crate::cli::AddArgs;
 
+/// The tool's `--input`, or for `--plan` the run's variables (`--var`) as an object.
+fn input_of(args: &AddArgs) -> anyhow::Result<serde_json::Value> {
+    match (&args.tool, &args.plan) {
+        (None, None) => {
+            anyhow::bail!("give --tool NAME (a tool to run) or --plan ID (a plan to start)")
+        }
+        (Some(_), None) if !args.vars.is_empty() => {
+            anyhow::bail!("--var goes with --plan: a tool gets its input with --input")
+        }
+        (_, Some(_)) if args.input != "{}" => {
+            anyhow::bail!(
+                "--input goes with --tool: a plan gets its variables with --var KEY=VALUE"
+            )
+        }
+        (_, Some(_)) => Ok(serde_json::Value::Object(
+            args.vars
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )),
+        (Some(_), None) => parse_input(&args.input),
+    }
+}
+
 pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
+    let tool_input = input_of(&args)?;
     let request = NewAction {
         // Chosen here, so that a retry after a broken connection finds the stored action.
         id: Some(uuid::Uuid::now_v7()),
         label: args.label,
-        tool_name: args.tool,
-        tool_input: parse_input(&args.input)?,
+        tool_name: args.tool.clone().unwrap_or_default(),
+        plan: args.plan.clone(),
+        tool_input,
         at: args.at,
         every: args.every.map(DurationSpec::Text),
         timeout: args.timeout.map(DurationSpec::Text),

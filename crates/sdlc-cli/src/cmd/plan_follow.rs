@@ -53,7 +53,7 @@ pub async fn start(
         if detach {
             return Ok(ExitCode::SUCCESS);
         }
-        return follow_through(&client, started.run_id, json).await;
+        return follow_through(&client, started.run_id, 0, json).await;
     }
     let new = load::prepare_run(&project.root, plan, vars, Utc::now())
         .await
@@ -81,12 +81,12 @@ pub async fn retry(
         if detach {
             return Ok(ExitCode::SUCCESS);
         }
-        return follow_through(&client, run, json).await;
+        return follow_through(&client, run, retried.first_seq, json).await;
     }
     run_here(project, daemon, detach, json, move |db| {
-        let (run, steps) = db.retry_run(run, step.as_deref(), Utc::now())?;
-        eprintln!("running again: {}", steps.join(", "));
-        Ok(run)
+        let retried = db.retry_run(run, step.as_deref(), Utc::now())?;
+        eprintln!("running again: {}", retried.steps.join(", "));
+        Ok(retried.run)
     })
     .await
 }
@@ -97,7 +97,7 @@ pub async fn events(project: &Project, run: Uuid, follow: bool) -> anyhow::Resul
         let client = DaemonClient::new(&info);
         let mut failed = None;
         client
-            .run_events(run, follow, |event| match print_json(&event) {
+            .run_events(run, follow, 0, |event| match print_json(&event) {
                 Ok(()) => true,
                 Err(err) => {
                     failed = Some(err);
@@ -113,7 +113,7 @@ pub async fn events(project: &Project, run: Uuid, follow: bool) -> anyhow::Resul
             async |client| {
                 let mut all = Vec::new();
                 client
-                    .run_events(run, false, |event| {
+                    .run_events(run, false, 0, |event| {
                         all.push(event);
                         true
                     })
@@ -220,11 +220,16 @@ fn exit_for(status: &str) -> ExitCode {
 }
 
 /// Follows a daemon's run to its end.
-async fn follow_through(client: &DaemonClient, run: Uuid, json: bool) -> anyhow::Result<ExitCode> {
+async fn follow_through(
+    client: &DaemonClient,
+    run: Uuid,
+    from_seq: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut printer = Printer::new(json);
     let mut outcome: anyhow::Result<Option<String>> = Ok(None);
     client
-        .run_events(run, true, |event| match printer.print(&event) {
+        .run_events(run, true, from_seq, |event| match printer.print(&event) {
             Ok(None) => true,
             Ok(Some(status)) => {
                 outcome = Ok(Some(status));

@@ -15,6 +15,7 @@ pub async fn run(project: &Project, command: WebhookCommand) -> anyhow::Result<E
         WebhookCommand::Add {
             path,
             tool,
+            plan,
             template,
             secret,
         } => {
@@ -22,7 +23,8 @@ pub async fn run(project: &Project, command: WebhookCommand) -> anyhow::Result<E
                 project,
                 NewRoute {
                     path,
-                    tool_name: tool,
+                    tool_name: tool.unwrap_or_default(),
+                    plan,
                     input_template: template,
                     secret,
                 },
@@ -46,10 +48,13 @@ async fn add(project: &Project, request: NewRoute) -> anyhow::Result<ExitCode> {
         )
         .await?;
     outln!("{}", added.id)?;
-    eprintln!(
-        "POST {} now runs tool '{}'",
-        added.url_path, added.tool_name
-    );
+    match sdlc_core::service::plan_of_target(&added.tool_name) {
+        Some(plan) => eprintln!("POST {} now starts a run of plan '{plan}'", added.url_path),
+        None => eprintln!(
+            "POST {} now runs tool '{}'",
+            added.url_path, added.tool_name
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

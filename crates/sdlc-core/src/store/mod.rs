@@ -45,7 +45,7 @@ pub use handle::StorageFault;
 use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in, write_light_in};
 
 pub use plans::{
-    CANCELED_BY_USER, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
+    CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
 pub use webhooks::Ingested;
 

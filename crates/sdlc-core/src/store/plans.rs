@@ -753,7 +753,7 @@ pub(super) fn retry_run_in(
     run_id: Uuid,
     only: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(PlanRun, Vec<String>), StoreError> {
+) -> Result<Retried, StoreError> {
     let mut open = Open::load(t.plans()?, run_id)?;
     if !open.run.status.is_finished() {
         return Err(StoreError::RunNotFinished { run: run_id });
@@ -786,6 +786,7 @@ pub(super) fn retry_run_in(
         .map(|&i| open.graph.step(i).id.clone())
         .collect();
     let mut current: Vec<StepStatus> = states.iter().map(|s| s.status).collect();
+    let retried_at;
     {
         let p = t.plans()?;
         for &i in &chosen {
@@ -799,6 +800,7 @@ pub(super) fn retry_run_in(
             open.set_step(p, i, old, &state)?;
             current[i] = StepStatus::Waiting;
         }
+        retried_at = open.run.next_seq;
         open.event(p, "run_retried", None, json!({"steps": names}), now)?;
     }
     let ready: Vec<Change> = chosen
@@ -806,7 +808,22 @@ pub(super) fn retry_run_in(
         .filter_map(|&i| decide::readiness(&open.graph, i, &|j| current[j]))
         .collect();
     advance(t, &mut open, ready, now)?;
-    Ok((open.run, names))
+    Ok(Retried {
+        run: open.run,
+        steps: names,
+        first_seq: retried_at,
+    })
+}
+
+/// What `retry_run` started again.
+#[derive(Debug, Clone)]
+pub struct Retried {
+    pub run: PlanRun,
+    /// The steps that run again.
+    pub steps: Vec<String>,
+    /// The sequence number of the retry's first event (`run_retried`): following the run
+    /// from there shows this try only.
+    pub first_seq: u64,
 }
 
 /// Which runs `list_runs` returns.
@@ -865,13 +882,13 @@ impl super::ActionDb {
         Ok(header)
     }
 
-    /// Runs again what did not succeed in a finished run; returns the run and the steps.
+    /// Runs again what did not succeed in a finished run.
     pub fn retry_run(
         &self,
         run: Uuid,
         only: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(PlanRun, Vec<String>), StoreError> {
+    ) -> Result<Retried, StoreError> {
         let tx = self.begin_write()?;
         let result = {
             let mut t = Tables::open(&tx)?;

@@ -123,8 +123,9 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
         ]
     );
     // Retry runs b, c and d again; a stays done.
-    let (_, again) = db.retry_run(run.run_id, None, t(5_000)).unwrap();
-    assert_eq!(again, vec!["b", "c", "d"]);
+    let retried = db.retry_run(run.run_id, None, t(5_000)).unwrap();
+    assert_eq!(retried.steps, vec!["b", "c", "d"]);
+    assert_eq!(retried.first_seq, 11, "after the first try's 11 events");
     let b = claim_one(&db, 5_000);
     assert_eq!(b.step.as_ref().unwrap().step_id, "b");
     db.complete(
