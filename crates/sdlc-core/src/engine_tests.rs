@@ -47,6 +47,7 @@ impl Harness {
             retention: None,
             run_log: None,
             kill_orphans: true,
+            runs_dir: None,
         }
     }
 

@@ -63,25 +63,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .filter(|t| !t.trim().is_empty())
         .unwrap_or_else(random_token);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Engine::new(
-        db.clone(),
-        clock.clone(),
-        EngineConfig {
-            root: project.root.clone(),
-            tick: args.tick_rate,
-            max_concurrency: usize::from(args.max_concurrency),
-            limits: RunLimits {
-                timeout: args.timeout,
-                nice: args.tool_nice,
-                ..RunLimits::default()
-            },
-            shutdown_grace: args.grace,
-            retention: args.keep,
-            run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
-            kill_orphans: !args.keep_orphans,
-            runs_dir: Some(sdlc_core::plan::load::runs_dir(&project.root)),
-        },
-    );
+    let engine = Engine::new(db.clone(), clock.clone(), engine_config(project, args));
     let state = AppState::new(AppStateConfig {
         db: db.clone(),
         root: project.root.clone(),
@@ -154,6 +136,26 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The engine's settings from the daemon's flags (also what `plan run` uses when it runs
+/// the engine itself).
+pub(crate) fn engine_config(project: &Project, args: &DaemonArgs) -> EngineConfig {
+    EngineConfig {
+        root: project.root.clone(),
+        tick: args.tick_rate,
+        max_concurrency: usize::from(args.max_concurrency),
+        limits: RunLimits {
+            timeout: args.timeout,
+            nice: args.tool_nice,
+            ..RunLimits::default()
+        },
+        shutdown_grace: args.grace,
+        retention: args.keep,
+        run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
+        kill_orphans: !args.keep_orphans,
+        runs_dir: Some(sdlc_core::plan::load::runs_dir(&project.root)),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (a daemon holding many connections

@@ -19,13 +19,12 @@ use uuid::Uuid;
 use sdlc_core::ActionDb;
 use sdlc_core::clock::{Clock, SystemClock};
 use sdlc_core::daemon_file::find_live;
-use sdlc_core::engine::{Engine, EngineConfig};
+use sdlc_core::engine::Engine;
 use sdlc_core::plan::{PlanRun, RunEvent, load};
-use sdlc_core::tool::RunLimits;
 use sdlc_server::DaemonClient;
 
 use super::Project;
-use super::daemon::{run_on_own_thread, shutdown_signal};
+use super::daemon::{engine_config, run_on_own_thread, shutdown_signal};
 use super::plan::human_event;
 use crate::backend::open_for_daemon;
 use crate::cli::DaemonArgs;
@@ -268,25 +267,7 @@ async fn run_here(
         return Ok(ExitCode::SUCCESS);
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Engine::new(
-        db.clone(),
-        clock,
-        EngineConfig {
-            root: project.root.clone(),
-            tick: daemon.tick_rate,
-            max_concurrency: usize::from(daemon.max_concurrency),
-            limits: RunLimits {
-                timeout: daemon.timeout,
-                nice: daemon.tool_nice,
-                ..RunLimits::default()
-            },
-            shutdown_grace: daemon.grace,
-            retention: daemon.keep,
-            run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
-            kill_orphans: !daemon.keep_orphans,
-            runs_dir: Some(load::runs_dir(&project.root)),
-        },
-    );
+    let engine = Engine::new(db.clone(), clock, engine_config(project, daemon));
     let mut live = engine.run_events().subscribe();
     engine.waker().announce_run(run_id);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -64,10 +64,10 @@ impl EventExport {
         let Some(last) = events.last() else {
             return;
         };
-        if let Some(dir) = &self.dir {
-            if let Err(err) = append(dir, run, events) {
-                tracing::warn!(%run, "could not write the run's event log: {err}");
-            }
+        if let Some(dir) = &self.dir
+            && let Err(err) = append(dir, run, events)
+        {
+            tracing::warn!(%run, "could not write the run's event log: {err}");
         }
         for event in events {
             let _ = self.sender.send(event.clone());

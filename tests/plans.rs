@@ -1,0 +1,664 @@
+//! Plans end to end: the real `sdlc` binary runs plan files from a temporary project, with
+//! real processes, a real database and (where it says so) a real daemon.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Project, http, wait_for};
+use serde_json::{Value, json};
+
+fn write_plan(project: &Project, id: &str, plan: Value) {
+    let dir = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{id}.json")),
+        serde_json::to_string_pretty(&plan).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A command step running `script` with `sh -c`.
+fn sh(id: &str, script: &str) -> Value {
+    json!({"id": id, "command": "sh", "args": ["-c", script]})
+}
+
+fn with(mut step: Value, fields: Value) -> Value {
+    for (k, v) in fields.as_object().unwrap() {
+        step[k] = v.clone();
+    }
+    step
+}
+
+/// `plan run` to its end with no daemon: (exit code, stdout, stderr).
+fn run_plan(project: &Project, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["orchestrate", "plan", "run"];
+    full.extend_from_slice(args);
+    let out = project.sdlc(&full);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn run_id_of(stdout: &str) -> String {
+    let id = stdout.lines().next().unwrap_or_default().trim().to_string();
+    assert_eq!(id.len(), 36, "the first line is the run id: {stdout}");
+    id
+}
+
+fn status(project: &Project, run: &str) -> Value {
+    let out = project.sdlc_ok(&["orchestrate", "plan", "status", run, "--json"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn step<'a>(detail: &'a Value, id: &str) -> &'a Value {
+    detail["steps_detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {detail}"))
+}
+
+fn step_statuses(detail: &Value) -> Vec<(String, String)> {
+    detail["steps_detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn log_lines(project: &Project) -> Vec<String> {
+    std::fs::read_to_string(project.runs_log())
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_one_step_plan_succeeds_without_a_daemon_and_writes_its_event_log() {
+    let project = Project::new();
+    write_plan(
+        &project,
+        "hello",
+        json!({"plan_id": "hello", "steps": [sh("say", "echo '{\"greeting\": \"hi\"}'")]}),
+    );
+    let (code, stdout, stderr) = run_plan(&project, &["hello"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let run = run_id_of(&stdout);
+    assert!(stdout.contains("run_completed succeeded"), "{stdout}");
+    let detail = status(&project, &run);
+    assert_eq!(detail["status"], "succeeded");
+    assert_eq!(detail["progress"], 100);
+    let action = project.find(step(&detail, "say")["action_id"].as_str().unwrap());
+    assert_eq!(action["result"], json!({"greeting": "hi", "exit_code": 0}));
+    assert_eq!(action["run_id"], run.as_str());
+
+    // The export: one JSON object a line, in sequence, ending with the run's completion.
+    let file = project.root().join(format!(".sdlc/runs/{run}.jsonl"));
+    let events: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "run_started",
+            "step_ready",
+            "step_started",
+            "step_succeeded",
+            "run_completed"
+        ]
+    );
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64);
+        assert_eq!(event["run_id"], run.as_str());
+        assert!(event["ts"].is_string());
+    }
+    // The database is the truth: `plan events` works with the file gone.
+    std::fs::remove_file(&file).unwrap();
+    let out = project.sdlc_ok(&["orchestrate", "plan", "events", &run]);
+    assert_eq!(out.lines().count(), 5, "{out}");
+}
+
+#[test]
+fn no_step_starts_before_its_dependency_succeeded() {
+    let project = Project::new();
+    let log = project.root().join("times.log");
+    let stamp = |id: &str| {
+        format!(
+            "echo \"{id} start $(date +%s%N)\" >> {0}; sleep 0.2; echo \"{id} end $(date +%s%N)\" >> {0}",
+            log.display()
+        )
+    };
+    write_plan(
+        &project,
+        "chain",
+        json!({"plan_id": "chain", "steps": [
+            with(sh("c", &stamp("c")), json!({"depends_on": ["b"]})),
+            with(sh("b", &stamp("b")), json!({"depends_on": ["a"]})),
+            sh("a", &stamp("a")),
+        ]}),
+    );
+    let (code, stdout, stderr) = run_plan(&project, &["chain"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let time = |what: &str| -> u128 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{what} ")))
+            .unwrap_or_else(|| panic!("no '{what}' in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(time("b start") >= time("a end"), "{text}");
+    assert!(time("c start") >= time("b end"), "{text}");
+}
+
+#[test]
+fn a_timeout_fails_the_step_and_kills_its_process_group() {
+    let project = Project::new();
+    let pid_file = project.root().join("child.pid");
+    write_plan(
+        &project,
+        "slow",
+        json!({"plan_id": "slow", "steps": [with(
+            sh("sleepy", &format!("sleep 10 & echo $! > {}; wait", pid_file.display())),
+            json!({"timeout_sec": 1})
+        )]}),
+    );
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = run_plan(&project, &["slow"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the step was not stopped at 1s"
+    );
+    let detail = status(&project, &run_id_of(&stdout));
+    assert_eq!(detail["status"], "failed");
+    let reason = step(&detail, "sleepy")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("timed out after 1s"), "{reason}");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    wait_for("the grandchild to be gone", Duration::from_secs(5), || {
+        common::process_gone(pid.trim()).then_some(())
+    });
+}
+
+#[test]
+fn a_step_failing_twice_succeeds_on_its_third_attempt() {
+    let project = Project::new();
+    let count = project.root().join("count");
+    let flaky = format!(
+        "n=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}; [ $n -ge 3 ]",
+        count.display()
+    );
+    write_plan(
+        &project,
+        "flaky",
+        json!({"plan_id": "flaky", "steps": [with(sh("flaky", &flaky), json!({"retries": 2, "retry_delay_sec": 0.1}))]}),
+    );
+    let (code, stdout, stderr) = run_plan(&project, &["flaky"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("step_retry").count(), 2, "{stdout}");
+    let detail = status(&project, &run_id_of(&stdout));
+    assert_eq!(step(&detail, "flaky")["attempt"], 3);
+    assert_eq!(step(&detail, "flaky")["status"], "succeeded");
+}
+
+#[test]
+fn failure_policies_decide_what_runs() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    let mark = |id: &str| json!({"id": id, "tool": "mark"});
+    // abort (the default): what has not started is canceled, the run fails.
+    write_plan(
+        &project,
+        "abort",
+        json!({"plan_id": "abort", "steps": [
+            sh("boom", "echo broken >&2; exit 2"),
+            with(mark("after"), json!({"depends_on": ["boom"]})),
+        ]}),
+    );
+    let (code, stdout, _) = run_plan(&project, &["abort"]);
+    assert_eq!(code, 1);
+    let detail = status(&project, &run_id_of(&stdout));
+    assert_eq!(
+        step_statuses(&detail),
+        [
+            ("boom".into(), "failed".into()),
+            ("after".into(), "canceled".into())
+        ]
+    );
+    let reason = step(&detail, "boom")["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exited with status 2") && reason.contains("broken"),
+        "{reason}"
+    );
+    assert!(
+        step(&detail, "after")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("step boom failed")
+    );
+
+    // skip_dependents: downstream skipped, the other branch goes on; continue; critical false.
+    write_plan(
+        &project,
+        "mixed",
+        json!({"plan_id": "mixed", "steps": [
+            with(sh("merge", "exit 1"), json!({"on_failure": "skip_dependents"})),
+            with(mark("test"), json!({"depends_on": ["merge"]})),
+            with(mark("push"), json!({"depends_on": ["test"]})),
+            with(sh("lint", "exit 1"), json!({"critical": false, "on_failure": "continue"})),
+            with(mark("report"), json!({"depends_on": ["lint"]})),
+            with(sh("docs", "exit 1"), json!({"critical": false, "on_failure": "skip_dependents"})),
+            with(mark("publish"), json!({"depends_on": ["docs"]})),
+        ]}),
+    );
+    let (code, stdout, _) = run_plan(&project, &["mixed"]);
+    assert_eq!(code, 1, "a critical step failed: {stdout}");
+    let detail = status(&project, &run_id_of(&stdout));
+    assert_eq!(
+        step_statuses(&detail),
+        [
+            ("merge".into(), "failed".into()),
+            ("test".into(), "skipped".into()),
+            ("push".into(), "skipped".into()),
+            ("lint".into(), "failed".into()),
+            ("report".into(), "succeeded".into()),
+            ("docs".into(), "failed".into()),
+            ("publish".into(), "skipped".into()),
+        ]
+    );
+    assert_eq!(step(&detail, "test")["reason"], "dependency merge failed");
+    assert_eq!(project.runs_of("mixed/report"), 1);
+    assert_eq!(project.runs_of("mixed/test"), 0);
+
+    // Only non-critical failures: the run succeeds.
+    write_plan(
+        &project,
+        "soft",
+        json!({"plan_id": "soft", "steps": [
+            with(sh("lint", "exit 1"), json!({"critical": false})),
+            mark("build"),
+        ]}),
+    );
+    let (code, stdout, _) = run_plan(&project, &["soft"]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn bad_plans_name_the_culprit_and_nothing_is_stored() {
+    let project = Project::new();
+    write_plan(
+        &project,
+        "cyclic",
+        json!({"plan_id": "cyclic", "steps": [
+            with(sh("a", "true"), json!({"depends_on": ["c"]})),
+            with(sh("b", "true"), json!({"depends_on": ["a"]})),
+            with(sh("c", "true"), json!({"depends_on": ["b"]})),
+        ]}),
+    );
+    let out = project.sdlc(&["orchestrate", "plan", "check", "cyclic"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dependency cycle: a -> b -> c -> a"), "{err}");
+
+    write_plan(
+        &project,
+        "broken",
+        json!({"plan_id": "broken", "steps": [
+            with(sh("a", "true"), json!({"depends_on": ["fetc"]})),
+            {"id": "b", "tool": "no-such-tool"},
+            with(sh("c", "true"), json!({"retries": "two"})),
+        ]}),
+    );
+    let out = project.sdlc(&["orchestrate", "plan", "check", "broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step 'a': depends on 'fetc', which is not a step"),
+        "{err}"
+    );
+    assert!(err.contains("step 'c': invalid type"), "{err}");
+    assert!(
+        err.contains("has 2 problems"),
+        "structure first, then tools: {err}"
+    );
+
+    write_plan(
+        &project,
+        "vars",
+        json!({"plan_id": "vars", "steps": [
+            json!({"id": "fetch", "command": "echo", "args": ["${REMOTE}", "${BRANCH}"]}),
+        ], "vars": {"REMOTE": "origin"}}),
+    );
+    let out = project.sdlc_ok(&["orchestrate", "plan", "check", "vars"]);
+    assert!(out.contains("needs --var BRANCH"), "{out}");
+    let (code, _, stderr) = run_plan(&project, &["vars"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("step 'fetch': unknown variable ${BRANCH}")
+            && stderr.contains("--var BRANCH="),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_plan(&project, &["nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no plan 'nope'") && stderr.contains("cyclic"),
+        "{stderr}"
+    );
+    let out = project.sdlc(&["orchestrate", "plan", "runs", "--json"]);
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(runs.is_empty(), "no run was stored: {runs:?}");
+}
+
+#[test]
+fn variables_and_results_of_earlier_steps_are_substituted() {
+    let project = Project::new();
+    project.tool("echo-input", "cat");
+    write_plan(
+        &project,
+        "subst",
+        json!({"plan_id": "subst", "vars": {"REMOTE": "origin", "SCOPE": "unit"}, "steps": [
+            sh("version", "echo '{\"version\": \"1.4.2\", \"files\": [\"a.rs\"]}'"),
+            {"id": "tag", "command": "echo", "args": ["${REMOTE}", "v${steps.version.result.version}", "$${NOT_A_VAR}"],
+             "depends_on": ["version"], "env": {"WHERE": "${SCOPE}"}},
+            {"id": "check", "tool": "echo-input", "depends_on": ["tag"],
+             "input": {"scope": "${SCOPE}", "files": "${steps.version.result.files}", "branch": "${BRANCH}"}},
+        ]}),
+    );
+    let (code, stdout, stderr) = run_plan(
+        &project,
+        &["subst", "--var", "SCOPE=all", "--var", "BRANCH=main"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let detail = status(&project, &run_id_of(&stdout));
+    let tag = project.find(step(&detail, "tag")["action_id"].as_str().unwrap());
+    assert_eq!(tag["result"]["stdout"], "origin v1.4.2 ${NOT_A_VAR}\n");
+    assert_eq!(
+        tag["command"]["env"]["WHERE"], "all",
+        "--var overrides the plan's vars"
+    );
+    let check = project.find(step(&detail, "check")["action_id"].as_str().unwrap());
+    assert_eq!(
+        check["result"],
+        json!({"scope": "all", "files": ["a.rs"], "branch": "main"}),
+        "a whole-string result reference keeps its JSON type"
+    );
+}
+
+#[test]
+fn plan_retry_runs_only_what_did_not_succeed() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    let gate = project.root().join("fixed");
+    write_plan(
+        &project,
+        "retry",
+        json!({"plan_id": "retry", "steps": [
+            {"id": "build", "tool": "mark"},
+            with(sh("test", &format!("test -f {}", gate.display())), json!({"depends_on": ["build"]})),
+            {"id": "push", "tool": "mark", "depends_on": ["test"]},
+            {"id": "notify", "tool": "mark"},
+        ]}),
+    );
+    let (code, stdout, _) = run_plan(&project, &["retry"]);
+    assert_eq!(code, 1);
+    let run = run_id_of(&stdout);
+    assert_eq!(project.runs_of("retry/build"), 1);
+    assert_eq!(project.runs_of("retry/push"), 0);
+    std::fs::write(&gate, "").unwrap();
+    let out = project.sdlc(&["orchestrate", "plan", "retry", &run]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running again: test, push"));
+    assert_eq!(project.runs_of("retry/build"), 1, "what succeeded is kept");
+    assert_eq!(project.runs_of("retry/notify"), 1);
+    assert_eq!(project.runs_of("retry/push"), 1);
+    assert_eq!(status(&project, &run)["status"], "succeeded");
+    let out = project.sdlc(&["orchestrate", "plan", "retry", &run]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to retry"));
+}
+
+#[test]
+fn a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    write_plan(
+        &project,
+        "served",
+        json!({"plan_id": "served", "globals": {"max_concurrency": 2}, "steps": [
+            {"id": "a", "tool": "mark"}, {"id": "b", "tool": "mark", "depends_on": ["a"]},
+            {"id": "c", "tool": "mark", "depends_on": ["a"]},
+        ]}),
+    );
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let (code, stdout, stderr) = run_plan(&project, &["served"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let run = run_id_of(&stdout);
+    assert!(stdout.contains("run_completed succeeded"), "{stdout}");
+    assert_eq!(project.runs_of("served/b"), 1);
+
+    // The API: plans by id, runs with a cursor, events as JSON lines.
+    let token = daemon.token(&project);
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, body) = http(daemon.addr, "GET", "/api/orchestrator/plans", &headers, b"");
+    assert_eq!(code, 200, "{body}");
+    let plans: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plans[0]["plan_id"], "served");
+    assert_eq!(plans[0]["last_run"]["run_id"], run.as_str());
+    let (code, body) = http(
+        daemon.addr,
+        "POST",
+        "/api/orchestrator/plans/served/runs",
+        &headers,
+        b"{\"vars\": {}}",
+    );
+    assert_eq!(code, 201, "{body}");
+    let second = serde_json::from_str::<Value>(&body).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = http(
+        daemon.addr,
+        "GET",
+        &format!("/api/orchestrator/runs/{second}/events?follow=1"),
+        &headers,
+        b"",
+    );
+    assert_eq!(code, 200);
+    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["event"], "run_completed",
+        "follow streams to the end: {body}"
+    );
+    let (code, body) = http(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/runs?limit=1",
+        &headers,
+        b"",
+    );
+    assert_eq!(code, 200);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["runs"][0]["run_id"], second.as_str());
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, body) = http(
+        daemon.addr,
+        "GET",
+        &format!("/api/orchestrator/runs?limit=1&cursor={cursor}"),
+        &headers,
+        b"",
+    );
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["runs"][0]["run_id"], run.as_str());
+    assert!(page["next_cursor"].is_null());
+    // Only plans of the project, by id: never a path or a body.
+    for path in [
+        "/api/orchestrator/plans/..%2Fx/runs",
+        "/api/orchestrator/plans/missing/runs",
+    ] {
+        let (code, body) = http(daemon.addr, "POST", path, &headers, b"{}");
+        assert_eq!(code, 404, "{path}: {body}");
+    }
+    let (code, _) = http(daemon.addr, "GET", "/api/orchestrator/runs", &[], b"");
+    assert_eq!(code, 401);
+    daemon.stop();
+}
+
+#[test]
+fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice() {
+    let project = Project::new();
+    let once = project.root().join("slow.once");
+    let log = project.runs_log();
+    let note = |id: &str| format!("echo {id} >> {}", log.display());
+    write_plan(
+        &project,
+        "long",
+        json!({"plan_id": "long", "steps": [
+            sh("first", &note("first")),
+            with(
+                sh("slow", &format!("{}; if [ -f {1} ]; then exit 0; fi; touch {1}; sleep 60", note("slow"), once.display())),
+                json!({"depends_on": ["first"], "retries": 1})
+            ),
+            with(sh("last", &note("last")), json!({"depends_on": ["slow"]})),
+        ]}),
+    );
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let out = project.sdlc_ok(&["orchestrate", "plan", "run", "long", "--detach"]);
+    let run = out.trim().to_string();
+    wait_for("the slow step to start", Duration::from_secs(20), || {
+        log_lines(&project)
+            .contains(&"slow".to_string())
+            .then_some(())
+    });
+    daemon.kill9();
+    assert_eq!(status(&project, &run)["status"], "running");
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    wait_for("the run to end", Duration::from_secs(30), || {
+        (status(&project, &run)["status"] != "running").then_some(())
+    });
+    let detail = status(&project, &run);
+    assert_eq!(detail["status"], "succeeded", "{detail}");
+    assert_eq!(
+        log_lines(&project),
+        ["first", "slow", "slow", "last"],
+        "first and last ran once"
+    );
+    let slow = step(&detail, "slow");
+    assert_eq!(
+        slow["attempt"], 2,
+        "the interrupted attempt counted, then its retry"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn a_schedule_and_a_webhook_route_start_plans() {
+    let project = Project::new();
+    project.tool(
+        "record",
+        &format!(
+            "cat >> {}; echo >> {0}; echo '{{}}'",
+            project.runs_log().display()
+        ),
+    );
+    write_plan(
+        &project,
+        "deploy",
+        json!({"plan_id": "deploy", "steps": [
+            {"id": "go", "tool": "record", "input": {"branch": "${BRANCH}"}},
+        ]}),
+    );
+    let err = project.sdlc(&["orchestrate", "add", "x", "--plan", "deploy"]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("unknown variable ${BRANCH}"),
+        "a schedule without the variables a run needs is refused"
+    );
+    let id = project.add(&[
+        "nightly",
+        "--plan",
+        "deploy",
+        "--var",
+        "BRANCH=nightly",
+        "--cron",
+        "* * * * * *",
+    ]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "deploy",
+        "--plan",
+        "deploy",
+        "--template",
+        r#"{"BRANCH": {{payload.ref}}}"#,
+    ]);
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let (code, body) = http(
+        daemon.addr,
+        "POST",
+        "/webhooks/deploy",
+        &[("Content-Type", "application/json")],
+        br#"{"ref": "main"}"#,
+    );
+    assert_eq!(code, 202, "{body}");
+    let lines = wait_for(
+        "a scheduled run and the webhook's run",
+        Duration::from_secs(20),
+        || {
+            let lines = log_lines(&project);
+            (lines.iter().any(|l| l.contains("\"nightly\""))
+                && lines.iter().any(|l| l.contains("\"main\"")))
+            .then_some(lines)
+        },
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("{\"branch\":")),
+        "{lines:?}"
+    );
+    let first = wait_for(
+        "the first occurrence to complete",
+        Duration::from_secs(20),
+        || {
+            let action = project.find(&id);
+            (action["status"] == "completed").then_some(action)
+        },
+    );
+    let run = first["result"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(first["run_id"], run.as_str());
+    assert_eq!(status(&project, &run)["vars"]["BRANCH"], "nightly");
+    let out = project.sdlc_ok(&["orchestrate", "plan", "runs", "--plan", "deploy", "--json"]);
+    let runs: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        runs.iter().any(|r| r["vars"]["BRANCH"] == "main"),
+        "{runs:?}"
+    );
+    daemon.stop();
+}
