@@ -662,3 +662,98 @@ fn a_schedule_and_a_webhook_route_start_plans() {
     );
     daemon.stop();
 }
+
+#[test]
+fn the_shipped_plans_pass_their_checks_in_this_repository() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo.to_str().unwrap();
+    for plan in ["nightly", "safe-merge"] {
+        let out = std::process::Command::new(common::SDLC)
+            .args(["--root", repo, "orchestrate", "plan", "check", plan])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{plan}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails() {
+    let project = Project::new();
+    let root = project.root();
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "--bare", "-q", "-b", "main"]);
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sdlc/plans/safe-merge.json");
+    std::fs::create_dir_all(root.join(".sdlc/plans")).unwrap();
+    std::fs::copy(&shipped, root.join(".sdlc/plans/safe-merge.json")).unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["config", "user.name", "Test"]);
+    git(root, &["config", "user.email", "test@example.com"]);
+    std::fs::write(
+        root.join(".gitignore"),
+        ".sdlc/orchestrator.db*\n.sdlc/runs/\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("README.md"), "demo\n").unwrap();
+    git(root, &["add", "."]);
+    git(root, &["commit", "-q", "-m", "start"]);
+    git(
+        root,
+        &["remote", "add", "origin", origin.path().to_str().unwrap()],
+    );
+    git(root, &["push", "-q", "origin", "main"]);
+    for branch in ["feature", "broken"] {
+        git(root, &["checkout", "-q", "-b", branch, "main"]);
+        std::fs::write(root.join(format!("{branch}.txt")), branch).unwrap();
+        git(root, &["add", "."]);
+        git(root, &["commit", "-q", "-m", branch]);
+        git(root, &["push", "-q", "origin", branch]);
+    }
+    git(root, &["checkout", "-q", "main"]);
+
+    let (code, stdout, stderr) = run_plan(&project, &["safe-merge", "--var", "BRANCH=feature"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let merged = git(origin.path(), &["log", "--format=%s", "main"]);
+    assert!(merged.starts_with("Merge feature (safe-merge)"), "{merged}");
+    assert!(!git(origin.path(), &["ls-tree", "main", "feature.txt"]).is_empty());
+
+    let before = git(origin.path(), &["rev-parse", "main"]);
+    let (code, stdout, _) = run_plan(
+        &project,
+        &[
+            "safe-merge",
+            "--var",
+            "BRANCH=broken",
+            "--var",
+            "CHECK=test -f nothing-here",
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    let detail = status(&project, &run_id_of(&stdout));
+    assert_eq!(step(&detail, "check")["status"], "failed");
+    assert_eq!(step(&detail, "push")["status"], "canceled");
+    assert_eq!(
+        git(origin.path(), &["rev-parse", "main"]),
+        before,
+        "nothing was pushed"
+    );
+}
