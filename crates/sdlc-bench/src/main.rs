@@ -13,6 +13,8 @@
 //!   storing; then whether every acknowledged request ran.
 //! - `peer`: against adnanh/webhook under the same `wrk` load: acknowledged rate, and how
 //!   many acknowledged requests ran.
+//! - `plans`: a plan of independent command steps against `xargs -P 8`; the gap between the
+//!   steps of a chain; `plan check` of a 10,000-step plan.
 //!
 //! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
 
@@ -21,6 +23,7 @@ mod ingest;
 mod lateness;
 mod payload;
 mod peer;
+mod plans;
 mod support;
 mod throughput;
 
@@ -35,7 +38,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans
     #[arg(long)]
     only: Option<String>,
 }
@@ -97,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("peer") {
         peer::run(&sizes).await?;
+    }
+    if wants("plans") {
+        plans::run(&sizes).await?;
     }
     Ok(())
 }

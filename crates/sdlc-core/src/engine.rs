@@ -51,7 +51,7 @@ use crate::clock::Clock;
 use crate::model::{Action, ActionStatus};
 use crate::plan::export::EventExport;
 use crate::plan::{NewRun, RunEvent};
-use crate::store::{ActionDb, SettleWork, Settled};
+use crate::store::{ActionDb, SettleWork, Settled, StepClaim};
 use crate::tool::{
     RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, outcome_to_status,
     run_command_recorded, run_tool_recorded, tool_script,
@@ -188,6 +188,8 @@ struct RunDone {
     deferred: bool,
     /// The action targets a plan and its run is ready to store (the action stays Running).
     plan_start: Option<NewRun>,
+    /// The action is a plan step: recording its outcome may make the next steps ready.
+    is_step: bool,
 }
 
 /// When the loop next tries to reopen a database that refuses writes.
@@ -210,12 +212,30 @@ struct Pool {
     average_run: Option<Duration>,
     /// Where runs are logged while they live (for orphan detection after a crash).
     run_log: Option<Arc<crate::orphans::RunLog>>,
-    /// Plan runs whose new events are still to be exported.
+    /// Plan runs whose new events are still to be exported (read back from the database).
     touched_runs: Vec<Uuid>,
+    /// Events settles committed, still to be exported (in order).
+    new_events: Vec<RunEvent>,
+    /// The plan run of each task running a plan step, and how many of each run's steps run:
+    /// no more than its `max_concurrency` start at once.
+    step_tasks: HashMap<tokio::task::Id, Uuid>,
+    steps_running: HashMap<Uuid, u32>,
 }
 
 impl Pool {
     fn record(&mut self, joined: Result<(tokio::task::Id, RunDone), tokio::task::JoinError>) {
+        let task = match &joined {
+            Ok((task, _)) => *task,
+            Err(err) => err.id(),
+        };
+        if let Some(run) = self.step_tasks.remove(&task)
+            && let Some(n) = self.steps_running.get_mut(&run)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.steps_running.remove(&run);
+            }
+        }
         match joined {
             Ok((task, run)) => {
                 self.ids.remove(&task);
@@ -245,6 +265,7 @@ impl Pool {
                     duration: Duration::ZERO,
                     deferred: false,
                     plan_start: None,
+                    is_step: false,
                 });
             }
         }
@@ -284,6 +305,16 @@ impl Pool {
             .chain(self.ready.iter().map(|(action, _)| action.id))
             .chain(self.done.iter().map(|run| run.id))
             .collect()
+    }
+
+    /// Whether `action` may start now as far as its plan run's `max_concurrency` goes.
+    fn run_has_place(steps_running: &HashMap<Uuid, u32>, action: &Action) -> bool {
+        match &action.step {
+            Some(step) => step
+                .limit
+                .is_none_or(|limit| steps_running.get(&step.run_id).copied().unwrap_or(0) < limit),
+            None => true,
+        }
     }
 
     /// No run is going and none is claimed ahead.
@@ -349,15 +380,31 @@ impl Engine {
         self.export.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Exports the new events of the runs the last settles touched, and of the runs
-    /// announced through the waker.
+    /// Exports the events the last settles committed, and those of the runs announced
+    /// through the waker (read back from the database, as is any gap before a settle's).
     async fn export_runs(&self, pool: &mut Pool) {
-        let mut runs = std::mem::take(&mut pool.touched_runs);
-        runs.append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
-        runs.sort_unstable();
-        runs.dedup();
-        for run in runs {
+        let mut by_run: Vec<(Uuid, Vec<RunEvent>)> = Vec::new();
+        for event in pool.new_events.drain(..) {
+            match by_run.iter_mut().find(|(run, _)| *run == event.run_id) {
+                Some((_, events)) => events.push(event),
+                None => by_run.push((event.run_id, vec![event])),
+            }
+        }
+        let mut announced = std::mem::take(&mut pool.touched_runs);
+        announced.append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
+        for run in announced {
+            if !by_run.iter().any(|(r, _)| *r == run) {
+                by_run.push((run, Vec::new()));
+            }
+        }
+        for (run, events) in by_run {
             let after = self.lock_export().exported_up_to(run);
+            let expected = after.map_or(0, |seq| seq + 1);
+            let contiguous = events.first().is_some_and(|first| first.seq == expected);
+            if contiguous {
+                self.lock_export().export(run, &events);
+                continue;
+            }
             match self
                 .blocking(move |db| db.run_events(run, after, usize::MAX))
                 .await
@@ -421,6 +468,9 @@ impl Engine {
             average_run: None,
             run_log,
             touched_runs: Vec::new(),
+            new_events: Vec::new(),
+            step_tasks: HashMap::new(),
+            steps_running: HashMap::new(),
         };
         tokio::pin!(shutdown);
         let mut next_prune = Instant::now();
@@ -462,6 +512,11 @@ impl Engine {
                 // The last run ended and none is waiting to start: no outcome can come to
                 // share the commit, so waiting out the window would only delay these.
                 || (!pool.done.is_empty() && pool.idle())
+                // A plan step ended with a slot free and nothing claimed to fill it: its
+                // outcome may make the next steps ready, which only the settle can tell.
+                || (pool.done.iter().any(|run| run.is_step)
+                    && pool.tasks.len() < max
+                    && pool.ready.is_empty())
                 || pool
                     .first_done_at
                     .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
@@ -581,6 +636,7 @@ impl Engine {
                 duration: Duration::ZERO,
                 deferred: false,
                 plan_start: None,
+                is_step: false,
             });
         }
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
@@ -651,17 +707,24 @@ impl Engine {
     fn start_ready(&self, pool: &mut Pool, max: usize) {
         while pool.tasks.len() < max {
             let now = self.clock.now();
-            if pool
+            // The first one its plan run has a place for (plan steps may be claimed ahead of
+            // their run's places, see `StepClaim`).
+            let steps_running = &pool.steps_running;
+            let Some(index) = pool
                 .ready
-                .front()
-                .is_none_or(|(action, _)| action.due_at() > now)
-            {
+                .iter()
+                .position(|(action, _)| Pool::run_has_place(steps_running, action))
+            else {
+                break;
+            };
+            if pool.ready[index].0.due_at() > now {
                 break;
             }
-            let Some((action, _)) = pool.ready.pop_front() else {
+            let Some((action, _)) = pool.ready.remove(index) else {
                 break;
             };
             let id = action.id;
+            let step_run = action.step.as_ref().map(|step| step.run_id);
             let task = pool.tasks.spawn(run_action(
                 action,
                 self.config.root.clone(),
@@ -669,6 +732,10 @@ impl Engine {
                 pool.run_log.clone(),
             ));
             pool.ids.insert(task.id(), id);
+            if let Some(run) = step_run {
+                pool.step_tasks.insert(task.id(), run);
+                *pool.steps_running.entry(run).or_insert(0) += 1;
+            }
         }
     }
 
@@ -721,13 +788,21 @@ impl Engine {
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
         let starts_again = plan_starts.clone();
-        let settled = match self
+        // Claiming ahead (short runs), a plan's steps may be claimed past its places too:
+        // they wait here for one, and a freed place starts the next without a commit.
+        let step_claim = if pool.lookahead(self.config.max_concurrency.max(1)) > 0 {
+            StepClaim::AheadOfSlots
+        } else {
+            StepClaim::WithinLimit
+        };
+        let mut settled = match self
             .blocking(move |db| {
                 let work = SettleWork {
                     outcomes: batch,
                     returned: returned_ids,
                     deferred,
                     plan_starts,
+                    step_claim,
                 };
                 let settled = db.settle_work(work, now, claim_until, claim)?;
                 let next_due = db.next_due_at()?;
@@ -780,7 +855,7 @@ impl Engine {
                         db.settle_work(work, now, now, 0)
                     };
                     match self.blocking(start).await {
-                        Ok(settled) => pool.touched_runs.extend(settled.runs_touched),
+                        Ok(settled) => pool.new_events.extend(settled.events),
                         Err(err) => {
                             error!(%id, "could not start the plan run of an action: {err:#}");
                             let failed = ActionStatus::Failed {
@@ -828,8 +903,7 @@ impl Engine {
         if let Some(log) = &pool.run_log {
             log.settled(settled.finished.iter().map(|f| f.action.id));
         }
-        pool.touched_runs
-            .extend(settled.runs_touched.iter().copied());
+        pool.new_events.append(&mut settled.events);
         for finished in &settled.finished {
             let action = &finished.action;
             let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
@@ -1002,6 +1076,7 @@ async fn run_action(
             duration: started.elapsed(),
             deferred,
             plan_start: None,
+            is_step: action.step.is_some(),
         };
     }
     let status = match tool_script(&root, &action.tool_name) {
@@ -1032,6 +1107,7 @@ async fn run_action(
         duration: started.elapsed(),
         deferred,
         plan_start: None,
+        is_step: action.step.is_some(),
     }
 }
 
@@ -1088,6 +1164,7 @@ async fn prepare_plan_run(
                 duration: started.elapsed(),
                 deferred: false,
                 plan_start: None,
+                is_step: false,
             };
         }
     };
@@ -1112,6 +1189,7 @@ async fn prepare_plan_run(
         duration: started.elapsed(),
         deferred: false,
         plan_start,
+        is_step: false,
     }
 }
 

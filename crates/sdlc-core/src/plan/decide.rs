@@ -211,11 +211,31 @@ pub fn after_step_finished(
     changes
 }
 
-/// How many more steps of the run may start: its `globals.max_concurrency` less those active.
+/// How many more ready steps of the run may be stored as actions, given how many are
+/// `active`: up to twice its `globals.max_concurrency`, so that while some run the engine can
+/// already hold the next ones (claimed ahead, see [`may_claim`]); it never starts more than
+/// `max_concurrency` of them at once. Unbounded without a limit.
 pub fn free_places(graph: &PlanGraph, active: u32) -> usize {
     match graph.plan.globals.max_concurrency {
-        Some(max) => max.saturating_sub(active) as usize,
+        Some(max) => max.saturating_mul(2).saturating_sub(active) as usize,
         None => usize::MAX,
+    }
+}
+
+/// Whether one more step of a run with `limit` (its `max_concurrency`) and `claimed` steps
+/// claimed may be claimed: up to the limit, or twice it when the engine claims ahead of its
+/// free slots (short runs), when the extra ones wait in its ready queue for the run's places.
+pub fn may_claim(limit: Option<u32>, claimed: u32, ahead: bool) -> bool {
+    match limit {
+        Some(limit) => {
+            claimed
+                < if ahead {
+                    limit.saturating_mul(2)
+                } else {
+                    limit
+                }
+        }
+        None => true,
     }
 }
 

@@ -100,6 +100,9 @@ pub struct StepRef {
     pub run_id: Uuid,
     pub step_id: String,
     pub index: u32,
+    /// The run's `globals.max_concurrency`: at most this many of its steps run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// A command step's process: run directly, never through a shell.
@@ -225,6 +228,7 @@ pub fn step_action(
         run_id: run.run_id,
         step_id: step.id.clone(),
         index: index as u32,
+        limit: graph.plan.globals.max_concurrency,
     });
     Ok(action)
 }

@@ -115,8 +115,6 @@ struct Tables<'tx> {
     tx: &'tx WriteTransaction,
     /// The plan tables, opened when a change touches a plan run.
     plans: Option<plans::PlanTables<'tx>>,
-    /// Plan runs whose events this transaction added to (for the event export).
-    touched_runs: Vec<Uuid>,
     actions: Table<'tx, u128, &'static [u8]>,
     bodies: Table<'tx, u128, &'static [u8]>,
     due: Table<'tx, [u8; 24], ()>,
@@ -131,7 +129,6 @@ impl<'tx> Tables<'tx> {
         Ok(Tables {
             tx,
             plans: None,
-            touched_runs: Vec::new(),
             actions: tx.open_table(ACTIONS)?,
             bodies: tx.open_table(ACTION_BODIES)?,
             due: tx.open_table(DUE)?,
@@ -150,12 +147,12 @@ impl<'tx> Tables<'tx> {
         Ok(self.plans.as_mut().expect("opened just above"))
     }
 
-    /// The touched runs, each once.
-    fn take_touched_runs(&mut self) -> Vec<Uuid> {
-        let mut runs = std::mem::take(&mut self.touched_runs);
-        runs.sort_unstable();
-        runs.dedup();
-        runs
+    /// The plan runs' events this transaction added, in order.
+    fn take_new_events(&mut self) -> Vec<crate::plan::RunEvent> {
+        self.plans
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.new_events))
+            .unwrap_or_default()
     }
 }
 
@@ -172,6 +169,8 @@ pub struct SettleWork {
     /// Actions targeting a plan whose run is ready to store: the run starts, and the action
     /// stays Running until it ends.
     pub plan_starts: Vec<(Uuid, crate::plan::NewRun)>,
+    /// How many steps of one run the claim may take.
+    pub step_claim: StepClaim,
 }
 
 /// Which actions `list` returns.
@@ -226,8 +225,8 @@ pub struct Settled {
     pub dispatched: usize,
     /// More deliveries wait in the inbox than one settle dispatches.
     pub inbox_waiting: bool,
-    /// Plan runs that gained events.
-    pub runs_touched: Vec<Uuid>,
+    /// Events of plan runs, in order (committed with the rest).
+    pub events: Vec<crate::plan::RunEvent>,
 }
 
 /// The action database. Cheap to share behind an `Arc`; redb serialises writers.
@@ -515,7 +514,7 @@ impl ActionDb {
             outcomes,
             returned,
             deferred,
-            plan_starts: Vec::new(),
+            ..SettleWork::default()
         };
         self.settle_work(work, now, claim_until, claim_limit)
     }
@@ -534,6 +533,7 @@ impl ActionDb {
             returned,
             deferred,
             plan_starts,
+            step_claim,
         } = work;
         let tx = self.begin_write()?;
         let mut t = Tables::open(&tx)?;
@@ -583,8 +583,9 @@ impl ActionDb {
             }
             finished.push(finish_in(&mut t, &old, outcome, now)?);
         }
-        let (claimed, set_aside) = claim_in(&mut t, now, claim_until.max(now), claim_limit)?;
-        let runs_touched = t.take_touched_runs();
+        let (claimed, set_aside) =
+            claim_in(&mut t, now, claim_until.max(now), claim_limit, step_claim)?;
+        let events = t.take_new_events();
         drop(t);
         if finished.is_empty()
             && claimed.is_empty()
@@ -604,7 +605,7 @@ impl ActionDb {
             claimed,
             dispatched,
             inbox_waiting,
-            runs_touched,
+            events,
         })
     }
 
@@ -1066,35 +1067,50 @@ fn transition(
 /// A recurring occurrence meets its policies here: it runs, is skipped, or is held behind a
 /// run of its series that is still going, and its successor is stored in this same
 /// transaction. Skipped and held occurrences take no slot, so the scan goes on past them, up
-/// to a bound that keeps one transaction short.
+/// to a bound that keeps one transaction short. A plan step whose run has as many steps
+/// claimed as `steps` allows stays Pending (and due) and is passed over.
 /// Returns the claimed actions and how many due ones were skipped or held instead.
 fn claim_in(
     t: &mut Tables<'_>,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
     limit: usize,
+    steps: StepClaim,
 ) -> Result<(Vec<Action>, usize), StoreError> {
+    use std::ops::Bound;
     let mut claimed = Vec::new();
     let mut set_aside = 0;
     let mut budget = limit.saturating_mul(4).saturating_add(64);
+    // Where the scan stands: entries passed over stay in the index.
+    let mut after: Option<[u8; 24]> = None;
+    let end = due_key(until, Uuid::max());
     while claimed.len() < limit && budget > 0 {
         let want = (limit - claimed.len()).min(budget);
-        let due_ids: Vec<Uuid> = {
-            let due = &t.due;
-            let end = due_key(until, Uuid::max());
-            let mut ids = Vec::new();
-            for entry in due.range(..=end)?.take(want) {
-                let (key, _) = entry?;
-                ids.push(id_from_key(&key.value()[8..]));
+        let due_keys: Vec<[u8; 24]> = {
+            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut keys = Vec::new();
+            for entry in t
+                .due
+                .range::<[u8; 24]>((lower, Bound::Included(end)))?
+                .take(want)
+            {
+                keys.push(entry?.0.value());
             }
-            ids
+            keys
         };
-        if due_ids.is_empty() {
+        let Some(last) = due_keys.last() else {
             break;
-        }
-        budget -= due_ids.len();
-        for id in due_ids {
+        };
+        after = Some(*last);
+        budget -= due_keys.len();
+        for key in due_keys {
+            let id = id_from_key(&key[8..]);
             let old = get_in(t, id)?.ok_or(StoreError::NotFound(id))?;
+            if let Some(step) = &old.step
+                && !plans::may_claim_step(t, step, steps)?
+            {
+                continue;
+            }
             let at = now.max(old.due_at());
             match apply_policy(t, old, at)? {
                 Some(run) => claimed.push(run),
@@ -1103,6 +1119,17 @@ fn claim_in(
         }
     }
     Ok((claimed, set_aside))
+}
+
+/// How many steps of one plan run a settle may claim (see `plan::decide::may_claim`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StepClaim {
+    /// Up to the run's `max_concurrency`: each claim is for a free slot.
+    #[default]
+    WithinLimit,
+    /// Up to twice it: the engine claims ahead of its free slots and starts no more than the
+    /// limit at once.
+    AheadOfSlots,
 }
 
 /// Handles one due action: claims it (returned), or skips or holds a recurring occurrence.
@@ -1190,6 +1217,9 @@ fn return_in(
         Some(claimed_at)
     };
     put(t, Some(old), &new)?;
+    if new.step.is_some() {
+        plans::step_returned_in(t, &new)?;
+    }
     Ok(new)
 }
 

@@ -47,6 +47,8 @@ pub(super) struct PlanTables<'tx> {
     queue: Table<'tx, [u8; 20], ()>,
     events: Table<'tx, [u8; 24], &'static [u8]>,
     by_time: Table<'tx, [u8; 24], ()>,
+    /// The events this transaction added, in order, for the export after the commit.
+    pub(super) new_events: Vec<RunEvent>,
 }
 
 impl<'tx> PlanTables<'tx> {
@@ -58,6 +60,7 @@ impl<'tx> PlanTables<'tx> {
             queue: tx.open_table(RUN_QUEUE)?,
             events: tx.open_table(RUN_EVENTS)?,
             by_time: tx.open_table(RUNS_BY_TIME)?,
+            new_events: Vec::new(),
         })
     }
 }
@@ -227,6 +230,7 @@ impl Open {
             event_key(self.id(), event.seq),
             encode_json(self.id(), &event)?.as_slice(),
         )?;
+        p.new_events.push(event);
         Ok(())
     }
 
@@ -347,8 +351,49 @@ pub(super) fn step_claimed_in(
         now,
     )?;
     open.save(p)?;
-    t.touched_runs.push(step.run_id);
     Ok(())
+}
+
+/// Whether the action of `step` may be claimed now (see `decide::may_claim`): its run's
+/// claimed steps against its limit.
+pub(super) fn may_claim_step(
+    t: &mut Tables<'_>,
+    step: &crate::plan::StepRef,
+    claim: super::StepClaim,
+) -> Result<bool, StoreError> {
+    if step.limit.is_none() {
+        return Ok(true);
+    }
+    let p = t.plans()?;
+    let Some(run) = read_run(&p.runs, step.run_id)? else {
+        return Ok(true);
+    };
+    Ok(decide::may_claim(
+        step.limit,
+        run.counts.get(StepStatus::Running),
+        claim == super::StepClaim::AheadOfSlots,
+    ))
+}
+
+/// A step's action claimed ahead was handed back unstarted: the step is pending again.
+pub(super) fn step_returned_in(t: &mut Tables<'_>, action: &Action) -> Result<(), StoreError> {
+    let Some(step) = &action.step else {
+        return Ok(());
+    };
+    let p = t.plans()?;
+    let mut open = Open::load(p, step.run_id)?;
+    let index = step.index as usize;
+    let mut state = open.step(p, index)?;
+    if state.action != Some(action.id) || state.status != StepStatus::Running {
+        return Ok(());
+    }
+    state.status = StepStatus::Pending;
+    state.attempt = action.attempt;
+    if action.attempt == 0 {
+        state.started_at = None;
+    }
+    open.set_step(p, index, StepStatus::Running, &state)?;
+    open.save(p)
 }
 
 /// A step's action changed after a run (or was canceled): `action` is its new form. Pending
@@ -384,7 +429,6 @@ pub(super) fn step_action_changed_in(
                 json!({"attempt": action.attempt, "reason": reason, "retry_at": action.retry_at});
             open.event(p, "step_retry", Some(index), detail, now)?;
             open.save(p)?;
-            t.touched_runs.push(open.id());
             return Ok(());
         }
         ActionStatus::Completed { .. } => (StepStatus::Succeeded, "step_succeeded"),
@@ -503,7 +547,6 @@ fn advance(
     finish_if_done(t, open, now)?;
     let p = t.plans()?;
     open.save(p)?;
-    t.touched_runs.push(open.id());
     Ok(())
 }
 
