@@ -757,3 +757,33 @@ fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails() {
         "nothing was pushed"
     );
 }
+
+#[test]
+fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once() {
+    let project = Project::new();
+    let log = project.runs_log();
+    let step = |i: usize| {
+        sh(
+            &format!("s{i}"),
+            &format!(
+                "echo start >> {0}; sleep 0.2; echo end >> {0}",
+                log.display()
+            ),
+        )
+    };
+    write_plan(
+        &project,
+        "wide",
+        json!({"plan_id": "wide", "globals": {"max_concurrency": 2}, "steps": (0..6).map(step).collect::<Vec<_>>()}),
+    );
+    let daemon = project.daemon(&["--tick-rate", "60", "--max-concurrency", "8"]);
+    let (code, stdout, stderr) = run_plan(&project, &["wide"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (mut running, mut most) = (0i32, 0i32);
+    for line in log_lines(&project) {
+        running += if line == "start" { 1 } else { -1 };
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "steps ran {most} at once");
+    daemon.stop();
+}

@@ -317,6 +317,11 @@ impl Pool {
         }
     }
 
+    /// Whether plan runs' events wait to be exported.
+    fn has_events(&self) -> bool {
+        !self.new_events.is_empty() || !self.touched_runs.is_empty()
+    }
+
     /// No run is going and none is claimed ahead.
     fn idle(&self) -> bool {
         self.tasks.is_empty() && self.ready.is_empty()
@@ -541,7 +546,14 @@ impl Engine {
                 work_announced = false;
                 self.start_ready(&mut pool, max);
             }
-            self.export_runs(&mut pool).await;
+            pool.touched_runs
+                .append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
+            if pool.has_events() {
+                // Runs just started spawn their processes first: the export is not on the
+                // path from one step's end to the next one's start.
+                tokio::task::yield_now().await;
+                self.export_runs(&mut pool).await;
+            }
             if let Some(keep) = self.config.retention
                 && !storage_down
                 && Instant::now() >= next_prune

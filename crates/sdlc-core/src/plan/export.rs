@@ -17,7 +17,7 @@ use super::RunEvent;
 
 /// How many events a follower may fall behind before it misses some (and reads them back
 /// from the database instead).
-const FOLLOW_BUFFER: usize = 4096;
+const FOLLOW_BUFFER: usize = 1024;
 
 /// Appends runs' new events to their files and publishes them.
 pub struct EventExport {

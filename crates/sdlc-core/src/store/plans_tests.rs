@@ -68,10 +68,10 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
         vec![
             ("a".into(), Succeeded),
             ("b".into(), Pending),
-            ("c".into(), Queued),
+            ("c".into(), Pending),
             ("d".into(), Waiting)
         ],
-        "max_concurrency 1 holds c back"
+        "up to twice max_concurrency are stored as actions; claim_one (one claimed) holds c back"
     );
     let b = claim_one(&db, 3_000);
     assert_eq!(b.command.as_ref().unwrap().args, vec!["5".to_string()]);
