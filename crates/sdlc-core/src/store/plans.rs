@@ -10,6 +10,7 @@
 //!   in plan order.
 //! - `run_events`   run id ++ seq (u64 BE) -> [`RunEvent`].
 //! - `runs_by_time` created_ms (u64 BE) ++ run id -> (): newest-first listing, keyset paging.
+//! - `runs_by_plan` plan id ++ 0 ++ created_ms ++ run id -> (): the same for one plan.
 //!
 //! The plan tables are opened only by transactions that touch a run, so settling plain
 //! actions pays nothing for them.
@@ -35,6 +36,7 @@ pub(super) const RUN_STEPS: TableDefinition<[u8; 20], &[u8]> = TableDefinition::
 pub(super) const RUN_QUEUE: TableDefinition<[u8; 20], ()> = TableDefinition::new("run_queue");
 pub(super) const RUN_EVENTS: TableDefinition<[u8; 24], &[u8]> = TableDefinition::new("run_events");
 pub(super) const RUNS_BY_TIME: TableDefinition<[u8; 24], ()> = TableDefinition::new("runs_by_time");
+pub(super) const RUNS_BY_PLAN: TableDefinition<&[u8], ()> = TableDefinition::new("runs_by_plan");
 
 /// Reason given to the steps canceled when a user cancels a run.
 pub const CANCELED_BY_USER: &str = "canceled by the user";
@@ -47,6 +49,7 @@ pub(super) struct PlanTables<'tx> {
     queue: Table<'tx, [u8; 20], ()>,
     events: Table<'tx, [u8; 24], &'static [u8]>,
     by_time: Table<'tx, [u8; 24], ()>,
+    by_plan: Table<'tx, &'static [u8], ()>,
     /// The events this transaction added, in order, for the export after the commit.
     pub(super) new_events: Vec<RunEvent>,
 }
@@ -60,6 +63,7 @@ impl<'tx> PlanTables<'tx> {
             queue: tx.open_table(RUN_QUEUE)?,
             events: tx.open_table(RUN_EVENTS)?,
             by_time: tx.open_table(RUNS_BY_TIME)?,
+            by_plan: tx.open_table(RUNS_BY_PLAN)?,
             new_events: Vec::new(),
         })
     }
@@ -81,6 +85,15 @@ pub(super) fn event_key(run: Uuid, seq: u64) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..16].copy_from_slice(run.as_bytes());
     key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `plan id ++ 0 ++ time_key`: a plan's runs sort together, by time (ids never hold a 0).
+pub(super) fn plan_key(plan: &str, time: &[u8; 24]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(plan.len() + 25);
+    key.extend_from_slice(plan.as_bytes());
+    key.push(0);
+    key.extend_from_slice(time);
     key
 }
 
@@ -293,7 +306,10 @@ pub(super) fn start_run_in(
         let p = t.plans()?;
         p.specs
             .insert(id.as_u128(), encode_json(id, &open.graph.plan)?.as_slice())?;
-        p.by_time.insert(time_key(open.run.created_at, id), ())?;
+        let time = time_key(open.run.created_at, id);
+        p.by_time.insert(time, ())?;
+        p.by_plan
+            .insert(plan_key(&open.run.plan_id, &time).as_slice(), ())?;
         for (i, step) in open.graph.plan.steps.iter().enumerate() {
             let state = StepState {
                 step_id: step.id.clone(),
@@ -965,32 +981,48 @@ impl super::ActionDb {
         }))
     }
 
-    /// Runs matching `filter`, newest first.
+    /// Runs matching `filter`, newest first. With a plan, through that plan's index, so a
+    /// plan's runs are found without reading the others'.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<PlanRun>, StoreError> {
         let tx = self.db.begin_read()?;
         let runs = tx.open_table(PLAN_RUNS)?;
-        let by_time = tx.open_table(RUNS_BY_TIME)?;
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut found = Vec::new();
-        let range = match filter.before {
-            Some(before) => by_time.range(..before)?,
-            None => by_time.range::<[u8; 24]>(..)?,
-        };
-        for entry in range.rev() {
-            if found.len() >= limit {
-                break;
-            }
-            let key = entry?.0.value();
-            let id = Uuid::from_slice(&key[8..]).expect("run keys end with a 16-byte id");
-            let Some(run) = read_run(&runs, id)? else {
-                continue;
-            };
-            if filter.plan.as_deref().is_some_and(|p| p != run.plan_id)
-                || filter.status.is_some_and(|s| s != run.status)
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut take = |key: &[u8]| -> Result<bool, StoreError> {
+            let id = Uuid::from_slice(&key[key.len() - 16..]).expect("run keys end with an id");
+            if let Some(run) = read_run(&runs, id)?
+                && filter.status.is_none_or(|s| s == run.status)
             {
-                continue;
+                found.push(run);
             }
-            found.push(run);
+            Ok(found.len() < limit)
+        };
+        match &filter.plan {
+            Some(plan) => {
+                let by_plan = tx.open_table(RUNS_BY_PLAN)?;
+                let start = plan_key(plan, &[0u8; 24]);
+                let end = plan_key(plan, &filter.before.unwrap_or([0xff; 24]));
+                for entry in by_plan.range(start.as_slice()..end.as_slice())?.rev() {
+                    if !take(entry?.0.value())? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let by_time = tx.open_table(RUNS_BY_TIME)?;
+                let range = match filter.before {
+                    Some(before) => by_time.range(..before)?,
+                    None => by_time.range::<[u8; 24]>(..)?,
+                };
+                for entry in range.rev() {
+                    if !take(&entry?.0.value())? {
+                        break;
+                    }
+                }
+            }
         }
         Ok(found)
     }

@@ -216,3 +216,52 @@ fn skip_dependents_and_continue_and_cancel() {
     assert_eq!(detail.run.counts.progress_percent(), 100);
     assert!(db.claim_due(t(6_000), 10).unwrap().is_empty());
 }
+
+#[test]
+fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+    let one =
+        |id: &str| format!(r#"{{"plan_id": "{id}", "steps": [{{"id": "a", "command": "true"}}]}}"#);
+    let mut started = Vec::new();
+    for (i, plan) in ["p", "q", "p", "p"].iter().enumerate() {
+        let graph = Arc::new(parse(&one(plan), "test").unwrap());
+        let new = new_run(graph, BTreeMap::new(), "test", t(1_000 + i as i64)).unwrap();
+        started.push(db.start_run(&new, t(1_000 + i as i64)).unwrap().run_id);
+    }
+    let list = |filter: RunFilter| -> Vec<Uuid> {
+        db.list_runs(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect()
+    };
+    assert_eq!(
+        list(RunFilter::default()),
+        vec![started[3], started[2], started[1], started[0]]
+    );
+    let p = |limit, before| RunFilter {
+        plan: Some("p".into()),
+        limit,
+        before,
+        ..RunFilter::default()
+    };
+    assert_eq!(list(p(Some(2), None)), vec![started[3], started[2]]);
+    let run = db.get_run(started[2]).unwrap().unwrap().run;
+    let cursor = parse_run_cursor(&run_cursor(&run)).unwrap();
+    assert_eq!(list(p(None, Some(cursor))), vec![started[0]]);
+    assert!(
+        list(RunFilter {
+            status: Some(RunStatus::Succeeded),
+            ..RunFilter::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        list(RunFilter {
+            plan: Some("pq".into()),
+            ..RunFilter::default()
+        }),
+        Vec::<Uuid>::new()
+    );
+}
