@@ -787,3 +787,52 @@ fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once() {
     assert_eq!(most, 2, "steps ran {most} at once");
     daemon.stop();
 }
+
+#[test]
+fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish() {
+    let project = Project::new();
+    let root = project.root().display().to_string();
+    write_plan(
+        &project,
+        "held",
+        json!({"plan_id": "held", "steps": [
+            sh("hold", &format!("touch {root}/started; while [ ! -f {root}/go ]; do sleep 0.05; done")),
+            with(sh("after", "true"), json!({"depends_on": ["hold"]})),
+        ]}),
+    );
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let run = project
+        .sdlc_ok(&["orchestrate", "plan", "run", "held", "--detach"])
+        .trim()
+        .to_string();
+    wait_for("the first step to start", Duration::from_secs(20), || {
+        project.root().join("started").exists().then_some(())
+    });
+    let out = project.sdlc(&["orchestrate", "plan", "cancel", &run]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let detail = status(&project, &run);
+    assert_eq!(
+        detail["status"], "running",
+        "the running step finishes first"
+    );
+    assert_eq!(step(&detail, "after")["status"], "canceled");
+    assert_eq!(step(&detail, "after")["reason"], "canceled by the user");
+    std::fs::write(project.root().join("go"), "").unwrap();
+    // `plan events --follow` ends with the run.
+    let out = project.sdlc_ok(&["orchestrate", "plan", "events", &run, "--follow"]);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "run_completed");
+    assert_eq!(last["status"], "canceled");
+    let out = project.sdlc(&["orchestrate", "plan", "cancel", &run]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has already ended (canceled)"));
+    // plan list shows each plan with its last run.
+    let listed = project.sdlc_ok(&["orchestrate", "plan", "list", "--json"]);
+    let plans: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(plans[0]["last_run"]["status"], "canceled");
+    daemon.stop();
+}

@@ -58,7 +58,7 @@ pub async fn start(
         .await
         .map_err(|problems| anyhow::anyhow!("{problems}"))?;
     run_here(project, daemon, detach, json, move |db| {
-        db.start_run(&new, Utc::now())
+        Ok((db.start_run(&new, Utc::now())?, 0))
     })
     .await
 }
@@ -85,7 +85,7 @@ pub async fn retry(
     run_here(project, daemon, detach, json, move |db| {
         let retried = db.retry_run(run, step.as_deref(), Utc::now())?;
         eprintln!("running again: {}", retried.steps.join(", "));
-        Ok(retried.run)
+        Ok((retried.run, retried.first_seq))
     })
     .await
 }
@@ -248,18 +248,19 @@ async fn follow_through(
     }
 }
 
-/// Becomes the engine for one run: opens the database, stores the run with `start`, runs the
-/// engine until the run ends (or Ctrl-C), printing its events.
+/// Becomes the engine for one run: opens the database, stores the run with `start` (which
+/// also gives the sequence number of its first new event), runs the engine until the run ends
+/// (or Ctrl-C), printing its events from there.
 async fn run_here(
     project: &Project,
     daemon: &DaemonArgs,
     detach: bool,
     json: bool,
-    start: impl FnOnce(&ActionDb) -> Result<PlanRun, sdlc_core::StoreError>,
+    start: impl FnOnce(&ActionDb) -> Result<(PlanRun, u64), sdlc_core::StoreError>,
 ) -> anyhow::Result<ExitCode> {
     let interrupted = shutdown_signal()?;
     let db = Arc::new(open_for_daemon(&project.db_path).await?);
-    let run = db.guarded(start)?;
+    let (run, first_seq) = db.guarded(start)?;
     let run_id = run.run_id;
     outln!("{run_id}")?;
     if detach {
@@ -275,7 +276,7 @@ async fn run_here(
         let _ = stopped.await;
     }));
     let mut printer = Printer::new(json);
-    let mut next_seq: u64 = 0;
+    let mut next_seq: u64 = first_seq;
     tokio::pin!(interrupted);
     let status = loop {
         let event = tokio::select! {
