@@ -36,6 +36,19 @@ impl Cli {
     pub fn is_daemon(&self) -> bool {
         matches!(&self.command, Command::Orchestrate(o) if o.command.is_none())
     }
+
+    /// Whether this invocation starts or retries a plan run and follows it.
+    pub fn follows_a_plan_run(&self) -> bool {
+        matches!(
+            &self.command,
+            Command::Orchestrate(o) if matches!(
+                &o.command,
+                Some(OrchestrateCommand::Plan {
+                    command: PlanCommand::Run { .. } | PlanCommand::Retry { .. }
+                })
+            )
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]

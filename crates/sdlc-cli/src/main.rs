@@ -61,6 +61,9 @@ fn init_logging(cli: &cli::Cli) {
     let default = match (cli.is_daemon(), cli.verbose) {
         (_, v) if v >= 2 => "debug",
         (true, _) | (false, 1) => "info",
+        // A plan run followed here prints each step's outcome itself; the engine it may run
+        // in-process would say the same again for every failed step.
+        (false, _) if cli.follows_a_plan_run() => "warn,sdlc_core::engine=error",
         (false, _) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -771,37 +771,56 @@ impl ActionDb {
     }
 
     /// Deletes up to `limit` finished actions (completed, failed, skipped) last updated before
-    /// `cutoff`, oldest first, in one transaction. Returns how many went.
+    /// `cutoff`, oldest first, in one transaction. Returns how many went. The finished steps
+    /// of a plan run still going are kept (a later step may read their results); the scan
+    /// passes over them, within a bound that keeps one pass short.
     pub fn prune_finished(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        use std::ops::Bound;
         let tx = self.begin_write()?;
         let mut t = Tables::open(&tx)?;
         let mut pruned = 0;
+        let mut budget = limit.saturating_mul(4);
         for kind in [
             StatusKind::Completed,
             StatusKind::Failed,
             StatusKind::Skipped,
         ] {
-            let old: Vec<([u8; 25], Uuid)> = {
-                let (start, _) = status_range(kind);
-                let end = status_key(kind, cutoff, Uuid::nil());
-                let mut found = Vec::new();
-                for entry in t.by_status.range(start..end)?.take(limit - pruned) {
-                    let (key, _) = entry?;
-                    let key = key.value();
-                    found.push((key, id_from_key(&key[9..])));
-                }
-                found
-            };
-            for (key, id) in old {
-                t.by_status.remove(key)?;
-                count(&mut t, kind, -1)?;
-                let Some(series) = remove_in(&mut t, id)? else {
-                    continue;
+            let (start, _) = status_range(kind);
+            let end = status_key(kind, cutoff, Uuid::nil());
+            let mut after: Option<[u8; 25]> = None;
+            while pruned < limit && budget > 0 {
+                let old: Vec<([u8; 25], Uuid)> = {
+                    let lower = after.map_or(Bound::Included(start), Bound::Excluded);
+                    let mut found = Vec::new();
+                    let range = t
+                        .by_status
+                        .range::<[u8; 25]>((lower, Bound::Excluded(end)))?;
+                    for entry in range.take((limit - pruned).min(budget)) {
+                        let (key, _) = entry?;
+                        let key = key.value();
+                        found.push((key, id_from_key(&key[9..])));
+                    }
+                    found
                 };
-                forget_head_if(&mut t, series, id)?;
-                pruned += 1;
+                let Some((last, _)) = old.last() else {
+                    break;
+                };
+                after = Some(*last);
+                budget -= old.len();
+                for (key, id) in old {
+                    if plans::needed_by_running_run(&mut t, id)? {
+                        continue;
+                    }
+                    t.by_status.remove(key)?;
+                    count(&mut t, kind, -1)?;
+                    let Some(series) = remove_in(&mut t, id)? else {
+                        continue;
+                    };
+                    forget_head_if(&mut t, series, id)?;
+                    pruned += 1;
+                }
             }
-            if pruned == limit {
+            if pruned == limit || budget == 0 {
                 break;
             }
         }

@@ -391,6 +391,15 @@ pub(super) fn may_claim_step(
     ))
 }
 
+/// Whether finished action `id` is a step of a plan run that has not ended (pruning keeps it).
+pub(super) fn needed_by_running_run(t: &mut Tables<'_>, id: Uuid) -> Result<bool, StoreError> {
+    let Some(step) = get_in(t, id)?.and_then(|action| action.step) else {
+        return Ok(false);
+    };
+    let p = t.plans()?;
+    Ok(read_run(&p.runs, step.run_id)?.is_some_and(|run| !run.status.is_finished()))
+}
+
 /// A step's action claimed ahead was handed back unstarted: the step is pending again.
 pub(super) fn step_returned_in(t: &mut Tables<'_>, action: &Action) -> Result<(), StoreError> {
     let Some(step) = &action.step else {

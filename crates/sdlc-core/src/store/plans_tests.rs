@@ -265,3 +265,45 @@ fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
         Vec::<Uuid>::new()
     );
 }
+
+#[test]
+fn pruning_keeps_the_finished_steps_of_a_run_still_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+    let run = start(
+        &db,
+        r#"{"plan_id": "p", "steps": [
+            {"id": "a", "command": "true"},
+            {"id": "b", "command": "echo", "args": ["${steps.a.result.v}"], "depends_on": ["a"]}]}"#,
+    );
+    let a = claim_one(&db, 2_000);
+    db.complete(
+        a.id,
+        ActionStatus::Completed {
+            result: json!({"v": 1}),
+        },
+        t(3_000),
+    )
+    .unwrap();
+    assert_eq!(
+        db.prune_finished(t(10_000), 1_000).unwrap(),
+        0,
+        "a is kept while the run goes on"
+    );
+    let b = claim_one(&db, 3_000);
+    db.complete(
+        b.id,
+        ActionStatus::Completed { result: json!({}) },
+        t(4_000),
+    )
+    .unwrap();
+    assert_eq!(
+        db.get_run(run.run_id).unwrap().unwrap().run.status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        db.prune_finished(t(10_000), 1_000).unwrap(),
+        2,
+        "the run ended: both go"
+    );
+}
