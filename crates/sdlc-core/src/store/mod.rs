@@ -59,7 +59,9 @@ pub use webhooks::Ingested;
 /// 5: a webhook body is kept byte for byte, UTF-8 or not (an older build would call a body
 ///    that is not UTF-8 damaged).
 /// 6: every record ends with a CRC-32 of the rest (`seal`), so an edit inside one is refused.
-pub const SCHEMA_VERSION: u64 = 6;
+/// 7: plans: an action may be a step of a plan run (a command step has no tool) or start a
+///    run, and the plan tables exist (an older build would run a command step as a tool).
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
 const CHECKSUM_SINCE: u8 = 6;
