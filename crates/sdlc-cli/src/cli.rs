@@ -135,7 +135,7 @@ fn default_concurrency() -> u16 {
 #[derive(Debug, Subcommand)]
 pub enum OrchestrateCommand {
     /// Schedule a tool run; prints the new action's id
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List actions, newest first
     List(ListArgs),
     /// Show one action in full
@@ -185,6 +185,10 @@ pub enum OrchestrateCommand {
     },
     /// Verify every page of the database file (through the daemon while one runs)
     Check,
+    /// Approve an action awaiting approval: it completes (a plan step's dependents run)
+    Approve(DecisionArgs),
+    /// Reject an action awaiting approval: it fails with the reason (a step's on_failure applies)
+    Reject(DecisionArgs),
     /// Manage webhook routes: POST /webhooks/<path> fires a tool
     Webhook {
         #[command(subcommand)]
@@ -195,6 +199,18 @@ pub enum OrchestrateCommand {
         #[command(subcommand)]
         command: PlanCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    /// The action's id
+    pub id: String,
+    /// Who decides; default: the OS user
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// Why, recorded with the decision (and in a rejection's reason)
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,11 +382,15 @@ pub struct AddArgs {
     /// Slots missed while down or paused: latest (default, one run), none, all (capped at 100)
     #[arg(long, value_name = "POLICY")]
     pub catch_up: Option<String>,
+    /// Each run that succeeds waits for a person (approve or reject) before it completes
+    #[arg(long)]
+    pub requires_approval: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only actions in this status: pending, running, completed, failed, paused, skipped
+    /// Only actions in this status: pending, running, completed, failed, paused, skipped,
+    /// awaiting_approval
     #[arg(long)]
     pub status: Option<String>,
     /// Only actions of this tool

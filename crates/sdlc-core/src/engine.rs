@@ -933,6 +933,9 @@ impl Engine {
                     summary.completed += 1;
                     info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "completed", duration_ms, "action finished");
                 }
+                ActionStatus::AwaitingApproval { .. } => {
+                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "awaiting_approval", duration_ms, "action awaits approval");
+                }
                 ActionStatus::Failed { reason } => {
                     summary.failed += 1;
                     warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", duration_ms, reason = %reason, "action finished");

@@ -94,6 +94,17 @@ pub enum StoreError {
         disk_full: bool,
     },
 
+    #[error("action {id} is {status}{}: only an action awaiting approval can be approved or rejected", match approval {
+        Some(crate::model::ApprovalState::Approved) => " (already approved)",
+        Some(crate::model::ApprovalState::Rejected) => " (already rejected)",
+        _ => "",
+    })]
+    NotAwaitingApproval {
+        id: Uuid,
+        status: StatusKind,
+        approval: Option<crate::model::ApprovalState>,
+    },
+
     #[error("no plan run with id {0}: see sdlc orchestrate plan runs")]
     RunNotFound(Uuid),
 

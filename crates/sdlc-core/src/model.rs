@@ -81,6 +81,58 @@ pub struct Action {
     /// The plan run this action started; it stays Running until that run ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_run: Option<Uuid>,
+    /// A person must approve the run's result before the action completes
+    /// (`--requires-approval`, or a plan step's `approval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_approval: Option<ApprovalSpec>,
+    /// The approval this action waited for, once it did: pending, approved or rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// What an approval asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSpec {
+    /// Shown to the approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Rejected => "rejected",
+        }
+    }
+}
+
+/// The record of one approval: who decided, when, and what they said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub state: ApprovalState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it began waiting.
+    pub requested_at: DateTime<Utc>,
 }
 
 /// What a recurring action does when runs collide with the schedule.
@@ -216,6 +268,11 @@ pub enum ActionStatus {
     Skipped {
         reason: String,
     },
+    /// The run ended well and waits for a person: approved it completes with `result`,
+    /// rejected it fails.
+    AwaitingApproval {
+        result: Value,
+    },
 }
 
 /// How a recurring action repeats.
@@ -238,16 +295,18 @@ pub enum StatusKind {
     Failed,
     Paused,
     Skipped,
+    AwaitingApproval,
 }
 
 impl StatusKind {
-    pub const ALL: [StatusKind; 6] = [
+    pub const ALL: [StatusKind; 7] = [
         StatusKind::Pending,
         StatusKind::Running,
         StatusKind::Completed,
         StatusKind::Failed,
         StatusKind::Paused,
         StatusKind::Skipped,
+        StatusKind::AwaitingApproval,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -258,6 +317,7 @@ impl StatusKind {
             StatusKind::Failed => "failed",
             StatusKind::Paused => "paused",
             StatusKind::Skipped => "skipped",
+            StatusKind::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -287,8 +347,9 @@ impl std::str::FromStr for StatusKind {
             "failed" => Ok(StatusKind::Failed),
             "paused" => Ok(StatusKind::Paused),
             "skipped" => Ok(StatusKind::Skipped),
+            "awaiting_approval" => Ok(StatusKind::AwaitingApproval),
             other => Err(format!(
-                "unknown status '{other}': expected one of pending, running, completed, failed, paused, skipped"
+                "unknown status '{other}': expected one of pending, running, completed, failed, paused, skipped, awaiting_approval"
             )),
         }
     }
@@ -303,6 +364,7 @@ impl ActionStatus {
             ActionStatus::Failed { .. } => StatusKind::Failed,
             ActionStatus::Paused { .. } => StatusKind::Paused,
             ActionStatus::Skipped { .. } => StatusKind::Skipped,
+            ActionStatus::AwaitingApproval { .. } => StatusKind::AwaitingApproval,
         }
     }
 
@@ -310,14 +372,16 @@ impl ActionStatus {
     ///
     /// Pending -> Running (claimed), Skipped (by policy), Paused, or Failed (cancelled);
     /// Paused -> Pending (resumed) or Failed (cancelled); Running -> Completed or Failed
-    /// (finished) or Pending (to be retried). Finished actions never change again.
+    /// (finished), AwaitingApproval, or Pending (to be retried); AwaitingApproval ->
+    /// Completed (approved) or Failed (rejected). Finished actions never change again.
     pub fn can_become(&self, next: &ActionStatus) -> bool {
         use StatusKind::*;
         matches!(
             (self.kind(), next.kind()),
             (Pending, Running | Skipped | Paused | Failed)
                 | (Paused, Pending | Failed)
-                | (Running, Completed | Failed | Pending)
+                | (Running, Completed | Failed | Pending | AwaitingApproval)
+                | (AwaitingApproval, Completed | Failed)
         )
     }
 }
@@ -360,6 +424,8 @@ impl Action {
             command: None,
             plan: None,
             plan_run: None,
+            requires_approval: None,
+            approval: None,
         }
     }
 
@@ -405,6 +471,7 @@ impl Action {
         copy.policy = self.policy;
         copy.retry = self.retry;
         copy.plan = self.plan.clone();
+        copy.requires_approval = self.requires_approval.clone();
         copy
     }
 }

@@ -62,6 +62,9 @@ pub struct NewAction {
     /// latest (default), none or all.
     #[serde(default)]
     pub catch_up: Option<String>,
+    /// A person must approve each run's result before the action completes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_approval: bool,
 }
 
 fn empty_object() -> Value {
@@ -171,6 +174,9 @@ pub async fn prepare_action(
         now,
     );
     action.plan = request.plan;
+    if request.requires_approval {
+        action.requires_approval = Some(crate::model::ApprovalSpec::default());
+    }
     if let Some(id) = request.id {
         action.id = id;
         action.series = id;
@@ -439,6 +445,7 @@ mod tests {
             backoff: None,
             overlap: None,
             catch_up: None,
+            requires_approval: false,
         }
     }
 

@@ -86,6 +86,20 @@ pub struct ActionView {
     /// A command step's process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<crate::plan::CommandSpec>,
+    /// `pending`, `approved` or `rejected`, once the action waited for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_state: Option<crate::model::ApprovalState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The action waits for approval when its run completes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_approval: bool,
 }
 
 impl From<&Action> for ActionView {
@@ -96,6 +110,7 @@ impl From<&Action> for ActionView {
                 (None, Some(reason.clone()))
             }
             ActionStatus::Paused { reason } => (None, reason.clone()),
+            ActionStatus::AwaitingApproval { result } => (Some(result.clone()), None),
             ActionStatus::Pending | ActionStatus::Running => (None, None),
         };
         let mut webhook = WebhookFields::default();
@@ -169,6 +184,12 @@ impl From<&Action> for ActionView {
             step_id: action.step.as_ref().map(|s| s.step_id.clone()),
             plan: action.plan.clone(),
             command: action.command.clone(),
+            approval_state: action.approval.as_ref().map(|a| a.state),
+            approver: action.approval.as_ref().and_then(|a| a.approver.clone()),
+            approved_at: action.approval.as_ref().and_then(|a| a.approved_at),
+            rejected_at: action.approval.as_ref().and_then(|a| a.rejected_at),
+            note: action.approval.as_ref().and_then(|a| a.note.clone()),
+            requires_approval: action.requires_approval.is_some(),
         }
     }
 }

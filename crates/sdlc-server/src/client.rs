@@ -43,6 +43,13 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// A person's decision on an action awaiting approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    Reject,
+}
+
 /// A client for one daemon.
 #[derive(Debug, Clone)]
 pub struct DaemonClient {
@@ -165,6 +172,28 @@ impl DaemonClient {
             &format!("/webhooks/routes/{}", encode_segment(key)),
             &[],
             None,
+        )
+        .await
+    }
+
+    /// `POST /actions/{id}/approve` or `.../reject`.
+    pub async fn decide(
+        &self,
+        id: Uuid,
+        verdict: Verdict,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<ActionView, ClientError> {
+        let verb = match verdict {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        };
+        let body = serde_json::json!({ "by": by, "note": note });
+        self.call(
+            Method::POST,
+            &format!("/actions/{id}/{verb}"),
+            &[],
+            Some(&body),
         )
         .await
     }

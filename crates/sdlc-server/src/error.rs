@@ -67,7 +67,8 @@ impl From<StoreError> for ApiError {
             | StoreError::RunFinished { .. }
             | StoreError::RunNotFinished { .. }
             | StoreError::NothingToRetry { .. }
-            | StoreError::StepOfRun { .. } => StatusCode::CONFLICT,
+            | StoreError::StepOfRun { .. }
+            | StoreError::NotAwaitingApproval { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, err.to_string())

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`router`]: `router(state) -> Router`, pure, so tests can drive it on any listener.
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
+//! - [`approvals_api`]: approving and rejecting actions that await approval.
 //! - [`plans_api`]: `/api/orchestrator/plans` and `/runs` (plans run by id, runs, events).
 //! - `stream`: a response body fed by a channel (streamed JSON lines).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
@@ -17,6 +18,7 @@
 //! command lines (sdlc-cli does).
 
 pub mod api;
+pub mod approvals_api;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -34,7 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use tokio::net::TcpListener;
 
-pub use client::{ClientError, DaemonClient};
+pub use client::{ClientError, DaemonClient, Verdict};
 pub use error::ApiError;
 pub use listener::ConnectionLimits;
 pub use state::{AppState, AppStateConfig};

@@ -1,6 +1,7 @@
 //! One file per command; `run` resolves the project and dispatches.
 
 mod add;
+mod approve;
 mod cancel;
 mod check;
 mod daemon;
@@ -53,11 +54,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Orchestrate(args) => match args.command {
             None => daemon::run(&project, &args.daemon).await,
-            Some(OrchestrateCommand::Add(add)) => add::run(&project, add).await,
+            Some(OrchestrateCommand::Add(add)) => add::run(&project, *add).await,
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
+            Some(OrchestrateCommand::Approve(args)) => {
+                approve::run(&project, args, sdlc_server::Verdict::Approve).await
+            }
+            Some(OrchestrateCommand::Reject(args)) => {
+                approve::run(&project, args, sdlc_server::Verdict::Reject).await
+            }
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
             Some(OrchestrateCommand::Plan { command }) => {

@@ -326,6 +326,7 @@ pub fn mark(status: StepStatus) -> &'static str {
         StepStatus::Canceled => "[cancel]",
         StepStatus::Running => "[run]",
         StepStatus::Retrying => "[retry]",
+        StepStatus::AwaitingApproval => "[approve?]",
         StepStatus::Pending | StepStatus::Queued => "[ready]",
         StepStatus::Waiting => "[wait]",
     }

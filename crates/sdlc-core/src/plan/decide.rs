@@ -22,6 +22,8 @@ pub enum StepStatus {
     Running,
     /// Failed, with a retry scheduled.
     Retrying,
+    /// Its run ended well; a person must approve it before its dependents run.
+    AwaitingApproval,
     Succeeded,
     Failed,
     Skipped,
@@ -29,12 +31,13 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
-    pub const ALL: [StepStatus; 9] = [
+    pub const ALL: [StepStatus; 10] = [
         StepStatus::Waiting,
         StepStatus::Queued,
         StepStatus::Pending,
         StepStatus::Running,
         StepStatus::Retrying,
+        StepStatus::AwaitingApproval,
         StepStatus::Succeeded,
         StepStatus::Failed,
         StepStatus::Skipped,
@@ -48,6 +51,7 @@ impl StepStatus {
             StepStatus::Pending => "pending",
             StepStatus::Running => "running",
             StepStatus::Retrying => "retrying",
+            StepStatus::AwaitingApproval => "awaiting_approval",
             StepStatus::Succeeded => "succeeded",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
@@ -66,7 +70,10 @@ impl StepStatus {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying
+            StepStatus::Pending
+                | StepStatus::Running
+                | StepStatus::Retrying
+                | StepStatus::AwaitingApproval
         )
     }
 }

@@ -213,8 +213,30 @@ pub fn step_action(
             action.command = Some(spec);
             action
         }
+        (None, None) if step.approval.is_some() => {
+            // A gate: nothing runs; it waits for a person from the moment it is ready.
+            let mut gate = Action::new(label, "approval", Value::Null, trigger, now);
+            gate.status = crate::model::ActionStatus::AwaitingApproval {
+                result: Value::Object(Default::default()),
+            };
+            gate.approval = Some(crate::model::Approval {
+                state: crate::model::ApprovalState::Pending,
+                prompt: step.approval.as_ref().and_then(|a| a.prompt.clone()),
+                approver: None,
+                approved_at: None,
+                rejected_at: None,
+                note: None,
+                requested_at: now,
+            });
+            gate
+        }
         (None, None) => return Err("the step has neither a tool nor a command".to_string()),
     };
+    if let Some(approval) = &step.approval {
+        action.requires_approval = Some(crate::model::ApprovalSpec {
+            prompt: approval.prompt.clone(),
+        });
+    }
     let timeout = step.timeout_sec.or(graph.plan.globals.default_timeout_sec);
     action.timeout_ms = timeout.map(|secs| ((secs * 1000.0).ceil() as u64).max(1));
     if step.retries > 0 {

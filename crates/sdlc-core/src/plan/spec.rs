@@ -77,6 +77,19 @@ pub struct Step {
     pub critical: bool,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// A person must approve the step before its dependents run: after its tool or command
+    /// succeeded, or, with neither, as a gate of its own.
+    #[serde(default)]
+    pub approval: Option<StepApproval>,
+}
+
+/// A step's `approval`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepApproval {
+    /// Shown to the approver.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 fn yes() -> bool {
@@ -455,9 +468,19 @@ fn check_step_fields(step: &Step, add: &mut impl FnMut(Option<&str>, String)) {
             id,
             "has both \"tool\" and \"command\": a step runs one or the other".to_string(),
         ),
+        (None, None) if step.approval.is_some() => {
+            if step.input.is_some() || !step.args.is_empty() || !step.env.is_empty() {
+                add(
+                    id,
+                    "an approval gate (no tool, no command) takes no \"input\", \"args\" or \"env\""
+                        .to_string(),
+                );
+            }
+        }
         (None, None) => add(
             id,
-            "needs \"tool\" (with \"input\") or \"command\" (with \"args\")".to_string(),
+            "needs \"tool\" (with \"input\"), \"command\" (with \"args\"), or \"approval\" (a gate)"
+                .to_string(),
         ),
         (Some(tool), None) => {
             if let Err(err) = crate::tool::validate_name(tool) {

@@ -113,7 +113,7 @@ impl RunDetailView {
                             .collect::<Vec<_>>()
                             .join(" "),
                     ),
-                    (None, None) => ("none", String::new()),
+                    (None, None) => ("approval", String::new()),
                 };
                 StepView {
                     step_id: state.step_id.clone(),

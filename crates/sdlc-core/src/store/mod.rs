@@ -60,7 +60,8 @@ pub use webhooks::Ingested;
 ///    that is not UTF-8 damaged).
 /// 6: every record ends with a CRC-32 of the rest (`seal`), so an edit inside one is refused.
 /// 7: plans: an action may be a step of a plan run (a command step has no tool) or start a
-///    run, and the plan tables exist (an older build would run a command step as a tool).
+///    run, and the plan tables exist (an older build would run a command step as a tool);
+///    the status `awaiting_approval` (status byte 7) and the approval record.
 pub const SCHEMA_VERSION: u64 = 7;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
@@ -763,6 +764,89 @@ impl ActionDb {
         })
     }
 
+    /// Approves an action awaiting approval: it completes with the result it waited with, and
+    /// what waited on it (a plan step's dependents) goes on, in one transaction.
+    pub fn approve(
+        &self,
+        id: Uuid,
+        by: &str,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.decide_approval(id, now, |old| {
+            let ActionStatus::AwaitingApproval { result } = &old.status else {
+                unreachable!("checked by decide_approval");
+            };
+            let mut new = transition(
+                old,
+                ActionStatus::Completed {
+                    result: result.clone(),
+                },
+                now,
+            )?;
+            if let Some(approval) = &mut new.approval {
+                approval.state = crate::model::ApprovalState::Approved;
+                approval.approver = Some(by.to_string());
+                approval.approved_at = Some(now);
+                approval.note = note;
+            }
+            Ok(new)
+        })
+    }
+
+    /// Rejects an action awaiting approval: it fails with `rejected by <by>: <note>` (a plan
+    /// step's `on_failure` applies), in one transaction.
+    pub fn reject(
+        &self,
+        id: Uuid,
+        by: &str,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.decide_approval(id, now, |old| {
+            let reason = match note.as_deref().filter(|n| !n.trim().is_empty()) {
+                Some(note) => format!("rejected by {by}: {note}"),
+                None => format!("rejected by {by}"),
+            };
+            let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
+            if let Some(approval) = &mut new.approval {
+                approval.state = crate::model::ApprovalState::Rejected;
+                approval.approver = Some(by.to_string());
+                approval.rejected_at = Some(now);
+                approval.note = note;
+            }
+            Ok(new)
+        })
+    }
+
+    fn decide_approval(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        decide: impl FnOnce(&Action) -> Result<Action, StoreError>,
+    ) -> Result<Action, StoreError> {
+        let tx = self.begin_write()?;
+        let new = {
+            let mut t = Tables::open(&tx)?;
+            let old = to_change(&tx, &mut t, id, Some(now))?;
+            if old.status.kind() != StatusKind::AwaitingApproval {
+                return Err(StoreError::NotAwaitingApproval {
+                    id,
+                    status: old.status.kind(),
+                    approval: old.approval.as_ref().map(|a| a.state),
+                });
+            }
+            let new = decide(&old)?;
+            put(&mut t, Some(&old), &new)?;
+            if new.step.is_some() {
+                plans::step_action_changed_in(&mut t, &new, now)?;
+            }
+            new
+        };
+        self.db.commit(tx)?;
+        Ok(new)
+    }
+
     /// Stores a manual run of the action `id` (any occurrence of its series): same tool,
     /// input and retry policy, due at once, outside the schedule (which does not move).
     pub fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
@@ -1303,6 +1387,7 @@ fn finish_in(
         ActionStatus::Failed { .. } => policy::retry_at(old, now),
         _ => None,
     };
+    let outcome = awaiting_approval_if_asked(old, outcome);
     let mut action = match retry {
         Some(at) => {
             let mut pending = transition(old, ActionStatus::Pending, now)?;
@@ -1311,6 +1396,20 @@ fn finish_in(
         }
         None => transition(old, outcome, now)?,
     };
+    if action.status.kind() == StatusKind::AwaitingApproval {
+        action.approval = Some(crate::model::Approval {
+            state: crate::model::ApprovalState::Pending,
+            prompt: old
+                .requires_approval
+                .as_ref()
+                .and_then(|a| a.prompt.clone()),
+            approver: None,
+            approved_at: None,
+            rejected_at: None,
+            note: None,
+            requested_at: now,
+        });
+    }
     action.attempts.push(record);
     put(t, Some(old), &action)?;
     if action.step.is_some() {
@@ -1318,6 +1417,21 @@ fn finish_in(
     }
     let released = release_queued(t, old, now)?;
     Ok(Finished { action, released })
+}
+
+/// A run that completed waits for a person instead when the action asks for approval, or
+/// when its result does (`"awaiting_approval": true` at its top level or in `data`).
+fn awaiting_approval_if_asked(action: &Action, outcome: ActionStatus) -> ActionStatus {
+    let ActionStatus::Completed { result } = outcome else {
+        return outcome;
+    };
+    let asked = |value: &serde_json::Value| value.get("awaiting_approval") == Some(&true.into());
+    let by_result = asked(&result) || result.get("data").is_some_and(asked);
+    if action.requires_approval.is_some() || by_result {
+        ActionStatus::AwaitingApproval { result }
+    } else {
+        ActionStatus::Completed { result }
+    }
 }
 
 /// Makes due at once the occurrence (if any) that `--overlap queue-one` held behind `run`.
@@ -1455,6 +1569,7 @@ fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Failed => 4,
         StatusKind::Paused => 5,
         StatusKind::Skipped => 6,
+        StatusKind::AwaitingApproval => 7,
     }
 }
 

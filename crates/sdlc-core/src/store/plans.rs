@@ -456,6 +456,16 @@ pub(super) fn step_action_changed_in(
             open.save(p)?;
             return Ok(());
         }
+        ActionStatus::AwaitingApproval { .. } => {
+            state.status = StepStatus::AwaitingApproval;
+            open.set_step(p, index, old, &state)?;
+            let prompt = action.approval.as_ref().and_then(|a| a.prompt.clone());
+            let detail =
+                json!({"attempt": action.attempt, "action_id": action.id, "prompt": prompt});
+            open.event(p, "step_awaiting_approval", Some(index), detail, now)?;
+            open.save(p)?;
+            return Ok(());
+        }
         ActionStatus::Completed { .. } => (StepStatus::Succeeded, "step_succeeded"),
         ActionStatus::Failed { reason } => {
             state.reason = Some(reason.clone());
@@ -619,9 +629,19 @@ fn start_queued(
         let p = t.plans()?;
         let mut state = open.step(p, index)?;
         let old = state.status;
-        state.status = StepStatus::Pending;
         state.action = Some(action.id);
-        open.set_step(p, index, old, &state)?;
+        if action.status.kind() == StatusKind::AwaitingApproval {
+            // A gate waits for a person from the start.
+            state.status = StepStatus::AwaitingApproval;
+            state.started_at = Some(now);
+            open.set_step(p, index, old, &state)?;
+            let prompt = action.approval.as_ref().and_then(|a| a.prompt.clone());
+            let detail = json!({"action_id": action.id, "prompt": prompt});
+            open.event(p, "step_awaiting_approval", Some(index), detail, now)?;
+        } else {
+            state.status = StepStatus::Pending;
+            open.set_step(p, index, old, &state)?;
+        }
     }
 }
 
@@ -679,13 +699,20 @@ fn cancel_unstarted(
         let old = state.status;
         if !matches!(
             old,
-            StepStatus::Waiting | StepStatus::Queued | StepStatus::Pending | StepStatus::Retrying
+            StepStatus::Waiting
+                | StepStatus::Queued
+                | StepStatus::Pending
+                | StepStatus::Retrying
+                | StepStatus::AwaitingApproval
         ) {
             continue;
         }
         if let Some(id) = state.action.filter(|_| old.is_active())
             && let Some(action) = get_in(t, id)?
-            && action.status.kind() == StatusKind::Pending
+            && matches!(
+                action.status.kind(),
+                StatusKind::Pending | StatusKind::AwaitingApproval
+            )
         {
             let failed = ActionStatus::Failed {
                 reason: reason.clone(),

@@ -1,0 +1,89 @@
+//! `POST /api/orchestrator/actions/{id}/approve` and `.../reject` with `{"by", "note"}` (both
+//! optional; `by` defaults to "api"): the decision on an action awaiting approval.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use sdlc_core::view::ActionView;
+
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/actions/{id}/approve", post(approve))
+        .route("/actions/{id}/reject", post(reject))
+}
+
+/// Body of an approval decision.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Who decided when the request does not say.
+const DEFAULT_APPROVER: &str = "api";
+
+fn parse(id: &str, body: &[u8]) -> Result<(Uuid, String, Option<String>), ApiError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::bad_request(format!("'{id}' is not an action id (a UUID)")))?;
+    let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))?
+    };
+    let by = decision
+        .by
+        .filter(|by| !by.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_APPROVER.to_string());
+    sdlc_core::service::check_text("by", &by).map_err(ApiError::unprocessable)?;
+    if let Some(note) = &decision.note {
+        sdlc_core::service::check_text("note", note).map_err(ApiError::unprocessable)?;
+    }
+    Ok((id, by, decision.note))
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionView>, ApiError> {
+    let (id, by, note) = parse(&id, &body)?;
+    let now = state.clock().now();
+    let action = state
+        .with_db(move |db| db.approve(id, &by, note, now))
+        .await?;
+    announce(&state, &action);
+    Ok(Json(ActionView::from(&action)))
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionView>, ApiError> {
+    let (id, by, note) = parse(&id, &body)?;
+    let now = state.clock().now();
+    let action = state
+        .with_db(move |db| db.reject(id, &by, note, now))
+        .await?;
+    announce(&state, &action);
+    Ok(Json(ActionView::from(&action)))
+}
+
+/// A decision on a plan step moves its run on: the engine exports the events and claims
+/// what became ready.
+fn announce(state: &AppState, action: &sdlc_core::Action) {
+    match &action.step {
+        Some(step) => state.waker().announce_run(step.run_id),
+        None => state.waker().wake(),
+    }
+}

@@ -1,0 +1,216 @@
+//! Approval gates end to end: actions and plan steps that wait for a person, approved or
+//! rejected through the CLI and the API, with the real binary and a real daemon.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Project, http, wait_for, wait_for_status};
+use serde_json::{Value, json};
+
+/// A tool whose result asks for approval, with a pull request to review.
+fn review_tool(project: &Project) {
+    project.tool(
+        "open-pr",
+        "cat > /dev/null\necho '{\"ok\": true, \"data\": {\"awaiting_approval\": true, \"pr\": \"https://example.com/pull/123\"}}'",
+    );
+}
+
+fn fails_with(project: &Project, args: &[&str], text: &str) {
+    let out = project.sdlc(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(text), "{args:?}: expected '{text}' in: {err}");
+}
+
+#[test]
+fn a_result_asking_for_approval_waits_and_approve_and_reject_decide() {
+    let project = Project::new();
+    review_tool(&project);
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let approved = project.add(&["seo.validate", "--tool", "open-pr"]);
+    let rejected = project.add(&["code.review", "--tool", "open-pr"]);
+    for id in [&approved, &rejected] {
+        let waiting = wait_for_status(&project, id, "awaiting_approval", Duration::from_secs(20));
+        assert_eq!(waiting["approval_state"], "pending");
+        assert_eq!(
+            waiting["result"]["data"]["pr"],
+            "https://example.com/pull/123"
+        );
+    }
+    let out = project.sdlc_ok(&[
+        "orchestrate",
+        "approve",
+        &approved,
+        "--by",
+        "alice",
+        "--note",
+        "lgtm",
+    ]);
+    assert_eq!(out.trim(), approved);
+    let done = project.find(&approved);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["approval_state"], "approved");
+    assert_eq!(done["approver"], "alice");
+    assert_eq!(done["note"], "lgtm");
+    assert!(done["approved_at"].is_string());
+    assert_eq!(done["result"]["data"]["pr"], "https://example.com/pull/123");
+    fails_with(
+        &project,
+        &["orchestrate", "approve", &approved],
+        "already approved",
+    );
+
+    project.sdlc_ok(&[
+        "orchestrate",
+        "reject",
+        &rejected,
+        "--by",
+        "bob",
+        "--note",
+        "not now",
+    ]);
+    let failed = project.find(&rejected);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["reason"], "rejected by bob: not now");
+    assert_eq!(failed["approval_state"], "rejected");
+    assert!(failed["rejected_at"].is_string());
+    fails_with(
+        &project,
+        &["orchestrate", "approve", &rejected],
+        "already rejected",
+    );
+
+    // Through the API, with who and why in the body.
+    let required = project.add(&[
+        "deploy",
+        "--tool",
+        "open-pr",
+        "--requires-approval",
+        "--at",
+        "now",
+    ]);
+    wait_for_status(
+        &project,
+        &required,
+        "awaiting_approval",
+        Duration::from_secs(20),
+    );
+    let token = daemon.token(&project);
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, body) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/orchestrator/actions/{required}/approve"),
+        &headers,
+        br#"{"by": "carol", "note": "ship it"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["approver"], "carol");
+    let (code, body) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/orchestrator/actions/{required}/reject"),
+        &headers,
+        b"{}",
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already approved"), "{body}");
+    daemon.stop();
+}
+
+#[test]
+fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    let id = project.add(&["gated", "--tool", "mark", "--requires-approval"]);
+    let later = project.add(&["later", "--tool", "mark", "--at", "now+1h"]);
+    fails_with(
+        &project,
+        &["orchestrate", "approve", &later],
+        "only an action awaiting approval can be approved",
+    );
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let waiting = wait_for_status(&project, &id, "awaiting_approval", Duration::from_secs(20));
+    assert_eq!(waiting["requires_approval"], true);
+    assert_eq!(
+        project.runs_of("gated"),
+        1,
+        "the tool ran; its result waits"
+    );
+    let listed = project.sdlc_ok(&[
+        "orchestrate",
+        "list",
+        "--status",
+        "awaiting_approval",
+        "--json",
+    ]);
+    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), 1);
+    daemon.stop();
+    // With no daemon the command decides on the file itself.
+    project.sdlc_ok(&["orchestrate", "approve", &id, "--by", "dave"]);
+    assert_eq!(project.find(&id)["status"], "completed");
+}
+
+#[test]
+fn a_plan_gate_waits_for_a_person_before_its_dependents_run() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    let dir = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = json!({"plan_id": "release", "steps": [
+        {"id": "build", "tool": "mark"},
+        {"id": "sign-off", "approval": {"prompt": "ship the build?"}, "depends_on": ["build"]},
+        {"id": "deploy", "tool": "mark", "depends_on": ["sign-off"]},
+    ]});
+    std::fs::write(dir.join("release.json"), plan.to_string()).unwrap();
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let status = |run: &str| -> Value {
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "plan", "status", run, "--json"]))
+            .unwrap()
+    };
+    let gate_of = |detail: &Value| -> Value {
+        detail["steps_detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step_id"] == "sign-off")
+            .unwrap()
+            .clone()
+    };
+    for (verdict, expected) in [("approve", "succeeded"), ("reject", "failed")] {
+        let run = project
+            .sdlc_ok(&["orchestrate", "plan", "run", "release", "--detach"])
+            .trim()
+            .to_string();
+        let gate = wait_for("the gate to wait", Duration::from_secs(20), || {
+            let gate = gate_of(&status(&run));
+            (gate["status"] == "awaiting_approval").then_some(gate)
+        });
+        assert_eq!(gate["kind"], "approval");
+        let before = project.runs_of("release/deploy");
+        let action = gate["action_id"].as_str().unwrap().to_string();
+        assert_eq!(project.find(&action)["approval_state"], "pending");
+        project.sdlc_ok(&["orchestrate", verdict, &action, "--by", "erin"]);
+        let out = project.sdlc_ok(&["orchestrate", "plan", "events", &run, "--follow"]);
+        assert!(out.contains("\"step_awaiting_approval\""), "{out}");
+        let detail = status(&run);
+        assert_eq!(detail["status"], expected, "{detail}");
+        let ran = project.runs_of("release/deploy") - before;
+        assert_eq!(
+            ran,
+            usize::from(verdict == "approve"),
+            "deploy runs only when approved"
+        );
+        if verdict == "reject" {
+            assert_eq!(gate_of(&detail)["reason"], "rejected by erin");
+        }
+    }
+    daemon.stop();
+}
