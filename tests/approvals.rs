@@ -214,3 +214,68 @@ fn a_plan_gate_waits_for_a_person_before_its_dependents_run() {
     }
     daemon.stop();
 }
+
+#[test]
+fn an_approval_nobody_gives_in_time_is_rejected() {
+    let project = Project::new();
+    project.counting_tool("mark");
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let id = project.add(&[
+        "gated",
+        "--tool",
+        "mark",
+        "--requires-approval",
+        "--approval-timeout",
+        "1s",
+    ]);
+    let waiting = wait_for_status(&project, &id, "awaiting_approval", Duration::from_secs(20));
+    let failed = wait_for_status(&project, &id, "failed", Duration::from_secs(20));
+    assert_eq!(failed["reason"], "approval timed out");
+    assert_eq!(failed["approval_state"], "rejected");
+    let waited = chrono::DateTime::parse_from_rfc3339(failed["rejected_at"].as_str().unwrap())
+        .unwrap()
+        - chrono::DateTime::parse_from_rfc3339(waiting["updated_at"].as_str().unwrap()).unwrap();
+    assert!(
+        waited >= chrono::Duration::milliseconds(990),
+        "rejected after {waited}"
+    );
+    fails_with(
+        &project,
+        &["orchestrate", "approve", &id],
+        "already rejected",
+    );
+
+    let dir = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = json!({"plan_id": "gate", "steps": [
+        {"id": "wait", "approval": {"prompt": "go?", "timeout_sec": 0.5}},
+        {"id": "after", "tool": "mark", "depends_on": ["wait"]},
+    ]});
+    std::fs::write(dir.join("gate.json"), plan.to_string()).unwrap();
+    let out = project.sdlc(&["orchestrate", "plan", "run", "gate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run fails when its gate times out"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("step_failed wait: approval timed out"),
+        "{text}"
+    );
+    assert_eq!(project.runs_of("gate/after"), 0);
+    let err = project.sdlc(&[
+        "orchestrate",
+        "add",
+        "x",
+        "--tool",
+        "mark",
+        "--approval-timeout",
+        "0s",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr)
+            .contains("--approval-timeout: must be longer than zero")
+    );
+    daemon.stop();
+}

@@ -385,6 +385,9 @@ pub struct AddArgs {
     /// Each run that succeeds waits for a person (approve or reject) before it completes
     #[arg(long)]
     pub requires_approval: bool,
+    /// With approval: nobody deciding within this long rejects the run ("approval timed out")
+    #[arg(long, value_name = "DURATION")]
+    pub approval_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

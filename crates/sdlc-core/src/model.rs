@@ -96,6 +96,9 @@ pub struct ApprovalSpec {
     /// Shown to the approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Nobody deciding within this long rejects it ("approval timed out").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Where an approval stands.
@@ -133,7 +136,13 @@ pub struct Approval {
     pub note: Option<String>,
     /// When it began waiting.
     pub requested_at: DateTime<Utc>,
+    /// When waiting ends in a rejection if nobody decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
 }
+
+/// Reason recorded on an action whose approval nobody gave in time.
+pub const APPROVAL_TIMED_OUT: &str = "approval timed out";
 
 /// What a recurring action does when runs collide with the schedule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,6 +440,12 @@ impl Action {
 
     /// When this action is due to run: a retry's time, else its trigger's.
     pub fn due_at(&self) -> DateTime<Utc> {
+        if let (ActionStatus::AwaitingApproval { .. }, Some(deadline)) = (
+            &self.status,
+            self.approval.as_ref().and_then(|a| a.deadline),
+        ) {
+            return deadline;
+        }
         self.retry_at.unwrap_or_else(|| self.scheduled_at())
     }
 

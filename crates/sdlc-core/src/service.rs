@@ -65,6 +65,9 @@ pub struct NewAction {
     /// A person must approve each run's result before the action completes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requires_approval: bool,
+    /// Nobody deciding within this long rejects the run ("approval timed out").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<DurationSpec>,
 }
 
 fn empty_object() -> Value {
@@ -174,8 +177,23 @@ pub async fn prepare_action(
         now,
     );
     action.plan = request.plan;
-    if request.requires_approval {
-        action.requires_approval = Some(crate::model::ApprovalSpec::default());
+    let approval_timeout = match &request.approval_timeout {
+        Some(spec) => {
+            let timeout = spec.parse("--approval-timeout")?;
+            if timeout.is_zero() {
+                return Err(InvalidRequest(
+                    "--approval-timeout: must be longer than zero".to_string(),
+                ));
+            }
+            Some(timeout.as_millis().max(1) as u64)
+        }
+        None => None,
+    };
+    if request.requires_approval || approval_timeout.is_some() {
+        action.requires_approval = Some(crate::model::ApprovalSpec {
+            prompt: None,
+            timeout_ms: approval_timeout,
+        });
     }
     if let Some(id) = request.id {
         action.id = id;
@@ -446,6 +464,7 @@ mod tests {
             overlap: None,
             catch_up: None,
             requires_approval: false,
+            approval_timeout: None,
         }
     }
 

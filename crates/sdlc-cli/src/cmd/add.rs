@@ -51,6 +51,7 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
         overlap: args.overlap,
         catch_up: args.catch_up,
         requires_approval: args.requires_approval,
+        approval_timeout: args.approval_timeout.map(DurationSpec::Text),
     };
     // Checked here first so a bad request fails the same way with or without a daemon; the
     // daemon checks again when it is the one that stores the action.

@@ -227,15 +227,14 @@ pub fn step_action(
                 rejected_at: None,
                 note: None,
                 requested_at: now,
+                deadline: crate::store::approval_deadline(Some(&approval_spec(step)), now),
             });
             gate
         }
         (None, None) => return Err("the step has neither a tool nor a command".to_string()),
     };
-    if let Some(approval) = &step.approval {
-        action.requires_approval = Some(crate::model::ApprovalSpec {
-            prompt: approval.prompt.clone(),
-        });
+    if step.approval.is_some() {
+        action.requires_approval = Some(approval_spec(step));
     }
     let timeout = step.timeout_sec.or(graph.plan.globals.default_timeout_sec);
     action.timeout_ms = timeout.map(|secs| ((secs * 1000.0).ceil() as u64).max(1));
@@ -253,6 +252,17 @@ pub fn step_action(
         limit: graph.plan.globals.max_concurrency,
     });
     Ok(action)
+}
+
+/// What a step's `approval` asks, as an action stores it.
+fn approval_spec(step: &super::Step) -> crate::model::ApprovalSpec {
+    let approval = step.approval.clone().unwrap_or_default();
+    crate::model::ApprovalSpec {
+        prompt: approval.prompt,
+        timeout_ms: approval
+            .timeout_sec
+            .map(|secs| ((secs * 1000.0).ceil() as u64).max(1)),
+    }
 }
 
 /// The variables an action targeting a plan carries in its input: an object whose values are

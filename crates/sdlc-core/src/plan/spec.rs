@@ -90,6 +90,9 @@ pub struct StepApproval {
     /// Shown to the approver.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// Nobody deciding within this many seconds rejects it ("approval timed out").
+    #[serde(default)]
+    pub timeout_sec: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -522,6 +525,10 @@ fn check_step_fields(step: &Step, add: &mut impl FnMut(Option<&str>, String)) {
     for (what, value) in [
         ("timeout_sec", step.timeout_sec),
         ("retry_delay_sec", step.retry_delay_sec),
+        (
+            "approval.timeout_sec",
+            step.approval.as_ref().and_then(|a| a.timeout_sec),
+        ),
     ] {
         if let Some(secs) = value
             && !(secs.is_finite() && (secs > 0.0 || (what == "retry_delay_sec" && secs == 0.0)))

@@ -1211,6 +1211,13 @@ fn claim_in(
         for key in due_keys {
             let id = id_from_key(&key[8..]);
             let old = get_in(t, id)?.ok_or(StoreError::NotFound(id))?;
+            if old.status.kind() == StatusKind::AwaitingApproval {
+                // Its approval's deadline, not a run: rejected as of the deadline (within the
+                // claim's few milliseconds of lead, as a run is claimed as of its due time).
+                time_out_approval(t, &old, now.max(old.due_at()))?;
+                set_aside += 1;
+                continue;
+            }
             if let Some(step) = &old.step
                 && !plans::may_claim_step(t, step, steps)?
             {
@@ -1408,6 +1415,7 @@ fn finish_in(
             rejected_at: None,
             note: None,
             requested_at: now,
+            deadline: approval_deadline(old.requires_approval.as_ref(), now),
         });
     }
     action.attempts.push(record);
@@ -1417,6 +1425,34 @@ fn finish_in(
     }
     let released = release_queued(t, old, now)?;
     Ok(Finished { action, released })
+}
+
+/// When an approval asked at `now` under `spec` times out, if it does.
+pub(crate) fn approval_deadline(
+    spec: Option<&crate::model::ApprovalSpec>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let ms = spec?.timeout_ms?;
+    now.checked_add_signed(chrono::Duration::try_milliseconds(i64::try_from(ms).ok()?)?)
+}
+
+/// Rejects an action whose approval nobody gave by its deadline, in the transaction of `t`.
+fn time_out_approval(
+    t: &mut Tables<'_>,
+    old: &Action,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let reason = crate::model::APPROVAL_TIMED_OUT.to_string();
+    let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
+    if let Some(approval) = &mut new.approval {
+        approval.state = crate::model::ApprovalState::Rejected;
+        approval.rejected_at = Some(now);
+    }
+    put(t, Some(old), &new)?;
+    if new.step.is_some() {
+        plans::step_action_changed_in(t, &new, now)?;
+    }
+    Ok(())
 }
 
 /// A run that completed waits for a person instead when the action asks for approval, or
@@ -1508,7 +1544,15 @@ fn index(t: &mut Tables<'_>, is_new: bool, new: &Action) -> Result<(), StoreErro
 
 /// Pending and not held behind a running occurrence: in the due index.
 fn is_due_indexed(action: &Action) -> bool {
-    action.status.kind() == StatusKind::Pending && action.queued_behind.is_none()
+    match action.status.kind() {
+        StatusKind::Pending => action.queued_behind.is_none(),
+        // Due when its approval times out.
+        StatusKind::AwaitingApproval => action
+            .approval
+            .as_ref()
+            .is_some_and(|a| a.deadline.is_some()),
+        _ => false,
+    }
 }
 
 fn series_key(series: Uuid, id: Uuid) -> [u8; 32] {
