@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 fn review_tool(project: &Project) {
     project.tool(
         "open-pr",
-        "cat > /dev/null\necho '{\"ok\": true, \"data\": {\"awaiting_approval\": true, \"pr\": \"https://example.com/pull/123\"}}'",
+        "cat > /dev/null\necho '{\"ok\": true, \"data\": {\"awaiting_approval\": true, \"pr\": \"https://example.com/pull/123\", \"outputs_uri\": \"https://example.com/pull/123\"}}'",
     );
 }
 
@@ -55,6 +55,11 @@ fn a_result_asking_for_approval_waits_and_approve_and_reject_decide() {
     assert_eq!(done["note"], "lgtm");
     assert!(done["approved_at"].is_string());
     assert_eq!(done["result"]["data"]["pr"], "https://example.com/pull/123");
+    assert_eq!(done["outputs_uri"], "https://example.com/pull/123");
+    assert!(
+        done["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
+        "{done}"
+    );
     fails_with(
         &project,
         &["orchestrate", "approve", &approved],

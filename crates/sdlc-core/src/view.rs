@@ -100,6 +100,37 @@ pub struct ActionView {
     /// The action waits for approval when its run completes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requires_approval: bool,
+    /// How long its last run took (to its end, or to when it began awaiting approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// A link the run reported: `outputs_uri` at the top of its result or in `data`, or a
+    /// command step's stdout line `outputs_uri: <url>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_uri: Option<String>,
+}
+
+/// The link a result reports (see [`ActionView::outputs_uri`]).
+pub fn outputs_uri_of(result: &Value) -> Option<String> {
+    let field = |value: &Value| {
+        value
+            .get("outputs_uri")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|uri| !uri.is_empty())
+            .map(str::to_string)
+    };
+    field(result)
+        .or_else(|| result.get("data").and_then(field))
+        .or_else(|| {
+            result
+                .get("stdout")
+                .and_then(Value::as_str)?
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("outputs_uri:"))
+                .map(str::trim)
+                .filter(|uri| !uri.is_empty())
+                .map(str::to_string)
+        })
 }
 
 impl From<&Action> for ActionView {
@@ -190,6 +221,20 @@ impl From<&Action> for ActionView {
             rejected_at: action.approval.as_ref().and_then(|a| a.rejected_at),
             note: action.approval.as_ref().and_then(|a| a.note.clone()),
             requires_approval: action.requires_approval.is_some(),
+            duration_ms: {
+                let end = match action.status {
+                    ActionStatus::AwaitingApproval { .. } => Some(action.updated_at),
+                    _ => action.finished_at,
+                };
+                end.zip(action.started_at)
+                    .map(|(end, start)| (end - start).num_milliseconds())
+            },
+            outputs_uri: match &action.status {
+                ActionStatus::Completed { result } | ActionStatus::AwaitingApproval { result } => {
+                    outputs_uri_of(result)
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -202,4 +247,30 @@ struct WebhookFields {
     delivery_id: Option<String>,
     raw_payload: Option<String>,
     raw_payload_hex: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_outputs_link_is_found_where_tools_and_commands_put_it() {
+        let pr = "https://example.com/pull/1";
+        assert_eq!(
+            outputs_uri_of(&json!({"outputs_uri": pr})).as_deref(),
+            Some(pr)
+        );
+        assert_eq!(
+            outputs_uri_of(&json!({"data": {"outputs_uri": pr}})).as_deref(),
+            Some(pr)
+        );
+        let stdout = format!("building\noutputs_uri: {pr}\ndone\n");
+        assert_eq!(
+            outputs_uri_of(&json!({"exit_code": 0, "stdout": stdout})).as_deref(),
+            Some(pr)
+        );
+        assert_eq!(outputs_uri_of(&json!({"outputs_uri": "  "})), None);
+        assert_eq!(outputs_uri_of(&json!({"ok": true})), None);
+    }
 }
