@@ -3,7 +3,7 @@
 //! depending on the previous: the gap from one step's end to the next one's start, from the
 //! steps' own clocks; (c) `plan check` of a generated 10,000-step plan, the whole command.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -83,7 +83,7 @@ async fn independent(sizes: &Sizes) -> anyhow::Result<()> {
     for _ in 0..rounds {
         let run = run_through(&daemon, "wide", Duration::from_secs(600)).await?;
         let wall = Duration::from_millis(run["duration_ms"].as_u64().unwrap_or(0));
-        let xargs = xargs_wall(&step, n)?;
+        let xargs = crate::support::xargs_wall(&step, &[], n, CONCURRENCY)?;
         ratios.push(wall.as_secs_f64() / xargs.as_secs_f64());
         ours.push(wall);
         baseline.push(xargs);
@@ -111,26 +111,6 @@ async fn independent(sizes: &Sizes) -> anyhow::Result<()> {
         ratio <= 1.15,
     );
     Ok(())
-}
-
-/// `seq n | xargs -P 8 -n 1 step`: the same processes, nothing stored.
-fn xargs_wall(step: &std::path::Path, n: usize) -> anyhow::Result<Duration> {
-    let input: String = (0..n).map(|i| format!("{i}\n")).collect();
-    let started = Instant::now();
-    let mut child = Command::new("xargs")
-        .args(["-P", &CONCURRENCY.to_string(), "-n", "1"])
-        .arg(step)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(input.as_bytes())?;
-    }
-    let status = child.wait()?;
-    anyhow::ensure!(status.success(), "xargs failed: {status}");
-    Ok(started.elapsed())
 }
 
 /// 7b: a chain; each step writes when it started and when it ends (bash's clock builtin, no

@@ -281,6 +281,34 @@ impl Spread {
     }
 }
 
+/// `seq n | xargs -P concurrency -n 1 program args...`: `n` runs of `program` (each given
+/// its number last), `concurrency` at a time, storing nothing: the baseline of the
+/// throughput figures.
+pub fn xargs_wall(
+    program: &Path,
+    args: &[&str],
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let input: String = (0..n).map(|i| format!("{i}\n")).collect();
+    let started = Instant::now();
+    let mut child = Command::new("xargs")
+        .args(["-P", &concurrency.to_string(), "-n", "1"])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "xargs failed: {status}");
+    Ok(started.elapsed())
+}
+
 /// Prints one result line: the figure, ours, the baseline and the verdict.
 pub fn report(name: &str, ours: &str, baseline: &str, ratio: Option<f64>, target: &str, met: bool) {
     let ratio = ratio.map(|r| format!(", ratio {r:.2}")).unwrap_or_default();

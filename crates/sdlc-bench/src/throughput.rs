@@ -2,7 +2,6 @@
 //! time to the last result committed; against `xargs -P C` running the same tool N times with
 //! the same concurrency and storing nothing.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -51,7 +50,7 @@ async fn figure(sizes: &Sizes, n: usize, extra: &[&str]) -> anyhow::Result<()> {
     let (mut peak_kib, mut cpu) = (0, Duration::ZERO);
     for _ in 0..rounds(sizes, n) {
         let (wall, peak, daemon_cpu) = daemon_run(&project, n, extra).await?;
-        let xargs = xargs_wall(&tool, n)?;
+        let xargs = crate::support::xargs_wall(&tool, &["--run"], n, concurrency())?;
         ratios.push(wall.as_secs_f64() / xargs.as_secs_f64());
         ours.push(wall);
         baseline.push(xargs);
@@ -197,25 +196,4 @@ async fn runner_only(project: &Project, n: usize) -> anyhow::Result<(Duration, D
     let wall = started.elapsed();
     let cpu = crate::support::cpu_time_of(std::process::id()).saturating_sub(cpu_before);
     Ok((wall, cpu))
-}
-
-/// `seq n | xargs -P c -n 1 tool --run`: the same processes, nothing stored.
-fn xargs_wall(tool: &std::path::Path, n: usize) -> anyhow::Result<Duration> {
-    let input: String = (0..n).map(|i| format!("{i}\n")).collect();
-    let started = Instant::now();
-    let mut child = Command::new("xargs")
-        .args(["-P", &concurrency().to_string(), "-n", "1"])
-        .arg(tool)
-        .arg("--run")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(input.as_bytes())?;
-    }
-    let status = child.wait()?;
-    anyhow::ensure!(status.success(), "xargs failed: {status}");
-    Ok(started.elapsed())
 }

@@ -141,6 +141,15 @@ impl Waker {
         self.notify.notify_one();
     }
 
+    /// Whether runs were announced that the loop has not exported yet.
+    fn has_announced_runs(&self) -> bool {
+        !self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Wakes the loop and has it export the new events of plan run `run` (started,
     /// canceled or retried outside the loop).
     pub fn announce_run(&self, run: Uuid) {
@@ -192,6 +201,20 @@ struct RunDone {
     is_step: bool,
 }
 
+impl RunDone {
+    /// A run of `id` that ended in `status` (not deferred, no plan to start, not a step).
+    fn ended(id: Uuid, status: ActionStatus, duration: Duration) -> RunDone {
+        RunDone {
+            id,
+            status,
+            duration,
+            deferred: false,
+            plan_start: None,
+            is_step: false,
+        }
+    }
+}
+
 /// When the loop next tries to reopen a database that refuses writes.
 struct Reopen {
     at: Instant,
@@ -212,8 +235,6 @@ struct Pool {
     average_run: Option<Duration>,
     /// Where runs are logged while they live (for orphan detection after a crash).
     run_log: Option<Arc<crate::orphans::RunLog>>,
-    /// Plan runs whose new events are still to be exported (read back from the database).
-    touched_runs: Vec<Uuid>,
     /// Events settles committed, still to be exported (in order).
     new_events: Vec<RunEvent>,
     /// The plan run of each task running a plan step, and how many of each run's steps run:
@@ -257,16 +278,12 @@ impl Pool {
                 }
                 error!(%id, "a run task panicked: {err}");
                 self.first_done_at.get_or_insert_with(Instant::now);
-                self.done.push(RunDone {
+                let reason = format!("internal error while running the tool: {err}");
+                self.done.push(RunDone::ended(
                     id,
-                    status: ActionStatus::Failed {
-                        reason: format!("internal error while running the tool: {err}"),
-                    },
-                    duration: Duration::ZERO,
-                    deferred: false,
-                    plan_start: None,
-                    is_step: false,
-                });
+                    ActionStatus::Failed { reason },
+                    Duration::ZERO,
+                ));
             }
         }
     }
@@ -319,7 +336,7 @@ impl Pool {
 
     /// Whether plan runs' events wait to be exported.
     fn has_events(&self) -> bool {
-        !self.new_events.is_empty() || !self.touched_runs.is_empty()
+        !self.new_events.is_empty()
     }
 
     /// No run is going and none is claimed ahead.
@@ -395,8 +412,8 @@ impl Engine {
                 None => by_run.push((event.run_id, vec![event])),
             }
         }
-        let mut announced = std::mem::take(&mut pool.touched_runs);
-        announced.append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
+        let announced =
+            std::mem::take(&mut *self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
         for run in announced {
             if !by_run.iter().any(|(r, _)| *r == run) {
                 by_run.push((run, Vec::new()));
@@ -472,7 +489,6 @@ impl Engine {
             ready: VecDeque::new(),
             average_run: None,
             run_log,
-            touched_runs: Vec::new(),
             new_events: Vec::new(),
             step_tasks: HashMap::new(),
             steps_running: HashMap::new(),
@@ -546,9 +562,7 @@ impl Engine {
                 work_announced = false;
                 self.start_ready(&mut pool, max);
             }
-            pool.touched_runs
-                .append(&mut self.waker.runs.lock().unwrap_or_else(|e| e.into_inner()));
-            if pool.has_events() {
+            if pool.has_events() || self.waker.has_announced_runs() {
                 // Runs just started spawn their processes first: the export is not on the
                 // path from one step's end to the next one's start.
                 tokio::task::yield_now().await;
@@ -640,16 +654,12 @@ impl Engine {
         // Aborting drops each run's future, which kills its process group.
         pool.tasks.shutdown().await;
         for id in stopped {
-            pool.done.push(RunDone {
+            let reason = STOPPED_REASON.to_string();
+            pool.done.push(RunDone::ended(
                 id,
-                status: ActionStatus::Failed {
-                    reason: STOPPED_REASON.to_string(),
-                },
-                duration: Duration::ZERO,
-                deferred: false,
-                plan_start: None,
-                is_step: false,
-            });
+                ActionStatus::Failed { reason },
+                Duration::ZERO,
+            ));
         }
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
         if reopen.is_some() {
@@ -1086,12 +1096,9 @@ async fn run_action(
             }
         };
         return RunDone {
-            id: action.id,
-            status,
-            duration: started.elapsed(),
             deferred,
-            plan_start: None,
             is_step: action.step.is_some(),
+            ..RunDone::ended(action.id, status, started.elapsed())
         };
     }
     let status = match tool_script(&root, &action.tool_name) {
@@ -1117,12 +1124,9 @@ async fn run_action(
         }
     };
     RunDone {
-        id: action.id,
-        status,
-        duration: started.elapsed(),
         deferred,
-        plan_start: None,
         is_step: action.step.is_some(),
+        ..RunDone::ended(action.id, status, started.elapsed())
     }
 }
 
@@ -1170,41 +1174,22 @@ async fn prepare_plan_run(
     root: &std::path::Path,
     started: std::time::Instant,
 ) -> RunDone {
-    let vars = match crate::plan::run::vars_from_input(&action.tool_input) {
-        Ok(vars) => vars,
-        Err(reason) => {
-            return RunDone {
-                id: action.id,
-                status: ActionStatus::Failed { reason },
-                duration: started.elapsed(),
-                deferred: false,
-                plan_start: None,
-                is_step: false,
-            };
-        }
+    let prepared = match crate::plan::run::vars_from_input(&action.tool_input) {
+        Ok(vars) => crate::plan::load::prepare_run(root, plan_id, vars, chrono::Utc::now())
+            .await
+            .map_err(|problems| format!("could not start the plan: {problems}")),
+        Err(reason) => Err(reason),
     };
-    let prepared = match crate::plan::load::load(root, plan_id).await {
-        Ok((graph, path)) => {
-            crate::plan::run::new_run(graph, vars, &path.display().to_string(), chrono::Utc::now())
-        }
-        Err(problems) => Err(problems),
-    };
-    let (status, plan_start) = match prepared {
-        Ok(new) => (ActionStatus::Running, Some(new)),
-        Err(problems) => (
-            ActionStatus::Failed {
-                reason: format!("could not start the plan: {problems}"),
-            },
-            None,
+    match prepared {
+        Ok(new) => RunDone {
+            plan_start: Some(new),
+            ..RunDone::ended(action.id, ActionStatus::Running, started.elapsed())
+        },
+        Err(reason) => RunDone::ended(
+            action.id,
+            ActionStatus::Failed { reason },
+            started.elapsed(),
         ),
-    };
-    RunDone {
-        id: action.id,
-        status,
-        duration: started.elapsed(),
-        deferred: false,
-        plan_start,
-        is_step: false,
     }
 }
 

@@ -141,6 +141,26 @@ pub struct Approval {
     pub deadline: Option<DateTime<Utc>>,
 }
 
+impl Approval {
+    /// An approval asked at `now` under `spec`: pending, due to time out when `spec` says.
+    pub fn pending(spec: Option<&ApprovalSpec>, now: DateTime<Utc>) -> Approval {
+        let deadline = spec
+            .and_then(|spec| spec.timeout_ms)
+            .and_then(|ms| chrono::Duration::try_milliseconds(i64::try_from(ms).ok()?))
+            .and_then(|wait| now.checked_add_signed(wait));
+        Approval {
+            state: ApprovalState::Pending,
+            prompt: spec.and_then(|spec| spec.prompt.clone()),
+            approver: None,
+            approved_at: None,
+            rejected_at: None,
+            note: None,
+            requested_at: now,
+            deadline,
+        }
+    }
+}
+
 /// Reason recorded on an action whose approval nobody gave in time.
 pub const APPROVAL_TIMED_OUT: &str = "approval timed out";
 

@@ -342,6 +342,15 @@ fn parse_id(text: &str) -> Result<Uuid, ApiError> {
 /// `Json<T>` whose rejections are answered in our JSON error form with the parser's reason.
 pub struct JsonBody<T>(pub T);
 
+/// A JSON body that may be left out or empty (then the defaults).
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))
+}
+
 impl<T, S> FromRequest<S> for JsonBody<T>
 where
     T: DeserializeOwned,

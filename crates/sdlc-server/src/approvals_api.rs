@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use sdlc_core::view::ActionView;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Verdict};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,15 +31,31 @@ pub struct Decision {
 /// Who decided when the request does not say.
 const DEFAULT_APPROVER: &str = "api";
 
-fn parse(id: &str, body: &[u8]) -> Result<(Uuid, String, Option<String>), ApiError> {
+async fn approve(
+    state: State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionView>, ApiError> {
+    decide(state, &id, &body, Verdict::Approve).await
+}
+
+async fn reject(
+    state: State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionView>, ApiError> {
+    decide(state, &id, &body, Verdict::Reject).await
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    id: &str,
+    body: &[u8],
+    verdict: Verdict,
+) -> Result<Json<ActionView>, ApiError> {
     let id = Uuid::parse_str(id)
         .map_err(|_| ApiError::bad_request(format!("'{id}' is not an action id (a UUID)")))?;
-    let decision: Decision = if body.iter().all(u8::is_ascii_whitespace) {
-        Decision::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))?
-    };
+    let decision: Decision = crate::api::optional_json(body)?;
     let by = decision
         .by
         .filter(|by| !by.trim().is_empty())
@@ -48,32 +64,13 @@ fn parse(id: &str, body: &[u8]) -> Result<(Uuid, String, Option<String>), ApiErr
     if let Some(note) = &decision.note {
         sdlc_core::service::check_text("note", note).map_err(ApiError::unprocessable)?;
     }
-    Ok((id, by, decision.note))
-}
-
-async fn approve(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<ActionView>, ApiError> {
-    let (id, by, note) = parse(&id, &body)?;
+    let note = decision.note;
     let now = state.clock().now();
     let action = state
-        .with_db(move |db| db.approve(id, &by, note, now))
-        .await?;
-    announce(&state, &action);
-    Ok(Json(ActionView::from(&action)))
-}
-
-async fn reject(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<ActionView>, ApiError> {
-    let (id, by, note) = parse(&id, &body)?;
-    let now = state.clock().now();
-    let action = state
-        .with_db(move |db| db.reject(id, &by, note, now))
+        .with_db(move |db| match verdict {
+            Verdict::Approve => db.approve(id, &by, note, now),
+            Verdict::Reject => db.reject(id, &by, note, now),
+        })
         .await?;
     announce(&state, &action);
     Ok(Json(ActionView::from(&action)))

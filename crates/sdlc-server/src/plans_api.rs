@@ -97,7 +97,7 @@ async fn start_run(
             "'{plan_id}' is not a plan id: the API runs plans of .sdlc/plans/ by id"
         )));
     }
-    let vars = optional_json::<StartRequest>(&body)?.vars;
+    let vars = crate::api::optional_json::<StartRequest>(&body)?.vars;
     let now = state.clock().now();
     let new = load::prepare_run(state.root(), &plan_id, vars, now)
         .await
@@ -302,7 +302,7 @@ async fn retry_run(
     body: axum::body::Bytes,
 ) -> Result<Json<StartResponse>, ApiError> {
     let id = parse_run_id(&run_id)?;
-    let step = optional_json::<RetryRequest>(&body)?.step;
+    let step = crate::api::optional_json::<RetryRequest>(&body)?.step;
     let now = state.clock().now();
     let retried = state
         .with_db(move |db| db.retry_run(id, step.as_deref(), now))
@@ -314,13 +314,4 @@ async fn retry_run(
         steps: retried.steps,
         first_seq: retried.first_seq,
     }))
-}
-
-/// A JSON body that may be left out (then the defaults).
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))
 }

@@ -13,6 +13,7 @@ use sdlc_core::store::{RunFilter, parse_run_cursor, run_cursor};
 
 use super::{Project, plan_follow};
 use crate::cli::{DaemonArgs, PlanCommand};
+use crate::output::table;
 
 pub async fn run(
     project: &Project,
@@ -168,13 +169,8 @@ async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![[
-        "PLAN".to_string(),
-        "VERSION".into(),
-        "STEPS".into(),
-        "LAST RUN".into(),
-        "DESCRIPTION".into(),
-    ]];
+    let header = ["PLAN", "VERSION", "STEPS", "LAST RUN", "DESCRIPTION"];
+    let mut rows = Vec::new();
     for plan in &plans {
         let last = match (&plan.last_run, plan.problems.is_empty()) {
             (_, false) => format!("INVALID: {}", plan.problems.join("; ")),
@@ -193,7 +189,7 @@ async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
             plan.description.clone().unwrap_or_default(),
         ]);
     }
-    out!("{}", table(&rows))?;
+    out!("{}", table(header, &rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,13 +236,8 @@ pub fn describe_run(detail: &RunDetailView) -> String {
     if let Some(reason) = &run.abort_reason {
         text.push_str(&format!("{reason}\n"));
     }
-    let mut rows = vec![[
-        "STEP".to_string(),
-        "STATUS".into(),
-        "ATTEMPT".into(),
-        "DURATION".into(),
-        "REASON".into(),
-    ]];
+    let header = ["STEP", "STATUS", "ATTEMPT", "DURATION", "REASON"];
+    let mut rows = Vec::new();
     for step in &detail.steps_detail {
         rows.push([
             step.step_id.clone(),
@@ -256,7 +247,7 @@ pub fn describe_run(detail: &RunDetailView) -> String {
             step.reason.clone().unwrap_or_default().replace('\n', " "),
         ]);
     }
-    text.push_str(&table(&rows));
+    text.push_str(&table(header, &rows));
     text.push_str("graph:\n");
     text.push_str(&draw_graph(detail));
     text
@@ -380,14 +371,15 @@ async fn runs(
     if json {
         outln!("{}", serde_json::to_string_pretty(&listed)?)?;
     } else {
-        let mut rows = vec![[
-            "RUN".to_string(),
-            "PLAN".into(),
-            "STATUS".into(),
-            "STARTED".into(),
-            "DURATION".into(),
-            "OK/FAILED/SKIPPED/CANCELED".into(),
-        ]];
+        let header = [
+            "RUN",
+            "PLAN",
+            "STATUS",
+            "STARTED",
+            "DURATION",
+            "OK/FAILED/SKIPPED/CANCELED",
+        ];
+        let mut rows = Vec::new();
         for run in &listed {
             rows.push([
                 run.run_id.to_string(),
@@ -401,7 +393,7 @@ async fn runs(
                 ),
             ]);
         }
-        out!("{}", table(&rows))?;
+        out!("{}", table(header, &rows))?;
     }
     if let Some(next) = next {
         eprintln!("more: --cursor {next}");
@@ -489,25 +481,4 @@ pub fn human_ms(ms: i64) -> String {
     } else {
         format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
     }
-}
-
-/// Columns padded to their widest cell.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
-    text
 }

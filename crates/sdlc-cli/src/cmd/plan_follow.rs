@@ -142,8 +142,8 @@ fn print_json(event: &RunEvent) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string(event)?)
 }
 
-/// Prints one event: its JSON line, or a line for a person (with the run's progress when
-/// stdout is a terminal). Returns the run's final status once it has ended.
+/// Prints a run's events: JSON lines, or lines for a person (with the run's progress when
+/// stdout is a terminal).
 struct Printer {
     json: bool,
     terminal: bool,
@@ -161,6 +161,7 @@ impl Printer {
         }
     }
 
+    /// Prints one event; returns the run's final status once it has ended.
     fn print(&mut self, event: &RunEvent) -> anyhow::Result<Option<String>> {
         match event.event.as_str() {
             "run_started" => {

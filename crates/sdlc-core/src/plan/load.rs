@@ -31,12 +31,7 @@ pub fn resolve(root: &Path, spec: &str) -> PathBuf {
 
 /// Whether `id` may name a plan of the project (what the API accepts: an id, never a path).
 pub fn is_plan_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    spec::is_valid_id(id)
 }
 
 fn one(source: &str, message: String) -> Problems {

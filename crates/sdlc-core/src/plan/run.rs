@@ -219,16 +219,10 @@ pub fn step_action(
             gate.status = crate::model::ActionStatus::AwaitingApproval {
                 result: Value::Object(Default::default()),
             };
-            gate.approval = Some(crate::model::Approval {
-                state: crate::model::ApprovalState::Pending,
-                prompt: step.approval.as_ref().and_then(|a| a.prompt.clone()),
-                approver: None,
-                approved_at: None,
-                rejected_at: None,
-                note: None,
-                requested_at: now,
-                deadline: crate::store::approval_deadline(Some(&approval_spec(step)), now),
-            });
+            gate.approval = Some(crate::model::Approval::pending(
+                Some(&approval_spec(step)),
+                now,
+            ));
             gate
         }
         (None, None) => return Err("the step has neither a tool nor a command".to_string()),

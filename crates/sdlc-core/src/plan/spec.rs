@@ -607,19 +607,23 @@ fn ancestors(graph: &PlanGraph, i: usize) -> Vec<bool> {
 /// Step ids and plan ids: letters, digits, `-`, `_` and `.`, 1 to 64, starting with a letter
 /// or digit (they become file names and appear in commands).
 fn check_id(what: &str, id: &str) -> Result<(), String> {
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
+    if is_valid_id(id) {
         Ok(())
     } else {
         Err(format!(
             "{what} '{id}' is not valid: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
         ))
     }
+}
+
+/// Whether `id` may be a plan's or a step's id (see `check_id`).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Kahn's algorithm over `deps`; on a cycle, the cycle itself (first step repeated at the end).

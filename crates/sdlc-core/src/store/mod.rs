@@ -42,7 +42,7 @@ mod webhooks;
 use handle::Handle;
 pub use handle::StorageFault;
 
-use record::{ACTION_BODIES, get_in, lookup, remove_in, write_in, write_light_in};
+use record::{ACTION_BODIES, get_in, lookup, record_in, remove_in, write_in, write_light_in};
 
 pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
@@ -894,15 +894,19 @@ impl ActionDb {
                 after = Some(*last);
                 budget -= old.len();
                 for (key, id) in old {
-                    if plans::needed_by_running_run(&mut t, id)? {
+                    let record = record_in(&t, id)?;
+                    let step = record.as_ref().and_then(|action| action.step.as_ref());
+                    if plans::needed_by_running_run(&mut t, step)? {
                         continue;
                     }
                     t.by_status.remove(key)?;
                     count(&mut t, kind, -1)?;
-                    let Some(series) = remove_in(&mut t, id)? else {
+                    let Some(action) = record else {
                         continue;
                     };
-                    forget_head_if(&mut t, series, id)?;
+                    t.actions.remove(id.as_u128())?;
+                    t.bodies.remove(id.as_u128())?;
+                    forget_head_if(&mut t, action.series, id)?;
                     pruned += 1;
                 }
             }
@@ -1404,19 +1408,10 @@ fn finish_in(
         None => transition(old, outcome, now)?,
     };
     if action.status.kind() == StatusKind::AwaitingApproval {
-        action.approval = Some(crate::model::Approval {
-            state: crate::model::ApprovalState::Pending,
-            prompt: old
-                .requires_approval
-                .as_ref()
-                .and_then(|a| a.prompt.clone()),
-            approver: None,
-            approved_at: None,
-            rejected_at: None,
-            note: None,
-            requested_at: now,
-            deadline: approval_deadline(old.requires_approval.as_ref(), now),
-        });
+        action.approval = Some(crate::model::Approval::pending(
+            old.requires_approval.as_ref(),
+            now,
+        ));
     }
     action.attempts.push(record);
     put(t, Some(old), &action)?;
@@ -1425,15 +1420,6 @@ fn finish_in(
     }
     let released = release_queued(t, old, now)?;
     Ok(Finished { action, released })
-}
-
-/// When an approval asked at `now` under `spec` times out, if it does.
-pub(crate) fn approval_deadline(
-    spec: Option<&crate::model::ApprovalSpec>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let ms = spec?.timeout_ms?;
-    now.checked_add_signed(chrono::Duration::try_milliseconds(i64::try_from(ms).ok()?)?)
 }
 
 /// Rejects an action whose approval nobody gave by its deadline, in the transaction of `t`.

@@ -340,19 +340,32 @@ pub(super) fn start_run_in(
     Ok(open.run)
 }
 
+/// The run, the index and the state of the step `action` runs (None for an action that is no
+/// step), read in the transaction of `t`.
+fn load_step(
+    t: &mut Tables<'_>,
+    action: &Action,
+) -> Result<Option<(Open, usize, StepState)>, StoreError> {
+    let Some(step) = &action.step else {
+        return Ok(None);
+    };
+    let p = t.plans()?;
+    let open = Open::load(p, step.run_id)?;
+    let index = step.index as usize;
+    let state = open.step(p, index)?;
+    Ok(Some((open, index, state)))
+}
+
 /// A step's action was claimed: the step is running (attempt and start recorded).
 pub(super) fn step_claimed_in(
     t: &mut Tables<'_>,
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let Some(step) = &action.step else {
+    let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
     let p = t.plans()?;
-    let mut open = Open::load(p, step.run_id)?;
-    let index = step.index as usize;
-    let mut state = open.step(p, index)?;
     let old = state.status;
     state.status = StepStatus::Running;
     state.attempt = action.attempt;
@@ -391,9 +404,13 @@ pub(super) fn may_claim_step(
     ))
 }
 
-/// Whether finished action `id` is a step of a plan run that has not ended (pruning keeps it).
-pub(super) fn needed_by_running_run(t: &mut Tables<'_>, id: Uuid) -> Result<bool, StoreError> {
-    let Some(step) = get_in(t, id)?.and_then(|action| action.step) else {
+/// Whether a finished action that is `step` belongs to a plan run that has not ended (pruning
+/// keeps it: a later step may read its result).
+pub(super) fn needed_by_running_run(
+    t: &mut Tables<'_>,
+    step: Option<&crate::plan::StepRef>,
+) -> Result<bool, StoreError> {
+    let Some(step) = step else {
         return Ok(false);
     };
     let p = t.plans()?;
@@ -402,13 +419,10 @@ pub(super) fn needed_by_running_run(t: &mut Tables<'_>, id: Uuid) -> Result<bool
 
 /// A step's action claimed ahead was handed back unstarted: the step is pending again.
 pub(super) fn step_returned_in(t: &mut Tables<'_>, action: &Action) -> Result<(), StoreError> {
-    let Some(step) = &action.step else {
+    let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
     let p = t.plans()?;
-    let mut open = Open::load(p, step.run_id)?;
-    let index = step.index as usize;
-    let mut state = open.step(p, index)?;
     if state.action != Some(action.id) || state.status != StepStatus::Running {
         return Ok(());
     }
@@ -429,16 +443,10 @@ pub(super) fn step_action_changed_in(
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let Some(step) = &action.step else {
+    let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
-    let index = step.index as usize;
-    let mut open = {
-        let p = t.plans()?;
-        Open::load(p, step.run_id)?
-    };
     let p = t.plans()?;
-    let mut state = open.step(p, index)?;
     if state.action != Some(action.id) || state.status.is_finished() {
         // An action of an earlier try of this step (before a `plan retry`): history only.
         return Ok(());

@@ -163,14 +163,21 @@ pub(super) fn write_light_in(t: &mut Tables<'_>, light: &Action) -> Result<(), S
 /// Removes the action's record and body; returns its series (read from the record alone:
 /// the body is not needed to forget an action).
 pub(super) fn remove_in(t: &mut Tables<'_>, id: Uuid) -> Result<Option<Uuid>, StoreError> {
-    let action: Action = {
-        let Some(removed) = t.actions.remove(id.as_u128())? else {
-            return Ok(None);
-        };
-        decode_json(id, removed.value())?
+    let Some(action) = record_in(t, id)? else {
+        return Ok(None);
     };
+    t.actions.remove(id.as_u128())?;
     t.bodies.remove(id.as_u128())?;
     Ok(Some(action.series))
+}
+
+/// The action's record alone, its webhook body not attached: what deciding to forget it
+/// needs (its series, whether it is a plan step).
+pub(super) fn record_in(t: &Tables<'_>, id: Uuid) -> Result<Option<Action>, StoreError> {
+    t.actions
+        .get(id.as_u128())?
+        .map(|record| decode_json(id, record.value()))
+        .transpose()
 }
 
 /// Compared rather than tracked: a memcmp of a few kilobytes is far cheaper than writing them.
