@@ -24,6 +24,7 @@ pub mod daemon_file;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod orphans;
 pub mod plan;
 pub mod policy;

@@ -88,6 +88,24 @@ pub struct Action {
     /// The approval this action waited for, once it did: pending, approved or rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// A grouping the user set (`add --run-id`), as formatted for this occurrence; a plan
+    /// step carries the one of the action that started its run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The `--run-id` as given when it has placeholders (`{date}`): each occurrence of a
+    /// schedule formats it for its own slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id_template: Option<String>,
+    /// The first and last lines of the last run's stderr (and a command's stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_excerpt: Option<String>,
+    /// The events that notify about this action, overriding the daemon's `--notify-on`
+    /// (empty: `--no-notify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on: Option<Vec<crate::notify::NotifyEvent>>,
+    /// When a receiver last acknowledged a notification about this action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// What an approval asks.
@@ -455,6 +473,11 @@ impl Action {
             plan_run: None,
             requires_approval: None,
             approval: None,
+            run_id: None,
+            run_id_template: None,
+            log_excerpt: None,
+            notify_on: None,
+            notified_at: None,
         }
     }
 
@@ -488,6 +511,9 @@ impl Action {
     pub fn occurrence_at(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Action {
         let mut next = self.copy_for(ActionTrigger::Scheduled { next_tick_at: due }, now);
         next.recurrence = self.recurrence.clone();
+        if let Some(template) = &self.run_id_template {
+            next.run_id = Some(format_run_id(template, due, self.recurrence.as_ref()));
+        }
         next
     }
 
@@ -507,8 +533,79 @@ impl Action {
         copy.retry = self.retry;
         copy.plan = self.plan.clone();
         copy.requires_approval = self.requires_approval.clone();
+        copy.run_id = self.run_id.clone();
+        copy.run_id_template = self.run_id_template.clone();
+        copy.notify_on = self.notify_on.clone();
         copy
     }
+
+    /// The run ids this action is found by: the user's grouping and the plan run it is a
+    /// step of (or started).
+    pub fn run_ids(&self) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+        let plan_run = self.step.as_ref().map(|s| s.run_id).or(self.plan_run);
+        self.run_id
+            .as_deref()
+            .map(std::borrow::Cow::Borrowed)
+            .into_iter()
+            .chain(plan_run.map(|id| std::borrow::Cow::Owned(id.to_string())))
+    }
+}
+
+/// The placeholders a `--run-id` may hold, formatted for each occurrence.
+pub const RUN_ID_PLACEHOLDERS: &str = "{date} (YYYY-MM-DD) and {datetime} (YYYY-MM-DDTHHMM)";
+
+/// Checks a `--run-id`: non-empty, no control characters, placeholders known. Returns
+/// whether it has placeholders.
+pub fn check_run_id(text: &str) -> Result<bool, String> {
+    if text.trim().is_empty() || text.chars().any(char::is_control) || text.len() > 200 {
+        return Err(format!(
+            "--run-id '{text}': give up to 200 visible characters, e.g. nightly-{{date}}"
+        ));
+    }
+    let mut rest = text;
+    let mut placeholders = false;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open..];
+        let close = after.find('}').ok_or_else(|| {
+            format!(
+                "--run-id '{text}': a '{{' without its '}}'; placeholders are {RUN_ID_PLACEHOLDERS}"
+            )
+        })?;
+        let name = &after[..=close];
+        if name != "{date}" && name != "{datetime}" {
+            return Err(format!(
+                "--run-id '{text}': unknown placeholder {name}; placeholders are {RUN_ID_PLACEHOLDERS}"
+            ));
+        }
+        placeholders = true;
+        rest = &after[close + 1..];
+    }
+    Ok(placeholders)
+}
+
+/// `template` with its placeholders formatted for the slot `at`, in the schedule's time
+/// zone (UTC for `--every` and one-off actions).
+pub fn format_run_id(template: &str, at: DateTime<Utc>, recurrence: Option<&Recurrence>) -> String {
+    let tz = match recurrence {
+        Some(Recurrence::Cron { tz, .. }) => tz.parse::<chrono_tz::Tz>().ok(),
+        _ => None,
+    };
+    let (date, datetime) = match tz {
+        Some(tz) => {
+            let local = at.with_timezone(&tz);
+            (
+                local.format("%Y-%m-%d").to_string(),
+                local.format("%Y-%m-%dT%H%M").to_string(),
+            )
+        }
+        None => (
+            at.format("%Y-%m-%d").to_string(),
+            at.format("%Y-%m-%dT%H%M").to_string(),
+        ),
+    };
+    template
+        .replace("{datetime}", &datetime)
+        .replace("{date}", &date)
 }
 
 #[cfg(test)]

@@ -74,9 +74,13 @@ pub struct ActionView {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The grouping the user set (`add --run-id`), else the plan run this action is a step
+    /// of, or the run it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// The plan run this action is a step of, or the run it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<Uuid>,
+    pub plan_run_id: Option<Uuid>,
     /// The step of that run it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_id: Option<String>,
@@ -107,6 +111,12 @@ pub struct ActionView {
     /// command step's stdout line `outputs_uri: <url>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs_uri: Option<String>,
+    /// The first and last lines of the last run's stderr (and a command's stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_excerpt: Option<String>,
+    /// When a receiver last acknowledged a notification about this action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// The link a result reports (see [`ActionView::outputs_uri`]).
@@ -211,7 +221,8 @@ impl From<&Action> for ActionView {
             updated_at: action.updated_at,
             started_at: action.started_at,
             finished_at: action.finished_at,
-            run_id: action.step.as_ref().map(|s| s.run_id).or(action.plan_run),
+            run_id: action.run_ids().next().map(|id| id.into_owned()),
+            plan_run_id: action.step.as_ref().map(|s| s.run_id).or(action.plan_run),
             step_id: action.step.as_ref().map(|s| s.step_id.clone()),
             plan: action.plan.clone(),
             command: action.command.clone(),
@@ -235,6 +246,8 @@ impl From<&Action> for ActionView {
                 }
                 _ => None,
             },
+            log_excerpt: action.log_excerpt.clone(),
+            notified_at: action.notified_at,
         }
     }
 }

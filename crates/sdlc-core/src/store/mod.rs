@@ -34,6 +34,7 @@ use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKin
 use crate::policy::{self, Decision};
 
 mod handle;
+mod history;
 pub mod integrity;
 mod plans;
 mod record;
@@ -44,6 +45,7 @@ pub use handle::StorageFault;
 
 use record::{ACTION_BODIES, get_in, lookup, record_in, remove_in, write_in, write_light_in};
 
+pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
@@ -62,7 +64,9 @@ pub use webhooks::Ingested;
 /// 7: plans: an action may be a step of a plan run (a command step has no tool) or start a
 ///    run, and the plan tables exist (an older build would run a command step as a tool);
 ///    the status `awaiting_approval` (status byte 7) and the approval record.
-pub const SCHEMA_VERSION: u64 = 7;
+/// 8: the history index (built at open from the actions of an older file), run ids, log
+///    excerpts, the notification outbox (an older build would leave the index stale).
+pub const SCHEMA_VERSION: u64 = 8;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
 const CHECKSUM_SINCE: u8 = 6;
@@ -125,6 +129,7 @@ struct Tables<'tx> {
     series_head: Table<'tx, u128, u128>,
     running_by_series: Table<'tx, [u8; 32], ()>,
     counts: Table<'tx, u8, u64>,
+    history: Table<'tx, [u8; 33], ()>,
 }
 
 impl<'tx> Tables<'tx> {
@@ -139,6 +144,7 @@ impl<'tx> Tables<'tx> {
             series_head: tx.open_table(SERIES_HEAD)?,
             running_by_series: tx.open_table(RUNNING_BY_SERIES)?,
             counts: tx.open_table(STATUS_COUNTS)?,
+            history: tx.open_table(history::HISTORY)?,
         })
     }
 
@@ -904,6 +910,7 @@ impl ActionDb {
                     let Some(action) = record else {
                         continue;
                     };
+                    history::reindex(&mut t, Some(&action), None)?;
                     t.actions.remove(id.as_u128())?;
                     t.bodies.remove(id.as_u128())?;
                     forget_head_if(&mut t, action.series, id)?;
@@ -948,6 +955,7 @@ impl ActionDb {
                 });
             }
             unindex(&mut t, &old)?;
+            history::reindex(&mut t, Some(&old), None)?;
             remove_in(&mut t, id)?;
             forget_head_if(&mut t, old.series, id)?;
             old
@@ -1082,7 +1090,10 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
             }
         }
         // Create every table so read transactions never meet a missing one.
-        rebuild_counts_if_missing(&mut Tables::open(&tx)?)?;
+        let mut t = Tables::open(&tx)?;
+        rebuild_counts_if_missing(&mut t)?;
+        history::rebuild_if_missing(&mut t)?;
+        drop(t);
         tx.open_table(webhooks::ROUTES)?;
         tx.open_table(webhooks::ROUTE_PATHS)?;
         tx.open_table(webhooks::INBOX)?;
@@ -1499,12 +1510,14 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
         unindex(t, old)?;
     }
     write_in(t, old, new)?;
+    history::reindex(t, old, Some(new))?;
     index(t, old.is_none(), new)
 }
 
 /// Stores a webhook action dispatched from the inbox, whose body `ingest` already wrote.
 fn put_dispatched(t: &mut Tables<'_>, light: &Action) -> Result<(), StoreError> {
     write_light_in(t, light)?;
+    history::reindex(t, None, Some(light))?;
     index(t, true, light)
 }
 

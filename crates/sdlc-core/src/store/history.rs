@@ -1,0 +1,563 @@
+//! The history index: pages of actions, newest first, filtered by status, tool, label, run id
+//! and creation time, read from one index without scanning the history.
+//!
+//! Every action is in `history` under several keys `dimension ++ value hash ++ created_ms ++
+//! id`: one under "all", one under its status, its tool, its label, and each of its run ids.
+//! Within a dimension and value the keys run in creation order, so a filter is a key range
+//! and a page of several filters is the intersection of their ranges, walked from the newest
+//! end by leapfrogging (each range seeks to the others' candidate). Creation time and id never
+//! change, so a cursor (the last key of a page) stays exact while new actions arrive: they
+//! sort above it. Values are hashed to fixed-width keys; the record is checked against the
+//! filter, so a collision costs a lookup, never a wrong row.
+
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use uuid::Uuid;
+
+use super::record::{ACTION_BODIES, lookup};
+use super::{ACTIONS, ActionDb, Tables, decode_json, id_from_key, millis};
+use crate::error::StoreError;
+use crate::model::{Action, StatusKind};
+
+pub(super) const HISTORY: TableDefinition<[u8; 33], ()> = TableDefinition::new("history");
+
+/// The part of a key after its dimension and value: when the action was created, and its id.
+type Position = [u8; 24];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dim {
+    All = 0,
+    Status = 1,
+    Tool = 2,
+    Label = 3,
+    Run = 4,
+}
+
+/// FNV-1a: stable across builds and platforms (the keys are stored), and cheap.
+fn hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn prefix(dim: Dim, value: u64) -> [u8; 9] {
+    let mut p = [0u8; 9];
+    p[0] = dim as u8;
+    p[1..].copy_from_slice(&value.to_be_bytes());
+    p
+}
+
+fn key(prefix: [u8; 9], position: Position) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[..9].copy_from_slice(&prefix);
+    k[9..].copy_from_slice(&position);
+    k
+}
+
+fn position(created: DateTime<Utc>, id: Uuid) -> Position {
+    super::due_key(created, id)
+}
+
+fn status_value(kind: StatusKind) -> u64 {
+    u64::from(super::status_byte(kind))
+}
+
+/// Every key `action` is found under.
+fn keys_of(action: &Action) -> Vec<[u8; 33]> {
+    let at = position(action.created_at, action.id);
+    let mut keys = vec![
+        key(prefix(Dim::All, 0), at),
+        key(prefix(Dim::Status, status_value(action.status.kind())), at),
+        key(prefix(Dim::Tool, hash(&action.tool_name)), at),
+        key(prefix(Dim::Label, hash(&action.label)), at),
+    ];
+    keys.extend(
+        action
+            .run_ids()
+            .map(|run| key(prefix(Dim::Run, hash(&run)), at)),
+    );
+    keys
+}
+
+/// Keeps the index in step with one change: `old` replaced by `new` (None for an insert or
+/// a removal). A status change, the common case, moves one key.
+pub(super) fn reindex(
+    t: &mut Tables<'_>,
+    old: Option<&Action>,
+    new: Option<&Action>,
+) -> Result<(), StoreError> {
+    if let (Some(old), Some(new)) = (old, new)
+        && old.id == new.id
+        && old.created_at == new.created_at
+        && old.tool_name == new.tool_name
+        && old.label == new.label
+        && old.run_id == new.run_id
+        && old.step.as_ref().map(|s| s.run_id) == new.step.as_ref().map(|s| s.run_id)
+        && old.plan_run == new.plan_run
+    {
+        let (was, is) = (old.status.kind(), new.status.kind());
+        if was != is {
+            let at = position(new.created_at, new.id);
+            t.history
+                .remove(key(prefix(Dim::Status, status_value(was)), at))?;
+            t.history
+                .insert(key(prefix(Dim::Status, status_value(is)), at), ())?;
+        }
+        return Ok(());
+    }
+    let gone = old.map(keys_of).unwrap_or_default();
+    let kept = new.map(keys_of).unwrap_or_default();
+    for k in gone.iter().filter(|k| !kept.contains(k)) {
+        t.history.remove(*k)?;
+    }
+    for k in kept.iter().filter(|k| !gone.contains(k)) {
+        t.history.insert(*k, ())?;
+    }
+    Ok(())
+}
+
+/// Builds the index of a file written before it existed (schema 7 and older): every stored
+/// action, once, when the index is empty but actions are not.
+pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<(), StoreError> {
+    if !t.history.is_empty()? || t.actions.is_empty()? {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    let mut batch = Vec::new();
+    for entry in t.actions.iter()? {
+        let (id, bytes) = entry?;
+        let id = Uuid::from_u128(id.value());
+        let action: Action = decode_json(id, bytes.value())?;
+        batch.extend(keys_of(&action));
+        n += 1;
+    }
+    for k in batch {
+        t.history.insert(k, ())?;
+    }
+    tracing::info!(
+        actions = n,
+        ms = started.elapsed().as_millis() as u64,
+        "built the history index"
+    );
+    Ok(())
+}
+
+/// Which actions a history page holds. Every field narrows it; none is every action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    pub status: Option<StatusKind>,
+    pub tool: Option<String>,
+    pub label: Option<String>,
+    pub run_id: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created at or before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl HistoryFilter {
+    fn matches(&self, action: &Action) -> bool {
+        self.status.is_none_or(|s| s == action.status.kind())
+            && self.tool.as_deref().is_none_or(|t| t == action.tool_name)
+            && self.label.as_deref().is_none_or(|l| l == action.label)
+            && self
+                .run_id
+                .as_deref()
+                .is_none_or(|r| action.run_ids().any(|id| id == r))
+            && self
+                .since
+                .is_none_or(|s| millis(action.created_at) >= millis(s))
+            && self
+                .until
+                .is_none_or(|u| millis(action.created_at) <= millis(u))
+    }
+
+    /// The index ranges whose intersection is the answer.
+    fn prefixes(&self) -> Vec<[u8; 9]> {
+        let mut p = Vec::new();
+        if let Some(status) = self.status {
+            p.push(prefix(Dim::Status, status_value(status)));
+        }
+        if let Some(tool) = &self.tool {
+            p.push(prefix(Dim::Tool, hash(tool)));
+        }
+        if let Some(label) = &self.label {
+            p.push(prefix(Dim::Label, hash(label)));
+        }
+        if let Some(run) = &self.run_id {
+            p.push(prefix(Dim::Run, hash(run)));
+        }
+        if p.is_empty() {
+            p.push(prefix(Dim::All, 0));
+        }
+        p
+    }
+}
+
+/// Where the next page starts: just below the last action of the page before. Opaque to
+/// users: `h1` then the position in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor(Position);
+
+impl HistoryCursor {
+    pub fn encode(&self) -> String {
+        format!("h1{}", hex::encode(self.0))
+    }
+
+    pub fn parse(text: &str) -> Result<HistoryCursor, String> {
+        let bad = || {
+            format!(
+                "malformed cursor '{}': pass the next_cursor of an earlier page, unchanged",
+                text.chars().take(80).collect::<String>()
+            )
+        };
+        let hex_part = text.strip_prefix("h1").ok_or_else(bad)?;
+        let bytes = hex::decode(hex_part).map_err(|_| bad())?;
+        let position: Position = bytes.try_into().map_err(|_| bad())?;
+        Ok(HistoryCursor(position))
+    }
+}
+
+/// One page of history.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub items: Vec<Action>,
+    /// Set when more matches follow the last item.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Whether a page's actions carry their bodies (input, webhook payload): a list shows them,
+/// a CSV has no column for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    With,
+    Without,
+}
+
+impl ActionDb {
+    /// Up to `limit` actions matching `filter`, newest first (by creation), after `cursor`.
+    pub fn history_page(
+        &self,
+        filter: &HistoryFilter,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+        bodies: Bodies,
+    ) -> Result<HistoryPage, StoreError> {
+        let limit = limit.max(1);
+        let tx = self.db.begin_read()?;
+        let index = tx.open_table(HISTORY)?;
+        let actions = tx.open_table(ACTIONS)?;
+        let body_table = tx.open_table(ACTION_BODIES)?;
+        let prefixes = filter.prefixes();
+        let lowest = position(
+            filter.since.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            Uuid::nil(),
+        );
+        let mut upper: Bound<Position> = match (cursor, filter.until) {
+            (Some(c), Some(until)) => {
+                let cap = position(until, Uuid::max());
+                if c.0 <= cap {
+                    Bound::Excluded(c.0)
+                } else {
+                    Bound::Included(cap)
+                }
+            }
+            (Some(c), None) => Bound::Excluded(c.0),
+            (None, Some(until)) => Bound::Included(position(until, Uuid::max())),
+            (None, None) => Bound::Unbounded,
+        };
+        // The newest position at or below `upper` in the range of `p`.
+        let seek = |p: [u8; 9], upper: Bound<Position>| -> Result<Option<Position>, StoreError> {
+            let hi = match upper {
+                Bound::Included(at) => Bound::Included(key(p, at)),
+                Bound::Excluded(at) => Bound::Excluded(key(p, at)),
+                Bound::Unbounded => Bound::Included(key(p, [0xff; 24])),
+            };
+            let lo = Bound::Included(key(p, lowest));
+            match index.range::<[u8; 33]>((lo, hi))?.next_back() {
+                Some(entry) => {
+                    let k = entry?.0.value();
+                    Ok(Some(k[9..].try_into().expect("33-byte key")))
+                }
+                None => Ok(None),
+            }
+        };
+        let mut page = HistoryPage::default();
+        'page: while page.items.len() <= limit {
+            let Some(mut candidate) = seek(prefixes[0], upper)? else {
+                break;
+            };
+            let mut agreed = 1;
+            let mut next = 1;
+            while agreed < prefixes.len() {
+                let Some(found) =
+                    seek(prefixes[next % prefixes.len()], Bound::Included(candidate))?
+                else {
+                    break 'page;
+                };
+                if found == candidate {
+                    agreed += 1;
+                } else {
+                    candidate = found;
+                    agreed = 1;
+                }
+                next += 1;
+            }
+            upper = Bound::Excluded(candidate);
+            let id = id_from_key(&candidate[8..]);
+            let action = match bodies {
+                Bodies::With => lookup(&actions, &body_table, id)?,
+                Bodies::Without => actions
+                    .get(id.as_u128())?
+                    .map(|bytes| decode_json::<Action>(id, bytes.value()))
+                    .transpose()?,
+            };
+            let Some(action) = action else {
+                continue;
+            };
+            if !filter.matches(&action) {
+                continue;
+            }
+            if page.items.len() == limit {
+                let last = page.items.last().expect("limit > 0");
+                page.next = Some(HistoryCursor(position(last.created_at, last.id)));
+                break;
+            }
+            page.items.push(action);
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ActionStatus, ActionTrigger};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(ms).unwrap()
+    }
+
+    /// 600 actions over 6 tools, 4 labels, 3 run ids, created one per ms (some sharing a ms),
+    /// half of them run to completion or failure.
+    fn stored() -> (tempfile::TempDir, ActionDb, Vec<Action>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        let mut all = Vec::new();
+        for i in 0..600i64 {
+            let created = t(1_000 + i / 2);
+            let mut a = Action::new(
+                format!("label-{}", i % 4),
+                format!("tool-{}", i % 6),
+                json!({"i": i}),
+                ActionTrigger::Scheduled {
+                    next_tick_at: created,
+                },
+                created,
+            );
+            if i % 5 != 0 {
+                a.run_id = Some(format!("run-{}", i % 3));
+            }
+            all.push(a);
+        }
+        db.insert_many(&all).unwrap();
+        let claimed = db.claim_due(t(5_000), 300).unwrap();
+        for (n, a) in claimed.iter().enumerate() {
+            let outcome = if n % 3 == 0 {
+                ActionStatus::Failed { reason: "x".into() }
+            } else {
+                ActionStatus::Completed { result: json!({}) }
+            };
+            db.complete(a.id, outcome, t(6_000)).unwrap();
+        }
+        let all = all.iter().map(|a| db.get(a.id).unwrap().unwrap()).collect();
+        (dir, db, all)
+    }
+
+    fn walk(db: &ActionDb, filter: &HistoryFilter, limit: usize) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = db
+                .history_page(filter, cursor, limit, Bodies::Without)
+                .unwrap();
+            assert!(page.items.len() <= limit);
+            ids.extend(page.items.iter().map(|a| a.id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    #[test]
+    fn every_filter_and_their_combinations_match_a_scan() {
+        let (_dir, db, all) = stored();
+        let mut newest_first = all.clone();
+        newest_first.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
+        let filters = [
+            HistoryFilter::default(),
+            HistoryFilter {
+                status: Some(StatusKind::Failed),
+                ..Default::default()
+            },
+            HistoryFilter {
+                tool: Some("tool-2".into()),
+                ..Default::default()
+            },
+            HistoryFilter {
+                label: Some("label-1".into()),
+                ..Default::default()
+            },
+            HistoryFilter {
+                run_id: Some("run-0".into()),
+                ..Default::default()
+            },
+            HistoryFilter {
+                since: Some(t(1_100)),
+                until: Some(t(1_150)),
+                ..Default::default()
+            },
+            HistoryFilter {
+                status: Some(StatusKind::Completed),
+                tool: Some("tool-1".into()),
+                since: Some(t(1_050)),
+                ..Default::default()
+            },
+            HistoryFilter {
+                status: Some(StatusKind::Pending),
+                label: Some("label-3".into()),
+                run_id: Some("run-2".into()),
+                until: Some(t(1_250)),
+                ..Default::default()
+            },
+            HistoryFilter {
+                tool: Some("no-such-tool".into()),
+                ..Default::default()
+            },
+        ];
+        for filter in &filters {
+            let expected: Vec<Uuid> = newest_first
+                .iter()
+                .filter(|a| filter.matches(a))
+                .map(|a| a.id)
+                .collect();
+            for limit in [1, 7, 50, 1_000] {
+                assert_eq!(walk(&db, filter, limit), expected, "{filter:?} by {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_stays_exact_while_actions_arrive_and_change() {
+        let (_dir, db, all) = stored();
+        let filter = HistoryFilter::default();
+        let first = db.history_page(&filter, None, 50, Bodies::Without).unwrap();
+        // New actions (newer than everything) and status changes of old ones.
+        let fresh: Vec<Action> = (0..100)
+            .map(|i| {
+                Action::new(
+                    "new",
+                    "tool-0",
+                    json!({}),
+                    ActionTrigger::Manual {
+                        requested_at: t(9_000),
+                    },
+                    t(9_000 + i),
+                )
+            })
+            .collect();
+        db.insert_many(&fresh).unwrap();
+        for a in db.claim_due(t(9_500), 400).unwrap() {
+            db.complete(
+                a.id,
+                ActionStatus::Completed { result: json!({}) },
+                t(9_600),
+            )
+            .unwrap();
+        }
+        let mut seen: Vec<Uuid> = first.items.iter().map(|a| a.id).collect();
+        let mut cursor = first.next;
+        while let Some(c) = cursor {
+            let page = db
+                .history_page(&filter, Some(c), 50, Bodies::Without)
+                .unwrap();
+            seen.extend(page.items.iter().map(|a| a.id));
+            cursor = page.next;
+        }
+        let mut expected: Vec<&Action> = all.iter().collect();
+        expected.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
+        assert_eq!(seen, expected.iter().map(|a| a.id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_file_without_the_index_gets_it_at_open() {
+        let (dir, db, all) = stored();
+        {
+            let tx = db.db.begin_write().unwrap();
+            tx.delete_table(HISTORY).unwrap();
+            tx.commit().unwrap();
+        }
+        drop(db);
+        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        let filter = HistoryFilter {
+            tool: Some("tool-3".into()),
+            ..Default::default()
+        };
+        let expected = all.iter().filter(|a| a.tool_name == "tool-3").count();
+        assert_eq!(walk(&db, &filter, 13).len(), expected);
+    }
+
+    #[test]
+    fn deleting_and_pruning_leave_no_key_behind() {
+        let (_dir, db, all) = stored();
+        let pending = all
+            .iter()
+            .find(|a| a.status == ActionStatus::Pending)
+            .unwrap();
+        db.delete(pending.id).unwrap();
+        let pruned = db.prune_finished(t(7_000), 10_000).unwrap();
+        assert_eq!(pruned, 300);
+        let tx = db.db.begin_read().unwrap();
+        let index = tx.open_table(HISTORY).unwrap();
+        // 299 pending actions left, each under all, status, tool, label and maybe a run.
+        let left = all
+            .iter()
+            .filter(|a| a.status == ActionStatus::Pending && a.id != pending.id)
+            .map(|a| 4 + a.run_ids().count() as u64)
+            .sum::<u64>();
+        assert_eq!(index.len().unwrap(), left);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = HistoryCursor(position(Utc::now(), Uuid::now_v7()));
+        assert_eq!(HistoryCursor::parse(&c.encode()), Ok(c));
+        for bad in [
+            "",
+            "h1",
+            "h1zz",
+            "x1",
+            &c.encode()[..20],
+            &format!("{}00", c.encode()),
+        ] {
+            let err = HistoryCursor::parse(bad).unwrap_err();
+            assert!(err.contains("malformed cursor"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_hash_is_fixed() {
+        // Stored in keys: it must never change between builds.
+        assert_eq!(hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
