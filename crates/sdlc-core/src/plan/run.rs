@@ -43,6 +43,12 @@ pub struct PlanRun {
     /// ends when the run does.
     #[serde(default)]
     pub parent_action: Option<Uuid>,
+    /// The user's grouping (`--run-id`) its steps carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_group: Option<String>,
+    /// The events that notify about this run and its steps, overriding the daemon's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on: Option<Vec<crate::notify::NotifyEvent>>,
 }
 
 impl PlanRun {
@@ -168,6 +174,8 @@ pub fn new_run(
         finished_at: None,
         counts,
         next_seq: 0,
+        run_group: None,
+        notify_on: None,
         parent_action: None,
     };
     Ok(NewRun { run, graph })
@@ -239,6 +247,8 @@ pub fn step_action(
             fixed: true,
         });
     }
+    action.run_id = run.run_group.clone();
+    action.notify_on = run.notify_on.clone();
     action.step = Some(StepRef {
         run_id: run.run_id,
         step_id: step.id.clone(),

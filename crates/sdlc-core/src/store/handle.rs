@@ -88,7 +88,9 @@ impl Handle {
     }
 
     pub(super) fn commit(&self, tx: WriteTransaction) -> Result<(), StoreError> {
-        tx.commit().map_err(|err| self.observe(err.into()))
+        tx.commit().map_err(|err| self.observe(err.into()))?;
+        super::outbox::after_commit();
+        Ok(())
     }
 
     /// The open database, or why there is none.

@@ -36,6 +36,7 @@ use crate::policy::{self, Decision};
 mod handle;
 mod history;
 pub mod integrity;
+pub mod outbox;
 mod plans;
 mod record;
 mod webhooks;
@@ -122,6 +123,8 @@ struct Tables<'tx> {
     tx: &'tx WriteTransaction,
     /// The plan tables, opened when a change touches a plan run.
     plans: Option<plans::PlanTables<'tx>>,
+    /// The notification outbox, opened when a change is worth telling.
+    outbox: Option<outbox::OutboxTables<'tx>>,
     actions: Table<'tx, u128, &'static [u8]>,
     bodies: Table<'tx, u128, &'static [u8]>,
     due: Table<'tx, [u8; 24], ()>,
@@ -137,6 +140,7 @@ impl<'tx> Tables<'tx> {
         Ok(Tables {
             tx,
             plans: None,
+            outbox: None,
             actions: tx.open_table(ACTIONS)?,
             bodies: tx.open_table(ACTION_BODIES)?,
             due: tx.open_table(DUE)?,
@@ -154,6 +158,14 @@ impl<'tx> Tables<'tx> {
             self.plans = Some(plans::PlanTables::open(self.tx)?);
         }
         Ok(self.plans.as_mut().expect("opened just above"))
+    }
+
+    /// The outbox tables of this transaction, opened on first use.
+    fn outbox(&mut self) -> Result<&mut outbox::OutboxTables<'tx>, StoreError> {
+        if self.outbox.is_none() {
+            self.outbox = Some(outbox::OutboxTables::open(self.tx)?);
+        }
+        Ok(self.outbox.as_mut().expect("opened just above"))
     }
 
     /// The plan runs' events this transaction added, in order.
@@ -1100,6 +1112,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         tx.open_table(webhooks::DELIVERY_IDS)?;
         tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
         plans::create_tables(&tx)?;
+        outbox::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())
@@ -1511,7 +1524,15 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
     }
     write_in(t, old, new)?;
     history::reindex(t, old, Some(new))?;
-    index(t, old.is_none(), new)
+    index(t, old.is_none(), new)?;
+    if let Some(old) = old
+        && let Some(event) = crate::notify::event_of(old, new)
+    {
+        let at = new.updated_at;
+        let subject = || crate::notify::Subject::of_action(new, at);
+        outbox::enqueue_in(t, event, new.notify_on.as_deref(), subject, at)?;
+    }
+    Ok(())
 }
 
 /// Stores a webhook action dispatched from the inbox, whose body `ingest` already wrote.

@@ -296,6 +296,12 @@ pub(super) fn start_run_in(
 ) -> Result<PlanRun, StoreError> {
     let mut header = new.run.clone();
     header.parent_action = parent;
+    if let Some(parent) = parent
+        && let Some(action) = get_in(t, parent)?
+    {
+        header.run_group = header.run_group.or(action.run_id);
+        header.notify_on = header.notify_on.or(action.notify_on);
+    }
     let id = header.run_id;
     remember_graph(id, new.graph.clone());
     let mut open = Open {
@@ -766,6 +772,20 @@ fn finish_if_done(
     {
         let p = t.plans()?;
         open.event(p, "run_completed", None, detail, now)?;
+    }
+    let event = match status {
+        RunStatus::Succeeded => Some(crate::notify::NotifyEvent::PlanSucceeded),
+        RunStatus::Failed => Some(crate::notify::NotifyEvent::PlanFailed),
+        _ => None,
+    };
+    if let Some(event) = event {
+        let reason = match status {
+            RunStatus::Failed => first_failure(t, open)?,
+            _ => None,
+        };
+        let notify_on = open.run.notify_on.clone();
+        let subject = || crate::notify::Subject::of_run(&open.run, reason, now);
+        super::outbox::enqueue_in(t, event, notify_on.as_deref(), subject, now)?;
     }
     let Some(parent) = open.run.parent_action else {
         return Ok(());
