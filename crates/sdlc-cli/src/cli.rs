@@ -124,6 +124,38 @@ pub struct DaemonArgs {
     /// Answer 408 to a request (its body included) that takes longer than this
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: std::time::Duration,
+
+    /// Send notifications to this Slack incoming webhook (repeatable)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SDLC_SLACK_WEBHOOK",
+        hide_env_values = true
+    )]
+    pub notify_slack: Vec<String>,
+
+    /// Send notifications as JSON to this URL, with an Idempotency-Key header (repeatable)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SDLC_NOTIFY_WEBHOOK",
+        hide_env_values = true
+    )]
+    pub notify_webhook: Vec<String>,
+
+    /// Which events notify: awaiting_approval, failed, rejected (the default three),
+    /// interrupted, plan_failed, plan_succeeded (comma-separated or repeated)
+    #[arg(long, value_name = "EVENTS")]
+    pub notify_on: Vec<String>,
+
+    /// Wait before retrying a notification the receiver refused; doubles each time (at most
+    /// 15m apart)
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub notify_backoff: std::time::Duration,
+
+    /// Stop retrying a notification this long after its first try (it is then marked failed)
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    pub notify_give_up: std::time::Duration,
 }
 
 /// Tool runs mostly wait on their processes, so more slots than cores pay off.
@@ -198,6 +230,31 @@ pub enum OrchestrateCommand {
     Plan {
         #[command(subcommand)]
         command: PlanCommand,
+    },
+    /// List notifications, newest first, with each receiver's last answer
+    Notifications {
+        /// Only notifications in this status: pending, sent, failed
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Notifications: `notify test` sends a test message to every configured receiver
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to every receiver the daemon has and print each answer
+    Test {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -388,6 +445,16 @@ pub struct AddArgs {
     /// With approval: nobody deciding within this long rejects the run ("approval timed out")
     #[arg(long, value_name = "DURATION")]
     pub approval_timeout: Option<String>,
+    /// Group this action's runs in history, such as nightly-{date} ({date} and {datetime}
+    /// are formatted for each occurrence's slot)
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Notify about these events of this action instead of the daemon's --notify-on
+    #[arg(long, value_name = "EVENTS", conflicts_with = "no_notify")]
+    pub notify_on: Vec<String>,
+    /// Never notify about this action
+    #[arg(long)]
+    pub no_notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -399,10 +466,30 @@ pub struct ListArgs {
     /// Only actions of this tool
     #[arg(long, value_name = "NAME")]
     pub tool: Option<String>,
-    /// At most this many (newest first)
-    #[arg(long, default_value_t = 500)]
-    pub limit: usize,
-    /// Print a JSON array instead of a table
+    /// Only actions with this label
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Only actions of this run: a plan run's id or a grouping set with add --run-id
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Only actions created since: RFC 3339, or how long ago (7d, 12h)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only actions created until: RFC 3339, or how long ago
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Continue a listing from the cursor printed on stderr
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+    /// At most this many (newest first); default 500 for table and json, every match for
+    /// csv and jsonl
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// table (default), json (an array), csv (RFC 4180, with a header) or jsonl (one action
+    /// per line)
+    #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<String>,
+    /// The same as --format json
     #[arg(long)]
     pub json: bool,
 }

@@ -70,19 +70,41 @@ const LABEL_WIDTH: usize = 32;
 
 /// `ID | LABEL | TOOL | STATUS | UPDATED_AT`.
 pub fn action_table(actions: &[ActionView]) -> String {
-    let rows: Vec<[String; 5]> = actions
+    let rows: Vec<[String; 7]> = actions
         .iter()
         .map(|a| {
+            let due = if a.status == sdlc_core::StatusKind::Pending {
+                short_time(a.due_at)
+            } else {
+                String::new()
+            };
+            let duration = a
+                .duration_ms
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_default();
             [
                 a.id.to_string(),
                 cut(&a.label, LABEL_WIDTH),
                 a.tool_name.clone(),
                 a.status.to_string(),
+                due,
+                duration,
                 short_time(a.updated_at),
             ]
         })
         .collect();
-    table(["ID", "LABEL", "TOOL", "STATUS", "UPDATED_AT"], &rows)
+    table(
+        [
+            "ID",
+            "LABEL",
+            "TOOL",
+            "STATUS",
+            "DUE",
+            "DURATION",
+            "UPDATED_AT",
+        ],
+        &rows,
+    )
 }
 
 /// A plain-text table, each column as wide as its widest cell.

@@ -53,8 +53,8 @@ use crate::plan::export::EventExport;
 use crate::plan::{NewRun, RunEvent};
 use crate::store::{ActionDb, SettleWork, Settled, StepClaim};
 use crate::tool::{
-    RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, outcome_to_status,
-    run_command_recorded, run_tool_recorded, tool_script,
+    RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, log_excerpt,
+    outcome_to_status, run_command_recorded, run_tool_recorded, tool_script,
 };
 
 /// How the engine runs.
@@ -199,6 +199,8 @@ struct RunDone {
     plan_start: Option<NewRun>,
     /// The action is a plan step: recording its outcome may make the next steps ready.
     is_step: bool,
+    /// The first and last lines of what the run printed (see `tool::log_excerpt`).
+    log_excerpt: Option<String>,
 }
 
 impl RunDone {
@@ -211,6 +213,7 @@ impl RunDone {
             deferred: false,
             plan_start: None,
             is_step: false,
+            log_excerpt: None,
         }
     }
 }
@@ -780,6 +783,12 @@ impl Engine {
             .filter(|run| !run.deferred && run.plan_start.is_none())
             .map(|run| (run.id, run.status.clone()))
             .collect();
+        let excerpts: Vec<(Uuid, Option<String>)> = pool
+            .done
+            .iter()
+            .filter(|run| !run.deferred && run.plan_start.is_none())
+            .map(|run| (run.id, run.log_excerpt.clone()))
+            .collect();
         let plan_starts: Vec<(Uuid, NewRun)> = pool
             .done
             .iter()
@@ -821,6 +830,7 @@ impl Engine {
             .blocking(move |db| {
                 let work = SettleWork {
                     outcomes: batch,
+                    excerpts,
                     returned: returned_ids,
                     deferred,
                     plan_starts,
@@ -1057,6 +1067,7 @@ async fn run_action(
         return prepare_plan_run(&action, plan_id, &root, started).await;
     }
     let mut deferred = false;
+    let mut excerpt = None;
     if let Some(ms) = action.timeout_ms {
         limits.timeout = Duration::from_millis(ms);
     }
@@ -1092,12 +1103,14 @@ async fn run_action(
                     warn!(id = %action.id, command = %command.program, "the command could not start for now ({reason}); trying again shortly");
                     deferred = true;
                 }
+                excerpt = log_excerpt(&run, true);
                 command_outcome(&run)
             }
         };
         return RunDone {
             deferred,
             is_step: action.step.is_some(),
+            log_excerpt: excerpt,
             ..RunDone::ended(action.id, status, started.elapsed())
         };
     }
@@ -1120,12 +1133,14 @@ async fn run_action(
                 warn!(id = %action.id, tool = %action.tool_name, "the tool could not start for now ({reason}); trying again shortly");
                 deferred = true;
             }
+            excerpt = log_excerpt(&run, false);
             outcome_to_status(&run)
         }
     };
     RunDone {
         deferred,
         is_step: action.step.is_some(),
+        log_excerpt: excerpt,
         ..RunDone::ended(action.id, status, started.elapsed())
     }
 }

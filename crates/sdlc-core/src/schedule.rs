@@ -186,6 +186,28 @@ fn duration_error(text: &str) -> String {
     )
 }
 
+/// Parses a history bound (`--since`, `--until`, `since=`): an RFC 3339 time, or a duration
+/// back from `now` (`7d`, `12h`).
+pub fn parse_time_bound(
+    what: &str,
+    spec: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    let spec = spec.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(spec) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let back = parse_duration(spec).map_err(|_| {
+        format!(
+            "{what} '{spec}': give an RFC 3339 time (2026-12-01T00:00:00Z) or how long ago (7d, 12h, 30m)"
+        )
+    })?;
+    chrono::Duration::from_std(back)
+        .ok()
+        .and_then(|back| now.checked_sub_signed(back))
+        .ok_or_else(|| format!("{what} '{spec}': too far back"))
+}
+
 /// Parses when an action is due: `now`, `now+30s` (any duration `parse_duration` reads),
 /// or an RFC 3339 time such as `2026-11-21T09:00:00Z`.
 pub fn parse_at(spec: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {

@@ -68,6 +68,15 @@ pub struct NewAction {
     /// Nobody deciding within this long rejects the run ("approval timed out").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout: Option<DurationSpec>,
+    /// A grouping for history (`nightly-{date}`: each occurrence formats its slot's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The events that notify about this action, instead of the daemon's `--notify-on`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on: Option<Vec<String>>,
+    /// Never notify about this action.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_notify: bool,
 }
 
 fn empty_object() -> Value {
@@ -195,6 +204,29 @@ pub async fn prepare_action(
             timeout_ms: approval_timeout,
         });
     }
+    if let Some(run_id) = &request.run_id {
+        let run_id = run_id.trim();
+        if crate::model::check_run_id(run_id).map_err(InvalidRequest)? {
+            action.run_id_template = Some(run_id.to_string());
+            action.run_id = Some(crate::model::format_run_id(
+                run_id,
+                due,
+                recurrence.as_ref(),
+            ));
+        } else {
+            action.run_id = Some(run_id.to_string());
+        }
+    }
+    action.notify_on = match (&request.notify_on, request.no_notify) {
+        (Some(_), true) => {
+            return Err(InvalidRequest(
+                "give --notify-on or --no-notify, not both".to_string(),
+            ));
+        }
+        (Some(events), false) => Some(crate::notify::parse_events(events).map_err(InvalidRequest)?),
+        (None, true) => Some(Vec::new()),
+        (None, false) => None,
+    };
     if let Some(id) = request.id {
         action.id = id;
         action.series = id;
@@ -465,7 +497,47 @@ mod tests {
             catch_up: None,
             requires_approval: false,
             approval_timeout: None,
+            run_id: None,
+            notify_on: None,
+            no_notify: false,
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_id_with_a_date_is_formatted_for_each_slot() {
+        let dir = project_with_tool(r#"{"name":"check","input_schema":{"type":"object"}}"#);
+        let now = Utc::now();
+        let mut asked = request(json!({}));
+        asked.run_id = Some("nightly-{date}".into());
+        asked.cron = Some("30 2 * * *".into());
+        asked.every = None;
+        asked.at = None;
+        let action = prepare_action(dir.path(), asked, now).await.unwrap().action;
+        let slot = action.scheduled_at();
+        assert_eq!(
+            action.run_id.as_deref(),
+            Some(format!("nightly-{}", slot.format("%Y-%m-%d")).as_str())
+        );
+        let next_slot = slot + chrono::Duration::days(1);
+        let next = action.occurrence_at(next_slot, now);
+        assert_eq!(
+            next.run_id.as_deref(),
+            Some(format!("nightly-{}", next_slot.format("%Y-%m-%d")).as_str())
+        );
+        for (bad, says) in [
+            ("nightly-{day}", "unknown placeholder {day}"),
+            ("nightly-{date", "without its"),
+            ("", "200 visible characters"),
+        ] {
+            let mut asked = request(json!({}));
+            asked.run_id = Some(bad.into());
+            let err = prepare_action(dir.path(), asked, now).await.unwrap_err();
+            assert!(err.0.contains(says), "{bad}: {err}");
+        }
+        let mut both = request(json!({}));
+        both.notify_on = Some(vec!["failed".into()]);
+        both.no_notify = true;
+        assert!(prepare_action(dir.path(), both, now).await.is_err());
     }
 
     #[tokio::test]

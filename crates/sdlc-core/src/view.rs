@@ -252,6 +252,77 @@ impl From<&Action> for ActionView {
     }
 }
 
+/// The columns of a history CSV (`paged.csv`, `list --format csv`), in order.
+pub const CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "label",
+    "tool",
+    "run_id",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outputs_uri",
+    "approval_state",
+    "approver",
+    "reason",
+];
+
+/// Writes actions as RFC 4180 CSV: the header row first, then one row per action.
+pub struct CsvWriter<W: std::io::Write> {
+    out: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> CsvWriter<W> {
+    pub fn new(out: W) -> std::io::Result<CsvWriter<W>> {
+        let mut out = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(out);
+        out.write_record(CSV_COLUMNS).map_err(csv_io)?;
+        Ok(CsvWriter { out })
+    }
+
+    pub fn write(&mut self, a: &ActionView) -> std::io::Result<()> {
+        let time = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default()
+        };
+        let text = |t: &Option<String>| t.clone().unwrap_or_default();
+        self.out
+            .write_record([
+                a.id.to_string(),
+                a.label.clone(),
+                a.tool_name.clone(),
+                text(&a.run_id),
+                a.status.to_string(),
+                time(Some(a.created_at)),
+                time(a.started_at),
+                time(a.finished_at),
+                a.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                text(&a.outputs_uri),
+                a.approval_state
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                text(&a.approver),
+                text(&a.reason),
+            ])
+            .map_err(csv_io)
+    }
+
+    /// Flushes and hands back the output.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+fn csv_io(err: csv::Error) -> std::io::Error {
+    match err.into_kind() {
+        csv::ErrorKind::Io(err) => err,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
 #[derive(Default)]
 struct WebhookFields {
     route_id: Option<Uuid>,

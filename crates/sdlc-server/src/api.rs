@@ -43,6 +43,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/check", post(check))
         .merge(crate::plans_api::routes())
         .merge(crate::approvals_api::routes())
+        .merge(crate::history_api::routes())
+        .merge(crate::notify_api::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))
@@ -54,6 +56,11 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub tool: Option<String>,
     pub limit: Option<String>,
+    /// With any of these, the list is a history query (newest by creation).
+    pub label: Option<String>,
+    pub run_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
 
 impl ListQuery {
@@ -89,6 +96,34 @@ async fn list_actions(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ActionView>>, ApiError> {
+    let history = [&query.label, &query.run_id, &query.since, &query.until]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| !v.trim().is_empty()));
+    if history {
+        let request = crate::history_api::HistoryQuery {
+            status: query.status.clone(),
+            tool: query.tool.clone(),
+            label: query.label.clone(),
+            run_id: query.run_id.clone(),
+            since: query.since.clone(),
+            until: query.until.clone(),
+            limit: query.limit.clone(),
+            cursor: None,
+        }
+        .check(state.clock().now(), usize::MAX, usize::MAX)
+        .map_err(ApiError::bad_request)?;
+        let page = state
+            .with_db(move |db| {
+                db.history_page(
+                    &request.filter,
+                    None,
+                    request.limit,
+                    sdlc_core::store::Bodies::With,
+                )
+            })
+            .await?;
+        return Ok(Json(page.items.iter().map(ActionView::from).collect()));
+    }
     let filter = query.to_filter()?;
     let actions = state.with_db(move |db| db.list(&filter)).await?;
     Ok(Json(actions.iter().map(ActionView::from).collect()))

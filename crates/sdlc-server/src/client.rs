@@ -105,6 +105,49 @@ impl DaemonClient {
             .await
     }
 
+    /// One page of history (`GET /actions/paged`).
+    pub async fn history_page(
+        &self,
+        query: &crate::history_api::HistoryQuery,
+    ) -> Result<crate::history_api::HistoryPageView, ClientError> {
+        let pairs: Vec<(&str, String)> = [
+            ("status", &query.status),
+            ("tool", &query.tool),
+            ("label", &query.label),
+            ("run_id", &query.run_id),
+            ("since", &query.since),
+            ("until", &query.until),
+            ("limit", &query.limit),
+            ("cursor", &query.cursor),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect();
+        self.call::<(), _>(Method::GET, "/actions/paged", &pairs, None)
+            .await
+    }
+
+    pub async fn notifications(
+        &self,
+        status: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Vec<crate::notify_api::NotificationView>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(status) = status {
+            query.push(("status", status));
+        }
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.call::<(), _>(Method::GET, "/notifications", &query, None)
+            .await
+    }
+
+    pub async fn notify_test(&self) -> Result<Vec<crate::notify_sender::TestAnswer>, ClientError> {
+        self.call::<(), _>(Method::POST, "/notify/test", &[], None)
+            .await
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<ActionView, ClientError> {
         self.call::<(), _>(Method::GET, &format!("/actions/{id}"), &[], None)
             .await

@@ -52,6 +52,9 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
         catch_up: args.catch_up,
         requires_approval: args.requires_approval,
         approval_timeout: args.approval_timeout.map(DurationSpec::Text),
+        run_id: args.run_id,
+        notify_on: (!args.notify_on.is_empty()).then_some(args.notify_on),
+        no_notify: args.no_notify,
     };
     // Checked here first so a bad request fails the same way with or without a daemon; the
     // daemon checks again when it is the one that stores the action.

@@ -39,6 +39,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         idle_timeout: args.idle_timeout,
         request_timeout: args.request_timeout,
     };
+    let notify = notify_config(args)?;
     let db = Arc::new(open_for_daemon(&project.db_path).await?);
     let report = db.open_report();
     if report.unclean {
@@ -58,6 +59,18 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .local_addr()
         .context("cannot read the listener's address")?;
 
+    let dropped = db
+        .set_notify_config(&notify)
+        .context("cannot store the notification settings")?;
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "notifications queued for receivers no longer configured are marked failed"
+        );
+    }
+    for receiver in &notify.receivers {
+        info!(kind = receiver.kind.as_str(), receiver = %receiver.masked(), "notifications go here");
+    }
     let token = std::env::var(TOKEN_ENV)
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -108,6 +121,18 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         limits,
         stopped(server_stop),
     ));
+    let (stop_sender, sender_stop) = watch::channel(false);
+    let sender = tokio::spawn(sdlc_server::notify_sender::run(
+        db.clone(),
+        sdlc_server::notify_sender::SenderConfig {
+            retry: sdlc_core::notify::RetrySchedule {
+                first: args.notify_backoff,
+                give_up_after: args.notify_give_up,
+            },
+            ..Default::default()
+        },
+        stopped(sender_stop),
+    ));
     let engine_run = run_on_own_thread(engine, stopped(engine_stop));
     tokio::pin!(engine_run);
     let result = tokio::select! {
@@ -119,6 +144,10 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         }
     };
     let _ = stop_server.send(true);
+    let _ = stop_sender.send(true);
+    if let Err(err) = sender.await {
+        warn!("the notification sender failed: {err}");
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => warn!("the HTTP server stopped with an error: {err}"),
@@ -156,6 +185,25 @@ pub(crate) fn engine_config(project: &Project, args: &DaemonArgs) -> EngineConfi
         kill_orphans: !args.keep_orphans,
         runs_dir: Some(sdlc_core::plan::load::runs_dir(&project.root)),
     }
+}
+
+/// The receivers and events of `--notify-slack`, `--notify-webhook` and `--notify-on`.
+fn notify_config(args: &DaemonArgs) -> anyhow::Result<sdlc_core::notify::NotifyConfig> {
+    use sdlc_core::notify::{NotifyConfig, NotifyEvent, Receiver, ReceiverKind, parse_events};
+    let mut receivers = Vec::new();
+    for url in &args.notify_slack {
+        receivers.push(Receiver::new(ReceiverKind::Slack, url.trim()).map_err(anyhow::Error::msg)?);
+    }
+    for url in &args.notify_webhook {
+        receivers
+            .push(Receiver::new(ReceiverKind::Webhook, url.trim()).map_err(anyhow::Error::msg)?);
+    }
+    let events = if args.notify_on.is_empty() {
+        NotifyEvent::DEFAULT.to_vec()
+    } else {
+        parse_events(&args.notify_on).map_err(anyhow::Error::msg)?
+    };
+    Ok(NotifyConfig { receivers, events })
 }
 
 /// Raises the soft limit on open files to the hard limit (a daemon holding many connections

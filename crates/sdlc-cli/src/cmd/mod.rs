@@ -6,6 +6,7 @@ mod cancel;
 mod check;
 mod daemon;
 mod list;
+mod notify;
 mod plan;
 mod plan_follow;
 mod schedule;
@@ -59,6 +60,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
+            Some(OrchestrateCommand::Notifications {
+                status,
+                limit,
+                json,
+            }) => notify::list(&project, status, limit, json).await,
+            Some(OrchestrateCommand::Notify {
+                command: crate::cli::NotifyCommand::Test { json },
+            }) => notify::test(&project, json).await,
             Some(OrchestrateCommand::Approve(args)) => {
                 approve::run(&project, args, sdlc_server::Verdict::Approve).await
             }

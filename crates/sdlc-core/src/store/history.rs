@@ -331,6 +331,31 @@ impl ActionDb {
             }
             page.items.push(action);
         }
+        // Deliveries still waiting in the inbox (dispatched within a tick) are the newest
+        // pending actions: the first page shows them too, and the cursor, a position, stays
+        // right however they shift the page.
+        if cursor.is_none() && filter.status.is_none_or(|s| s == StatusKind::Pending) {
+            let inbox = tx.open_table(super::webhooks::INBOX)?;
+            let waiting =
+                super::webhooks::list_waiting(&inbox, &body_table, filter.tool.as_deref(), limit)?;
+            let before = page.items.len();
+            page.items.extend(
+                waiting
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .filter(|a| filter.matches(a)),
+            );
+            if page.items.len() > before {
+                let more = page.next.is_some();
+                page.items
+                    .sort_by_key(|a| std::cmp::Reverse(position(a.created_at, a.id)));
+                if page.items.len() > limit || more {
+                    page.items.truncate(limit);
+                    let last = page.items.last().expect("limit > 0");
+                    page.next = Some(HistoryCursor(position(last.created_at, last.id)));
+                }
+            }
+        }
         Ok(page)
     }
 }

@@ -182,6 +182,8 @@ impl<'tx> Tables<'tx> {
 pub struct SettleWork {
     /// Finished runs and the status each ends in.
     pub outcomes: Vec<(Uuid, ActionStatus)>,
+    /// The log excerpt of each finished run (see `tool::log_excerpt`), by action.
+    pub excerpts: Vec<(Uuid, Option<String>)>,
     /// Actions claimed ahead whose tool never started (see [`ActionDb::return_unstarted`]).
     pub returned: Vec<Uuid>,
     /// Claimed actions whose tool could not start for a passing lack of resources: handed
@@ -551,6 +553,7 @@ impl ActionDb {
     ) -> Result<Settled, StoreError> {
         let SettleWork {
             outcomes,
+            excerpts,
             returned,
             deferred,
             plan_starts,
@@ -593,8 +596,14 @@ impl ActionDb {
             (0, false)
         };
         let mut finished = Vec::with_capacity(outcomes.len());
+        let mut excerpts: std::collections::HashMap<Uuid, Option<String>> =
+            excerpts.into_iter().collect();
         for (id, outcome) in outcomes {
-            let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            let mut old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            if let Some(excerpt) = excerpts.remove(&id) {
+                // Not indexed: the record before finishing may carry it.
+                old.log_excerpt = excerpt;
+            }
             if old.status.kind() != StatusKind::Running {
                 return Err(StoreError::InvalidTransition {
                     id,

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use meta::{ToolMeta, validate_input};
-pub use outcome::{command_outcome, outcome_to_status};
+pub use outcome::{command_outcome, log_excerpt, outcome_to_status};
 pub use runner::{
     RunLimits, RunRecordAt, ToolMode, ToolRun, run_command_recorded, run_tool, run_tool_recorded,
 };

@@ -145,6 +145,69 @@ fn stderr_suffix(run: &ToolRun) -> String {
     format!("; stderr: {marker}{tail}")
 }
 
+/// Lines kept from the start and from the end of one stream in a log excerpt.
+const EXCERPT_HEAD_LINES: usize = 10;
+const EXCERPT_TAIL_LINES: usize = 20;
+/// Longest line kept whole in a log excerpt.
+const EXCERPT_LINE_CHARS: usize = 200;
+
+/// The run's log excerpt: the first and last lines of its stderr (and, for a command step,
+/// of its stdout too), at most about 4 KiB; None when it printed nothing.
+pub fn log_excerpt(run: &ToolRun, with_stdout: bool) -> Option<String> {
+    let stderr = if run.stderr_truncated {
+        let mut joined = String::from_utf8_lossy(&run.stderr_head).into_owned();
+        joined.push_str("\n…\n");
+        let tail = String::from_utf8_lossy(&run.stderr_tail);
+        // The tail starts mid-line: its first line is dropped.
+        joined.push_str(tail.split_once('\n').map_or("", |(_, rest)| rest));
+        joined
+    } else {
+        String::from_utf8_lossy(&run.stderr_tail).into_owned()
+    };
+    let stderr = excerpt_lines(&stderr);
+    if !with_stdout {
+        return stderr;
+    }
+    let stdout = excerpt_lines(&String::from_utf8_lossy(&run.stdout));
+    match (stdout, stderr) {
+        (None, None) => None,
+        (Some(out), None) => Some(format!("stdout:\n{out}")),
+        (None, Some(err)) => Some(format!("stderr:\n{err}")),
+        (Some(out), Some(err)) => Some(format!("stdout:\n{out}\nstderr:\n{err}")),
+    }
+}
+
+/// The first `EXCERPT_HEAD_LINES` and last `EXCERPT_TAIL_LINES` lines of `text`, each cut
+/// to `EXCERPT_LINE_CHARS`; None when it has no visible text.
+fn excerpt_lines(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    if lines.iter().all(|l| l.trim().is_empty()) {
+        return None;
+    }
+    let cut = |line: &str| -> String {
+        if line.chars().count() <= EXCERPT_LINE_CHARS {
+            line.to_string()
+        } else {
+            let kept: String = line.chars().take(EXCERPT_LINE_CHARS).collect();
+            format!("{kept}…")
+        }
+    };
+    let keep = EXCERPT_HEAD_LINES + EXCERPT_TAIL_LINES;
+    let mut out: Vec<String> = Vec::new();
+    if lines.len() <= keep {
+        out.extend(lines.iter().map(|l| cut(l)));
+    } else {
+        out.extend(lines[..EXCERPT_HEAD_LINES].iter().map(|l| cut(l)));
+        out.push(format!("… ({} lines) …", lines.len() - keep));
+        out.extend(
+            lines[lines.len() - EXCERPT_TAIL_LINES..]
+                .iter()
+                .map(|l| cut(l)),
+        );
+    }
+    Some(out.join("\n"))
+}
+
 fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str().to_string())
@@ -179,6 +242,7 @@ mod tests {
             stdout: stdout.as_bytes().to_vec(),
             stderr_tail: stderr.as_bytes().to_vec(),
             stderr_truncated: false,
+            stderr_head: Vec::new(),
             duration: Duration::ZERO,
             pid: None,
         }
@@ -261,5 +325,28 @@ mod tests {
         let r = reason(outcome_to_status(&run(exited(1), "", &stderr)));
         assert!(r.ends_with("END") && r.contains("stderr: ..."));
         assert!(r.len() < 2100);
+    }
+
+    #[test]
+    fn the_log_excerpt_keeps_the_first_and_last_lines() {
+        let stderr: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        let r = run(exited(1), "", &stderr);
+        let excerpt = log_excerpt(&r, false).unwrap();
+        let lines: Vec<&str> = excerpt.lines().collect();
+        assert_eq!(lines.len(), 31);
+        assert_eq!(lines[0], "line 1");
+        assert_eq!(lines[9], "line 10");
+        assert_eq!(lines[10], "… (70 lines) …");
+        assert_eq!(lines[30], "line 100");
+        assert_eq!(log_excerpt(&run(exited(0), "", " \n"), false), None);
+        let both = log_excerpt(&run(exited(0), "built\n", "warn\n"), true).unwrap();
+        assert_eq!(both, "stdout:\nbuilt\nstderr:\nwarn");
+        let long = "x".repeat(5000);
+        assert!(
+            log_excerpt(&run(exited(1), "", &long), false)
+                .unwrap()
+                .len()
+                < 300
+        );
     }
 }

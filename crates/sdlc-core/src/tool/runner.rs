@@ -111,6 +111,9 @@ pub struct ToolRun {
     pub stderr_tail: Vec<u8>,
     /// Whether stderr was longer than what was kept.
     pub stderr_truncated: bool,
+    /// The first `STDERR_HEAD` bytes of stderr, when it was longer than its tail (the log
+    /// excerpt shows how a run began as well as how it ended).
+    pub stderr_head: Vec<u8>,
     pub duration: Duration,
     pub pid: Option<u32>,
 }
@@ -233,6 +236,7 @@ async fn run_process(
         stdout: Vec::new(),
         stderr_tail: Vec::new(),
         stderr_truncated: false,
+        stderr_head: Vec::new(),
         duration: started.elapsed(),
         pid: None,
     };
@@ -340,6 +344,7 @@ async fn run_process(
         stdout: stdout.bytes,
         stderr_tail: stderr.bytes,
         stderr_truncated: stderr.truncated,
+        stderr_head: stderr.head,
         duration: started.elapsed(),
         pid,
     }
@@ -375,7 +380,12 @@ async fn spawn_retrying_busy(
 struct Captured {
     bytes: Vec<u8>,
     truncated: bool,
+    /// `read_tail` only: the first `STDERR_HEAD` bytes, once more than the tail was read.
+    head: Vec<u8>,
 }
+
+/// How much of the start of stderr is kept besides its tail.
+pub const STDERR_HEAD: usize = 1024;
 
 /// Reads until EOF or until more than `cap` bytes arrived (then stops, marking truncation).
 /// Reads straight into the result: most tools print a few hundred bytes, and a zeroed 64 KiB
@@ -388,13 +398,18 @@ async fn read_capped(pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
     let _ = pipe.take(cap as u64 + 1).read_to_end(&mut bytes).await;
     let truncated = bytes.len() > cap;
     bytes.truncate(cap);
-    Captured { bytes, truncated }
+    Captured {
+        bytes,
+        truncated,
+        head: Vec::new(),
+    }
 }
 
 /// Reads until EOF, keeping only the last `keep` bytes.
 async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
     let mut tail: Vec<u8> = Vec::new();
     let mut truncated = false;
+    let mut head = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         match pipe.read(&mut chunk).await {
@@ -402,11 +417,16 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
                 return Captured {
                     bytes: tail,
                     truncated,
+                    head,
                 };
             }
             Ok(n) => {
                 tail.extend_from_slice(&chunk[..n]);
                 if tail.len() > keep {
+                    // Until the first cut the tail still starts at the first byte.
+                    if !truncated {
+                        head = tail[..STDERR_HEAD.min(tail.len())].to_vec();
+                    }
                     let excess = tail.len() - keep;
                     tail.drain(..excess);
                     truncated = true;

@@ -1,0 +1,186 @@
+//! `/api/orchestrator` for history: `GET /actions/paged` (`{"items", "next_cursor"}`, newest
+//! first, keyset-paged) and `GET /actions/paged.csv` (the same filters as RFC 4180 CSV, at
+//! most `MAX_CSV_ROWS` rows, the next page's cursor in `X-Next-Cursor`). Filters: `status`,
+//! `tool`, `label`, `run_id`, `since`, `until` (RFC 3339 or `7d` back), `limit`, `cursor`;
+//! every one is served from the history index.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use sdlc_core::StatusKind;
+use sdlc_core::store::{Bodies, HistoryCursor, HistoryFilter};
+use sdlc_core::view::{ActionView, CsvWriter};
+
+use crate::{ApiError, AppState};
+
+/// A page holds this many actions unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 50;
+/// The most one page holds.
+pub const MAX_PAGE: usize = 1_000;
+/// The most rows one CSV answer holds.
+pub const MAX_CSV_ROWS: usize = 10_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/actions/paged", get(paged))
+        .route("/actions/paged.csv", get(paged_csv))
+}
+
+/// Query of the history endpoints. Strings, so a bad value gets our message.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A checked history query.
+#[derive(Debug, Clone)]
+pub struct HistoryRequest {
+    pub filter: HistoryFilter,
+    pub cursor: Option<HistoryCursor>,
+    pub limit: usize,
+}
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl HistoryQuery {
+    /// Checks every field; `default_limit` and `max_limit` bound `limit`.
+    pub fn check(
+        &self,
+        now: DateTime<Utc>,
+        default_limit: usize,
+        max_limit: usize,
+    ) -> Result<HistoryRequest, String> {
+        let status = given(&self.status)
+            .map(|s| s.parse::<StatusKind>())
+            .transpose()?;
+        let time = |what: &str, value: &Option<String>| {
+            given(value)
+                .map(|v| sdlc_core::schedule::parse_time_bound(what, v, now))
+                .transpose()
+        };
+        let since = time("since", &self.since)?;
+        let until = time("until", &self.until)?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since > until
+        {
+            return Err(format!(
+                "since ({since}) is after until ({until}): nothing can match"
+            ));
+        }
+        let limit = match given(&self.limit) {
+            None => default_limit,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=max_limit).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "limit '{text}': give a whole number from 1 to {max_limit}"
+                    ));
+                }
+            },
+        };
+        let cursor = given(&self.cursor).map(HistoryCursor::parse).transpose()?;
+        Ok(HistoryRequest {
+            filter: HistoryFilter {
+                status,
+                tool: given(&self.tool).map(str::to_string),
+                label: given(&self.label).map(str::to_string),
+                run_id: given(&self.run_id).map(str::to_string),
+                since,
+                until,
+            },
+            cursor,
+            limit,
+        })
+    }
+}
+
+/// Answer of `GET /actions/paged`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryPageView {
+    pub items: Vec<ActionView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+async fn paged(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<HistoryPageView>, ApiError> {
+    let request = query
+        .check(state.clock().now(), DEFAULT_PAGE, MAX_PAGE)
+        .map_err(ApiError::bad_request)?;
+    let page = state
+        .with_db(move |db| {
+            db.history_page(&request.filter, request.cursor, request.limit, Bodies::With)
+        })
+        .await?;
+    Ok(Json(HistoryPageView {
+        items: page.items.iter().map(ActionView::from).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+async fn paged_csv(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let request = query
+        .check(state.clock().now(), MAX_CSV_ROWS, MAX_CSV_ROWS)
+        .map_err(ApiError::bad_request)?;
+    let page = state
+        .with_db(move |db| {
+            db.history_page(
+                &request.filter,
+                request.cursor,
+                request.limit,
+                Bodies::Without,
+            )
+        })
+        .await?;
+    let mut csv = CsvWriter::new(Vec::with_capacity(page.items.len() * 160))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    for action in &page.items {
+        csv.write(&ActionView::from(action))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    let body = csv
+        .finish()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            "text/csv; charset=utf-8; header=present",
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(next) = page.next
+        && let Ok(value) = HeaderValue::from_str(&next.encode())
+    {
+        response.headers_mut().insert("x-next-cursor", value);
+    }
+    Ok(response)
+}
