@@ -1,2 +1,355 @@
-//! placeholder
+//! Notifications end to end: real receivers on loopback (a Slack-style one and a generic
+//! webhook), the real daemon, its outbox across a kill -9, retries with backoff, and receiver
+//! URLs kept secret.
+
 mod common;
+
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use common::{Project, wait_for, wait_for_status};
+use serde_json::{Value, json};
+
+const PR: &str = "https://github.com/o/r/pull/123";
+/// A receiver path that stands for a secret, as a Slack webhook URL's path is.
+const SECRET_PATH: &str = "services/T000/B000/s3cr3t";
+
+fn review_tool(project: &Project) {
+    project.tool(
+        "open-pr",
+        &format!(
+            "cat > /dev/null\necho '{{\"ok\": true, \"data\": {{\"awaiting_approval\": true, \"outputs_uri\": \"{PR}\"}}}}'"
+        ),
+    );
+}
+
+fn notifications(project: &Project, args: &[&str]) -> Vec<Value> {
+    let mut full = vec!["orchestrate", "notifications", "--json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&project.sdlc_ok(&full)).unwrap()
+}
+
+#[test]
+fn awaiting_approval_reaches_slack_with_the_link_and_the_action_records_it() {
+    let project = Project::new();
+    review_tool(&project);
+    let slack = Receiver::start(0, 200);
+    let slack_url = slack.url(SECRET_PATH);
+    let daemon = project.daemon(&["-v", "--tick-rate", "60", "--notify-slack", &slack_url]);
+    let id = project.add(&["seo.validate", "--tool", "open-pr"]);
+    wait_for_status(&project, &id, "awaiting_approval", Duration::from_secs(20));
+    let got = wait_for("the Slack message", Duration::from_secs(20), || {
+        let got = slack.received();
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, format!("/{SECRET_PATH}"));
+    assert_eq!(
+        got[0].body,
+        json!({"text": format!("Task seo.validate awaiting approval: {PR}")})
+    );
+    let action = wait_for("notified_at", Duration::from_secs(10), || {
+        let action = project.find(&id);
+        action["notified_at"].is_string().then_some(action)
+    });
+    assert_eq!(action["outputs_uri"], PR);
+
+    // Approving completes it; rejecting another fails it, and the rejection is told too.
+    project.sdlc_ok(&["orchestrate", "approve", &id, "--by", "alice"]);
+    let done = project.find(&id);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["approver"], "alice");
+    assert!(done["approved_at"].is_string());
+    let other = project.add(&["code.review", "--tool", "open-pr"]);
+    wait_for_status(
+        &project,
+        &other,
+        "awaiting_approval",
+        Duration::from_secs(20),
+    );
+    project.sdlc_ok(&[
+        "orchestrate",
+        "reject",
+        &other,
+        "--by",
+        "bob",
+        "--note",
+        "too big",
+    ]);
+    let got = wait_for("the rejection", Duration::from_secs(20), || {
+        let got = slack.received();
+        (got.len() == 3).then_some(got)
+    });
+    assert_eq!(
+        got[2].body,
+        json!({"text": "Task code.review rejected: rejected by bob: too big"})
+    );
+
+    // The secret part of the URL is shown nowhere.
+    let listed = project.sdlc_ok(&["orchestrate", "notifications"]);
+    let json_list = project.sdlc_ok(&["orchestrate", "notifications", "--json"]);
+    let test = project.sdlc_ok(&["orchestrate", "notify", "test"]);
+    assert!(test.starts_with("ok  slack"), "{test}");
+    assert_eq!(slack.received().len(), 4);
+    let daemon_logs = daemon.stderr();
+    assert!(daemon_logs.contains("notification sent"), "{daemon_logs}");
+    daemon.stop();
+    // Without a daemon, `notify test` sends to the receivers the last daemon had.
+    let out = project
+        .command(&["orchestrate", "-vv", "notify", "test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let offline =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(offline.starts_with("ok  slack"), "{offline}");
+    assert_eq!(slack.received().len(), 5);
+    for text in [&listed, &json_list, &test, &daemon_logs, &offline] {
+        assert!(!text.contains("s3cr3t"), "a receiver URL leaked: {text}");
+    }
+    assert!(json_list.contains(&format!("http://{}/…", slack.addr)));
+}
+
+#[test]
+fn a_failing_action_with_retries_notifies_once_after_its_last_attempt() {
+    let project = Project::new();
+    project.tool("flaky", "cat > /dev/null\necho 'boom' >&2\nexit 1");
+    let hook = Receiver::start(0, 200);
+    let daemon = project.daemon(&["--tick-rate", "60", "--notify-webhook", &hook.url("hook")]);
+    let id = project.add(&[
+        "dx.check",
+        "--tool",
+        "flaky",
+        "--retries",
+        "2",
+        "--backoff",
+        "100ms",
+    ]);
+    let failed = wait_for_status(&project, &id, "failed", Duration::from_secs(30));
+    assert_eq!(failed["attempt"], 3);
+    let got = wait_for("the failure notice", Duration::from_secs(20), || {
+        let got = hook.received();
+        (!got.is_empty()).then_some(got)
+    });
+    // Give a wrongly early notice every chance to have been sent: the outbox is empty.
+    wait_for("the outbox to settle", Duration::from_secs(10), || {
+        let pending = notifications(&project, &["--status", "pending"]);
+        pending.is_empty().then_some(())
+    });
+    let got_all = hook.received();
+    assert_eq!(got_all.len(), 1, "{got_all:?}");
+    let body = &got[0].body;
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["event"], "failed");
+    assert_eq!(body["task"], "dx.check");
+    assert_eq!(body["action_id"], id.as_str());
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 1")
+    );
+    assert_eq!(body["log_excerpt"], "boom");
+    assert_eq!(
+        got[0].header("idempotency-key"),
+        body["id"].as_str(),
+        "the Idempotency-Key is the notification's id"
+    );
+    // --no-notify silences one action; a success is not among the default events.
+    let quiet = project.add(&["quiet", "--tool", "flaky", "--no-notify"]);
+    wait_for_status(&project, &quiet, "failed", Duration::from_secs(20));
+    let all = notifications(&project, &[]);
+    assert_eq!(all.len(), 1, "{all:?}");
+    drop(daemon);
+}
+
+#[test]
+fn a_receiver_that_fails_three_times_gets_the_message_once_acknowledged() {
+    let project = Project::new();
+    project.tool("bad", "cat > /dev/null\nexit 2");
+    let hook = Receiver::start(3, 200);
+    let _daemon = project.daemon(&[
+        "--tick-rate",
+        "60",
+        "--notify-webhook",
+        &hook.url("hook"),
+        "--notify-backoff",
+        "50ms",
+    ]);
+    let id = project.add(&["svc", "--tool", "bad"]);
+    wait_for_status(&project, &id, "failed", Duration::from_secs(20));
+    let sent = wait_for(
+        "the notification to be sent",
+        Duration::from_secs(30),
+        || {
+            let all = notifications(&project, &["--status", "sent"]);
+            (all.len() == 1).then(|| all[0].clone())
+        },
+    );
+    assert_eq!(sent["attempts"], 4);
+    assert!(
+        sent["last_answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 200")
+    );
+    let got = hook.received();
+    assert_eq!(got.len(), 4);
+    let keys: Vec<Option<&str>> = got.iter().map(|r| r.header("idempotency-key")).collect();
+    assert!(
+        keys.iter().all(|k| *k == keys[0] && k.is_some()),
+        "{keys:?}"
+    );
+    assert!(project.find(&id)["notified_at"].is_string());
+}
+
+#[test]
+fn a_notification_pending_when_the_daemon_is_killed_is_sent_after_restart_and_a_sent_one_is_not() {
+    let project = Project::new();
+    project.tool("bad", "cat > /dev/null\nexit 2");
+    let hook = Receiver::start(0, 200);
+    let url = hook.url("hook");
+    let args = [
+        "--tick-rate",
+        "60",
+        "--notify-webhook",
+        url.as_str(),
+        "--notify-backoff",
+        "1h",
+    ];
+    let daemon = project.daemon(&args);
+    let first = project.add(&["first", "--tool", "bad"]);
+    wait_for(
+        "the first notification to be sent",
+        Duration::from_secs(20),
+        || (notifications(&project, &["--status", "sent"]).len() == 1).then_some(()),
+    );
+    assert!(project.find(&first)["notified_at"].is_string());
+    // From now on the receiver refuses: the next notification stays pending (next try in an
+    // hour) when the daemon dies.
+    hook.answer(503);
+    let second = project.add(&["second", "--tool", "bad"]);
+    wait_for_status(&project, &second, "failed", Duration::from_secs(20));
+    wait_for("a refused try", Duration::from_secs(20), || {
+        let pending = notifications(&project, &["--status", "pending"]);
+        (pending.len() == 1 && pending[0]["attempts"] == 1).then_some(())
+    });
+    daemon.kill9();
+    hook.answer(200);
+    // The restart tries again at once what was not acknowledged, and only that.
+    let _daemon = project.daemon(&args);
+    let sent = wait_for(
+        "the pending notification to be sent",
+        Duration::from_secs(20),
+        || {
+            let sent = notifications(&project, &["--status", "sent"]);
+            (sent.len() == 2).then_some(sent)
+        },
+    );
+    assert!(sent.iter().any(|n| n["subject_id"] == second.as_str()));
+    assert!(project.find(&second)["notified_at"].is_string());
+    let got = hook.received();
+    let about = |id: &str| got.iter().filter(|r| r.body["action_id"] == id).count();
+    assert_eq!(
+        about(&first),
+        1,
+        "an acknowledged notification was sent again"
+    );
+    assert_eq!(
+        about(&second),
+        2,
+        "one refused try, then one after the restart"
+    );
+}
+
+#[test]
+fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps() {
+    let project = Project::new();
+    project.tool("ok", "cat > /dev/null\necho '{\"ok\": true}'");
+    std::fs::create_dir_all(project.root().join(".sdlc/plans")).unwrap();
+    std::fs::write(
+        project.root().join(".sdlc/plans/release.json"),
+        json!({"plan_id": "release", "steps": [
+            {"id": "build", "tool": "ok"},
+            {"id": "gate", "approval": {"prompt": "ship it?"}, "depends_on": ["build"]},
+            {"id": "ship", "tool": "ok", "depends_on": ["gate"]}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let hook = Receiver::start(0, 200);
+    let _daemon = project.daemon(&[
+        "--tick-rate",
+        "60",
+        "--notify-webhook",
+        &hook.url("hook"),
+        "--notify-on",
+        "awaiting_approval,plan_failed,plan_succeeded",
+    ]);
+    let gate_waits = |label: &str| {
+        wait_for("the gate to wait", Duration::from_secs(20), || {
+            let out = project.sdlc_ok(&[
+                "orchestrate",
+                "list",
+                "--label",
+                "release/gate",
+                "--status",
+                "awaiting_approval",
+                "--format",
+                "json",
+            ]);
+            let out: Vec<Value> = serde_json::from_str(&out).unwrap();
+            out.into_iter()
+                .find(|a| !a["run_id"].is_null() && a["label"] == label)
+                .map(|a| a["id"].as_str().unwrap().to_string())
+        })
+    };
+    // Under the daemon's events: the gate's wait and the run's end are told.
+    let started = project.add(&["nightly-release", "--plan", "release"]);
+    let gate = gate_waits("release/gate");
+    let got = wait_for("the gate's notice", Duration::from_secs(20), || {
+        let got = hook.received();
+        (got.len() == 1).then_some(got)
+    });
+    assert_eq!(got[0].body["event"], "awaiting_approval");
+    assert_eq!(got[0].body["task"], "release/gate");
+    project.sdlc_ok(&["orchestrate", "approve", &gate, "--by", "carol"]);
+    wait_for_status(&project, &started, "completed", Duration::from_secs(20));
+    let got = wait_for("the run's end", Duration::from_secs(20), || {
+        let got = hook.received();
+        (got.len() == 2).then_some(got)
+    });
+    assert_eq!(got[1].body["event"], "plan_succeeded");
+    assert_eq!(got[1].body["task"], "release");
+    assert_eq!(got[1].body["status"], "succeeded");
+
+    // An action's --notify-on holds for its run's steps too: only the end is told.
+    let quiet = project.add(&[
+        "quiet-release",
+        "--plan",
+        "release",
+        "--notify-on",
+        "plan_succeeded",
+    ]);
+    let gate = wait_for("the second gate", Duration::from_secs(20), || {
+        let out = project.sdlc_ok(&[
+            "orchestrate",
+            "list",
+            "--label",
+            "release/gate",
+            "--status",
+            "awaiting_approval",
+            "--format",
+            "json",
+        ]);
+        let out: Vec<Value> = serde_json::from_str(&out).unwrap();
+        out.first().map(|a| a["id"].as_str().unwrap().to_string())
+    });
+    project.sdlc_ok(&["orchestrate", "approve", &gate]);
+    wait_for_status(&project, &quiet, "completed", Duration::from_secs(20));
+    let got = wait_for("the second run's end", Duration::from_secs(20), || {
+        let got = hook.received();
+        (got.len() == 3).then_some(got)
+    });
+    assert_eq!(got[2].body["event"], "plan_succeeded");
+}

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -175,12 +175,16 @@ pub struct NotifyConfig {
     pub events: Vec<NotifyEvent>,
 }
 
-/// The event that the change `old` -> `new` of an action is, if any.
+/// The event that the change `old` -> `new` of an action is, if any (`old` None: `new` is
+/// stored for the first time, as a plan's gate step is, waiting from its start).
 ///
 /// A failure that will be retried is no event (the action goes back to Pending); one that
 /// ends a plan's parent action is not either (the run's own `plan_failed` tells it).
-pub fn event_of(old: &Action, new: &Action) -> Option<NotifyEvent> {
+pub fn event_of(old: Option<&Action>, new: &Action) -> Option<NotifyEvent> {
     use StatusKind::*;
+    let Some(old) = old else {
+        return (new.status.kind() == AwaitingApproval).then_some(NotifyEvent::AwaitingApproval);
+    };
     match (old.status.kind(), &new.status) {
         (AwaitingApproval, _) if new.status.kind() == AwaitingApproval => None,
         (_, ActionStatus::AwaitingApproval { .. }) => Some(NotifyEvent::AwaitingApproval),
@@ -440,24 +444,32 @@ mod tests {
         let failed = action(ActionStatus::Failed { reason: "x".into() });
         let pending = action(ActionStatus::Pending);
         assert_eq!(
-            event_of(&running, &awaiting),
+            event_of(Some(&running), &awaiting),
             Some(NotifyEvent::AwaitingApproval)
         );
-        assert_eq!(event_of(&running, &failed), Some(NotifyEvent::Failed));
-        assert_eq!(event_of(&awaiting, &failed), Some(NotifyEvent::Rejected));
+        assert_eq!(event_of(Some(&running), &failed), Some(NotifyEvent::Failed));
+        assert_eq!(
+            event_of(Some(&awaiting), &failed),
+            Some(NotifyEvent::Rejected)
+        );
         // A retry goes back to Pending; a cancel of a pending action is no failure of a run.
-        assert_eq!(event_of(&running, &pending), None);
-        assert_eq!(event_of(&pending, &failed), None);
+        assert_eq!(event_of(Some(&running), &pending), None);
+        assert_eq!(event_of(Some(&pending), &failed), None);
         let interrupted = action(ActionStatus::Failed {
             reason: crate::store::INTERRUPTED_REASON.into(),
         });
         assert_eq!(
-            event_of(&running, &interrupted),
+            event_of(Some(&running), &interrupted),
             Some(NotifyEvent::Interrupted)
         );
         let mut parent = failed.clone();
         parent.plan_run = Some(Uuid::now_v7());
-        assert_eq!(event_of(&running, &parent), None);
+        assert_eq!(event_of(Some(&running), &parent), None);
+        assert_eq!(
+            event_of(None, &awaiting),
+            Some(NotifyEvent::AwaitingApproval)
+        );
+        assert_eq!(event_of(None, &pending), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .context("cannot read the listener's address")?;
 
     let dropped = db
-        .set_notify_config(&notify)
+        .set_notify_config(&notify, Utc::now())
         .context("cannot store the notification settings")?;
     if dropped > 0 {
         warn!(

@@ -1534,9 +1534,7 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
     write_in(t, old, new)?;
     history::reindex(t, old, Some(new))?;
     index(t, old.is_none(), new)?;
-    if let Some(old) = old
-        && let Some(event) = crate::notify::event_of(old, new)
-    {
+    if let Some(event) = crate::notify::event_of(old, new) {
         let at = new.updated_at;
         let subject = || crate::notify::Subject::of_action(new, at);
         outbox::enqueue_in(t, event, new.notify_on.as_deref(), subject, at)?;

@@ -130,9 +130,15 @@ pub enum TryOutcome {
 }
 
 impl ActionDb {
-    /// Stores the daemon's notification settings; pending notifications to a receiver no
-    /// longer among them are failed ("receiver no longer configured"). Returns how many.
-    pub fn set_notify_config(&self, config: &NotifyConfig) -> Result<usize, StoreError> {
+    /// Stores the daemon's notification settings, as a daemon starts. Pending notifications
+    /// to a receiver no longer among them are failed ("receiver no longer configured"; returns
+    /// how many); the others are due at `now`: a restart tries again at once what was not
+    /// acknowledged.
+    pub fn set_notify_config(
+        &self,
+        config: &NotifyConfig,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         let tx = self.begin_write()?;
         let mut dropped = 0;
         {
@@ -142,14 +148,18 @@ impl ActionDb {
             let ids: Vec<String> = config.receivers.iter().map(|r| r.id()).collect();
             let pending = pending_in(&o)?;
             for old in pending {
-                if ids.contains(&old.receiver.id()) {
-                    continue;
-                }
                 let mut new = old.clone();
-                new.state = DeliveryState::Failed;
-                new.last_answer = Some("receiver no longer configured".to_string());
+                if ids.contains(&old.receiver.id()) {
+                    if old.next_try_at <= now {
+                        continue;
+                    }
+                    new.next_try_at = now;
+                } else {
+                    new.state = DeliveryState::Failed;
+                    new.last_answer = Some("receiver no longer configured".to_string());
+                    dropped += 1;
+                }
                 o.put(Some(&old), &new)?;
-                dropped += 1;
             }
         }
         self.db.commit(tx)?;
@@ -376,7 +386,7 @@ mod tests {
         );
         assert!(db.list_notifications(None, 10).unwrap().is_empty());
 
-        db.set_notify_config(&config(&NotifyEvent::DEFAULT))
+        db.set_notify_config(&config(&NotifyEvent::DEFAULT), Utc::now())
             .unwrap();
         let mut retried = manual("retried");
         retried.retry = Some(RetryPolicy {
@@ -445,7 +455,7 @@ mod tests {
         let db = ActionDb::open(&path).unwrap();
         let mut fewer = config(&NotifyEvent::DEFAULT);
         fewer.receivers.retain(|r| r.id() == due[1].receiver.id());
-        assert_eq!(db.set_notify_config(&fewer).unwrap(), 1);
+        assert_eq!(db.set_notify_config(&fewer, Utc::now()).unwrap(), 1);
         let failed = db
             .list_notifications(Some(DeliveryState::Failed), 10)
             .unwrap();
@@ -460,7 +470,7 @@ mod tests {
     fn the_last_refusal_fails_the_notification() {
         let dir = tempfile::tempdir().unwrap();
         let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
-        db.set_notify_config(&config(&[NotifyEvent::AwaitingApproval]))
+        db.set_notify_config(&config(&[NotifyEvent::AwaitingApproval]), Utc::now())
             .unwrap();
         let mut gated = manual("gated");
         gated.requires_approval = Some(Default::default());
