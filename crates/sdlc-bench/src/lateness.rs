@@ -91,7 +91,7 @@ async fn webhook(sizes: &Sizes) -> anyhow::Result<()> {
 }
 
 /// Tool start (from the stamp file) minus the reference time, in ms, sorted.
-fn lateness_ms(
+pub(crate) fn lateness_ms(
     stamps: &std::path::Path,
     reference: &HashMap<String, f64>,
 ) -> anyhow::Result<Vec<f64>> {

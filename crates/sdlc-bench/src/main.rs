@@ -15,6 +15,8 @@
 //!   many acknowledged requests ran.
 //! - `plans`: a plan of independent command steps against `xargs -P 8`; the gap between the
 //!   steps of a chain; `plan check` of a 10,000-step plan.
+//! - `tracker`: over 1,000,000 stored actions, a filtered history page against an unfiltered
+//!   one, the 10,000-row CSV, approving. `burst`: lateness while 1,000 notifications are sent.
 //!
 //! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
 
@@ -26,6 +28,7 @@ mod peer;
 mod plans;
 mod support;
 mod throughput;
+mod tracker;
 
 use clap::Parser;
 
@@ -38,7 +41,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer, plans
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst
     #[arg(long)]
     only: Option<String>,
 }
@@ -103,6 +106,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("plans") {
         plans::run(&sizes).await?;
+    }
+    if wants("tracker") {
+        tracker::run(&sizes).await?;
+    }
+    if wants("burst") {
+        tracker::burst(&sizes).await?;
     }
     Ok(())
 }

@@ -135,6 +135,10 @@ impl Daemon {
         self.child.id()
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn api(
         &self,
         method: reqwest::Method,
