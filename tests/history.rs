@@ -379,5 +379,40 @@ fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs() 
         .to_string();
     let by_run = project.sdlc_ok(&["orchestrate", "list", "--run-id", &run, "--format", "jsonl"]);
     assert_eq!(by_run.lines().count(), 3);
+    // `plan run --run-id` groups a run started by hand the same way.
+    let out = project.sdlc_ok(&[
+        "orchestrate",
+        "plan",
+        "run",
+        "pair",
+        "--run-id",
+        "rel-{date}",
+    ]);
+    let run = out.lines().next().unwrap().trim().to_string();
+    let steps = project.sdlc_ok(&["orchestrate", "list", "--run-id", &run, "--format", "jsonl"]);
+    let steps: Vec<Value> = steps
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    let created =
+        chrono::DateTime::parse_from_rfc3339(steps[0]["created_at"].as_str().unwrap()).unwrap();
+    let group = format!("rel-{}", created.format("%Y-%m-%d"));
+    assert!(
+        steps.iter().all(|s| s["run_id"] == group.as_str()),
+        "{steps:?}"
+    );
+    let released = project.sdlc_ok(&[
+        "orchestrate",
+        "list",
+        "--run-id",
+        &group,
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(released.lines().count(), 2, "{released}");
+    let bad = project.sdlc(&["orchestrate", "plan", "run", "pair", "--run-id", "x-{when}"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown placeholder {when}"));
     drop(daemon);
 }

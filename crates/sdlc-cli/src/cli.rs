@@ -293,6 +293,15 @@ pub enum PlanCommand {
         /// Print the run's events as JSON lines
         #[arg(long)]
         json: bool,
+        /// Group the run's steps in history, such as release-{date}
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// Notify about these events of this run instead of the daemon's --notify-on
+        #[arg(long, value_name = "EVENTS", conflicts_with = "no_notify")]
+        notify_on: Vec<String>,
+        /// Never notify about this run
+        #[arg(long)]
+        no_notify: bool,
     },
     /// Show a run: its progress, every step and the graph
     Status {

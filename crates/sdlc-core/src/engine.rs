@@ -987,7 +987,11 @@ impl Engine {
         };
         let cutoff = self.clock.now() - keep;
         match self
-            .blocking(move |db| db.prune_finished(cutoff, PRUNE_BATCH))
+            .blocking(move |db| {
+                // Notifications about what is pruned go with it (pending ones stay).
+                db.prune_notifications(cutoff, PRUNE_BATCH)?;
+                db.prune_finished(cutoff, PRUNE_BATCH)
+            })
             .await
         {
             Ok(pruned) if pruned == PRUNE_BATCH => {

@@ -251,8 +251,14 @@ impl DaemonClient {
         &self,
         plan_id: &str,
         vars: &std::collections::BTreeMap<String, String>,
+        options: &sdlc_core::plan::run::RunOptions,
     ) -> Result<StartResponse, ClientError> {
-        let body = serde_json::json!({ "vars": vars });
+        let mut body = serde_json::json!({ "vars": vars });
+        if let (Some(map), Ok(serde_json::Value::Object(extra))) =
+            (body.as_object_mut(), serde_json::to_value(options))
+        {
+            map.extend(extra);
+        }
         let path = format!("/plans/{}/runs", encode_segment(plan_id));
         self.call(Method::POST, &path, &[], Some(&body)).await
     }

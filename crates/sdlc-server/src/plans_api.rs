@@ -42,6 +42,14 @@ pub fn routes() -> Router<AppState> {
 pub struct StartRequest {
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// A grouping for history (`{date}`: the start's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Events that notify about this run and its steps, instead of the daemon's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_notify: bool,
 }
 
 /// Answer of `POST /plans/{plan_id}/runs` and `.../retry`.
@@ -97,9 +105,14 @@ async fn start_run(
             "'{plan_id}' is not a plan id: the API runs plans of .sdlc/plans/ by id"
         )));
     }
-    let vars = crate::api::optional_json::<StartRequest>(&body)?.vars;
+    let request = crate::api::optional_json::<StartRequest>(&body)?;
+    let options = sdlc_core::plan::run::RunOptions {
+        run_id: request.run_id,
+        notify_on: request.notify_on,
+        no_notify: request.no_notify,
+    };
     let now = state.clock().now();
-    let new = load::prepare_run(state.root(), &plan_id, vars, now)
+    let mut new = load::prepare_run(state.root(), &plan_id, request.vars, now)
         .await
         .map_err(|problems| {
             let missing = problems.problems.len() == 1
@@ -110,6 +123,9 @@ async fn start_run(
                 ApiError::unprocessable(problems.to_string())
             }
         })?;
+    options
+        .apply(&mut new.run)
+        .map_err(ApiError::unprocessable)?;
     let run = state.with_db(move |db| db.start_run(&new, now)).await?;
     state.waker().announce_run(run.run_id);
     Ok((

@@ -29,9 +29,17 @@ pub async fn run(
             vars,
             detach,
             json,
+            run_id,
+            notify_on,
+            no_notify,
         } => {
             let vars = vars.into_iter().collect();
-            plan_follow::start(project, daemon, &plan, vars, detach, json).await
+            let options = sdlc_core::plan::run::RunOptions {
+                run_id,
+                notify_on,
+                no_notify,
+            };
+            plan_follow::start(project, daemon, &plan, vars, &options, detach, json).await
         }
         PlanCommand::Retry {
             run_id,

@@ -35,9 +35,12 @@ pub async fn start(
     daemon: &DaemonArgs,
     plan: &str,
     vars: BTreeMap<String, String>,
+    options: &sdlc_core::plan::run::RunOptions,
     detach: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    // Checked here first, so a bad option reads the same with or without a daemon.
+    options.check().map_err(anyhow::Error::msg)?;
     if let Some(info) = find_live(&project.db_path) {
         if plan.contains('/') || plan.ends_with(".json") {
             anyhow::bail!(
@@ -47,16 +50,17 @@ pub async fn start(
             );
         }
         let client = DaemonClient::new(&info);
-        let started = client.start_run(plan, &vars).await?;
+        let started = client.start_run(plan, &vars, options).await?;
         outln!("{}", started.run_id)?;
         if detach {
             return Ok(ExitCode::SUCCESS);
         }
         return follow_through(&client, started.run_id, 0, json).await;
     }
-    let new = load::prepare_run(&project.root, plan, vars, Utc::now())
+    let mut new = load::prepare_run(&project.root, plan, vars, Utc::now())
         .await
         .map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    options.apply(&mut new.run).map_err(anyhow::Error::msg)?;
     run_here(project, daemon, detach, json, move |db| {
         Ok((db.start_run(&new, Utc::now())?, 0))
     })

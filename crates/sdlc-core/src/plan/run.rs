@@ -131,6 +131,56 @@ pub struct NewRun {
     pub graph: std::sync::Arc<PlanGraph>,
 }
 
+/// What a person starting a run may add besides its variables: a grouping for history
+/// (`--run-id`, `{date}` formatted as of the start) and which events notify about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_notify: bool,
+}
+
+impl RunOptions {
+    /// Checks the options and sets them on `run`.
+    pub fn apply(&self, run: &mut PlanRun) -> Result<(), String> {
+        let (group, notify_on) = self.resolve(run.created_at)?;
+        run.run_group = group;
+        run.notify_on = notify_on;
+        Ok(())
+    }
+
+    /// Checks the options alone (before a run exists).
+    pub fn check(&self) -> Result<(), String> {
+        self.resolve(chrono::Utc::now()).map(|_| ())
+    }
+
+    /// The run's grouping (formatted for `at`) and events.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<(Option<String>, Option<Vec<crate::notify::NotifyEvent>>), String> {
+        let group = match &self.run_id {
+            Some(run_id) => {
+                let run_id = run_id.trim();
+                crate::model::check_run_id(run_id)?;
+                Some(crate::model::format_run_id(run_id, at, None))
+            }
+            None => None,
+        };
+        let notify_on = match (self.notify_on.is_empty(), self.no_notify) {
+            (false, true) => return Err("give --notify-on or --no-notify, not both".to_string()),
+            (false, false) => Some(crate::notify::parse_events(&self.notify_on)?),
+            (true, true) => Some(Vec::new()),
+            (true, false) => None,
+        };
+        Ok((group, notify_on))
+    }
+}
+
 /// Checks `vars` against what the plan needs and builds the run (nothing stored yet).
 /// `vars` override the plan's defaults; a variable no step uses is refused (a typo).
 pub fn new_run(

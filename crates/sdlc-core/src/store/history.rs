@@ -3,6 +3,11 @@
 //!
 //! Every action is in `history` under several keys `dimension ++ value hash ++ created_ms ++
 //! id`: one under "all", one under its status, its tool, its label, and each of its run ids.
+//! Running is the exception: a run passes through it between two commits of the engine, so
+//! the status key of an action that is running is left out (a claim removes its Pending key,
+//! the outcome adds its final one: two index writes a run instead of four), and a page of
+//! running actions is read from the status index `by_status`, which holds at most the few
+//! hundred the engine has claimed.
 //! Within a dimension and value the keys run in creation order, so a filter is a key range
 //! and a page of several filters is the intersection of their ranges, walked from the newest
 //! end by leapfrogging (each range seeks to the others' candidate). Creation time and id never
@@ -67,15 +72,26 @@ fn status_value(kind: StatusKind) -> u64 {
     u64::from(super::status_byte(kind))
 }
 
+/// The key of `action` under its status; none while it runs (see the module's header).
+fn status_key(action: &Action) -> Option<[u8; 33]> {
+    let kind = action.status.kind();
+    (kind != StatusKind::Running).then(|| {
+        key(
+            prefix(Dim::Status, status_value(kind)),
+            position(action.created_at, action.id),
+        )
+    })
+}
+
 /// Every key `action` is found under.
 fn keys_of(action: &Action) -> Vec<[u8; 33]> {
     let at = position(action.created_at, action.id);
     let mut keys = vec![
         key(prefix(Dim::All, 0), at),
-        key(prefix(Dim::Status, status_value(action.status.kind())), at),
         key(prefix(Dim::Tool, hash(&action.tool_name)), at),
         key(prefix(Dim::Label, hash(&action.label)), at),
     ];
+    keys.extend(status_key(action));
     keys.extend(
         action
             .run_ids()
@@ -100,13 +116,14 @@ pub(super) fn reindex(
         && old.step.as_ref().map(|s| s.run_id) == new.step.as_ref().map(|s| s.run_id)
         && old.plan_run == new.plan_run
     {
-        let (was, is) = (old.status.kind(), new.status.kind());
+        let (was, is) = (status_key(old), status_key(new));
         if was != is {
-            let at = position(new.created_at, new.id);
-            t.history
-                .remove(key(prefix(Dim::Status, status_value(was)), at))?;
-            t.history
-                .insert(key(prefix(Dim::Status, status_value(is)), at), ())?;
+            if let Some(was) = was {
+                t.history.remove(was)?;
+            }
+            if let Some(is) = is {
+                t.history.insert(is, ())?;
+            }
         }
         return Ok(());
     }
@@ -250,6 +267,9 @@ impl ActionDb {
         bodies: Bodies,
     ) -> Result<HistoryPage, StoreError> {
         let limit = limit.max(1);
+        if filter.status == Some(StatusKind::Running) {
+            return self.running_page(filter, cursor, limit, bodies);
+        }
         let tx = self.db.begin_read()?;
         let index = tx.open_table(HISTORY)?;
         let actions = tx.open_table(ACTIONS)?;
@@ -360,6 +380,52 @@ impl ActionDb {
     }
 }
 
+impl ActionDb {
+    /// A page of running actions: every one from the status index (the engine's claims, a
+    /// few hundred at most), ordered and cut like any page.
+    fn running_page(
+        &self,
+        filter: &HistoryFilter,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+        bodies: Bodies,
+    ) -> Result<HistoryPage, StoreError> {
+        let tx = self.db.begin_read()?;
+        let by_status = tx.open_table(super::BY_STATUS)?;
+        let actions = tx.open_table(ACTIONS)?;
+        let body_table = tx.open_table(ACTION_BODIES)?;
+        let (start, end) = super::status_range(StatusKind::Running);
+        let mut found = Vec::new();
+        for entry in by_status.range(start..=end)? {
+            let id = id_from_key(&entry?.0.value()[9..]);
+            let action = match bodies {
+                Bodies::With => lookup(&actions, &body_table, id)?,
+                Bodies::Without => actions
+                    .get(id.as_u128())?
+                    .map(|bytes| decode_json::<Action>(id, bytes.value()))
+                    .transpose()?,
+            };
+            if let Some(action) = action
+                && filter.matches(&action)
+                && cursor.is_none_or(|c| position(action.created_at, action.id) < c.0)
+            {
+                found.push(action);
+            }
+        }
+        found.sort_by_key(|a| std::cmp::Reverse(position(a.created_at, a.id)));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = more
+            .then(|| {
+                found
+                    .last()
+                    .map(|a| HistoryCursor(position(a.created_at, a.id)))
+            })
+            .flatten();
+        Ok(HistoryPage { items: found, next })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,8 +437,8 @@ mod tests {
         Utc.timestamp_millis_opt(ms).unwrap()
     }
 
-    /// 600 actions over 6 tools, 4 labels, 3 run ids, created one per ms (some sharing a ms),
-    /// half of them run to completion or failure.
+    /// 600 actions over 6 tools, 4 labels, 3 run ids, created one per ms (some sharing a ms):
+    /// 250 run to completion or failure, 50 running, the rest pending.
     fn stored() -> (tempfile::TempDir, ActionDb, Vec<Action>) {
         let dir = tempfile::tempdir().unwrap();
         let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
@@ -395,7 +461,8 @@ mod tests {
         }
         db.insert_many(&all).unwrap();
         let claimed = db.claim_due(t(5_000), 300).unwrap();
-        for (n, a) in claimed.iter().enumerate() {
+        // The last 50 claimed stay running.
+        for (n, a) in claimed.iter().take(250).enumerate() {
             let outcome = if n % 3 == 0 {
                 ActionStatus::Failed { reason: "x".into() }
             } else {
@@ -466,6 +533,15 @@ mod tests {
             },
             HistoryFilter {
                 tool: Some("no-such-tool".into()),
+                ..Default::default()
+            },
+            HistoryFilter {
+                status: Some(StatusKind::Running),
+                ..Default::default()
+            },
+            HistoryFilter {
+                status: Some(StatusKind::Running),
+                tool: Some("tool-4".into()),
                 ..Default::default()
             },
         ];
@@ -550,14 +626,18 @@ mod tests {
             .unwrap();
         db.delete(pending.id).unwrap();
         let pruned = db.prune_finished(t(7_000), 10_000).unwrap();
-        assert_eq!(pruned, 300);
+        assert_eq!(pruned, 250);
         let tx = db.db.begin_read().unwrap();
         let index = tx.open_table(HISTORY).unwrap();
-        // 299 pending actions left, each under all, status, tool, label and maybe a run.
+        // 299 pending actions left, each under all, status, tool, label and maybe a run;
+        // 50 running ones, under all but their status.
         let left = all
             .iter()
-            .filter(|a| a.status == ActionStatus::Pending && a.id != pending.id)
-            .map(|a| 4 + a.run_ids().count() as u64)
+            .filter(|a| a.id != pending.id && !a.status.kind().is_finished())
+            .map(|a| {
+                let status = u64::from(a.status.kind() == StatusKind::Pending);
+                3 + status + a.run_ids().count() as u64
+            })
             .sum::<u64>();
         assert_eq!(index.len().unwrap(), left);
     }

@@ -299,8 +299,8 @@ pub(super) fn start_run_in(
     if let Some(parent) = parent
         && let Some(action) = get_in(t, parent)?
     {
-        header.run_group = header.run_group.or(action.run_id);
-        header.notify_on = header.notify_on.or(action.notify_on);
+        header.run_group = action.run_id.or(header.run_group);
+        header.notify_on = action.notify_on.or(header.notify_on);
     }
     let id = header.run_id;
     remember_graph(id, new.graph.clone());
