@@ -23,6 +23,8 @@ const ANSWER_CHARS: usize = 300;
 /// The longest an idle sender sleeps before looking at the outbox again (a wake-up comes with
 /// every queued notification; this only bounds a missed one).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// The pause after answers could not be recorded, before the same notifications go again.
+const RECORD_RETRY: Duration = Duration::from_secs(10);
 
 /// How the sender delivers.
 #[derive(Debug, Clone, Copy)]
@@ -118,15 +120,69 @@ pub async fn run(
                 }
             }
         }
-        record(&db, tries, config.retry).await;
+        yield_to_tick(&db).await;
+        let recorded = record(&db, tries, config.retry).await;
         if stopped {
             return;
+        }
+        if !recorded {
+            // The database refuses writes (a full disk, say): what was sent stays due, so
+            // wait before sending it again rather than repeat it at the receivers' expense.
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(RECORD_RETRY) => {}
+            }
         }
     }
 }
 
-/// Records a round's answers and says what happened in the log.
-async fn record(db: &Arc<ActionDb>, tries: Vec<(Notification, TryOutcome)>, retry: RetrySchedule) {
+/// How far ahead a due run makes the sender hold its commit back.
+const TICK_WINDOW: Duration = Duration::from_millis(20);
+/// How long past that due time the hold lasts (the claim and the tool's start).
+const TICK_MARGIN: Duration = Duration::from_millis(5);
+/// The longest one round's commit is held back.
+const TICK_YIELD_MAX: Duration = Duration::from_millis(100);
+
+/// Holds the round's commit back while a run is due within `TICK_WINDOW`: redb has one
+/// writer at a time, and the engine commits its claim a few milliseconds before the due time,
+/// so a sender's commit there would make that run late. Bounded by `TICK_YIELD_MAX` (under a
+/// steady stream of due runs the answers still get recorded).
+async fn yield_to_tick(db: &Arc<ActionDb>) {
+    let deadline = tokio::time::Instant::now() + TICK_YIELD_MAX;
+    loop {
+        let next = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.next_due_at())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        };
+        let Some(due) = next else { return };
+        let now = Utc::now();
+        let ahead = (due - now).to_std().unwrap_or(Duration::ZERO);
+        // Overdue runs mean the engine is catching up anyway: no point waiting for them.
+        if due < now - chrono::Duration::milliseconds(TICK_MARGIN.as_millis() as i64)
+            || ahead > TICK_WINDOW
+        {
+            return;
+        }
+        let until = tokio::time::Instant::now() + ahead + TICK_MARGIN;
+        if until >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+/// Records a round's answers and says what happened in the log; false when they could not
+/// be recorded.
+async fn record(
+    db: &Arc<ActionDb>,
+    tries: Vec<(Notification, TryOutcome)>,
+    retry: RetrySchedule,
+) -> bool {
     let outcomes: Vec<_> = tries.iter().map(|(n, o)| (n.id, o.clone())).collect();
     let db = db.clone();
     let recorded =
@@ -136,11 +192,11 @@ async fn record(db: &Arc<ActionDb>, tries: Vec<(Notification, TryOutcome)>, retr
         Ok(Ok(changed)) => changed,
         Ok(Err(err)) => {
             warn!("cannot record notification answers (they will be sent again): {err}");
-            return;
+            return false;
         }
         Err(err) => {
             warn!("recording notification answers failed: {err}");
-            return;
+            return false;
         }
     };
     for note in changed {
@@ -162,6 +218,7 @@ async fn record(db: &Arc<ActionDb>, tries: Vec<(Notification, TryOutcome)>, retr
             ),
         }
     }
+    true
 }
 
 /// Sends `body` to `receiver` once. `key` becomes the `Idempotency-Key` of a generic webhook.
