@@ -286,7 +286,8 @@ fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps()
         "--notify-on",
         "awaiting_approval,plan_failed,plan_succeeded",
     ]);
-    let gate_waits = |label: &str| {
+    // The id of the gate step waiting for approval (one run at a time waits there).
+    let waiting_gate = || {
         wait_for("the gate to wait", Duration::from_secs(20), || {
             let out = project.sdlc_ok(&[
                 "orchestrate",
@@ -299,14 +300,12 @@ fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps()
                 "json",
             ]);
             let out: Vec<Value> = serde_json::from_str(&out).unwrap();
-            out.into_iter()
-                .find(|a| !a["run_id"].is_null() && a["label"] == label)
-                .map(|a| a["id"].as_str().unwrap().to_string())
+            out.first().map(|a| a["id"].as_str().unwrap().to_string())
         })
     };
     // Under the daemon's events: the gate's wait and the run's end are told.
     let started = project.add(&["nightly-release", "--plan", "release"]);
-    let gate = gate_waits("release/gate");
+    let gate = waiting_gate();
     let got = wait_for("the gate's notice", Duration::from_secs(20), || {
         let got = hook.received();
         (got.len() == 1).then_some(got)
@@ -331,20 +330,7 @@ fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps()
         "--notify-on",
         "plan_succeeded",
     ]);
-    let gate = wait_for("the second gate", Duration::from_secs(20), || {
-        let out = project.sdlc_ok(&[
-            "orchestrate",
-            "list",
-            "--label",
-            "release/gate",
-            "--status",
-            "awaiting_approval",
-            "--format",
-            "json",
-        ]);
-        let out: Vec<Value> = serde_json::from_str(&out).unwrap();
-        out.first().map(|a| a["id"].as_str().unwrap().to_string())
-    });
+    let gate = waiting_gate();
     project.sdlc_ok(&["orchestrate", "approve", &gate]);
     wait_for_status(&project, &quiet, "completed", Duration::from_secs(20));
     let got = wait_for("the second run's end", Duration::from_secs(20), || {

@@ -24,29 +24,8 @@ async fn scheduled(sizes: &Sizes) -> anyhow::Result<()> {
     let project = Project::new()?;
     let stamps = project.root().join("stamps");
     project.tool("stamp", &stamp_tool(&stamps))?;
-    let start = Utc::now() + chrono::Duration::seconds(2);
-    let mut spread = Spread::new(42);
-    let mut due = HashMap::new();
-    {
-        let db = ActionDb::open(&project.db_path())?;
-        let now = Utc::now();
-        let actions: Vec<Action> = (0..sizes.lateness_actions)
-            .map(|i| {
-                let offset = (spread.next_unit() * sizes.lateness_spread_secs * 1000.0) as i64;
-                let at = start + chrono::Duration::milliseconds(offset);
-                let action = Action::new(
-                    format!("l{i}"),
-                    "stamp",
-                    json!({}),
-                    ActionTrigger::Scheduled { next_tick_at: at },
-                    now,
-                );
-                due.insert(action.id.to_string(), at.timestamp_micros() as f64 / 1e6);
-                action
-            })
-            .collect();
-        db.insert_many(&actions)?;
-    }
+    let (actions, due) = scattered(sizes);
+    ActionDb::open(&project.db_path())?.insert_many(&actions)?;
     let daemon = Daemon::start(&project, &["--tick-rate", "60"])?;
     daemon
         .wait_completed(sizes.lateness_actions as u64, Duration::from_secs(120))
@@ -59,6 +38,32 @@ async fn scheduled(sizes: &Sizes) -> anyhow::Result<()> {
         "cron 60 s, systemd timers 60 s (default AccuracySec), a tick loop: up to its tick (here 60 s)",
     );
     Ok(())
+}
+
+/// `sizes.lateness_actions` runs of the `stamp` tool due at pseudo-random times over
+/// `sizes.lateness_spread_secs`, from 2 s from now; with each one's due time (seconds since
+/// the epoch) by id.
+pub(crate) fn scattered(sizes: &Sizes) -> (Vec<Action>, HashMap<String, f64>) {
+    let now = Utc::now();
+    let start = now + chrono::Duration::seconds(2);
+    let mut spread = Spread::new(42);
+    let mut due = HashMap::new();
+    let actions = (0..sizes.lateness_actions)
+        .map(|i| {
+            let offset = (spread.next_unit() * sizes.lateness_spread_secs * 1000.0) as i64;
+            let at = start + chrono::Duration::milliseconds(offset);
+            let action = Action::new(
+                format!("l{i}"),
+                "stamp",
+                json!({}),
+                ActionTrigger::Scheduled { next_tick_at: at },
+                now,
+            );
+            due.insert(action.id.to_string(), at.timestamp_micros() as f64 / 1e6);
+            action
+        })
+        .collect();
+    (actions, due)
 }
 
 async fn webhook(sizes: &Sizes) -> anyhow::Result<()> {

@@ -4,7 +4,6 @@
 //! an action. And (`burst`) the lateness of scheduled runs (figure 2a's method) while 1,000
 //! notifications are sent, against the same runs with none.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -263,8 +262,7 @@ async fn lateness_with(
     let stamps = project.root().join("stamps");
     project.tool("stamp", &stamp_tool(&stamps))?;
     project.tool("failing", "#!/bin/sh\ncat > /dev/null\nexit 1\n")?;
-    let mut due = HashMap::new();
-    {
+    let due = {
         let db = ActionDb::open(&project.db_path())?;
         let receiver = Receiver::new(ReceiverKind::Webhook, url).map_err(anyhow::Error::msg)?;
         db.set_notify_config(
@@ -301,25 +299,11 @@ async fn lateness_with(
             })
             .collect();
         db.settle(outcomes, now, 0)?;
-        let start = Utc::now() + chrono::Duration::seconds(2);
-        let mut spread = Spread::new(42);
-        let actions: Vec<Action> = (0..sizes.lateness_actions)
-            .map(|i| {
-                let offset = (spread.next_unit() * sizes.lateness_spread_secs * 1000.0) as i64;
-                let at = start + chrono::Duration::milliseconds(offset);
-                let action = Action::new(
-                    format!("l{i}"),
-                    "stamp",
-                    json!({}),
-                    ActionTrigger::Scheduled { next_tick_at: at },
-                    now,
-                );
-                due.insert(action.id.to_string(), at.timestamp_micros() as f64 / 1e6);
-                action
-            })
-            .collect();
+        // The runs are due from 2 s after now: the burst is queued before them.
+        let (actions, due) = crate::lateness::scattered(sizes);
         db.insert_many(&actions)?;
-    }
+        due
+    };
     let before = sent.load(Ordering::Relaxed);
     let daemon = Daemon::start(&project, &["--tick-rate", "60", "--notify-webhook", url])?;
     daemon

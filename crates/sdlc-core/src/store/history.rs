@@ -331,13 +331,7 @@ impl ActionDb {
             }
             upper = Bound::Excluded(candidate);
             let id = id_from_key(&candidate[8..]);
-            let action = match bodies {
-                Bodies::With => lookup(&actions, &body_table, id)?,
-                Bodies::Without => actions
-                    .get(id.as_u128())?
-                    .map(|bytes| decode_json::<Action>(id, bytes.value()))
-                    .transpose()?,
-            };
+            let action = load(&actions, &body_table, id, bodies)?;
             let Some(action) = action else {
                 continue;
             };
@@ -380,6 +374,22 @@ impl ActionDb {
     }
 }
 
+/// The action `id`, with its body or its record alone.
+fn load(
+    actions: &impl ReadableTable<u128, &'static [u8]>,
+    body_table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+    bodies: Bodies,
+) -> Result<Option<Action>, StoreError> {
+    match bodies {
+        Bodies::With => lookup(actions, body_table, id),
+        Bodies::Without => actions
+            .get(id.as_u128())?
+            .map(|bytes| decode_json::<Action>(id, bytes.value()))
+            .transpose(),
+    }
+}
+
 impl ActionDb {
     /// A page of running actions: every one from the status index (the engine's claims, a
     /// few hundred at most), ordered and cut like any page.
@@ -398,13 +408,7 @@ impl ActionDb {
         let mut found = Vec::new();
         for entry in by_status.range(start..=end)? {
             let id = id_from_key(&entry?.0.value()[9..]);
-            let action = match bodies {
-                Bodies::With => lookup(&actions, &body_table, id)?,
-                Bodies::Without => actions
-                    .get(id.as_u128())?
-                    .map(|bytes| decode_json::<Action>(id, bytes.value()))
-                    .transpose()?,
-            };
+            let action = load(&actions, &body_table, id, bodies)?;
             if let Some(action) = action
                 && filter.matches(&action)
                 && cursor.is_none_or(|c| position(action.created_at, action.id) < c.0)
