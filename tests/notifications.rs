@@ -339,3 +339,37 @@ fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps()
     });
     assert_eq!(got[2].body["event"], "plan_succeeded");
 }
+
+#[test]
+fn a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start() {
+    let project = Project::new();
+    project.tool("slow", "cat > /dev/null\nsleep 30\necho '{\"ok\": true}'");
+    let hook = Receiver::start(0, 200);
+    let url = hook.url("hook");
+    let args = [
+        "--tick-rate",
+        "60",
+        "--notify-webhook",
+        url.as_str(),
+        "--notify-on",
+        "interrupted,failed",
+    ];
+    let daemon = project.daemon(&args);
+    let id = project.add(&["long", "--tool", "slow"]);
+    wait_for_status(&project, &id, "running", Duration::from_secs(20));
+    daemon.kill9();
+    let _daemon = project.daemon(&args);
+    let got = wait_for("the interruption notice", Duration::from_secs(20), || {
+        let got = hook.received();
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body["event"], "interrupted");
+    assert_eq!(got[0].body["action_id"], id.as_str());
+    assert!(
+        got[0].body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted")
+    );
+}
