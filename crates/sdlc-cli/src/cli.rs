@@ -178,6 +178,9 @@ pub enum OrchestrateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a pending or paused action (or a recurring action's next occurrence), with the
+    /// checks of add; prints its id
+    Edit(EditArgs),
     /// Cancel a pending action (for a recurring action: its next occurrence, ending it)
     Cancel {
         /// The action's id
@@ -256,6 +259,33 @@ pub enum NotifyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The action's id
+    pub id: String,
+    /// A new label
+    #[arg(long)]
+    pub label: Option<String>,
+    /// New JSON input for the tool (checked against its input_schema)
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// When it is due: now, now+30s, or RFC 3339
+    #[arg(long, value_name = "SPEC")]
+    pub at: Option<String>,
+    /// Repeat at this interval instead
+    #[arg(long, value_name = "DURATION", conflicts_with = "cron")]
+    pub every: Option<String>,
+    /// Repeat on this cron schedule instead
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// The cron's time zone
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// A new limit on one run
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,14 @@ pub enum StoreError {
     #[error("action {id} is {status}; only a pending action can be cancelled")]
     NotPending { id: Uuid, status: StatusKind },
 
+    #[error("action {id} is {status}; only a pending or paused action can be edited")]
+    NotEditable { id: Uuid, status: StatusKind },
+
+    #[error(
+        "action {id} changed while it was being edited (it started, or another change landed): show it again and retry"
+    )]
+    ChangedMeanwhile { id: Uuid },
+
     #[error("a webhook route with path '{0}' already exists: remove it first or pick another path")]
     DuplicatePath(String),
 

@@ -108,6 +108,157 @@ impl DurationSpec {
     }
 }
 
+/// Changes to a pending or paused action (`PATCH /actions/{id}`, `edit <id>`): each field
+/// given replaces the action's own; the result passes the same checks as `add`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionEdit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_input: Option<Value>,
+    /// When it is due (`now+30s`, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+}
+
+impl ActionEdit {
+    pub fn is_empty(&self) -> bool {
+        self == &ActionEdit::default()
+    }
+}
+
+/// The edited form of `old`: the request `add` would have needed to make it, with `edit`
+/// over it, checked by [`prepare_action`]; the action keeps its id, series, history of
+/// attempts, creation time and status.
+pub async fn prepare_edit(
+    root: &Path,
+    old: &Action,
+    edit: ActionEdit,
+    now: DateTime<Utc>,
+) -> Result<Prepared, InvalidRequest> {
+    if edit.is_empty() {
+        return Err(InvalidRequest(
+            "nothing to change: give --label, --input, --at, --every, --cron (with --tz) or --timeout".to_string(),
+        ));
+    }
+    if !matches!(
+        old.status.kind(),
+        crate::StatusKind::Pending | crate::StatusKind::Paused
+    ) {
+        return Err(InvalidRequest(format!(
+            "action {} is {}; only a pending or paused action can be edited",
+            old.id,
+            old.status.kind()
+        )));
+    }
+    if old.step.is_some() {
+        return Err(InvalidRequest(format!(
+            "action {} is a step of plan run {}: edit the plan instead",
+            old.id,
+            old.step.as_ref().map(|s| s.run_id).unwrap_or_default()
+        )));
+    }
+    let duration = |ms: u64| DurationSpec::Text(format!("{ms}ms"));
+    let (mut every, mut cron, mut tz) = match &old.recurrence {
+        Some(Recurrence::Every { interval_ms }) => (Some(duration(*interval_ms)), None, None),
+        Some(Recurrence::Cron { expr, tz }) => (None, Some(expr.clone()), Some(tz.clone())),
+        None => (None, None, None),
+    };
+    if edit.every.is_some() {
+        (every, cron, tz) = (edit.every, None, None);
+    }
+    if edit.cron.is_some() {
+        (every, cron) = (None, edit.cron);
+        tz = edit.tz.or(tz);
+    } else if edit.tz.is_some() {
+        tz = edit.tz;
+    }
+    let edit_at = edit.at.is_some();
+    let request = NewAction {
+        id: Some(old.id),
+        label: edit.label.unwrap_or_else(|| old.label.clone()),
+        tool_name: if old.plan.is_some() {
+            String::new()
+        } else {
+            old.tool_name.clone()
+        },
+        plan: old.plan.clone(),
+        tool_input: edit.tool_input.unwrap_or_else(|| old.tool_input.clone()),
+        at: Some(
+            edit.at
+                .unwrap_or_else(|| old.scheduled_at().max(now).to_rfc3339()),
+        ),
+        every,
+        timeout: edit.timeout.or(old.timeout_ms.map(duration)),
+        cron,
+        tz,
+        retries: old.retry.map(|r| r.retries),
+        backoff: old.retry.map(|r| duration(r.backoff_ms)),
+        overlap: old
+            .recurrence
+            .as_ref()
+            .map(|_| old.policy.overlap.to_string()),
+        catch_up: old
+            .recurrence
+            .as_ref()
+            .map(|_| old.policy.catch_up.to_string()),
+        requires_approval: old.requires_approval.is_some(),
+        approval_timeout: old
+            .requires_approval
+            .as_ref()
+            .and_then(|a| a.timeout_ms)
+            .map(duration),
+        run_id: old.run_id_template.clone().or(old.run_id.clone()),
+        notify_on: old
+            .notify_on
+            .as_ref()
+            .filter(|events| !events.is_empty())
+            .map(|events| events.iter().map(|e| e.to_string()).collect()),
+        no_notify: old.notify_on.as_ref().is_some_and(Vec::is_empty),
+    };
+    let mut prepared = prepare_action(root, request, now).await?;
+    let new = &mut prepared.action;
+    new.series = old.series;
+    new.created_at = old.created_at;
+    new.attempt = old.attempt;
+    new.attempts = old.attempts.clone();
+    new.status = old.status.clone();
+    new.queued_behind = old.queued_behind;
+    new.next_scheduled = old.next_scheduled;
+    new.catch_up_left = old.catch_up_left;
+    new.log_excerpt = old.log_excerpt.clone();
+    new.notified_at = old.notified_at;
+    let ActionTrigger::Scheduled {
+        next_tick_at: new_time,
+    } = new.trigger
+    else {
+        unreachable!("prepare_action makes a scheduled trigger");
+    };
+    new.retry_at = match (&old.trigger, edit_at) {
+        // A scheduled action's time is its trigger; a retry it waits for keeps its own time
+        // unless the edit moves it.
+        (ActionTrigger::Scheduled { .. }, true) => None,
+        (ActionTrigger::Scheduled { .. }, false) => old.retry_at,
+        // A manual run's or a webhook's trigger says where it came from: it stays, and a new
+        // time is held as the due time.
+        (_, true) => Some(new_time),
+        (_, false) => old.retry_at,
+    };
+    if !matches!(old.trigger, ActionTrigger::Scheduled { .. }) {
+        new.trigger = old.trigger.clone();
+    }
+    Ok(prepared)
+}
+
 /// A request that cannot be accepted; the message says what and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -29,7 +29,10 @@ use crate::{ApiError, AppState, auth};
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/actions", get(list_actions).post(add_action))
-        .route("/actions/{id}", get(get_action).delete(delete_action))
+        .route(
+            "/actions/{id}",
+            get(get_action).delete(delete_action).patch(edit_action),
+        )
         .route("/actions/{id}/cancel", post(cancel_action))
         .route("/actions/{id}/pause", post(pause_action))
         .route("/actions/{id}/resume", post(resume_action))
@@ -176,6 +179,30 @@ async fn get_action(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
     Ok(Json(ActionView::from(&action)))
+}
+
+/// `PATCH /actions/{id}`: an `ActionEdit`, checked as `add` checks a new action.
+async fn edit_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(edit): JsonBody<sdlc_core::service::ActionEdit>,
+) -> Result<Json<ActionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let old = state
+        .with_db(move |db| db.get(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
+    let now = state.clock().now();
+    let prepared = sdlc_core::service::prepare_edit(state.root(), &old, edit, now)
+        .await
+        .map_err(|err| ApiError::unprocessable(err.0))?;
+    let new = prepared.action;
+    let stored = state
+        .with_db(move |db| db.replace_edited(&old, &new, now))
+        .await?;
+    // The due time may have moved earlier.
+    state.waker().wake();
+    Ok(Json(ActionView::from(&stored)))
 }
 
 async fn cancel_action(

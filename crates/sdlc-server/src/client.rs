@@ -153,6 +153,16 @@ impl DaemonClient {
             .await
     }
 
+    /// `PATCH /actions/{id}`.
+    pub async fn edit(
+        &self,
+        id: Uuid,
+        edit: &sdlc_core::service::ActionEdit,
+    ) -> Result<ActionView, ClientError> {
+        self.call(Method::PATCH, &format!("/actions/{id}"), &[], Some(edit))
+            .await
+    }
+
     pub async fn cancel(&self, id: Uuid) -> Result<ActionView, ClientError> {
         self.call::<(), _>(Method::POST, &format!("/actions/{id}/cancel"), &[], None)
             .await

@@ -62,6 +62,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
             | StoreError::NotPending { .. }
+            | StoreError::NotEditable { .. }
+            | StoreError::ChangedMeanwhile { .. }
             | StoreError::NothingToPause { .. }
             | StoreError::NotPaused { .. }
             | StoreError::RunFinished { .. }

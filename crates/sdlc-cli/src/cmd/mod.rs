@@ -5,6 +5,7 @@ mod approve;
 mod cancel;
 mod check;
 mod daemon;
+mod edit;
 mod list;
 mod notify;
 mod plan;
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+            Some(OrchestrateCommand::Edit(args)) => edit::run(&project, args).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
             Some(OrchestrateCommand::Notifications {
                 status,

@@ -951,6 +951,40 @@ impl ActionDb {
         Ok(pruned)
     }
 
+    /// Replaces a pending or paused action by `new` (its edited form, checked by
+    /// `service::prepare_edit` from `seen`), unless it changed since `seen` was read.
+    pub fn replace_edited(
+        &self,
+        seen: &Action,
+        new: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        let id = seen.id;
+        let tx = self.begin_write()?;
+        let stored = {
+            let mut t = Tables::open(&tx)?;
+            let current = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
+            if !matches!(
+                current.status.kind(),
+                StatusKind::Pending | StatusKind::Paused
+            ) {
+                return Err(StoreError::NotEditable {
+                    id,
+                    status: current.status.kind(),
+                });
+            }
+            if current.updated_at != seen.updated_at || current.status != seen.status {
+                return Err(StoreError::ChangedMeanwhile { id });
+            }
+            let mut stored = new.clone();
+            stored.updated_at = now;
+            put(&mut t, Some(&current), &stored)?;
+            stored
+        };
+        self.db.commit(tx)?;
+        Ok(stored)
+    }
+
     /// Removes an action that is not Running, with its index entries.
     pub fn delete(&self, id: Uuid) -> Result<Action, StoreError> {
         let tx = self.begin_write()?;

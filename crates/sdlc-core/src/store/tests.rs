@@ -1436,3 +1436,30 @@ fn an_edit_inside_a_stored_record_is_refused_not_misread() {
         other => panic!("an edited record was read: {other:?}"),
     }
 }
+
+#[test]
+fn an_edit_lands_only_on_the_action_it_was_made_from() {
+    let (_dir, db) = open();
+    let action = scheduled("svc", 10_000);
+    db.insert(&action).unwrap();
+    let seen = db.get(action.id).unwrap().unwrap();
+    let mut renamed = seen.clone();
+    renamed.label = "renamed".into();
+    // Something else changed it first (here a pause): the edit is refused, nothing changes.
+    db.pause(action.id, None, t(1_000)).unwrap();
+    let err = db.replace_edited(&seen, &renamed, t(2_000)).unwrap_err();
+    assert!(matches!(err, StoreError::ChangedMeanwhile { .. }), "{err}");
+    let paused = db.get(action.id).unwrap().unwrap();
+    assert_eq!(paused.label, "svc");
+    // Made from what is stored now, it lands; a running action cannot be edited.
+    let mut renamed = paused.clone();
+    renamed.label = "renamed".into();
+    db.replace_edited(&paused, &renamed, t(3_000)).unwrap();
+    assert_eq!(db.get(action.id).unwrap().unwrap().label, "renamed");
+    db.resume(action.id, t(4_000)).unwrap();
+    let running = db.claim_due(t(10_000), 1).unwrap().remove(0);
+    let err = db
+        .replace_edited(&running, &running, t(11_000))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotEditable { .. }), "{err}");
+}
