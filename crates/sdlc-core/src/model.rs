@@ -177,6 +177,26 @@ impl Approval {
             deadline,
         }
     }
+
+    /// Records a decision: approved or rejected at `at`, by `by` (none for a timeout).
+    pub fn decide(
+        &mut self,
+        state: ApprovalState,
+        by: Option<&str>,
+        note: Option<String>,
+        at: DateTime<Utc>,
+    ) {
+        self.state = state;
+        self.approver = by.map(str::to_string).or(self.approver.take());
+        match state {
+            ApprovalState::Approved => self.approved_at = Some(at),
+            ApprovalState::Rejected => self.rejected_at = Some(at),
+            ApprovalState::Pending => {}
+        }
+        if note.is_some() {
+            self.note = note;
+        }
+    }
 }
 
 /// Reason recorded on an action whose approval nobody gave in time.

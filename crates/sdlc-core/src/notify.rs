@@ -227,16 +227,19 @@ pub struct Subject {
 
 impl Subject {
     pub fn of_action(action: &Action, at: DateTime<Utc>) -> Subject {
-        let view = crate::view::ActionView::from(action);
+        use crate::view::{outputs_uri_of, reason_of, result_of};
         Subject {
             id: action.id,
-            run_id: view.run_id,
+            run_id: action.run_ids().next().map(|id| id.into_owned()),
             task: action.label.clone(),
             status: action.status.kind().as_str().to_string(),
-            outputs_uri: view.outputs_uri,
+            outputs_uri: result_of(&action.status).and_then(outputs_uri_of),
             log_excerpt: action.log_excerpt.clone(),
-            reason: view.reason,
-            approval_state: view.approval_state.map(|s| s.as_str().to_string()),
+            reason: reason_of(&action.status).map(str::to_string),
+            approval_state: action
+                .approval
+                .as_ref()
+                .map(|a| a.state.as_str().to_string()),
             at,
         }
     }

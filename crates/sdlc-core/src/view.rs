@@ -143,17 +143,29 @@ pub fn outputs_uri_of(result: &Value) -> Option<String> {
         })
 }
 
+/// The reason a status carries (failed, skipped, paused).
+pub fn reason_of(status: &ActionStatus) -> Option<&str> {
+    match status {
+        ActionStatus::Failed { reason } | ActionStatus::Skipped { reason } => Some(reason),
+        ActionStatus::Paused { reason } => reason.as_deref(),
+        _ => None,
+    }
+}
+
+/// The result a status carries (completed, awaiting approval).
+pub fn result_of(status: &ActionStatus) -> Option<&Value> {
+    match status {
+        ActionStatus::Completed { result } | ActionStatus::AwaitingApproval { result } => {
+            Some(result)
+        }
+        _ => None,
+    }
+}
+
 impl From<&Action> for ActionView {
     fn from(action: &Action) -> ActionView {
-        let (result, reason) = match &action.status {
-            ActionStatus::Completed { result } => (Some(result.clone()), None),
-            ActionStatus::Failed { reason } | ActionStatus::Skipped { reason } => {
-                (None, Some(reason.clone()))
-            }
-            ActionStatus::Paused { reason } => (None, reason.clone()),
-            ActionStatus::AwaitingApproval { result } => (Some(result.clone()), None),
-            ActionStatus::Pending | ActionStatus::Running => (None, None),
-        };
+        let result = result_of(&action.status).cloned();
+        let reason = reason_of(&action.status).map(str::to_string);
         let mut webhook = WebhookFields::default();
         let trigger = match &action.trigger {
             ActionTrigger::Scheduled { .. } => "scheduled",
@@ -240,12 +252,7 @@ impl From<&Action> for ActionView {
                 end.zip(action.started_at)
                     .map(|(end, start)| (end - start).num_milliseconds())
             },
-            outputs_uri: match &action.status {
-                ActionStatus::Completed { result } | ActionStatus::AwaitingApproval { result } => {
-                    outputs_uri_of(result)
-                }
-                _ => None,
-            },
+            outputs_uri: result_of(&action.status).and_then(outputs_uri_of),
             log_excerpt: action.log_excerpt.clone(),
             notified_at: action.notified_at,
         }

@@ -146,16 +146,16 @@ pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<(), StoreError> {
     }
     let started = std::time::Instant::now();
     let mut n = 0u64;
-    let mut batch = Vec::new();
+    // Written as the actions are read (disjoint tables of one transaction): a file of a
+    // million actions never holds its five million keys in memory at once.
     for entry in t.actions.iter()? {
         let (id, bytes) = entry?;
         let id = Uuid::from_u128(id.value());
         let action: Action = decode_json(id, bytes.value())?;
-        batch.extend(keys_of(&action));
+        for k in keys_of(&action) {
+            t.history.insert(k, ())?;
+        }
         n += 1;
-    }
-    for k in batch {
-        t.history.insert(k, ())?;
     }
     tracing::info!(
         actions = n,

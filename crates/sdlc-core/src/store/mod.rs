@@ -812,10 +812,7 @@ impl ActionDb {
                 now,
             )?;
             if let Some(approval) = &mut new.approval {
-                approval.state = crate::model::ApprovalState::Approved;
-                approval.approver = Some(by.to_string());
-                approval.approved_at = Some(now);
-                approval.note = note;
+                approval.decide(crate::model::ApprovalState::Approved, Some(by), note, now);
             }
             Ok(new)
         })
@@ -837,10 +834,7 @@ impl ActionDb {
             };
             let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
             if let Some(approval) = &mut new.approval {
-                approval.state = crate::model::ApprovalState::Rejected;
-                approval.approver = Some(by.to_string());
-                approval.rejected_at = Some(now);
-                approval.note = note;
+                approval.decide(crate::model::ApprovalState::Rejected, Some(by), note, now);
             }
             Ok(new)
         })
@@ -1498,8 +1492,7 @@ fn time_out_approval(
     let reason = crate::model::APPROVAL_TIMED_OUT.to_string();
     let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
     if let Some(approval) = &mut new.approval {
-        approval.state = crate::model::ApprovalState::Rejected;
-        approval.rejected_at = Some(now);
+        approval.decide(crate::model::ApprovalState::Rejected, None, None, now);
     }
     put(t, Some(old), &new)?;
     if new.step.is_some() {
