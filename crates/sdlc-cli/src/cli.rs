@@ -245,6 +245,12 @@ pub enum OrchestrateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Open the dashboard: prints its address with a one-time login token (a daemon must run)
+    Ui {
+        /// Also open it in the default browser (xdg-open, or open on macOS)
+        #[arg(long)]
+        open: bool,
+    },
     /// Notifications: `notify test` sends a test message to every configured receiver
     Notify {
         #[command(subcommand)]

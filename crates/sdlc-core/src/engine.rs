@@ -186,6 +186,7 @@ pub struct Engine {
     config: EngineConfig,
     waker: Waker,
     export: std::sync::Mutex<EventExport>,
+    stats: Arc<crate::engine_stats::EngineStats>,
 }
 
 /// One run that ended, waiting to be recorded.
@@ -379,10 +380,15 @@ impl Pool {
 impl Engine {
     pub fn new(db: Arc<ActionDb>, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
         let export = EventExport::new(config.runs_dir.clone());
+        let stats = Arc::new(crate::engine_stats::EngineStats::new(
+            clock.now(),
+            config.max_concurrency.max(1),
+        ));
         Engine {
             db,
             clock,
             config,
+            stats,
             waker: Waker {
                 notify: Arc::new(Notify::new()),
                 runs: Arc::default(),
@@ -394,6 +400,11 @@ impl Engine {
     /// A handle that wakes this engine's loop.
     pub fn waker(&self) -> Waker {
         self.waker.clone()
+    }
+
+    /// What the loop is doing (busy slots, last commit), updated as it turns.
+    pub fn stats(&self) -> Arc<crate::engine_stats::EngineStats> {
+        self.stats.clone()
     }
 
     /// Where the plan runs' events are published as the loop exports them.
@@ -618,6 +629,7 @@ impl Engine {
                 }
             }
             batchable = false;
+            self.stats.set_load(pool.tasks.len(), pool.ready.len());
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -843,6 +855,7 @@ impl Engine {
             .await
         {
             Ok((settled, next_due)) => {
+                self.stats.committed(now);
                 *next_due_cache = next_due;
                 if !returned.is_empty() {
                     debug!(count = returned.len(), "actions claimed ahead handed back");

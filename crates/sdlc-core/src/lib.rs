@@ -22,6 +22,7 @@
 pub mod clock;
 pub mod daemon_file;
 pub mod engine;
+pub mod engine_stats;
 pub mod error;
 pub mod model;
 pub mod notify;

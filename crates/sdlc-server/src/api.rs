@@ -6,7 +6,8 @@
 //! `GET /actions/{id}/next?count=N`.
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
 //! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`,
-//! `POST /check` (verify the database file). Plans and runs: `plans_api`.
+//! `POST /check` (verify the database file). Dashboard: `GET /events` (the live stream),
+//! `POST /ui/login-token`. Plans and runs: `plans_api`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -44,6 +45,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/tools", get(list_tools))
         .route("/status", get(status))
         .route("/check", post(check))
+        .route("/events", get(crate::ui::events::stream))
+        .route("/ui/login-token", post(login_token))
         .merge(crate::plans_api::routes())
         .merge(crate::approvals_api::routes())
         .merge(crate::history_api::routes())
@@ -334,6 +337,16 @@ async fn delete_route(
 
 async fn list_tools(State(state): State<AppState>) -> Json<Value> {
     Json(json!(sdlc_core::tool::list_tools(state.root())))
+}
+
+/// `POST /ui/login-token`: a one-time token for the dashboard's login (`sdlc orchestrate ui`).
+async fn login_token(State(state): State<AppState>) -> Json<Value> {
+    let (token, expires_at) = state.login_tokens().mint(state.clock().now());
+    Json(json!({
+        "token": token,
+        "expires_at": expires_at,
+        "path": format!("/login?token={token}"),
+    }))
 }
 
 /// Verifies every page of the database (the file is closed and reopened around it, so other

@@ -1,5 +1,7 @@
 //! The management API's door: every request under `/api/orchestrator` must carry
-//! `Authorization: Bearer <token>`, the token the daemon publishes in its 0600 file.
+//! `Authorization: Bearer <token>`, the token the daemon publishes in its 0600 file, or come
+//! from a dashboard page: a session cookie, and for a change also the CSRF proof
+//! (`ui::session`).
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -21,6 +23,14 @@ pub async fn require_token(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
+    if presented.is_none()
+        && let Some(found) = crate::ui::session::find(&state, request.headers()).await?
+    {
+        if !crate::ui::session::is_safe(request.method()) {
+            crate::ui::session::check_csrf(request.headers(), &found.session)?;
+        }
+        return Ok(next.run(request).await);
+    }
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), state.token().as_bytes()) => {
             Ok(next.run(request).await)
@@ -31,14 +41,14 @@ pub async fn require_token(
         )),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing token: send Authorization: Bearer <token> (the token is in the daemon's .daemon.json file beside its database)",
+            "missing token: send Authorization: Bearer <token> (the token is in the daemon's .daemon.json file beside its database), or log in to the dashboard with `sdlc orchestrate ui`",
         )),
     }
 }
 
 /// Compares without stopping at the first difference, so response time does not reveal
 /// how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

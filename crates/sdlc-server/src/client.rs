@@ -75,6 +75,12 @@ impl DaemonClient {
         }
     }
 
+    /// `POST /ui/login-token`: a one-time dashboard login, `{"token", "expires_at", "path"}`.
+    pub async fn login_token(&self) -> Result<serde_json::Value, ClientError> {
+        self.call::<(), _>(Method::POST, "/ui/login-token", &[], None)
+            .await
+    }
+
     /// `POST /check`: the daemon verifies every page of its database.
     pub async fn check(&self) -> Result<serde_json::Value, ClientError> {
         self.call::<(), _>(Method::POST, "/check", &[], None).await

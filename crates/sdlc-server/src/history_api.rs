@@ -1,6 +1,7 @@
 //! `/api/orchestrator` for history: `GET /actions/paged` (`{"items", "next_cursor"}`, newest
 //! first, keyset-paged) and `GET /actions/paged.csv` (the same filters as RFC 4180 CSV, at
-//! most `MAX_CSV_ROWS` rows, the next page's cursor in `X-Next-Cursor`). Filters: `status`,
+//! most `MAX_CSV_ROWS` rows, the next page's cursor in `X-Next-Cursor`), and
+//! `GET /actions/paged.jsonl` (the same as JSON lines, one action view per line). Filters: `status`,
 //! `tool`, `label`, `run_id`, `since`, `until` (RFC 3339 or `7d` back), `limit`, `cursor`;
 //! every one is served from the history index.
 
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/actions/paged", get(paged))
         .route("/actions/paged.csv", get(paged_csv))
+        .route("/actions/paged.jsonl", get(paged_jsonl))
 }
 
 /// Query of the history endpoints. Strings, so a bad value gets our message.
@@ -143,23 +145,58 @@ async fn paged(
     }))
 }
 
+/// One download's page: up to `MAX_CSV_ROWS` rows, or `limit`.
+async fn export_page(
+    state: &AppState,
+    query: HistoryQuery,
+    bodies: Bodies,
+) -> Result<sdlc_core::store::HistoryPage, ApiError> {
+    let request = query
+        .check(state.clock().now(), MAX_CSV_ROWS, MAX_CSV_ROWS)
+        .map_err(ApiError::bad_request)?;
+    state
+        .with_db(move |db| db.history_page(&request.filter, request.cursor, request.limit, bodies))
+        .await
+}
+
+/// Answers `body` as a download of `content_type`, with the next page's cursor.
+fn export_response(
+    content_type: &'static str,
+    body: Vec<u8>,
+    next: Option<HistoryCursor>,
+) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(next) = next
+        && let Ok(value) = HeaderValue::from_str(&next.encode())
+    {
+        response.headers_mut().insert("x-next-cursor", value);
+    }
+    response
+}
+
+async fn paged_jsonl(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let page = export_page(&state, query, Bodies::With).await?;
+    let mut body = Vec::with_capacity(page.items.len() * 400);
+    for action in &page.items {
+        serde_json::to_writer(&mut body, &ActionView::from(action))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        body.push(b'\n');
+    }
+    Ok(export_response(
+        "application/x-ndjson; charset=utf-8",
+        body,
+        page.next,
+    ))
+}
+
 async fn paged_csv(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    let request = query
-        .check(state.clock().now(), MAX_CSV_ROWS, MAX_CSV_ROWS)
-        .map_err(ApiError::bad_request)?;
-    let page = state
-        .with_db(move |db| {
-            db.history_page(
-                &request.filter,
-                request.cursor,
-                request.limit,
-                Bodies::Without,
-            )
-        })
-        .await?;
+    let page = export_page(&state, query, Bodies::Without).await?;
     let mut csv = CsvWriter::new(Vec::with_capacity(page.items.len() * 160))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     for action in &page.items {
@@ -169,18 +206,9 @@ async fn paged_csv(
     let body = csv
         .finish()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            "text/csv; charset=utf-8; header=present",
-        )],
+    Ok(export_response(
+        "text/csv; charset=utf-8; header=present",
         body,
-    )
-        .into_response();
-    if let Some(next) = page.next
-        && let Ok(value) = HeaderValue::from_str(&next.encode())
-    {
-        response.headers_mut().insert("x-next-cursor", value);
-    }
-    Ok(response)
+        page.next,
+    ))
 }

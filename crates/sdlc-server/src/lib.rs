@@ -13,6 +13,7 @@
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
+//! - [`ui`]: the dashboard at `/` (pages, login and sessions, the live event stream).
 //!
 //! What it does not do: decide when anything runs (the engine in sdlc-core does) or parse
 //! command lines (sdlc-cli does).
@@ -30,6 +31,7 @@ pub mod notify_sender;
 pub mod plans_api;
 mod state;
 mod stream;
+pub mod ui;
 pub mod webhooks;
 
 use std::future::Future;
@@ -55,13 +57,14 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .nest("/api/orchestrator", api::routes(state.clone()))
+        .merge(ui::routes())
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found(
-        "not found: webhooks are POST /webhooks/<path>, the API is under /api/orchestrator/",
+        "not found: webhooks are POST /webhooks/<path>, the API is under /api/orchestrator/, the dashboard is at /",
     )
 }
 

@@ -1,5 +1,5 @@
 //! What every handler shares: the database, the project root, the engine's waker, the token,
-//! the clock and the webhook body limit.
+//! the clock, the webhook body limit, and the dashboard's event hub and login tokens.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,7 +11,11 @@ use sdlc_core::engine::Waker;
 use sdlc_core::store::Ingested;
 use sdlc_core::webhook::{Delivery, WebhookRoute};
 
+use sdlc_core::engine_stats::EngineStats;
+
 use crate::ingest::Ingestor;
+use crate::ui::events::{EventHub, HubSources};
+use crate::ui::session::LoginTokens;
 
 /// Handler state; cheap to clone.
 #[derive(Clone)]
@@ -21,6 +25,8 @@ pub struct AppState {
     /// Webhook routes by path, so ingress reads no database. The daemon owns the database,
     /// so every route change passes through this server and updates the cache with it.
     routes: Arc<RwLock<HashMap<String, WebhookRoute>>>,
+    events: Arc<EventHub>,
+    login_tokens: Arc<LoginTokens>,
 }
 
 /// Everything the server needs from the daemon that hosts it.
@@ -35,11 +41,13 @@ pub struct AppStateConfig {
     pub max_body: usize,
     /// The engine's feed of plan runs' events (`Engine::run_events`).
     pub run_events: tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent>,
+    /// The engine's figures for the dashboard (`Engine::stats`); None without an engine.
+    pub engine_stats: Option<Arc<EngineStats>>,
 }
 
 impl AppState {
-    /// Builds the state and starts the webhook writer thread.
-    /// Fails only if the routes cannot be read from the database.
+    /// Builds the state, starts the webhook writer thread and (inside a Tokio runtime) the
+    /// dashboard's event hub. Fails only if the routes cannot be read from the database.
     pub fn new(config: AppStateConfig) -> Result<AppState, sdlc_core::StoreError> {
         let routes = config
             .db
@@ -52,10 +60,21 @@ impl AppState {
             config.clock.clone(),
             config.waker.clone(),
         );
+        let events = EventHub::new(config.clock.now().timestamp_millis());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(events.clone().run(HubSources {
+                db: config.db.clone(),
+                clock: config.clock.clone(),
+                stats: config.engine_stats.clone(),
+                run_events: config.run_events.clone(),
+            }));
+        }
         Ok(AppState {
             inner: Arc::new(config),
             ingestor,
             routes: Arc::new(RwLock::new(routes)),
+            events,
+            login_tokens: Arc::default(),
         })
     }
 
@@ -102,6 +121,20 @@ impl AppState {
 
     pub fn max_body(&self) -> usize {
         self.inner.max_body
+    }
+
+    /// The dashboard's event stream.
+    pub fn events(&self) -> &Arc<EventHub> {
+        &self.events
+    }
+
+    /// One-time dashboard login tokens (`sdlc orchestrate ui`).
+    pub fn login_tokens(&self) -> &LoginTokens {
+        &self.login_tokens
+    }
+
+    pub fn engine_stats(&self) -> Option<&Arc<EngineStats>> {
+        self.inner.engine_stats.as_ref()
     }
 
     pub fn run_events(&self) -> &tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent> {

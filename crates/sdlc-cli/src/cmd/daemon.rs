@@ -85,6 +85,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         clock,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         run_events: engine.run_events(),
+        engine_stats: Some(engine.stats()),
     })
     .context("cannot read the webhook routes")?;
     let _published = daemon_file::publish(

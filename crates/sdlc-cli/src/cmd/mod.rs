@@ -14,6 +14,7 @@ mod schedule;
 mod show;
 mod status;
 mod tool;
+mod ui;
 mod webhook;
 
 use std::path::PathBuf;
@@ -67,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit,
                 json,
             }) => notify::list(&project, status, limit, json).await,
+            Some(OrchestrateCommand::Ui { open }) => ui::run(&project, open).await,
             Some(OrchestrateCommand::Notify {
                 command: crate::cli::NotifyCommand::Test { json },
             }) => notify::test(&project, json).await,

@@ -57,6 +57,8 @@ pub(super) struct Handle {
     path: PathBuf,
     /// Device and inode of the file this handle has open, to notice it deleted or replaced.
     identity: Mutex<Option<(u64, u64)>>,
+    /// What each commit changed, for whoever listens.
+    pub(super) feed: super::changes::ChangeFeed,
 }
 
 impl Handle {
@@ -66,6 +68,7 @@ impl Handle {
             fault: Mutex::new(None),
             path: path.to_path_buf(),
             identity: Mutex::new(file_identity(path)),
+            feed: super::changes::ChangeFeed::new(),
         }
     }
 
@@ -79,6 +82,7 @@ impl Handle {
 
     pub(super) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         let db = self.current()?;
+        self.feed.begin();
         db.begin_write().map_err(|err| self.observe(err.into()))
     }
 
@@ -90,6 +94,7 @@ impl Handle {
     pub(super) fn commit(&self, tx: WriteTransaction) -> Result<(), StoreError> {
         tx.commit().map_err(|err| self.observe(err.into()))?;
         super::outbox::after_commit();
+        self.feed.committed();
         Ok(())
     }
 

@@ -18,6 +18,10 @@
 //! - `status_counts` status byte -> how many actions have it, so counting is not a scan.
 //! - `meta` "schema_version" -> u64. A file written by a newer version is refused.
 //!
+//! Beside them: webhook routes and the inbox (`webhooks`), plans (`plans`), the history index
+//! (`history`), the notification outbox (`outbox`), dashboard sessions (`sessions`); and the
+//! feed of what each commit changed (`changes`), which is not stored.
+//!
 //! What this module does not do: decide when things run (the engine does) or validate tool
 //! input (the service layer does).
 
@@ -33,14 +37,17 @@ use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKind};
 use crate::policy::{self, Decision};
 
+mod changes;
 mod handle;
 mod history;
 pub mod integrity;
 pub mod outbox;
 mod plans;
 mod record;
+mod sessions;
 mod webhooks;
 
+pub use changes::{Change, Changes};
 use handle::Handle;
 pub use handle::StorageFault;
 
@@ -50,6 +57,7 @@ pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
+pub use sessions::UiSession;
 pub use webhooks::Ingested;
 
 /// The schema this build writes. Bump it when a stored form changes in a way older code
@@ -322,6 +330,12 @@ impl ActionDb {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A feed of what each commit from now on changes (see `changes`). Lagging more than
+    /// the feed holds is reported by the receiver as `Lagged`.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Changes> {
+        self.db.feed.subscribe()
     }
 
     pub fn open_report(&self) -> OpenReport {
@@ -637,6 +651,33 @@ impl ActionDb {
             inbox_waiting,
             events,
         })
+    }
+
+    /// Pending actions due before `until`, soonest first, at most `limit` (what the dashboard
+    /// shows as coming up). Reads the due index: its cost is what it returns.
+    pub fn due_before(
+        &self,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let due = tx.open_table(DUE)?;
+        let actions = tx.open_table(ACTIONS)?;
+        let bodies = tx.open_table(ACTION_BODIES)?;
+        let end = due_key(until, Uuid::max());
+        let mut found = Vec::new();
+        for entry in due.range(..=end)? {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, _) = entry?;
+            if let Some(action) = lookup(&actions, &bodies, id_from_key(&key.value()[8..]))?
+                && action.status.kind() == StatusKind::Pending
+            {
+                found.push(action);
+            }
+        }
+        Ok(found)
     }
 
     /// The earliest due time among Pending actions.
@@ -1007,6 +1048,10 @@ impl ActionDb {
             history::reindex(&mut t, Some(&old), None)?;
             remove_in(&mut t, id)?;
             forget_head_if(&mut t, old.series, id)?;
+            changes::note(changes::Change {
+                status: None,
+                ..changes::Change::of(&old)
+            });
             old
         };
         self.db.commit(tx)?;
@@ -1150,6 +1195,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         tx.open_table(webhooks::DELIVERY_IDS_BY_TIME)?;
         plans::create_tables(&tx)?;
         outbox::create_tables(&tx)?;
+        sessions::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())
@@ -1561,6 +1607,7 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
     write_in(t, old, new)?;
     history::reindex(t, old, Some(new))?;
     index(t, old.is_none(), new)?;
+    changes::note(changes::Change::of(new));
     if let Some(event) = crate::notify::event_of(old, new) {
         let at = new.updated_at;
         let subject = || crate::notify::Subject::of_action(new, at);
@@ -1573,6 +1620,7 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
 fn put_dispatched(t: &mut Tables<'_>, light: &Action) -> Result<(), StoreError> {
     write_light_in(t, light)?;
     history::reindex(t, None, Some(light))?;
+    changes::note(changes::Change::of(light));
     index(t, true, light)
 }
 

@@ -1463,3 +1463,30 @@ fn an_edit_lands_only_on_the_action_it_was_made_from() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotEditable { .. }), "{err}");
 }
+
+#[test]
+fn the_change_feed_tells_what_each_commit_changed_once_committed() {
+    let (_dir, db) = open();
+    let quiet = scheduled("before anyone listens", 1_000);
+    db.insert(&quiet).unwrap();
+    let mut feed = db.changes();
+    let a = scheduled("a", 1_000);
+    let b = scheduled("b", 2_000);
+    db.insert_many(&[a.clone(), b.clone()]).unwrap();
+    let batch = feed.try_recv().expect("one batch for the commit");
+    let ids: Vec<_> = batch.iter().map(|c| (c.id, c.status)).collect();
+    assert_eq!(
+        ids,
+        vec![
+            (a.id, Some(StatusKind::Pending)),
+            (b.id, Some(StatusKind::Pending))
+        ]
+    );
+    // A transaction that fails tells nothing.
+    assert!(db.insert(&a).is_err());
+    db.delete(b.id).unwrap();
+    let batch = feed.try_recv().expect("the delete");
+    assert_eq!(batch.len(), 1);
+    assert_eq!((batch[0].id, batch[0].status), (b.id, None));
+    assert!(feed.try_recv().is_err(), "nothing else");
+}

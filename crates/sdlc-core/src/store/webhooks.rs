@@ -178,6 +178,11 @@ impl ActionDb {
                     due_key(delivery.received_at, delivery.id),
                     encode_delivery(delivery, render_error)?.as_slice(),
                 )?;
+                super::changes::note(super::changes::Change {
+                    id: delivery.id,
+                    status: Some(crate::model::StatusKind::Pending),
+                    plan_run: None,
+                });
                 results.push(Ingested {
                     id: delivery.id,
                     duplicate: false,

@@ -1,0 +1,307 @@
+//! The dashboard: HTML pages rendered here from the store (askama templates, compiled into
+//! the binary from `crates/sdlc-server/templates/`), one stylesheet and one script of our own
+//! (`assets/`), served by the daemon at `/`. Nothing is fetched from elsewhere.
+//!
+//! - [`session`]: login tokens, session cookies, the CSRF checks.
+//! - [`events`]: the Server-Sent Events stream the pages update themselves from.
+//! - `pages`: the pages (overview, runs, action).
+//! - `format`: how times, durations and rows look.
+//! - `assets`: the stylesheet and the script.
+//!
+//! A page is whole HTML; the script swaps the page's live regions (`data-live`) for the same
+//! regions of a fresh copy of the page when an event says something they show changed, and
+//! sends the changes a user asks for to the JSON API with the session's CSRF token.
+
+mod assets;
+pub mod events;
+mod format;
+mod pages;
+pub mod session;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+/// Changes with every build, so browsers never keep a stale script or stylesheet.
+pub const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The dashboard's routes (pages, login, logout, assets).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/runs", get(pages::runs))
+        .route("/runs/find", get(pages::find))
+        .route("/actions/{id}", get(pages::action))
+        .route("/login", get(login_page).post(login_form))
+        .route("/logout", axum::routing::post(logout))
+        .route("/assets/{name}", get(assets::serve))
+}
+
+/// What every page's frame shows.
+pub struct Chrome {
+    pub title: String,
+    pub page: &'static str,
+    pub csrf: String,
+    pub version: &'static str,
+    pub nav: Vec<NavLink>,
+}
+
+pub struct NavLink {
+    pub href: &'static str,
+    pub text: &'static str,
+    pub current: bool,
+}
+
+const PAGES: [(&str, &str, &str); 2] = [("overview", "/", "Overview"), ("runs", "/runs", "Runs")];
+
+impl Chrome {
+    pub fn new(page: &'static str, title: impl Into<String>, csrf: &str) -> Chrome {
+        Chrome {
+            title: title.into(),
+            page,
+            csrf: csrf.to_string(),
+            version: ASSET_VERSION,
+            nav: PAGES
+                .iter()
+                .map(|(name, href, text)| NavLink {
+                    href,
+                    text,
+                    current: *name == page,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A rendered page, or the answer that replaces it (a redirect to the login).
+pub type PageResult = Result<Response, Response>;
+
+/// The session of a page request; without one, a redirect to the login that comes back here.
+pub async fn page_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<session::SessionFound, Response> {
+    match session::find(state, headers).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => {
+            let back = uri
+                .path_and_query()
+                .map_or("/".to_string(), |pq| pq.as_str().to_string());
+            let target = format!("/login?next={}", urlencode(&back));
+            Err(Redirect::to(&target).into_response())
+        }
+        Err(err) => Err(error_page(&err)),
+    }
+}
+
+/// Renders `template` as the page's answer.
+pub fn render(template: &impl askama::Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => error_page(&ApiError::internal(format!("page template: {err}"))),
+    }
+}
+
+/// A failure shown as a small page that says what happened.
+pub fn error_page(err: &ApiError) -> Response {
+    let message = if err.status.is_server_error() {
+        tracing::error!(status = %err.status, "page failed: {}", err.message);
+        if err.status == StatusCode::SERVICE_UNAVAILABLE
+            || err.status == StatusCode::INSUFFICIENT_STORAGE
+        {
+            err.message.clone()
+        } else {
+            "internal error: see the daemon's log".to_string()
+        }
+    } else {
+        err.message.clone()
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status}</title>\
+         <link rel=\"stylesheet\" href=\"/assets/app.css?v={ASSET_VERSION}\"></head>\
+         <body><main id=\"main\"><h1>{status}</h1><p class=\"error\">{}</p><p><a href=\"/\">Overview</a></p></main></body></html>",
+        html_escape(&message),
+        status = err.status,
+    );
+    (err.status, Html(body)).into_response()
+}
+
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(askama::Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    version: &'static str,
+    next: String,
+    error: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    pub token: Option<String>,
+    pub next: Option<String>,
+}
+
+/// Where to go after logging in: only a path on this site (never another origin).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+fn login_form_page(status: StatusCode, next: String, error: &str) -> Response {
+    let page = LoginPage {
+        version: ASSET_VERSION,
+        next,
+        error: error.to_string(),
+    };
+    (status, render(&page)).into_response()
+}
+
+/// `GET /login`: with `?token=` (the address `sdlc orchestrate ui` prints), logs in and
+/// redirects without the token; without, the form.
+async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    let next = safe_next(query.next.as_deref());
+    match query
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(token) => log_in(&state, token, next).await,
+        None => login_form_page(StatusCode::OK, next, ""),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    pub token: String,
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `POST /login`: the form, from our own page only.
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    if let Err(err) = session::check_origin(&headers) {
+        return login_form_page(err.status, next, &err.message);
+    }
+    log_in(&state, form.token.trim(), next).await
+}
+
+/// Starts a session for a one-time login token or the management token.
+async fn log_in(state: &AppState, token: &str, next: String) -> Response {
+    let now = state.clock().now();
+    let accepted = state.login_tokens().redeem(token, now)
+        || crate::auth::constant_time_eq(token.as_bytes(), state.token().as_bytes());
+    if !accepted {
+        return login_form_page(
+            StatusCode::UNAUTHORIZED,
+            next,
+            "That token is not valid: login tokens work once, for 10 minutes. Run `sdlc orchestrate ui` for a new one.",
+        );
+    }
+    match session::start(state).await {
+        Ok((cookie, _)) => (
+            StatusCode::SEE_OTHER,
+            [(SET_COOKIE, cookie)],
+            [(LOCATION, next)],
+        )
+            .into_response(),
+        Err(err) => error_page(&err),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// `POST /logout`: ends the session (the form carries its CSRF token).
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    let found = match session::find(&state, &headers).await {
+        Ok(found) => found,
+        Err(err) => return error_page(&err),
+    };
+    if let Some(found) = found {
+        let checked = session::check_origin(&headers).and_then(|()| {
+            if crate::auth::constant_time_eq(form.csrf.as_bytes(), found.session.csrf.as_bytes()) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "logout needs the page's CSRF token: use the Log out button",
+                ))
+            }
+        });
+        if let Err(err) = checked {
+            return error_page(&err);
+        }
+        let key = found.key;
+        if let Err(err) = state.with_db(move |db| db.end_ui_session(key)).await {
+            return error_page(&err);
+        }
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [(SET_COOKIE, session::clear_cookie())],
+        [(LOCATION, "/login".to_string())],
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/runs?status=failed")),
+            "/runs?status=failed"
+        );
+        assert_eq!(safe_next(Some("//evil.example/x")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

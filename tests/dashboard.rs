@@ -1,0 +1,382 @@
+//! The dashboard's HTTP side end to end, with the real binary and a real daemon: login
+//! tokens and sessions, CSRF, every page with and without a session, and the event stream
+//! (framing, Last-Event-ID, a resync after a daemon restart).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{Daemon, HttpAnswer, Project, http_answer, wait_for, wait_for_status};
+use serde_json::Value;
+
+/// Logs in with `sdlc orchestrate ui`'s address; returns the `Cookie` header and the page's
+/// CSRF token.
+fn log_in(project: &Project, daemon: &Daemon) -> (String, String) {
+    let url = project.sdlc_ok(&["orchestrate", "ui"]);
+    let path = url
+        .trim()
+        .strip_prefix(&format!("http://{}", daemon.addr))
+        .unwrap_or_else(|| panic!("ui printed {url}"))
+        .to_string();
+    let answer = http_answer(daemon.addr, "GET", &path, &[], b"");
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), Some("/"));
+    let set_cookie = answer.header("set-cookie").expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    // The token worked once.
+    let again = http_answer(daemon.addr, "GET", &path, &[], b"");
+    assert_eq!(again.status, 401, "a used login token: {}", again.body);
+    assert!(again.body.contains("sdlc orchestrate ui"), "{}", again.body);
+    let page = get(daemon.addr, "/", &cookie);
+    assert_eq!(page.status, 200);
+    let csrf = page
+        .body
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its CSRF token")
+        .to_string();
+    (cookie, csrf)
+}
+
+fn get(addr: SocketAddr, path: &str, cookie: &str) -> HttpAnswer {
+    http_answer(addr, "GET", path, &[("Cookie", cookie)], b"")
+}
+
+#[test]
+fn pages_need_a_session_and_every_page_answers_with_one() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    let daemon = project.daemon(&[]);
+    let id = project.add(&["first", "--tool", "echo"]);
+    wait_for_status(&project, &id, "completed", Duration::from_secs(20));
+    let pending = project.add(&[
+        "later", "--tool", "echo", "--every", "1h", "--at", "now+30m",
+    ]);
+
+    let paths = [
+        "/".to_string(),
+        "/runs".to_string(),
+        "/runs?status=completed&tool=echo".to_string(),
+        format!("/actions/{id}"),
+        format!("/actions/{pending}"),
+    ];
+    for path in &paths {
+        let answer = http_answer(daemon.addr, "GET", path, &[], b"");
+        assert_eq!(answer.status, 303, "{path} without a session");
+        let location = answer.header("location").unwrap();
+        assert!(location.starts_with("/login?next="), "{path}: {location}");
+    }
+    let login = http_answer(daemon.addr, "GET", "/login", &[], b"");
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("name=\"token\""), "{}", login.body);
+
+    let (cookie, _) = log_in(&project, &daemon);
+    for path in &paths {
+        let answer = get(daemon.addr, path, &cookie);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert!(answer.body.contains("<main id=\"main\">"), "{path}");
+    }
+    let runs = get(daemon.addr, "/runs?tool=echo", &cookie);
+    assert!(
+        runs.body.contains(&format!("data-id=\"{id}\"")),
+        "{}",
+        runs.body
+    );
+    let action = get(daemon.addr, &format!("/actions/{pending}"), &cookie);
+    assert!(action.body.contains("every 1 h<"), "{}", action.body);
+    assert!(action.body.contains("Next due times"));
+    // Bad input is a page that says what was wrong.
+    let bad = get(daemon.addr, "/runs?since=yesterday", &cookie);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("yesterday"), "{}", bad.body);
+    let missing = get(
+        daemon.addr,
+        "/actions/00000000-0000-0000-0000-000000000000",
+        &cookie,
+    );
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("no action with id"));
+    let assets = http_answer(daemon.addr, "GET", "/assets/app.js", &[], b"");
+    assert_eq!(assets.status, 200);
+    assert!(
+        assets
+            .header("content-type")
+            .unwrap()
+            .contains("javascript")
+    );
+
+    // The management token also logs in, through the form, from our own origin only.
+    let token = daemon.token(&project);
+    let form = format!("token={token}&next=%2Fruns");
+    let origin = format!("http://{}", daemon.addr);
+    let form_headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", origin.as_str()),
+    ];
+    let posted = http_answer(
+        daemon.addr,
+        "POST",
+        "/login",
+        &form_headers,
+        form.as_bytes(),
+    );
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    assert_eq!(posted.header("location"), Some("/runs"));
+    let evil = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", "http://evil.example"),
+    ];
+    let refused = http_answer(daemon.addr, "POST", "/login", &evil, form.as_bytes());
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}
+
+#[test]
+fn changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    let daemon = project.daemon(&[]);
+    let id = project.add(&["held", "--tool", "echo", "--at", "now+1h"]);
+    let (cookie, csrf) = log_in(&project, &daemon);
+    let origin = format!("http://{}", daemon.addr);
+    let pause = format!("/api/orchestrator/actions/{id}/pause");
+
+    // Reads need only the cookie.
+    let read = get(
+        daemon.addr,
+        &format!("/api/orchestrator/actions/{id}"),
+        &cookie,
+    );
+    assert_eq!(read.status, 200, "{}", read.body);
+    // A change without the CSRF token, or from another origin, is refused and changes nothing.
+    for headers in [
+        vec![("Cookie", cookie.as_str()), ("Origin", origin.as_str())],
+        vec![
+            ("Cookie", cookie.as_str()),
+            ("Origin", "http://evil.example"),
+            ("X-CSRF-Token", csrf.as_str()),
+        ],
+        vec![("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())],
+    ] {
+        let answer = http_answer(daemon.addr, "POST", &pause, &headers, b"");
+        assert_eq!(answer.status, 403, "{headers:?}: {}", answer.body);
+        assert!(answer.body.contains("error"), "{}", answer.body);
+    }
+    assert_eq!(project.find(&id)["status"], "pending");
+    let ours = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
+    let answer = http_answer(daemon.addr, "POST", &pause, &ours, b"");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(project.find(&id)["status"], "paused");
+    // The bearer token needs no CSRF proof (it is never sent by a browser on its own).
+    let token = daemon.token(&project);
+    let bearer = format!("Bearer {token}");
+    let resume = format!("/api/orchestrator/actions/{id}/resume");
+    let answer = http_answer(
+        daemon.addr,
+        "POST",
+        &resume,
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // A session outlives a daemon restart (stored hashed in the database).
+    daemon.stop();
+    let daemon = project.daemon(&[]);
+    assert_eq!(get(daemon.addr, "/", &cookie).status, 200);
+
+    // Logout needs the page's CSRF token, then the cookie is worth nothing.
+    let logout_headers = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let origin = format!("http://{}", daemon.addr);
+    let logout_headers = [
+        logout_headers[0],
+        ("Origin", origin.as_str()),
+        logout_headers[2],
+    ];
+    let refused = http_answer(
+        daemon.addr,
+        "POST",
+        "/logout",
+        &logout_headers,
+        b"csrf=wrong",
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let form = format!("csrf={csrf}");
+    let out = http_answer(
+        daemon.addr,
+        "POST",
+        "/logout",
+        &logout_headers,
+        form.as_bytes(),
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(get(daemon.addr, "/", &cookie).status, 303);
+    let api = get(daemon.addr, "/api/orchestrator/actions", &cookie);
+    assert_eq!(api.status, 401);
+}
+
+/// An open event stream, read one event at a time.
+struct EventStream {
+    reader: BufReader<TcpStream>,
+}
+
+#[derive(Debug, Default)]
+struct SseEvent {
+    id: String,
+    event: String,
+    data: String,
+}
+
+impl EventStream {
+    fn open(addr: SocketAddr, cookie: &str, last_event_id: Option<&str>) -> EventStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut request = format!(
+            "GET /api/orchestrator/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n"
+        );
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains(" 200 "), "event stream answered {line}");
+        let mut saw_type = false;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line
+                .to_ascii_lowercase()
+                .starts_with("content-type: text/event-stream")
+            {
+                saw_type = true;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        assert!(saw_type, "the stream is text/event-stream");
+        EventStream { reader }
+    }
+
+    /// The next event (chunked framing undone: chunk-size lines are skipped).
+    fn next(&mut self) -> SseEvent {
+        let mut event = SseEvent::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.reader.read_line(&mut line).expect("an event in time");
+            assert!(n > 0, "the stream ended");
+            let text = line.trim_end_matches(['\r', '\n']);
+            if text.is_empty() {
+                if !event.event.is_empty() || !event.data.is_empty() {
+                    return event;
+                }
+                continue;
+            }
+            if let Some(v) = text
+                .strip_prefix("id: ")
+                .or_else(|| text.strip_prefix("id:"))
+            {
+                event.id = v.to_string();
+            } else if let Some(v) = text
+                .strip_prefix("event: ")
+                .or_else(|| text.strip_prefix("event:"))
+            {
+                event.event = v.to_string();
+            } else if let Some(v) = text
+                .strip_prefix("data: ")
+                .or_else(|| text.strip_prefix("data:"))
+            {
+                event.data.push_str(v);
+            }
+            // Chunk sizes, comments (keep-alives) and retry lines carry no event.
+        }
+    }
+
+    /// Events until one named `name` whose data mentions `needle`.
+    fn until(&mut self, name: &str, needle: &str) -> SseEvent {
+        for _ in 0..200 {
+            let event = self.next();
+            if event.event == name && event.data.contains(needle) {
+                return event;
+            }
+        }
+        panic!("no {name} event mentioning {needle}");
+    }
+}
+
+#[test]
+fn the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_restart() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    let daemon = project.daemon(&[]);
+    let (cookie, _) = log_in(&project, &daemon);
+    let without = http_answer(daemon.addr, "GET", "/api/orchestrator/events", &[], b"");
+    assert_eq!(without.status, 401);
+
+    let mut events = EventStream::open(daemon.addr, &cookie, None);
+    let hello = events.next();
+    assert_eq!(hello.event, "hello");
+    let boot: Value = serde_json::from_str(&hello.data).unwrap();
+    assert!(
+        hello.id.starts_with(boot["boot"].as_str().unwrap()),
+        "{hello:?}"
+    );
+    let id = project.add(&["streamed", "--tool", "echo"]);
+    let completed = events.until("actions", &format!("\"{id}\",\"status\":\"completed\""));
+    let changes: Value = serde_json::from_str(&completed.data).unwrap();
+    assert!(changes["changes"].is_array(), "{changes}");
+    let stats = events.until("stats", "busy");
+    let stats: Value = serde_json::from_str(&stats.data).unwrap();
+    assert!(
+        stats["engine"]["max_concurrency"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(
+        stats["counts"]["completed"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    drop(events);
+
+    // Reconnecting with the last id seen gets what happened meanwhile, in order.
+    let mut events = EventStream::open(daemon.addr, &cookie, Some(&completed.id));
+    let second = project.add(&["after-reconnect", "--tool", "echo"]);
+    let replayed = events.until("actions", &second);
+    let seq = |id: &str| id.rsplit('-').next().unwrap().parse::<u64>().unwrap();
+    assert!(seq(&replayed.id) > seq(&completed.id));
+    drop(events);
+    wait_for_status(&project, &second, "completed", Duration::from_secs(20));
+
+    // After a restart the old id means nothing to the new daemon: it says resync, and the
+    // stored session still opens the stream.
+    daemon.stop();
+    let daemon = project.daemon(&[]);
+    let mut events = EventStream::open(daemon.addr, &cookie, Some(&replayed.id));
+    let first = events.next();
+    assert_eq!(first.event, "resync", "{first:?}");
+    assert!(!first.id.starts_with(boot["boot"].as_str().unwrap()));
+    let third = project.add(&["after-restart", "--tool", "echo"]);
+    events.until("actions", &third);
+    wait_for("the run", Duration::from_secs(20), || {
+        (project.runs_of("after-restart") == 1).then_some(())
+    });
+}
