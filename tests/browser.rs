@@ -247,3 +247,117 @@ fn without_a_session_pages_ask_for_the_token_and_cross_origin_posts_are_refused(
     // Whatever the other site's page managed to send, nothing was canceled.
     assert_eq!(project.find(&id)["status"], "pending");
 }
+
+#[test]
+fn a_plan_run_started_from_its_page_reaches_succeeded_live() {
+    let project = Project::new();
+    let dir = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let step = |id: &str, deps: &[&str]| {
+        json!({
+            "id": id,
+            "command": "sh",
+            "args": ["-c", format!("sleep 1; echo {id} ${{target}} >&2")],
+            "depends_on": deps,
+        })
+    };
+    let plan = json!({
+        "plan_id": "release",
+        "description": "build, test both ways, ship",
+        "vars": { "target": "staging" },
+        "steps": [step("build", &[]), step("unit", &["build"]), step("e2e", &["build"]), step("ship", &["unit", "e2e"])],
+    });
+    std::fs::write(dir.join("release.json"), plan.to_string()).unwrap();
+    let daemon = project.daemon(&[]);
+    let seen = scenario(
+        &project,
+        &daemon,
+        "plan",
+        json!({ "plan": "release", "target": "production" }),
+    );
+    // The page saw steps running before they succeeded: it followed the run live.
+    let seen_states: Vec<String> = serde_json::from_value(seen["seen"].clone()).unwrap();
+    assert!(
+        seen_states.iter().any(|s| s.ends_with(":running")),
+        "{seen}"
+    );
+    let run = project.sdlc_ok(&[
+        "orchestrate",
+        "plan",
+        "status",
+        seen["run_id"].as_str().unwrap(),
+        "--json",
+    ]);
+    let run: Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["vars"]["target"], "production");
+}
+
+#[test]
+fn a_refused_webhook_request_shows_on_the_webhooks_page() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    let daemon = project.daemon(&[]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "github/push",
+        "--tool",
+        "echo",
+        "--secret",
+        "s3cret",
+    ]);
+    let seen = scenario(
+        &project,
+        &daemon,
+        "webhooks",
+        json!({ "tool": "echo", "signed": "github/push" }),
+    );
+    assert!(
+        seen["previewed"]
+            .as_str()
+            .unwrap()
+            .contains("refs/heads/main"),
+        "{seen}"
+    );
+    assert!(
+        seen["why"]
+            .as_str()
+            .unwrap()
+            .contains("X-Hub-Signature-256"),
+        "{seen}"
+    );
+    let id = seen["accepted_id"].as_str().unwrap();
+    let action = wait_for_status(&project, id, "completed", Duration::from_secs(20));
+    assert_eq!(action["tool_input"], json!({ "ref": "refs/heads/main" }));
+}
+
+#[test]
+fn a_schedule_shows_its_outcomes_and_a_tool_is_tried_from_its_page() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    project.tool_with_meta(
+        "greet",
+        r#"{"name":"greet","description":"says hello","input_schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}"#,
+        "read input\necho \"{\\\"ok\\\":true,\\\"data\\\":$input}\"",
+    );
+    let daemon = project.daemon(&[]);
+    let id = project.add(&["heartbeat", "--tool", "echo", "--every", "1s"]);
+    common::wait_for("three runs", Duration::from_secs(30), || {
+        (project.runs_of("heartbeat") >= 3).then_some(())
+    });
+    let series = project.find(&id)["series"].as_str().unwrap().to_string();
+    let seen = scenario(
+        &project,
+        &daemon,
+        "schedules",
+        json!({ "series": series, "tool": "greet" }),
+    );
+    assert!(seen["marks"].as_u64().unwrap() >= 3, "{seen}");
+    assert_eq!(seen["answer"]["ok"], true, "{seen}");
+    assert_eq!(
+        seen["answer"]["result"]["data"]["name"], "dashboard",
+        "{seen}"
+    );
+}

@@ -221,6 +221,83 @@ const scenarios = {
   },
 };
 
+// Start a plan run from its page and watch the graph reach succeeded, live.
+scenarios.plan = async (browser) => {
+  const { page, errors } = await loggedIn(browser);
+  await page.goto(base + "/plans");
+  await page.locator(`article[data-plan="${args.plan}"] svg.dag`).waitFor();
+  await shot(page, "plans");
+  await page.goto(base + "/plans/" + args.plan);
+  await page.getByLabel("target").fill(args.target);
+  await page.getByRole("button", { name: "Start a run" }).click();
+  await page.waitForURL(/\/plan-runs\//);
+  await page.locator("#live-state.on").waitFor();
+  await mark(page);
+  // Every status a node shows on the way, recorded as the page changes itself.
+  await page.evaluate(() => {
+    window.__seen = new Set();
+    const note = () => document.querySelectorAll("svg.dag g.node").forEach((n) => window.__seen.add(n.dataset.step + ":" + n.dataset.status));
+    note();
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true });
+  });
+  await page.locator('#plan-run[data-status="succeeded"]').waitFor({ timeout: 60000 });
+  const nodes = await page.locator("svg.dag g.node").evaluateAll((ns) => ns.map((n) => n.dataset.step + ":" + n.dataset.status));
+  check(nodes.every((n) => n.endsWith(":succeeded")), `every step should have succeeded: ${nodes}`);
+  check(await stillSameDocument(page), "the run page reloaded instead of updating in place");
+  const seen = await page.evaluate(() => [...window.__seen]);
+  await shot(page, "plan-run");
+  check(errors.length === 0, `script errors: ${errors.join("; ")}`);
+  return { run_id: new URL(page.url()).pathname.split("/").pop(), nodes, seen };
+};
+
+// Add a route with a preview, then see a refused (unsigned) request and an accepted one
+// show up live on the Webhooks page.
+scenarios.webhooks = async (browser) => {
+  const { page } = await loggedIn(browser);
+  await page.goto(base + "/webhooks");
+  const form = page.locator("#add-route");
+  await form.getByLabel("Path").fill("deploy");
+  await form.getByLabel("Tool").selectOption(args.tool);
+  await form.getByLabel("Input template").fill('{"ref": {{payload.ref}}}');
+  await page.locator("#sample-body").fill('{"ref": "refs/heads/main"}');
+  await form.getByRole("button", { name: "Preview" }).click();
+  await page.locator("#preview-out", { hasText: "refs/heads/main" }).waitFor();
+  const previewed = await page.locator("#preview-out").textContent();
+  await form.getByRole("button", { name: "Add route" }).click();
+  await page.locator('tr[data-route="deploy"]').waitFor();
+  await mark(page);
+  // The signed route the Rust side made refuses an unsigned request.
+  const refused = await fetch(base + "/webhooks/" + args.signed, { method: "POST", body: "{}" });
+  check(refused.status === 401, `unsigned request: ${refused.status}`);
+  await page.locator('#deliveries tr[data-outcome="rejected_signature"]').waitFor();
+  const accepted = await fetch(base + "/webhooks/deploy", { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"ref": "refs/heads/main"}' });
+  check(accepted.status === 202, `accepted request: ${accepted.status}`);
+  const { id } = await accepted.json();
+  await page.locator(`#deliveries tr[data-outcome="accepted"] a[href="/actions/${id}"]`).waitFor();
+  check(await stillSameDocument(page), "the webhooks page reloaded");
+  const why = await page.locator('#deliveries tr[data-outcome="rejected_signature"] td.reason').textContent();
+  await shot(page, "webhooks");
+  return { previewed, accepted_id: id, why };
+};
+
+// A recurring series shows its strip of outcomes; a tool is tried from its page.
+scenarios.schedules = async (browser) => {
+  const { page } = await loggedIn(browser);
+  await page.goto(base + "/schedules");
+  const row = page.locator(`tr[data-series="${args.series}"]`);
+  await row.waitFor();
+  const marks = await row.locator(".mark.st-completed").count();
+  await shot(page, "schedules");
+  await page.goto(base + "/tools");
+  const tool = page.locator(`article[data-tool="${args.tool}"]`);
+  await tool.getByLabel("Input (JSON)").fill('{"name": "dashboard"}');
+  await tool.getByRole("button", { name: "Try it" }).click();
+  await tool.locator(".try-out", { hasText: '"ok": true' }).waitFor();
+  const answer = JSON.parse(await tool.locator(".try-out").textContent());
+  await shot(page, "tools");
+  return { marks, answer };
+};
+
 const run = scenarios[scenario];
 if (!run) {
   console.error(`unknown scenario '${scenario}': one of ${Object.keys(scenarios).join(", ")}`);

@@ -90,6 +90,9 @@ async function refresh() {
       const copy = region.id && fresh.getElementById(region.id);
       if (!copy) continue;
       if (busy(region)) { pending.add(kinds === null ? "*" : [...kinds][0]); continue; }
+      for (const { name, value } of copy.attributes) {
+        if (region.getAttribute(name) !== value) region.setAttribute(name, value);
+      }
       if (copy.innerHTML !== region.innerHTML) {
         region.innerHTML = copy.innerHTML;
         refreshTimes(region);
@@ -130,6 +133,7 @@ function connect() {
   events.addEventListener("resync", () => { mark(true, "live"); scheduleRefresh("*"); });
   events.addEventListener("actions", () => scheduleRefresh("actions"));
   events.addEventListener("run", () => scheduleRefresh("run"));
+  events.addEventListener("delivery", () => scheduleRefresh("delivery"));
   events.addEventListener("stats", (event) => {
     try { showStats(JSON.parse(event.data)); } catch (err) { /* a malformed event changes nothing */ }
     scheduleRefresh("stats");
@@ -162,7 +166,25 @@ async function withButton(button, work) {
   try { await work(); } catch (err) { flash(err.message, false); } finally { if (button) button.disabled = false; }
 }
 
+// The webhooks page's preview: the add form's template rendered against the sample body.
+async function preview(button) {
+  const form = document.getElementById(button.dataset.preview);
+  const out = form.querySelector("#preview-out");
+  const body = { input_template: form.elements.input_template.value, body: document.getElementById("sample-body").value };
+  out.hidden = false;
+  try {
+    const answer = await send("POST", "/api/orchestrator/webhooks/preview", body);
+    out.classList.remove("error");
+    out.textContent = JSON.stringify(answer.input, null, 2);
+  } catch (err) {
+    out.classList.add("error");
+    out.textContent = err.message;
+  }
+}
+
 document.addEventListener("click", (event) => {
+  const previewButton = event.target.closest("button[data-preview]");
+  if (previewButton) { event.preventDefault(); preview(previewButton); return; }
   const button = event.target.closest("button[data-post]");
   if (!button) return;
   event.preventDefault();
@@ -179,7 +201,7 @@ document.addEventListener("click", (event) => {
 function changedFields(form) {
   const body = {};
   for (const el of form.elements) {
-    if (!el.name || el.type === "submit") continue;
+    if (!el.name || el.type === "submit" || el.hasAttribute("data-skip")) continue;
     if (el.value === el.defaultValue) continue;
     const value = el.value.trim();
     if (value === "") continue;
@@ -205,6 +227,31 @@ document.addEventListener("submit", (event) => {
       if (form.elements.note) form.elements.note.value = "";
       flash(verdict === "approve" ? "Approved" : "Rejected", true);
       scheduleRefresh("*");
+    });
+  } else if (form.matches("form[data-start-plan]")) {
+    event.preventDefault();
+    const vars = {};
+    for (const el of form.querySelectorAll("[data-var]")) if (el.value.trim() !== "") vars[el.name] = el.value;
+    withButton(event.submitter, async () => {
+      const answer = await send("POST", "/api/orchestrator/plans/" + encodeURIComponent(form.dataset.startPlan) + "/runs", { vars });
+      location.href = "/plan-runs/" + answer.run_id;
+    });
+  } else if (form.matches("form[data-try]")) {
+    event.preventDefault();
+    const out = form.querySelector(".try-out");
+    withButton(event.submitter, async () => {
+      let input;
+      try { input = JSON.parse(form.elements.input.value || "{}"); } catch (err) { throw new Error("the input is not valid JSON: " + err.message); }
+      out.hidden = false;
+      out.textContent = "running…";
+      try {
+        const answer = await send("POST", "/api/orchestrator/tools/" + encodeURIComponent(form.dataset.try) + "/run", { input });
+        out.classList.toggle("error", !answer.ok);
+        out.textContent = JSON.stringify(answer, null, 2);
+      } catch (err) {
+        out.classList.add("error");
+        out.textContent = err.message;
+      }
     });
   } else if (form.matches("form[data-api]")) {
     event.preventDefault();

@@ -5,7 +5,8 @@
 //! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel|pause|resume|run`,
 //! `GET /actions/{id}/next?count=N`.
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
-//! `DELETE /webhooks/routes/{id or path}`. Tools: `GET /tools`. Daemon: `GET /status`,
+//! `DELETE /webhooks/routes/{id or path}`, `GET /webhooks/deliveries` (the last requests and
+//! their outcomes), `POST /webhooks/preview` (a template rendered against a sample body). Tools: `GET /tools`, and `tools_api`. Daemon: `GET /status`,
 //! `POST /check` (verify the database file). Dashboard: `GET /events` (the live stream),
 //! `POST /ui/login-token`. Plans and runs: `plans_api`.
 
@@ -42,6 +43,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/webhooks", get(list_routes).post(add_route))
         .route("/webhooks/routes", get(list_routes).post(add_route))
         .route("/webhooks/routes/{*key}", delete(delete_route))
+        .route("/webhooks/deliveries", get(list_deliveries))
+        .route("/webhooks/preview", post(preview_template))
         .route("/tools", get(list_tools))
         .route("/status", get(status))
         .route("/check", post(check))
@@ -51,6 +54,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(crate::approvals_api::routes())
         .merge(crate::history_api::routes())
         .merge(crate::notify_api::routes())
+        .merge(crate::tools_api::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))
@@ -114,6 +118,7 @@ async fn list_actions(
             since: query.since.clone(),
             until: query.until.clone(),
             limit: query.limit.clone(),
+            series: None,
             cursor: None,
         }
         .check(state.clock().now(), usize::MAX, usize::MAX)
@@ -333,6 +338,83 @@ async fn delete_route(
     let route = state.with_db(move |db| db.delete_route(&key)).await?;
     state.cache_route(&route.path, None);
     Ok(Json(RouteView::from(&route)))
+}
+
+/// Query of `GET /webhooks/deliveries`.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeliveriesQuery {
+    pub path: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// The last webhook requests, newest first (`delivery_log`): `?path=` one route's,
+/// `?limit=` at most that many (100 unless said, at most the log's size).
+async fn list_deliveries(
+    State(state): State<AppState>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<Vec<crate::delivery_log::DeliveryRecord>>, ApiError> {
+    let limit = match query
+        .limit
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=crate::delivery_log::KEPT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit '{text}' must be a whole number from 1 to {}",
+                    crate::delivery_log::KEPT
+                ))
+            })?,
+    };
+    let path = query
+        .path
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|path| sdlc_core::webhook::normalize_path(path).unwrap_or_else(|_| path.to_string()));
+    Ok(Json(state.deliveries().recent(path.as_deref(), limit)))
+}
+
+/// Body of `POST /webhooks/preview`: a template and a sample request.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    #[serde(alias = "template")]
+    pub input_template: String,
+    /// The sample body, as the sender would send it.
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Renders a route's input template against a sample body, as ingress would.
+async fn preview_template(
+    JsonBody(request): JsonBody<PreviewRequest>,
+) -> Result<Json<Value>, ApiError> {
+    sdlc_core::webhook::check_template(&request.input_template).map_err(ApiError::unprocessable)?;
+    let delivery = sdlc_core::webhook::Delivery {
+        id: Uuid::nil(),
+        route_id: Uuid::nil(),
+        route_path: "preview".into(),
+        tool_name: String::new(),
+        input_template: request.input_template,
+        headers: request
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect(),
+        delivery_id: None,
+        received_at: chrono::Utc::now(),
+        body: request.body.into_bytes(),
+    };
+    let input = sdlc_core::webhook::render_input(&delivery).map_err(ApiError::unprocessable)?;
+    Ok(Json(json!({ "input": input })))
 }
 
 async fn list_tools(State(state): State<AppState>) -> Json<Value> {

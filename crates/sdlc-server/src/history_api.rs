@@ -2,7 +2,7 @@
 //! first, keyset-paged) and `GET /actions/paged.csv` (the same filters as RFC 4180 CSV, at
 //! most `MAX_CSV_ROWS` rows, the next page's cursor in `X-Next-Cursor`), and
 //! `GET /actions/paged.jsonl` (the same as JSON lines, one action view per line). Filters: `status`,
-//! `tool`, `label`, `run_id`, `since`, `until` (RFC 3339 or `7d` back), `limit`, `cursor`;
+//! `tool`, `label`, `run_id`, `series`, `since`, `until` (RFC 3339 or `7d` back), `limit`, `cursor`;
 //! every one is served from the history index.
 
 use axum::Json;
@@ -45,6 +45,9 @@ pub struct HistoryQuery {
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The occurrences of one schedule: its series id (any of its actions' `series`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,12 +107,19 @@ impl HistoryQuery {
             },
         };
         let cursor = given(&self.cursor).map(HistoryCursor::parse).transpose()?;
+        let series = given(&self.series)
+            .map(|s| {
+                uuid::Uuid::parse_str(s)
+                    .map_err(|_| format!("series '{s}' is not a series id (a UUID)"))
+            })
+            .transpose()?;
         Ok(HistoryRequest {
             filter: HistoryFilter {
                 status,
                 tool: given(&self.tool).map(str::to_string),
                 label: given(&self.label).map(str::to_string),
                 run_id: given(&self.run_id).map(str::to_string),
+                series,
                 since,
                 until,
             },

@@ -6,9 +6,11 @@
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
 //! - [`approvals_api`]: approving and rejecting actions that await approval.
 //! - [`plans_api`]: `/api/orchestrator/plans` and `/runs` (plans run by id, runs, events).
+//! - [`tools_api`]: a tool's meta, and trying it once.
 //! - `stream`: a response body fed by a channel (streamed JSON lines).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
 //! - `ingest`: the group-commit writer behind webhook ingress.
+//! - [`delivery_log`]: the last webhook requests and what became of each.
 //! - [`listener`]: the accept loop: connection cap, idle and request timeouts.
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
@@ -22,6 +24,7 @@ pub mod api;
 pub mod approvals_api;
 pub mod auth;
 pub mod client;
+pub mod delivery_log;
 pub mod error;
 pub mod history_api;
 mod ingest;
@@ -31,6 +34,7 @@ pub mod notify_sender;
 pub mod plans_api;
 mod state;
 mod stream;
+pub mod tools_api;
 pub mod ui;
 pub mod webhooks;
 

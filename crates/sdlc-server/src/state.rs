@@ -13,6 +13,7 @@ use sdlc_core::webhook::{Delivery, WebhookRoute};
 
 use sdlc_core::engine_stats::EngineStats;
 
+use crate::delivery_log::{DeliveryLog, DeliveryRecord};
 use crate::ingest::Ingestor;
 use crate::ui::events::{EventHub, HubSources};
 use crate::ui::session::LoginTokens;
@@ -27,6 +28,8 @@ pub struct AppState {
     routes: Arc<RwLock<HashMap<String, WebhookRoute>>>,
     events: Arc<EventHub>,
     login_tokens: Arc<LoginTokens>,
+    deliveries: Arc<DeliveryLog>,
+    tool_metas: Arc<crate::ui::tools::MetaCache>,
 }
 
 /// Everything the server needs from the daemon that hosts it.
@@ -75,6 +78,8 @@ impl AppState {
             routes: Arc::new(RwLock::new(routes)),
             events,
             login_tokens: Arc::default(),
+            deliveries: Arc::default(),
+            tool_metas: Arc::default(),
         })
     }
 
@@ -131,6 +136,27 @@ impl AppState {
     /// One-time dashboard login tokens (`sdlc orchestrate ui`).
     pub fn login_tokens(&self) -> &LoginTokens {
         &self.login_tokens
+    }
+
+    /// Tools' metas already read, for the dashboard's tools page.
+    pub fn tool_metas(&self) -> &crate::ui::tools::MetaCache {
+        &self.tool_metas
+    }
+
+    /// The last webhook requests and their outcomes.
+    pub fn deliveries(&self) -> &DeliveryLog {
+        &self.deliveries
+    }
+
+    /// Notes one webhook request, and tells the dashboard when a page listens.
+    pub fn record_delivery(&self, record: DeliveryRecord) {
+        if self.events.has_clients() {
+            self.events.publish(
+                "delivery",
+                serde_json::to_string(&record).unwrap_or_default(),
+            );
+        }
+        self.deliveries.record(record);
     }
 
     pub fn engine_stats(&self) -> Option<&Arc<EngineStats>> {

@@ -9,6 +9,7 @@
 //! - a route with a secret and a missing or wrong `X-Hub-Signature-256`: 401.
 //!
 //! A repeated delivery id on the same route within a day is answered 202 with the first id.
+//! Every request, refused or not, is noted in the delivery log (`delivery_log`).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use sdlc_core::webhook::{DELIVERY_ID_HEADERS, Delivery, normalize_path};
 
+use crate::delivery_log::{DeliveryOutcome, DeliveryRecord};
 use crate::{ApiError, AppState};
 
 /// Headers never stored: credentials meant for proxies or browsers, not for tools.
@@ -57,6 +59,54 @@ pub async fn ingest(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let raw_path = request.uri().path();
+    let mut record = DeliveryRecord {
+        received_at: state.clock().now(),
+        path: raw_path
+            .strip_prefix("/webhooks/")
+            .unwrap_or(raw_path)
+            .chars()
+            .take(200)
+            .collect(),
+        route_id: None,
+        outcome: DeliveryOutcome::Error,
+        status: 0,
+        action_id: None,
+        delivery_id: None,
+        body_bytes: 0,
+        detail: None,
+    };
+    let answer = receive(&state, request, &mut record).await;
+    match &answer {
+        Ok(ingested) => {
+            record.status = StatusCode::ACCEPTED.as_u16();
+            record.action_id = Some(ingested.id);
+            record.outcome = if ingested.duplicate {
+                DeliveryOutcome::Duplicate
+            } else {
+                DeliveryOutcome::Accepted
+            };
+        }
+        Err(err) => {
+            record.status = err.status.as_u16();
+            record.outcome = DeliveryOutcome::of_refusal(err.status);
+            record.detail = Some(err.message.clone());
+        }
+    }
+    state.record_delivery(record);
+    let ingested = answer?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": ingested.id, "duplicate": ingested.duplicate })),
+    ))
+}
+
+/// Checks and stores one request, noting in `record` what it learns on the way.
+async fn receive(
+    state: &AppState,
+    request: Request,
+    record: &mut DeliveryRecord,
+) -> Result<sdlc_core::store::Ingested, ApiError> {
     let raw_path = request.uri().path().to_string();
     let not_found = || {
         ApiError::not_found(format!(
@@ -66,9 +116,12 @@ pub async fn ingest(
     let wanted = raw_path.strip_prefix("/webhooks/").ok_or_else(not_found)?;
     let path = normalize_path(wanted).map_err(|_| not_found())?;
     let route = state.route(&path).ok_or_else(not_found)?;
+    record.path = route.path.clone();
+    record.route_id = Some(route.id);
 
     let (parts, body) = request.into_parts();
     let body = read_body(body, &parts.headers, state.max_body()).await?;
+    record.body_bytes = body.len();
     if let Some(secret) = &route.secret {
         verify_signature(secret, &body, &parts.headers)?;
     }
@@ -76,7 +129,8 @@ pub async fn ingest(
     let delivery_id = DELIVERY_ID_HEADERS
         .iter()
         .find_map(|name| headers.get(*name).filter(|id| !id.trim().is_empty()))
-        .map(|id| id.chars().take(MAX_DELIVERY_ID).collect());
+        .map(|id: &String| id.chars().take(MAX_DELIVERY_ID).collect::<String>());
+    record.delivery_id = delivery_id.clone();
     let now = state.clock().now();
     let delivery = Delivery {
         // The delivery's id becomes its action's: time-ordered like every action id.
@@ -91,11 +145,7 @@ pub async fn ingest(
         body: body.to_vec(),
     };
     // Stored, and the engine woken, by the webhook writer (`ingest.rs`).
-    let ingested = state.ingest(delivery).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": ingested.id, "duplicate": ingested.duplicate })),
-    ))
+    state.ingest(delivery).await
 }
 
 /// Reads the body, refusing it (413) as soon as it is known to exceed `limit`.

@@ -61,6 +61,7 @@ pub async fn run(project: &Project, args: ListArgs) -> anyhow::Result<ExitCode> 
         tool: args.tool.clone(),
         label: args.label.clone(),
         run_id: args.run_id.clone(),
+        series: None,
         since: absolute("since", &args.since)?,
         until: absolute("until", &args.until)?,
         limit: None,

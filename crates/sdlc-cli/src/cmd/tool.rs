@@ -7,11 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use sdlc_core::ActionStatus;
 use sdlc_core::tool::meta::read_meta;
-use sdlc_core::tool::{
-    RunLimits, ToolMode, list_tools, outcome_to_status, run_tool, tool_script, validate_input,
-};
+use sdlc_core::tool::try_run::try_tool;
+use sdlc_core::tool::{list_tools, tool_script};
 
 use super::{Project, parse_input};
 
@@ -80,28 +78,22 @@ pub async fn run(
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let input = parse_input(input)?;
-    let script = tool_script(&project.root, name)?;
-    match read_meta(&script, &project.root).await {
-        Ok(meta) => validate_input(&meta, &input).map_err(anyhow::Error::msg)?,
-        Err(err) => eprintln!("warning: {err}; the input was not checked"),
+    let answer = try_tool(&project.root, name, &input, timeout)
+        .await
+        .map_err(|refused| anyhow::anyhow!("{refused}"))?;
+    if let Some(warning) = &answer.warning {
+        eprintln!("warning: {warning}");
     }
-    let limits = RunLimits {
-        timeout,
-        ..RunLimits::default()
-    };
-    let run = run_tool(&script, ToolMode::Run, &input, &project.root, &[], &limits).await;
-    match outcome_to_status(&run) {
-        ActionStatus::Completed { result } => {
-            outln!("{}", serde_json::to_string_pretty(&result)?)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        ActionStatus::Failed { reason } => {
-            if !run.stdout.is_empty() {
-                outln!("{}", String::from_utf8_lossy(&run.stdout).trim_end())?;
-            }
-            eprintln!("error: tool '{name}' failed: {reason}");
-            Ok(ExitCode::FAILURE)
-        }
-        other => unreachable!("a finished run is completed or failed, not {other:?}"),
+    if let Some(result) = &answer.result {
+        outln!("{}", serde_json::to_string_pretty(result)?)?;
+        return Ok(ExitCode::SUCCESS);
     }
+    if !answer.stdout.is_empty() {
+        outln!("{}", answer.stdout)?;
+    }
+    eprintln!(
+        "error: tool '{name}' failed: {}",
+        answer.reason.as_deref().unwrap_or("no reason given")
+    );
+    Ok(ExitCode::FAILURE)
 }

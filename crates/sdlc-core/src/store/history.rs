@@ -2,7 +2,8 @@
 //! and creation time, read from one index without scanning the history.
 //!
 //! Every action is in `history` under several keys `dimension ++ value hash ++ created_ms ++
-//! id`: one under "all", one under its status, its tool, its label, and each of its run ids.
+//! id`: one under "all", one under its status, its tool, its label, its series (the
+//! occurrences of one schedule), and each of its run ids.
 //! Running is the exception: a run passes through it between two commits of the engine, so
 //! the status key of an action that is running is left out (a claim removes its Pending key,
 //! the outcome adds its final one: two index writes a run instead of four), and a page of
@@ -38,6 +39,12 @@ enum Dim {
     Tool = 2,
     Label = 3,
     Run = 4,
+    Series = 5,
+}
+
+/// A series id's key value: the low half of the UUID (random bits in v4 and v7 ids).
+fn series_value(series: Uuid) -> u64 {
+    series.as_u128() as u64
 }
 
 /// FNV-1a: stable across builds and platforms (the keys are stored), and cheap.
@@ -90,6 +97,7 @@ fn keys_of(action: &Action) -> Vec<[u8; 33]> {
         key(prefix(Dim::All, 0), at),
         key(prefix(Dim::Tool, hash(&action.tool_name)), at),
         key(prefix(Dim::Label, hash(&action.label)), at),
+        key(prefix(Dim::Series, series_value(action.series)), at),
     ];
     keys.extend(status_key(action));
     keys.extend(
@@ -112,6 +120,7 @@ pub(super) fn reindex(
         && old.created_at == new.created_at
         && old.tool_name == new.tool_name
         && old.label == new.label
+        && old.series == new.series
         && old.run_id == new.run_id
         && old.step.as_ref().map(|s| s.run_id) == new.step.as_ref().map(|s| s.run_id)
         && old.plan_run == new.plan_run
@@ -140,9 +149,10 @@ pub(super) fn reindex(
 
 /// Builds the index of a file written before it existed (schema 7 and older): every stored
 /// action, once, when the index is empty but actions are not.
-pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<(), StoreError> {
+/// Returns whether it built it.
+pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<bool, StoreError> {
     if !t.history.is_empty()? || t.actions.is_empty()? {
-        return Ok(());
+        return Ok(false);
     }
     let started = std::time::Instant::now();
     let mut n = 0u64;
@@ -162,6 +172,29 @@ pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<(), StoreError> {
         ms = started.elapsed().as_millis() as u64,
         "built the history index"
     );
+    Ok(true)
+}
+
+/// Adds the series keys to the index of a file written before they existed (schema 8).
+pub(super) fn add_series_keys(t: &mut Tables<'_>) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    for entry in t.actions.iter()? {
+        let (id, bytes) = entry?;
+        let id = Uuid::from_u128(id.value());
+        let action: Action = decode_json(id, bytes.value())?;
+        let at = position(action.created_at, action.id);
+        t.history.insert(
+            key(prefix(Dim::Series, series_value(action.series)), at),
+            (),
+        )?;
+        n += 1;
+    }
+    tracing::info!(
+        actions = n,
+        ms = started.elapsed().as_millis() as u64,
+        "added the series to the history index"
+    );
     Ok(())
 }
 
@@ -172,6 +205,8 @@ pub struct HistoryFilter {
     pub tool: Option<String>,
     pub label: Option<String>,
     pub run_id: Option<String>,
+    /// The occurrences of one schedule (and its manual runs).
+    pub series: Option<Uuid>,
     /// Created at or after.
     pub since: Option<DateTime<Utc>>,
     /// Created at or before.
@@ -187,6 +222,7 @@ impl HistoryFilter {
                 .run_id
                 .as_deref()
                 .is_none_or(|r| action.run_ids().any(|id| id == r))
+            && self.series.is_none_or(|s| s == action.series)
             && self
                 .since
                 .is_none_or(|s| millis(action.created_at) >= millis(s))
@@ -209,6 +245,9 @@ impl HistoryFilter {
         }
         if let Some(run) = &self.run_id {
             p.push(prefix(Dim::Run, hash(run)));
+        }
+        if let Some(series) = self.series {
+            p.push(prefix(Dim::Series, series_value(series)));
         }
         if p.is_empty() {
             p.push(prefix(Dim::All, 0));
@@ -622,6 +661,52 @@ mod tests {
     }
 
     #[test]
+    fn a_series_pages_its_occurrences_and_an_older_file_gets_its_keys_at_open() {
+        let (dir, db, all) = stored();
+        let mut next = all[0].clone();
+        let series = next.series;
+        let mut occurrences = vec![next.id];
+        for n in 1..=7 {
+            next.id = Uuid::now_v7();
+            next.created_at = t(9_000 + n);
+            db.insert(&next).unwrap();
+            occurrences.push(next.id);
+        }
+        occurrences.reverse();
+        let filter = HistoryFilter {
+            series: Some(series),
+            ..Default::default()
+        };
+        assert_eq!(walk(&db, &filter, 3), occurrences);
+        // A schema 8 file: no series keys, the older version in meta.
+        {
+            let tx = db.db.begin_write().unwrap();
+            {
+                let mut index = tx.open_table(HISTORY).unwrap();
+                let series_keys: Vec<[u8; 33]> = index
+                    .iter()
+                    .unwrap()
+                    .map(|e| e.unwrap().0.value())
+                    .filter(|k| k[0] == Dim::Series as u8)
+                    .collect();
+                assert!(!series_keys.is_empty());
+                for k in series_keys {
+                    index.remove(k).unwrap();
+                }
+                tx.open_table(super::super::META)
+                    .unwrap()
+                    .insert("schema_version", 8)
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert!(walk(&db, &filter, 3).is_empty());
+        drop(db);
+        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        assert_eq!(walk(&db, &filter, 3), occurrences);
+    }
+
+    #[test]
     fn deleting_and_pruning_leave_no_key_behind() {
         let (_dir, db, all) = stored();
         let pending = all
@@ -633,14 +718,14 @@ mod tests {
         assert_eq!(pruned, 250);
         let tx = db.db.begin_read().unwrap();
         let index = tx.open_table(HISTORY).unwrap();
-        // 299 pending actions left, each under all, status, tool, label and maybe a run;
-        // 50 running ones, under all but their status.
+        // 299 pending actions left, each under all, status, tool, label, series and maybe a
+        // run; 50 running ones, under all but their status.
         let left = all
             .iter()
             .filter(|a| a.id != pending.id && !a.status.kind().is_finished())
             .map(|a| {
                 let status = u64::from(a.status.kind() == StatusKind::Pending);
-                3 + status + a.run_ids().count() as u64
+                4 + status + a.run_ids().count() as u64
             })
             .sum::<u64>();
         assert_eq!(index.len().unwrap(), left);

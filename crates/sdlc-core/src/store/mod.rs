@@ -16,6 +16,7 @@
 //! - `running_by_series` series id ++ id -> (): the runs of a series in flight, for the
 //!   overlap policy.
 //! - `status_counts` status byte -> how many actions have it, so counting is not a scan.
+//! - `recurring` series id -> (): the series whose head recurs (`schedules`).
 //! - `meta` "schema_version" -> u64. A file written by a newer version is refused.
 //!
 //! Beside them: webhook routes and the inbox (`webhooks`), plans (`plans`), the history index
@@ -44,6 +45,7 @@ pub mod integrity;
 pub mod outbox;
 mod plans;
 mod record;
+mod schedules;
 mod sessions;
 mod webhooks;
 
@@ -75,7 +77,9 @@ pub use webhooks::Ingested;
 ///    the status `awaiting_approval` (status byte 7) and the approval record.
 /// 8: the history index (built at open from the actions of an older file), run ids, log
 ///    excerpts, the notification outbox (an older build would leave the index stale).
-pub const SCHEMA_VERSION: u64 = 8;
+/// 9: the history index has a series dimension and the recurring series are indexed (both
+///    added at open to an older file), and dashboard sessions are stored.
+pub const SCHEMA_VERSION: u64 = 9;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
 const CHECKSUM_SINCE: u8 = 6;
@@ -1167,6 +1171,8 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
     {
         let mut meta = tx.open_table(META)?;
         let found = meta.get("schema_version")?.map(|v| v.value());
+        // Written before the series were indexed (schema 9).
+        let series_missing = found.is_some_and(|v| v < 9);
         match found {
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -1186,7 +1192,13 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         // Create every table so read transactions never meet a missing one.
         let mut t = Tables::open(&tx)?;
         rebuild_counts_if_missing(&mut t)?;
-        history::rebuild_if_missing(&mut t)?;
+        let built = history::rebuild_if_missing(&mut t)?;
+        if series_missing {
+            schedules::build(&mut t)?;
+            if !built {
+                history::add_series_keys(&mut t)?;
+            }
+        }
         drop(t);
         tx.open_table(webhooks::ROUTES)?;
         tx.open_table(webhooks::ROUTE_PATHS)?;
@@ -1196,6 +1208,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         plans::create_tables(&tx)?;
         outbox::create_tables(&tx)?;
         sessions::create_tables(&tx)?;
+        schedules::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())
@@ -1238,6 +1251,7 @@ fn forget_head_if(t: &mut Tables<'_>, series: Uuid, id: Uuid) -> Result<(), Stor
     let head = heads.get(series.as_u128())?.map(|v| v.value());
     if head == Some(id.as_u128()) {
         heads.remove(series.as_u128())?;
+        schedules::forget(t, series)?;
     }
     Ok(())
 }
@@ -1607,6 +1621,7 @@ fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), Sto
     write_in(t, old, new)?;
     history::reindex(t, old, Some(new))?;
     index(t, old.is_none(), new)?;
+    schedules::track(t, old, new)?;
     changes::note(changes::Change::of(new));
     if let Some(event) = crate::notify::event_of(old, new) {
         let at = new.updated_at;

@@ -1490,3 +1490,62 @@ fn the_change_feed_tells_what_each_commit_changed_once_committed() {
     assert_eq!((batch[0].id, batch[0].status), (b.id, None));
     assert!(feed.try_recv().is_err(), "nothing else");
 }
+
+#[test]
+fn the_recurring_series_are_listed_by_their_heads() {
+    let (dir, db) = open();
+    let mut every = scheduled("every", 1_000);
+    every.recurrence = Some(Recurrence::Every {
+        interval_ms: 60_000,
+    });
+    let once = scheduled("once", 1_000);
+    db.insert_many(&[every.clone(), once.clone()]).unwrap();
+    let heads = |db: &ActionDb| -> Vec<String> {
+        let mut labels: Vec<String> = db
+            .recurring_heads()
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{}:{}", a.label, a.id))
+            .collect();
+        labels.sort();
+        labels
+    };
+    assert_eq!(heads(&db), vec![format!("every:{}", every.id)]);
+    // A run makes the successor the head.
+    let claimed = db.claim_due(t(2_000), 10).unwrap();
+    assert_eq!(claimed.len(), 2);
+    db.complete(every.id, ok(), t(3_000)).unwrap();
+    let successor = db.series_head(every.id).unwrap().unwrap();
+    assert_ne!(successor.id, every.id);
+    assert_eq!(heads(&db), vec![format!("every:{}", successor.id)]);
+    // An edit that drops the recurrence takes the series off the list, and back on.
+    let mut edited = successor.clone();
+    edited.recurrence = None;
+    let stored = db.replace_edited(&successor, &edited, t(3_500)).unwrap();
+    assert!(heads(&db).is_empty());
+    let mut again = stored.clone();
+    again.recurrence = Some(Recurrence::Every {
+        interval_ms: 60_000,
+    });
+    db.replace_edited(&stored, &again, t(3_600)).unwrap();
+    assert_eq!(heads(&db).len(), 1);
+    // Deleting the head ends the series.
+    db.delete(successor.id).unwrap();
+    assert!(heads(&db).is_empty());
+    // A file from before the index (schema 8) gets it at open.
+    let mut other = scheduled("other", 9_000);
+    other.recurrence = Some(Recurrence::Every { interval_ms: 1_000 });
+    db.insert(&other).unwrap();
+    {
+        let tx = db.db.begin_write().unwrap();
+        tx.delete_table(schedules::RECURRING).unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", 8)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    drop(db);
+    let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+    assert_eq!(heads(&db), vec![format!("other:{}", other.id)]);
+}

@@ -9,6 +9,7 @@
 pub mod meta;
 pub mod outcome;
 pub mod runner;
+pub mod try_run;
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;

@@ -6,6 +6,7 @@
 //!   "more": N}` (at most [`MAX_LISTED`] listed, `more` counts the rest; `status` null =
 //!   deleted);
 //! - `run`: one event of a plan run, as `plan events` prints it;
+//! - `delivery`: one webhook request and its outcome (`delivery_log`);
 //! - `stats`: every [`STATS_EVERY`], the daemon's health (busy slots, counts, inbox depth,
 //!   last commit, uptime);
 //! - `resync`: the stream cannot say what was missed (the daemon restarted, or the client fell
@@ -105,6 +106,11 @@ impl EventHub {
 
     fn id_of(&self, seq: u64) -> String {
         format!("{}-{seq}", self.boot)
+    }
+
+    /// Whether any page is connected (events for nobody need not be built).
+    pub fn has_clients(&self) -> bool {
+        self.clients.load(Ordering::Acquire) > 0
     }
 
     /// Records and sends one event.

@@ -4,7 +4,9 @@
 //!
 //! - [`session`]: login tokens, session cookies, the CSRF checks.
 //! - [`events`]: the Server-Sent Events stream the pages update themselves from.
-//! - `pages`: the pages (overview, runs, action).
+//! - `pages`: overview, runs (the history) and one action.
+//! - `schedules`, `hooks` (webhooks), `plans` (plans and plan runs), `tools`: the other pages.
+//! - `graph`: a plan's DAG as SVG.
 //! - `format`: how times, durations and rows look.
 //! - `assets`: the stylesheet and the script.
 //!
@@ -15,8 +17,13 @@
 mod assets;
 pub mod events;
 mod format;
+mod graph;
+mod hooks;
 mod pages;
+mod plans;
+mod schedules;
 pub mod session;
+pub mod tools;
 
 use axum::Router;
 use axum::extract::{Form, Query, State};
@@ -38,6 +45,12 @@ pub fn routes() -> Router<AppState> {
         .route("/runs", get(pages::runs))
         .route("/runs/find", get(pages::find))
         .route("/actions/{id}", get(pages::action))
+        .route("/schedules", get(schedules::schedules))
+        .route("/webhooks", get(hooks::webhooks))
+        .route("/plans", get(plans::plans))
+        .route("/plans/{plan_id}", get(plans::plan))
+        .route("/plan-runs/{run_id}", get(plans::plan_run))
+        .route("/tools", get(tools::tools))
         .route("/login", get(login_page).post(login_form))
         .route("/logout", axum::routing::post(logout))
         .route("/assets/{name}", get(assets::serve))
@@ -58,7 +71,14 @@ pub struct NavLink {
     pub current: bool,
 }
 
-const PAGES: [(&str, &str, &str); 2] = [("overview", "/", "Overview"), ("runs", "/runs", "Runs")];
+const PAGES: [(&str, &str, &str); 6] = [
+    ("overview", "/", "Overview"),
+    ("runs", "/runs", "Runs"),
+    ("schedules", "/schedules", "Schedules"),
+    ("webhooks", "/webhooks", "Webhooks"),
+    ("plans", "/plans", "Plans"),
+    ("tools", "/tools", "Tools"),
+];
 
 impl Chrome {
     pub fn new(page: &'static str, title: impl Into<String>, csrf: &str) -> Chrome {
@@ -81,6 +101,11 @@ impl Chrome {
 
 /// A rendered page, or the answer that replaces it (a redirect to the login).
 pub type PageResult = Result<Response, Response>;
+
+/// The answer of a page handler, whichever way it went.
+pub fn done(result: PageResult) -> Response {
+    result.unwrap_or_else(|response| response)
+}
 
 /// The session of a page request; without one, a redirect to the login that comes back here.
 pub async fn page_session(

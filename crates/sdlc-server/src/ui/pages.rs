@@ -15,16 +15,12 @@ use sdlc_core::view::ActionView;
 use sdlc_core::{ListFilter, StatusKind};
 
 use super::format::{self, ActionRow, TimeCell};
-use super::{Chrome, PageResult, error_page, page_session, render, urlencode};
+use super::{Chrome, PageResult, done, error_page, page_session, render, urlencode};
 use crate::history_api::{DEFAULT_PAGE, HistoryQuery};
 use crate::{ApiError, AppState};
 
 /// Lists on the overview hold at most this many.
 const OVERVIEW_LIST: usize = 10;
-
-fn done(result: PageResult) -> Response {
-    result.unwrap_or_else(|response| response)
-}
 
 pub struct CountCell {
     pub status: &'static str,
@@ -217,6 +213,7 @@ pub struct FilterFields {
     pub run_id: String,
     pub since: String,
     pub until: String,
+    pub series: String,
 }
 
 #[derive(askama::Template)]
@@ -244,6 +241,7 @@ fn filter_query(query: &HistoryQuery) -> String {
         ("tool", &query.tool),
         ("label", &query.label),
         ("run_id", &query.run_id),
+        ("series", &query.series),
         ("since", &query.since),
         ("until", &query.until),
     ];
@@ -282,6 +280,7 @@ async fn runs_page(
         run_id: field(&query.run_id),
         since: field(&query.since),
         until: field(&query.until),
+        series: field(&query.series),
     };
     let query_string = filter_query(&query);
     let first_page = field(&query.cursor).is_empty();
@@ -391,7 +390,7 @@ pub struct ActionPage {
     pub a: ActionDetail,
 }
 
-fn schedule_text(action: &Action) -> String {
+pub fn schedule_text(action: &Action) -> String {
     match (&action.recurrence, &action.trigger) {
         (Some(Recurrence::Every { interval_ms }), _) => {
             format!("every {}", format::duration(*interval_ms as i64))

@@ -1,0 +1,79 @@
+//! `/api/orchestrator/tools/{name}`: a tool's `--meta`, and `POST .../run` (`{"input",
+//! "timeout_secs"}`): runs it once and answers what it said (`sdlc tool run`), nothing
+//! stored. A token holder can already make any tool run by adding an action; this runs it
+//! now, bounded by the timeout (60 s unless said, at most 600 s).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use sdlc_core::tool::meta::{ToolMeta, read_meta};
+use sdlc_core::tool::tool_script;
+use sdlc_core::tool::try_run::{TryAnswer, TryRefused, try_tool};
+
+use crate::{ApiError, AppState};
+
+/// The longest a try may run.
+pub const MAX_TRY_SECS: f64 = 600.0;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tools/{name}", get(tool_meta))
+        .route("/tools/{name}/run", post(try_run))
+}
+
+async fn tool_meta(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ToolMeta>, ApiError> {
+    let script =
+        tool_script(state.root(), &name).map_err(|err| ApiError::not_found(err.to_string()))?;
+    read_meta(&script, state.root())
+        .await
+        .map(Json)
+        .map_err(ApiError::unprocessable)
+}
+
+/// Body of `POST /tools/{name}/run`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TryRequest {
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+async fn try_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<TryAnswer>, ApiError> {
+    let request: TryRequest = crate::api::optional_json(&body)?;
+    let secs = request.timeout_secs.unwrap_or(60.0);
+    if !(secs > 0.0 && secs <= MAX_TRY_SECS) {
+        return Err(ApiError::unprocessable(format!(
+            "timeout_secs {secs} must be more than 0 and at most {MAX_TRY_SECS}"
+        )));
+    }
+    try_tool(
+        state.root(),
+        &name,
+        &request.input,
+        Duration::from_secs_f64(secs),
+    )
+    .await
+    .map(Json)
+    .map_err(|refused| match refused {
+        TryRefused::UnknownTool(message) => ApiError::not_found(message),
+        TryRefused::BadInput(message) => ApiError::unprocessable(message),
+    })
+}
