@@ -59,12 +59,25 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
         "later", "--tool", "echo", "--every", "1h", "--at", "now+30m",
     ]);
 
+    let plans = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::write(
+        plans.join("hello.json"),
+        r#"{"plan_id": "hello", "steps": [{"id": "say", "command": "true"}]}"#,
+    )
+    .unwrap();
+
     let paths = [
         "/".to_string(),
         "/runs".to_string(),
         "/runs?status=completed&tool=echo".to_string(),
         format!("/actions/{id}"),
         format!("/actions/{pending}"),
+        "/schedules".to_string(),
+        "/webhooks".to_string(),
+        "/plans".to_string(),
+        "/plans/hello".to_string(),
+        "/tools".to_string(),
     ];
     for path in &paths {
         let answer = http_answer(daemon.addr, "GET", path, &[], b"");
@@ -88,6 +101,10 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
         "{}",
         runs.body
     );
+    let schedules = get(daemon.addr, "/schedules", &cookie);
+    assert!(schedules.body.contains("later"), "{}", schedules.body);
+    let plan = get(daemon.addr, "/plans/hello", &cookie);
+    assert!(plan.body.contains("data-step=\"say\""), "{}", plan.body);
     let action = get(daemon.addr, &format!("/actions/{pending}"), &cookie);
     assert!(action.body.contains("every 1 h<"), "{}", action.body);
     assert!(action.body.contains("Next due times"));
@@ -379,4 +396,193 @@ fn the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_
     wait_for("the run", Duration::from_secs(20), || {
         (project.runs_of("after-restart") == 1).then_some(())
     });
+}
+
+#[test]
+fn the_delivery_log_tells_what_became_of_every_webhook_request() {
+    let project = Project::new();
+    project.counting_tool("echo");
+    let daemon = project.daemon(&["--max-body", "200"]);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "signed",
+        "--tool",
+        "echo",
+        "--secret",
+        "s3cret",
+    ]);
+    project.sdlc_ok(&["orchestrate", "webhook", "add", "open", "--tool", "echo"]);
+    let post = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        http_answer(daemon.addr, "POST", path, headers, body).status
+    };
+    assert_eq!(post("/webhooks/signed", &[], b"{}"), 401);
+    assert_eq!(post("/webhooks/nowhere", &[], b"{}"), 404);
+    assert_eq!(post("/webhooks/open", &[], &[b'x'; 500]), 413);
+    let once = [("X-GitHub-Delivery", "d-1")];
+    assert_eq!(post("/webhooks/open", &once, b"{}"), 202);
+    assert_eq!(post("/webhooks/open", &once, b"{}"), 202);
+
+    let token = daemon.token(&project);
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let list = |query: &str| -> Value {
+        let answer = http_answer(
+            daemon.addr,
+            "GET",
+            &format!("/api/orchestrator/webhooks/deliveries{query}"),
+            &auth,
+            b"",
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        serde_json::from_str(&answer.body).unwrap()
+    };
+    let all = list("");
+    let outcomes: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "duplicate",
+            "accepted",
+            "too_large",
+            "no_route",
+            "rejected_signature"
+        ]
+    );
+    let first = &all[1];
+    assert_eq!(first["status"], 202);
+    assert_eq!(first["delivery_id"], "d-1");
+    assert_eq!(
+        all[0]["action_id"], first["action_id"],
+        "a duplicate names the first"
+    );
+    let action = first["action_id"].as_str().unwrap();
+    wait_for_status(&project, action, "completed", Duration::from_secs(20));
+    assert!(
+        all[4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("X-Hub-Signature-256")
+    );
+    assert_eq!(list("?path=signed").as_array().unwrap().len(), 1);
+    assert_eq!(
+        list("?path=/webhooks/open&limit=1")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad = http_answer(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/webhooks/deliveries?limit=0",
+        &auth,
+        b"",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // A template previewed against a sample body, as ingress would render it.
+    let json_headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let preview = |body: Value| {
+        http_answer(
+            daemon.addr,
+            "POST",
+            "/api/orchestrator/webhooks/preview",
+            &json_headers,
+            body.to_string().as_bytes(),
+        )
+    };
+    let good = preview(serde_json::json!({
+        "input_template": "{\"ref\": {{payload.ref}}, \"event\": {{headers.X-GitHub-Event}}}",
+        "body": "{\"ref\": \"main\"}",
+        "headers": {"X-GitHub-Event": "push"},
+    }));
+    assert_eq!(good.status, 200, "{}", good.body);
+    let rendered: Value = serde_json::from_str(&good.body).unwrap();
+    assert_eq!(
+        rendered["input"],
+        serde_json::json!({"ref": "main", "event": "push"})
+    );
+    let quoted = preview(serde_json::json!({"input_template": "{\"ref\": \"{{payload.ref}}\"}"}));
+    assert_eq!(quoted.status, 422, "{}", quoted.body);
+    let not_json = preview(serde_json::json!({
+        "input_template": "{\"ref\": {{payload.ref}}}",
+        "body": "not json",
+    }));
+    assert_eq!(not_json.status, 422);
+    assert!(not_json.body.contains("not JSON"), "{}", not_json.body);
+}
+
+#[test]
+fn a_tool_is_described_and_tried_once_through_the_api() {
+    let project = Project::new();
+    project.tool_with_meta(
+        "greet",
+        r#"{"name":"greet","version":"1.2.0","input_schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}"#,
+        "read input\necho 'greeting' >&2\necho \"{\\\"ok\\\":true,\\\"data\\\":$input}\"",
+    );
+    project.tool(
+        "broken",
+        "cat > /dev/null\necho '{\"ok\":false,\"error\":\"no luck\"}'",
+    );
+    let daemon = project.daemon(&[]);
+    let token = daemon.token(&project);
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let call = |method: &str, path: &str, body: &str| {
+        http_answer(
+            daemon.addr,
+            method,
+            &format!("/api/orchestrator{path}"),
+            &headers,
+            body.as_bytes(),
+        )
+    };
+    let meta = call("GET", "/tools/greet", "");
+    assert_eq!(meta.status, 200, "{}", meta.body);
+    assert!(meta.body.contains("\"1.2.0\""));
+    let tried = call("POST", "/tools/greet/run", r#"{"input": {"name": "ada"}}"#);
+    assert_eq!(tried.status, 200, "{}", tried.body);
+    let answer: Value = serde_json::from_str(&tried.body).unwrap();
+    assert_eq!(answer["ok"], true);
+    assert_eq!(answer["result"]["data"]["name"], "ada");
+    assert!(answer["log_excerpt"].as_str().unwrap().contains("greeting"));
+    let refused = call("POST", "/tools/greet/run", r#"{"input": {}}"#);
+    assert_eq!(
+        refused.status, 422,
+        "the schema requires name: {}",
+        refused.body
+    );
+    assert!(refused.body.contains("name"));
+    let failed = call("POST", "/tools/broken/run", "");
+    let failed: Value = serde_json::from_str(&failed.body).unwrap();
+    assert_eq!(failed["ok"], false);
+    assert!(
+        failed["reason"].as_str().unwrap().contains("no luck"),
+        "{failed}"
+    );
+    assert_eq!(call("POST", "/tools/missing/run", "{}").status, 404);
+    assert_eq!(
+        call(
+            "POST",
+            "/tools/greet/run",
+            r#"{"input": {"name": "x"}, "timeout_secs": 0}"#
+        )
+        .status,
+        422
+    );
+    // Nothing was stored.
+    assert!(project.list().is_empty());
 }

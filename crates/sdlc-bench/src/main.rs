@@ -20,6 +20,7 @@
 //!
 //! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
 
+mod dashboard;
 mod history;
 mod ingest;
 mod lateness;
@@ -41,7 +42,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard
     #[arg(long)]
     only: Option<String>,
 }
@@ -112,6 +113,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("burst") {
         tracker::burst(&sizes).await?;
+    }
+    if wants("dashboard") {
+        dashboard::run(&sizes).await?;
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
 }
 
 /// Stores `n` finished actions and `APPROVALS` awaiting approval; returns the latter's ids.
-fn fill(project: &Project, n: usize) -> anyhow::Result<Vec<uuid::Uuid>> {
+pub(crate) fn fill(project: &Project, n: usize) -> anyhow::Result<Vec<uuid::Uuid>> {
     let db = ActionDb::open(&project.db_path())?;
     let start = Utc::now() - chrono::Duration::days(30);
     let step_ms = (30 * 24 * 3600 * 1000 / n.max(1)) as i64;

@@ -28,7 +28,10 @@ pub(super) fn track(
     old: Option<&Action>,
     new: &Action,
 ) -> Result<(), StoreError> {
-    let made_head = old.is_none() && matches!(new.trigger, ActionTrigger::Scheduled { .. });
+    // A new one-off is the head of a new series that never recurred: nothing to record.
+    let made_head = old.is_none()
+        && matches!(new.trigger, ActionTrigger::Scheduled { .. })
+        && new.recurrence.is_some();
     let recurrence_changed =
         old.is_some_and(|old| old.recurrence.is_some() != new.recurrence.is_some());
     if !made_head && !recurrence_changed {
@@ -44,7 +47,7 @@ pub(super) fn track(
     let mut recurring = t.tx.open_table(RECURRING)?;
     if new.recurrence.is_some() {
         recurring.insert(new.series.as_u128(), ())?;
-    } else if recurrence_changed || made_head {
+    } else {
         recurring.remove(new.series.as_u128())?;
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::AppState;
 /// Outcomes in a series' strip.
 pub const STRIP: usize = 30;
 /// Series on one page.
-pub const PER_PAGE: usize = 50;
+pub const PER_PAGE: usize = 25;
 
 pub struct Mark {
     pub id: String,
