@@ -95,11 +95,31 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
         assert!(answer.body.contains("<main id=\"main\">"), "{path}");
     }
+    let overview = get(daemon.addr, "/", &cookie);
+    let policy = overview.header("content-security-policy").unwrap();
+    assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    assert_eq!(overview.header("referrer-policy"), Some("same-origin"));
     let runs = get(daemon.addr, "/runs?tool=echo", &cookie);
     assert!(
         runs.body.contains(&format!("data-id=\"{id}\"")),
         "{}",
         runs.body
+    );
+    // A cron's coming times read in its zone.
+    let paris = project.add(&[
+        "paris",
+        "--tool",
+        "echo",
+        "--cron",
+        "0 9 * * *",
+        "--tz",
+        "Europe/Paris",
+    ]);
+    let page = get(daemon.addr, &format!("/actions/{paris}"), &cookie);
+    assert!(
+        page.body.contains("09:00:00 CET") || page.body.contains("09:00:00 CEST"),
+        "{}",
+        page.body
     );
     let schedules = get(daemon.addr, "/schedules", &cookie);
     assert!(schedules.body.contains("later"), "{}", schedules.body);
@@ -136,6 +156,15 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
         ("Content-Type", "application/x-www-form-urlencoded"),
         ("Origin", origin.as_str()),
     ];
+    // Not in an address, though: it would stay in the browser's history.
+    let in_address = http_answer(
+        daemon.addr,
+        "GET",
+        &format!("/login?token={token}"),
+        &[],
+        b"",
+    );
+    assert_eq!(in_address.status, 401);
     let posted = http_answer(
         daemon.addr,
         "POST",

@@ -70,6 +70,11 @@ const scenarios = {
     check(await page.evaluate(() => document.cookie.includes("sdlc_session")) === false, "the page script must not see the cookie");
     await page.getByRole("heading", { name: "Overview" }).waitFor();
     await shot(page, "overview");
+    await page.emulateMedia({ colorScheme: "dark" });
+    const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(dark !== "rgb(247, 247, 248)", `the dark scheme should change the background: ${dark}`);
+    await shot(page, "overview-dark");
+    await page.emulateMedia({ colorScheme: "light" });
 
     await page.goto(base + "/runs");
     await mark(page);
@@ -265,6 +270,9 @@ scenarios.webhooks = async (browser) => {
   const previewed = await page.locator("#preview-out").textContent();
   await form.getByRole("button", { name: "Add route" }).click();
   await page.locator('tr[data-route="deploy"]').waitFor();
+  // The page reloaded after adding: its event stream must be open before the requests, or
+  // it would not hear of them.
+  await page.locator("#live-state.on").waitFor();
   await mark(page);
   // The signed route the Rust side made refuses an unsigned request.
   const refused = await fetch(base + "/webhooks/" + args.signed, { method: "POST", body: "{}" });

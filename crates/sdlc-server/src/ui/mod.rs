@@ -126,12 +126,33 @@ pub async fn page_session(
     }
 }
 
+/// What every page may load and do: only our own script and stylesheet (inline style
+/// attributes for the timeline's bars), never framed by another site, no referrer sent to other sites (a page's own Origin must still
+/// reach us: `no-referrer` would make a form's Origin `null`).
+const PAGE_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("cache-control", "no-store"),
+];
+
 /// Renders `template` as the page's answer.
 pub fn render(template: &impl askama::Template) -> Response {
     match template.render() {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => with_page_headers(Html(html).into_response()),
         Err(err) => error_page(&ApiError::internal(format!("page template: {err}"))),
     }
+}
+
+fn with_page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// A failure shown as a small page that says what happened.
@@ -155,7 +176,7 @@ pub fn error_page(err: &ApiError) -> Response {
         html_escape(&message),
         status = err.status,
     );
-    (err.status, Html(body)).into_response()
+    with_page_headers((err.status, Html(body)).into_response())
 }
 
 pub fn html_escape(text: &str) -> String {
@@ -223,7 +244,9 @@ async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuer
         .map(str::trim)
         .filter(|t| !t.is_empty())
     {
-        Some(token) => log_in(&state, token, next).await,
+        // Only a one-time token in an address: the management token would stay in the
+        // browser's history.
+        Some(token) => log_in(&state, token, next, false).await,
         None => login_form_page(StatusCode::OK, next, ""),
     }
 }
@@ -245,14 +268,15 @@ async fn login_form(
     if let Err(err) = session::check_origin(&headers) {
         return login_form_page(err.status, next, &err.message);
     }
-    log_in(&state, form.token.trim(), next).await
+    log_in(&state, form.token.trim(), next, true).await
 }
 
-/// Starts a session for a one-time login token or the management token.
-async fn log_in(state: &AppState, token: &str, next: String) -> Response {
+/// Starts a session for a one-time login token, or (from the form) the management token.
+async fn log_in(state: &AppState, token: &str, next: String, management_too: bool) -> Response {
     let now = state.clock().now();
     let accepted = state.login_tokens().redeem(token, now)
-        || crate::auth::constant_time_eq(token.as_bytes(), state.token().as_bytes());
+        || (management_too
+            && crate::auth::constant_time_eq(token.as_bytes(), state.token().as_bytes()));
     if !accepted {
         return login_form_page(
             StatusCode::UNAUTHORIZED,

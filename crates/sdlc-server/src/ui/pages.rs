@@ -345,6 +345,12 @@ pub struct AttemptItem {
     pub reason: String,
 }
 
+/// A coming due time, with its wall-clock time in the schedule's zone.
+pub struct ComingTime {
+    pub time: TimeCell,
+    pub wall: String,
+}
+
 /// One action as its page shows it.
 pub struct ActionDetail {
     pub id: String,
@@ -364,7 +370,7 @@ pub struct ActionDetail {
     pub schedule: String,
     pub cron: String,
     pub tz: String,
-    pub coming: Vec<TimeCell>,
+    pub coming: Vec<ComingTime>,
     pub input: String,
     pub result: String,
     pub reason: String,
@@ -441,7 +447,28 @@ fn detail(action: &Action, head: Option<&Action>, now: DateTime<Utc>) -> ActionD
         schedule: schedule_text(action),
         cron,
         tz,
-        coming: coming.into_iter().map(time).collect(),
+        coming: coming
+            .into_iter()
+            .map(|at| {
+                // A cron's slots read in its own zone; anything else in UTC.
+                let zoned = action
+                    .recurrence
+                    .as_ref()
+                    .and_then(|r| match r {
+                        Recurrence::Cron { tz, .. } => sdlc_core::schedule::parse_tz(tz).ok(),
+                        Recurrence::Every { .. } => None,
+                    })
+                    .map(|zone| {
+                        at.with_timezone(&zone)
+                            .format("%Y-%m-%d %H:%M:%S %Z")
+                            .to_string()
+                    });
+                ComingTime {
+                    wall: zoned.unwrap_or_else(|| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                    time: time(at),
+                }
+            })
+            .collect(),
         input: format::pretty_json(&view.tool_input),
         result: view
             .result
