@@ -251,8 +251,6 @@ fn without_a_session_pages_ask_for_the_token_and_cross_origin_posts_are_refused(
 #[test]
 fn a_plan_run_started_from_its_page_reaches_succeeded_live() {
     let project = Project::new();
-    let dir = project.root().join(".sdlc/plans");
-    std::fs::create_dir_all(&dir).unwrap();
     let step = |id: &str, deps: &[&str]| {
         json!({
             "id": id,
@@ -267,7 +265,7 @@ fn a_plan_run_started_from_its_page_reaches_succeeded_live() {
         "vars": { "target": "staging" },
         "steps": [step("build", &[]), step("unit", &["build"]), step("e2e", &["build"]), step("ship", &["unit", "e2e"])],
     });
-    std::fs::write(dir.join("release.json"), plan.to_string()).unwrap();
+    project.plan("release", &plan);
     let daemon = project.daemon(&[]);
     let seen = scenario(
         &project,

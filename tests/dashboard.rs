@@ -59,13 +59,10 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
         "later", "--tool", "echo", "--every", "1h", "--at", "now+30m",
     ]);
 
-    let plans = project.root().join(".sdlc/plans");
-    std::fs::create_dir_all(&plans).unwrap();
-    std::fs::write(
-        plans.join("hello.json"),
-        r#"{"plan_id": "hello", "steps": [{"id": "say", "command": "true"}]}"#,
-    )
-    .unwrap();
+    project.plan(
+        "hello",
+        &serde_json::json!({"plan_id": "hello", "steps": [{"id": "say", "command": "true"}]}),
+    );
 
     let paths = [
         "/".to_string(),

@@ -51,6 +51,13 @@ impl Project {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Writes `.sdlc/plans/<id>.json`.
+    pub fn plan(&self, id: &str, plan: &Value) {
+        let dir = self.root().join(".sdlc/plans");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{id}.json")), plan.to_string()).unwrap();
+    }
+
     /// A tool that appends its action's label to `runs.log` and succeeds.
     pub fn counting_tool(&self, name: &str) {
         self.tool(

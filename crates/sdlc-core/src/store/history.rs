@@ -148,21 +148,37 @@ pub(super) fn reindex(
 }
 
 /// Builds the index of a file written before it existed (schema 7 and older): every stored
-/// action, once, when the index is empty but actions are not.
-/// Returns whether it built it.
+/// action, once, when the index is empty but actions are not. Returns whether it built it.
 pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<bool, StoreError> {
     if !t.history.is_empty()? || t.actions.is_empty()? {
         return Ok(false);
     }
+    index_every_action(t, "built the history index", keys_of)?;
+    Ok(true)
+}
+
+/// Adds the series keys to the index of a file written before they existed (schema 8).
+pub(super) fn add_series_keys(t: &mut Tables<'_>) -> Result<(), StoreError> {
+    index_every_action(t, "added the series to the history index", |action| {
+        let at = position(action.created_at, action.id);
+        vec![key(prefix(Dim::Series, series_value(action.series)), at)]
+    })
+}
+
+/// Inserts `keys(action)` for every stored action. Written as the actions are read (disjoint
+/// tables of one transaction): a file of a million actions never holds its keys in memory.
+fn index_every_action(
+    t: &mut Tables<'_>,
+    done: &str,
+    keys: impl Fn(&Action) -> Vec<[u8; 33]>,
+) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let mut n = 0u64;
-    // Written as the actions are read (disjoint tables of one transaction): a file of a
-    // million actions never holds its five million keys in memory at once.
     for entry in t.actions.iter()? {
         let (id, bytes) = entry?;
         let id = Uuid::from_u128(id.value());
         let action: Action = decode_json(id, bytes.value())?;
-        for k in keys_of(&action) {
+        for k in keys(&action) {
             t.history.insert(k, ())?;
         }
         n += 1;
@@ -170,30 +186,7 @@ pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<bool, StoreError>
     tracing::info!(
         actions = n,
         ms = started.elapsed().as_millis() as u64,
-        "built the history index"
-    );
-    Ok(true)
-}
-
-/// Adds the series keys to the index of a file written before they existed (schema 8).
-pub(super) fn add_series_keys(t: &mut Tables<'_>) -> Result<(), StoreError> {
-    let started = std::time::Instant::now();
-    let mut n = 0u64;
-    for entry in t.actions.iter()? {
-        let (id, bytes) = entry?;
-        let id = Uuid::from_u128(id.value());
-        let action: Action = decode_json(id, bytes.value())?;
-        let at = position(action.created_at, action.id);
-        t.history.insert(
-            key(prefix(Dim::Series, series_value(action.series)), at),
-            (),
-        )?;
-        n += 1;
-    }
-    tracing::info!(
-        actions = n,
-        ms = started.elapsed().as_millis() as u64,
-        "added the series to the history index"
+        "{done}"
     );
     Ok(())
 }

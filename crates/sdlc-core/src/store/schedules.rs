@@ -22,14 +22,17 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Keeps `recurring` in step with `new` replacing `old` (None: an insert). Costs nothing
-/// unless the head of a series is made or its recurrence comes or goes.
+/// unless a recurring series begins or an edit adds or drops its recurrence (a settle's new
+/// occurrences write nothing here).
 pub(super) fn track(
     t: &mut Tables<'_>,
     old: Option<&Action>,
     new: &Action,
 ) -> Result<(), StoreError> {
-    // A new one-off is the head of a new series that never recurred: nothing to record.
+    // Only a series' first occurrence (its id is the series') adds it: later occurrences
+    // belong to a series already recorded, and a one-off never recurred.
     let made_head = old.is_none()
+        && new.id == new.series
         && matches!(new.trigger, ActionTrigger::Scheduled { .. })
         && new.recurrence.is_some();
     let recurrence_changed =
