@@ -108,9 +108,12 @@ impl Project {
         command
     }
 
-    /// Runs `sdlc args...` in the project and returns its output.
+    /// Runs `sdlc args...` in the project and returns its output. A command still running
+    /// after `COMMAND_LIMIT` is killed and fails the test naming it, so a hang shows which
+    /// command waited and on what (the daemon's log follows, see `Daemon`'s drop).
     pub fn sdlc(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run sdlc")
+        output_within(self.command(args), COMMAND_LIMIT)
+            .unwrap_or_else(|partial| panic!("sdlc {args:?} still running after {COMMAND_LIMIT:?}; it had printed: {partial}"))
     }
 
     /// Runs `sdlc args...` and returns stdout, failing the test if it did not succeed.
@@ -150,6 +153,56 @@ impl Project {
         let mut args = vec!["orchestrate", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         Daemon::start_command(self.command(&args))
+    }
+}
+
+/// The longest one `sdlc` command may take in a test (following a plan run included): far
+/// beyond what any test's command needs, short of the CI's limit.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `command` to its end and returns its output, or kills it after `limit` and returns
+/// what it had printed (stdout, then stderr).
+pub fn output_within(mut command: Command, limit: Duration) -> Result<Output, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sdlc");
+    // Drained on their own threads, so a chatty command never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        )),
     }
 }
 
@@ -324,6 +377,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed with this daemon up: its log is what explains why.
+            eprintln!("--- daemon log (pid {}) ---\n{}", self.child.id(), self.stderr());
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
