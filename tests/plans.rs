@@ -585,7 +585,8 @@ fn a_schedule_and_a_webhook_route_start_plans() {
     project.tool(
         "record",
         &format!(
-            "cat >> {}; echo >> {0}; echo '{{}}'",
+            // One write per line: the two runs may append at the same moment.
+            "line=$(cat); printf '%s\\n' \"$line\" >> {}; echo '{{}}'",
             project.runs_log().display()
         ),
     );
