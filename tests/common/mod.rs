@@ -112,8 +112,9 @@ impl Project {
     /// after `COMMAND_LIMIT` is killed and fails the test naming it, so a hang shows which
     /// command waited and on what (the daemon's log follows, see `Daemon`'s drop).
     pub fn sdlc(&self, args: &[&str]) -> Output {
-        output_within(self.command(args), COMMAND_LIMIT)
-            .unwrap_or_else(|partial| panic!("sdlc {args:?} still running after {COMMAND_LIMIT:?}; it had printed: {partial}"))
+        output_within(self.command(args), COMMAND_LIMIT).unwrap_or_else(|partial| {
+            panic!("sdlc {args:?} still running after {COMMAND_LIMIT:?}; it had printed: {partial}")
+        })
     }
 
     /// Runs `sdlc args...` and returns stdout, failing the test if it did not succeed.
@@ -379,7 +380,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // The test failed with this daemon up: its log is what explains why.
-            eprintln!("--- daemon log (pid {}) ---\n{}", self.child.id(), self.stderr());
+            eprintln!(
+                "--- daemon log (pid {}) ---\n{}",
+                self.child.id(),
+                self.stderr()
+            );
         }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
