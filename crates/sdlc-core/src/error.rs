@@ -33,6 +33,19 @@ pub enum StoreError {
         supported: u64,
     },
 
+    #[error(
+        "PostgreSQL database {url} was written by a newer sdlc (schema {found}; this build reads up to {supported}): upgrade sdlc to use it"
+    )]
+    NewerPgSchema {
+        url: String,
+        found: i64,
+        supported: i64,
+    },
+
+    /// PostgreSQL refused or could not be reached; `url` has its password masked.
+    #[error("PostgreSQL database {url}: {detail}")]
+    Postgres { url: String, detail: String },
+
     #[error("cannot open database {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
 

@@ -27,6 +27,7 @@ pub mod error;
 pub mod model;
 pub mod notify;
 pub mod orphans;
+pub mod pg;
 pub mod plan;
 pub mod policy;
 pub mod private_file;

@@ -1,0 +1,104 @@
+//! The PostgreSQL schema, as numbered migrations embedded in the binary, applied at connect
+//! in one transaction under an advisory lock: two daemons starting at once cannot both apply
+//! one (the second waits, then finds it done). A database whose version is above
+//! [`LATEST_SCHEMA`] was written by a newer sdlc and is refused, as a newer redb file is.
+
+use super::failed;
+use crate::StoreError;
+
+/// One step of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub what: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order; a database at version N has applied the first N.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    what: "the nodes sharing this database",
+    sql: "CREATE TABLE sdlc_nodes (
+              node text PRIMARY KEY,
+              started_at timestamptz NOT NULL,
+              heartbeat_at timestamptz NOT NULL,
+              lease_until timestamptz NOT NULL
+          );",
+}];
+
+/// The schema version this build writes.
+pub const LATEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// The advisory lock every migrating daemon takes (any fixed number; "sdlc" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7364_6c63;
+
+/// Applies what `client`'s database lacks, all or nothing.
+pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), StoreError> {
+    let mut tx = client
+        .transaction()
+        .map_err(|e| failed(url, "cannot begin the migration", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| failed(url, "cannot take the migration lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS sdlc_schema (
+             only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+             version bigint NOT NULL
+         );",
+    )
+    .map_err(|e| failed(url, "cannot create the schema table", e))?;
+    let found = version_in(&mut tx, url)?.unwrap_or(0);
+    if found > LATEST_SCHEMA {
+        return Err(StoreError::NewerPgSchema {
+            url: url.to_string(),
+            found,
+            supported: LATEST_SCHEMA,
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        tx.batch_execute(migration.sql).map_err(|e| {
+            failed(
+                url,
+                &format!(
+                    "migration {} ({}) failed",
+                    migration.version, migration.what
+                ),
+                e,
+            )
+        })?;
+    }
+    if found < LATEST_SCHEMA {
+        tx.execute(
+            "INSERT INTO sdlc_schema (version) VALUES ($1)
+             ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
+            &[&LATEST_SCHEMA],
+        )
+        .map_err(|e| failed(url, "cannot record the schema version", e))?;
+    }
+    tx.commit()
+        .map_err(|e| failed(url, "cannot commit the migration", e))
+}
+
+/// The version recorded in `client`'s database (None before the first migration).
+pub(super) fn stored_version(
+    client: &mut postgres::Client,
+    url: &str,
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = client
+        .transaction()
+        .map_err(|e| failed(url, "cannot read the schema version", e))?;
+    version_in(&mut tx, url)
+}
+
+fn version_in(tx: &mut postgres::Transaction<'_>, url: &str) -> Result<Option<i64>, StoreError> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('sdlc_schema') IS NOT NULL", &[])
+        .map_err(|e| failed(url, "cannot read the schema version", e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = tx
+        .query_opt("SELECT version FROM sdlc_schema", &[])
+        .map_err(|e| failed(url, "cannot read the schema version", e))?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -1,0 +1,108 @@
+//! The PostgreSQL side of the store (`--db postgres://...`): the connection pool, the schema
+//! and its migrations. Several daemons share one database; PostgreSQL decides between them.
+//!
+//! The store's interface is synchronous (the engine and the server call it on blocking
+//! threads), so this uses the synchronous `postgres` client, pooled by r2d2.
+
+mod migrate;
+
+pub use migrate::{LATEST_SCHEMA, MIGRATIONS, Migration};
+
+use crate::StoreError;
+
+/// A pool of connections to one database, its schema migrated.
+pub struct PgDb {
+    pool: r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
+    shown: String,
+}
+
+impl std::fmt::Debug for PgDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDb").field("url", &self.shown).finish()
+    }
+}
+
+/// Whether `db` (a `--db` value) names a PostgreSQL database rather than a redb file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` with its password masked, for messages and logs.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgDb {
+    /// Connects to `url` with up to `connections` pooled connections and brings its schema up
+    /// to date (see `migrate`). A database written by a newer sdlc is refused.
+    pub fn connect(url: &str, connections: u32) -> Result<PgDb, StoreError> {
+        let shown = shown_url(url);
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
+            url: shown.clone(),
+            detail: format!("not a PostgreSQL URL ({e}): use postgres://USER@HOST/DBNAME"),
+        })?;
+        // One connection of its own first: it fails at once with the server's own reason
+        // (the pool would retry until its timeout), and it migrates.
+        let mut first = config
+            .connect(postgres::NoTls)
+            .map_err(|e| failed(&shown, "cannot connect", e))?;
+        migrate::migrate(&mut first, &shown)?;
+        let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build_unchecked(manager);
+        Ok(PgDb { pool, shown })
+    }
+
+    /// The URL, password masked.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The schema version the database holds.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let mut client = self.client()?;
+        migrate::stored_version(&mut client, &self.shown)?.ok_or_else(|| StoreError::Postgres {
+            url: self.shown.clone(),
+            detail: "the schema table is missing".to_string(),
+        })
+    }
+
+    fn client(
+        &self,
+    ) -> Result<
+        r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
+        StoreError,
+    > {
+        self.pool.get().map_err(|e| StoreError::Postgres {
+            url: self.shown.clone(),
+            detail: format!("no connection: {e}"),
+        })
+    }
+}
+
+/// A PostgreSQL error as the store reports it: naming the database.
+fn failed(url: &str, what: &str, err: postgres::Error) -> StoreError {
+    let detail = match err.as_db_error() {
+        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
+        None => format!("{what}: {err}"),
+    };
+    StoreError::Postgres {
+        url: url.to_string(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests;
