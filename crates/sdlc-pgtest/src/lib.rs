@@ -22,6 +22,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// The file in a cluster's folder naming the process it belongs to.
+const OWNER_FILE: &str = "owner.pid";
+
 /// How long a starting server may take to accept connections.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -51,6 +54,9 @@ impl Cluster {
             .prefix("sdlc-pg-")
             .tempdir()
             .map_err(|e| format!("cannot create a folder for the PostgreSQL cluster: {e}"))?;
+        // Which process the folder belongs to, for `remove_abandoned`.
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .map_err(|e| format!("cannot write in {}: {e}", dir.path().display()))?;
         if let Some(user) = &owner {
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|e| {
                 format!("cannot hand {} to user postgres: {e}", dir.path().display())
@@ -335,8 +341,9 @@ fn unprivileged_owner() -> Result<Option<nix::unistd::User>, String> {
     }
 }
 
-/// Removes the folders of clusters whose server is gone (a shared cluster's, or one of a
-/// test process that was killed): their `postmaster.pid` names a process that no longer runs.
+/// Removes the folders of clusters whose process is gone (a shared cluster's, or one of a
+/// test process that was killed): their owner file names a process that no longer runs. (A
+/// server's own pid would not do: a cluster being restarted has none running for a moment.)
 fn remove_abandoned() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -350,14 +357,14 @@ fn remove_abandoned() {
         if !is_cluster {
             continue;
         }
-        let pid = std::fs::read_to_string(path.join("data/postmaster.pid"))
+        let owner = std::fs::read_to_string(path.join(OWNER_FILE))
             .ok()
-            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok());
-        let running = pid.is_some_and(|pid| {
+            .and_then(|text| text.trim().parse::<i32>().ok());
+        let running = owner.is_some_and(|pid| {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
         });
-        // A folder without a pid file may be a cluster starting right now: left alone.
-        if pid.is_some() && !running {
+        // A folder without an owner file may be a cluster being made right now: left alone.
+        if owner.is_some() && !running {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
