@@ -42,6 +42,11 @@ pub enum StoreError {
         supported: i64,
     },
 
+    #[error(
+        "a daemon named '{node}' already holds a live lease on PostgreSQL database {url}: give this one another node name, or wait for that lease to run out"
+    )]
+    NodeNameTaken { url: String, node: String },
+
     /// PostgreSQL refused or could not be reached; `url` has its password masked.
     #[error("PostgreSQL database {url}: {detail}")]
     Postgres { url: String, detail: String },

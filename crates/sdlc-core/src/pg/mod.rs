@@ -1,12 +1,14 @@
 //! The PostgreSQL side of the store (`--db postgres://...`): the connection pool, the schema
-//! and its migrations. Several daemons share one database; PostgreSQL decides between them.
+//! and its migrations, the nodes sharing the database (`nodes`). Several daemons share one database; PostgreSQL decides between them.
 //!
 //! The store's interface is synchronous (the engine and the server call it on blocking
 //! threads), so this uses the synchronous `postgres` client, pooled by r2d2.
 
 mod migrate;
+mod nodes;
 
 pub use migrate::{LATEST_SCHEMA, MIGRATIONS, Migration};
+pub use nodes::NodeInfo;
 
 use crate::StoreError;
 
