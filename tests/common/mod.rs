@@ -164,47 +164,33 @@ pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 /// Runs `command` to its end and returns its output, or kills it after `limit` and returns
 /// what it had printed (stdout, then stderr).
 pub fn output_within(mut command: Command, limit: Duration) -> Result<Output, String> {
-    let mut child = command
+    // Its own process group, so that what it started goes with it (and lets go of the pipes).
+    let child = std::os::unix::process::CommandExt::process_group(&mut command, 0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sdlc");
-    // Drained on their own threads, so a chatty command never blocks on a full pipe.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, ended) = std::sync::mpsc::channel::<()>();
+    // A watchdog rather than polling: the command's end is seen at once, and only a command
+    // still running at the limit is killed.
+    let watchdog = std::thread::spawn(move || {
+        let expired = ended.recv_timeout(limit).is_err();
+        if expired {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = stdout.join().unwrap();
-    let stderr = stderr.join().unwrap();
-    match status {
-        Some(status) => Ok(Output {
-            status,
-            stdout,
-            stderr,
-        }),
-        None => Err(format!(
+        expired
+    });
+    let output = child.wait_with_output().expect("wait for sdlc");
+    let _ = done.send(());
+    if watchdog.join().unwrap() {
+        return Err(format!(
             "{}{}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        )),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
+    Ok(output)
 }
 
 /// Waits until `check` returns Some, at most `timeout`; panics with `what` otherwise.

@@ -3,19 +3,21 @@
 //! one (the second waits, then finds it done). A database whose version is above
 //! [`LATEST_SCHEMA`] was written by a newer sdlc and is refused, as a newer redb file is.
 
+use postgres::GenericClient;
+
 use super::failed;
 use crate::StoreError;
 
 /// One step of the schema.
 #[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub what: &'static str,
-    pub sql: &'static str,
+struct Migration {
+    version: i64,
+    what: &'static str,
+    sql: &'static str,
 }
 
 /// Every migration, in order; a database at version N has applied the first N.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     what: "the nodes sharing this database",
     sql: "CREATE TABLE sdlc_nodes (
@@ -46,7 +48,7 @@ pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), St
          );",
     )
     .map_err(|e| failed(url, "cannot create the schema table", e))?;
-    let found = version_in(&mut tx, url)?.unwrap_or(0);
+    let found = stored_version(&mut tx, url)?.unwrap_or(0);
     if found > LATEST_SCHEMA {
         return Err(StoreError::NewerPgSchema {
             url: url.to_string(),
@@ -80,24 +82,17 @@ pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), St
 
 /// The version recorded in `client`'s database (None before the first migration).
 pub(super) fn stored_version(
-    client: &mut postgres::Client,
+    client: &mut impl GenericClient,
     url: &str,
 ) -> Result<Option<i64>, StoreError> {
-    let mut tx = client
-        .transaction()
-        .map_err(|e| failed(url, "cannot read the schema version", e))?;
-    version_in(&mut tx, url)
-}
-
-fn version_in(tx: &mut postgres::Transaction<'_>, url: &str) -> Result<Option<i64>, StoreError> {
-    let exists: bool = tx
+    let exists: bool = client
         .query_one("SELECT to_regclass('sdlc_schema') IS NOT NULL", &[])
         .map_err(|e| failed(url, "cannot read the schema version", e))?
         .get(0);
     if !exists {
         return Ok(None);
     }
-    let row = tx
+    let row = client
         .query_opt("SELECT version FROM sdlc_schema", &[])
         .map_err(|e| failed(url, "cannot read the schema version", e))?;
     Ok(row.map(|r| r.get(0)))

@@ -1,5 +1,6 @@
 //! The PostgreSQL side of the store (`--db postgres://...`): the connection pool, the schema
-//! and its migrations, the nodes sharing the database (`nodes`). Several daemons share one database; PostgreSQL decides between them.
+//! and its migrations, the nodes sharing the database (`nodes`). Several daemons share one
+//! database; PostgreSQL decides between them.
 //!
 //! The store's interface is synchronous (the engine and the server call it on blocking
 //! threads), so this uses the synchronous `postgres` client, pooled by r2d2.
@@ -7,7 +8,7 @@
 mod migrate;
 mod nodes;
 
-pub use migrate::{LATEST_SCHEMA, MIGRATIONS, Migration};
+pub use migrate::LATEST_SCHEMA;
 pub use nodes::NodeInfo;
 
 use crate::StoreError;
@@ -29,18 +30,38 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
-/// `url` with its password masked, for messages and logs.
+/// `url` with its password masked, for messages and logs: the one in the user part
+/// (`user:secret@`) and a `password=` parameter.
 pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    let (address, query) = match rest.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (rest, None),
+    };
+    let mut shown = match address.split_once('@') {
         Some((user_info, host)) => match user_info.split_once(':') {
             Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
+            None => format!("{scheme}://{address}"),
         },
-        None => url.to_string(),
+        None => format!("{scheme}://{address}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<&str> = query
+            .split('&')
+            .map(|param| {
+                if param.starts_with("password=") {
+                    "password=***"
+                } else {
+                    param
+                }
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 impl PgDb {
@@ -75,7 +96,7 @@ impl PgDb {
     /// The schema version the database holds.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         let mut client = self.client()?;
-        migrate::stored_version(&mut client, &self.shown)?.ok_or_else(|| StoreError::Postgres {
+        migrate::stored_version(&mut *client, &self.shown)?.ok_or_else(|| StoreError::Postgres {
             url: self.shown.clone(),
             detail: "the schema table is missing".to_string(),
         })

@@ -72,6 +72,10 @@ fn urls_are_told_from_file_paths() {
     assert!(is_postgres_url("postgresql://u@h/db"));
     assert!(!is_postgres_url(".sdlc/orchestrator.db"));
     assert_eq!(shown_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        shown_url("postgres://u@h/db?sslmode=disable&password=secret"),
+        "postgres://u@h/db?sslmode=disable&password=***"
+    );
 }
 
 #[test]
