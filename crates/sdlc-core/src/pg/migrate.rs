@@ -17,16 +17,86 @@ struct Migration {
 }
 
 /// Every migration, in order; a database at version N has applied the first N.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "the nodes sharing this database",
-    sql: "CREATE TABLE sdlc_nodes (
-              node text PRIMARY KEY,
-              started_at timestamptz NOT NULL,
-              heartbeat_at timestamptz NOT NULL,
-              lease_until timestamptz NOT NULL
-          );",
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "the nodes sharing this database",
+        sql: "CREATE TABLE sdlc_nodes (
+                  node text PRIMARY KEY,
+                  started_at timestamptz NOT NULL,
+                  heartbeat_at timestamptz NOT NULL,
+                  lease_until timestamptz NOT NULL
+              );",
+    },
+    Migration {
+        version: 2,
+        what: "actions, series, plan runs and the outbox",
+        // Times are Unix milliseconds, as in the redb indexes, so both backends order and
+        // compare them alike. `record` is the store's record of the row (a version byte,
+        // JSON, a CRC-32); the columns beside it are what queries select and order by.
+        sql: "CREATE TABLE sdlc_actions (
+                  id uuid PRIMARY KEY,
+                  status smallint NOT NULL,
+                  due_at bigint,
+                  series uuid NOT NULL,
+                  updated_at bigint NOT NULL,
+                  created_at bigint NOT NULL,
+                  tool text NOT NULL,
+                  record bytea NOT NULL
+              );
+              CREATE INDEX sdlc_actions_due ON sdlc_actions (due_at, id)
+                  WHERE due_at IS NOT NULL;
+              CREATE INDEX sdlc_actions_status ON sdlc_actions (status, updated_at, id);
+              CREATE INDEX sdlc_actions_running ON sdlc_actions (series, id)
+                  WHERE status = 2;
+              CREATE INDEX sdlc_actions_created ON sdlc_actions (created_at, id);
+              CREATE TABLE sdlc_series (
+                  series uuid PRIMARY KEY,
+                  head uuid NOT NULL
+              );
+              CREATE TABLE sdlc_plan_runs (
+                  id uuid PRIMARY KEY,
+                  plan_id text NOT NULL,
+                  created_at bigint NOT NULL,
+                  record bytea NOT NULL
+              );
+              CREATE INDEX sdlc_plan_runs_time ON sdlc_plan_runs (created_at, id);
+              CREATE INDEX sdlc_plan_runs_plan ON sdlc_plan_runs (plan_id, created_at, id);
+              CREATE TABLE sdlc_plan_specs (
+                  id uuid PRIMARY KEY,
+                  record bytea NOT NULL
+              );
+              CREATE TABLE sdlc_run_steps (
+                  run uuid NOT NULL,
+                  idx integer NOT NULL,
+                  record bytea NOT NULL,
+                  PRIMARY KEY (run, idx)
+              );
+              CREATE TABLE sdlc_run_queue (
+                  run uuid NOT NULL,
+                  idx integer NOT NULL,
+                  PRIMARY KEY (run, idx)
+              );
+              CREATE TABLE sdlc_run_events (
+                  run uuid NOT NULL,
+                  seq bigint NOT NULL,
+                  record bytea NOT NULL,
+                  PRIMARY KEY (run, seq)
+              );
+              CREATE TABLE sdlc_notify_config (
+                  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                  record bytea NOT NULL
+              );
+              CREATE TABLE sdlc_outbox (
+                  id uuid PRIMARY KEY,
+                  pending boolean NOT NULL,
+                  next_try_at bigint NOT NULL,
+                  created_at bigint NOT NULL,
+                  record bytea NOT NULL
+              );
+              CREATE INDEX sdlc_outbox_due ON sdlc_outbox (next_try_at, id) WHERE pending;",
+    },
+];
 
 /// The schema version this build writes.
 pub const LATEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

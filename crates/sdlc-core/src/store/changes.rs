@@ -50,29 +50,29 @@ thread_local! {
 }
 
 /// The publishing side, owned by the database handle.
-pub(super) struct ChangeFeed {
+pub(crate) struct ChangeFeed {
     sender: broadcast::Sender<Changes>,
 }
 
 impl ChangeFeed {
-    pub(super) fn new() -> ChangeFeed {
+    pub(crate) fn new() -> ChangeFeed {
         ChangeFeed {
             sender: broadcast::channel(FEED_CAPACITY).0,
         }
     }
 
-    pub(super) fn subscribe(&self) -> broadcast::Receiver<Changes> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Changes> {
         self.sender.subscribe()
     }
 
     /// A write transaction begins on this thread.
-    pub(super) fn begin(&self) {
+    pub(crate) fn begin(&self) {
         let listening = self.sender.receiver_count() > 0;
         NOTED.with(|noted| *noted.borrow_mut() = listening.then(Vec::new));
     }
 
     /// The transaction begun on this thread committed: tells the listeners what it changed.
-    pub(super) fn committed(&self) {
+    pub(crate) fn committed(&self) {
         let Some(changes) = NOTED.with(|noted| noted.borrow_mut().take()) else {
             return;
         };
@@ -84,7 +84,7 @@ impl ChangeFeed {
 }
 
 /// Notes a change of the transaction in flight on this thread.
-pub(super) fn note(change: Change) {
+pub(crate) fn note(change: Change) {
     NOTED.with(|noted| {
         if let Some(list) = noted.borrow_mut().as_mut() {
             list.push(change);

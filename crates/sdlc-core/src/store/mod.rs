@@ -35,25 +35,27 @@ use redb::{
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::model::{Action, ActionStatus, ActionTrigger, AttemptRecord, StatusKind};
-use crate::policy::{self, Decision};
+use crate::model::{Action, ActionStatus, ActionTrigger, StatusKind};
 
-mod changes;
+pub(crate) mod changes;
 mod handle;
 mod history;
 pub mod integrity;
 pub mod outbox;
 mod plans;
 mod record;
+pub(crate) mod rules;
 mod schedules;
 mod sessions;
+pub(crate) mod txn;
 mod webhooks;
 
 pub use changes::{Change, Changes};
 use handle::Handle;
 pub use handle::StorageFault;
 
-use record::{ACTION_BODIES, get_in, lookup, record_in, remove_in, write_in, write_light_in};
+use record::{ACTION_BODIES, get_in, lookup, record_in, write_in};
+use txn::Txn;
 
 pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
@@ -178,14 +180,6 @@ impl<'tx> Tables<'tx> {
             self.outbox = Some(outbox::OutboxTables::open(self.tx)?);
         }
         Ok(self.outbox.as_mut().expect("opened just above"))
-    }
-
-    /// The plan runs' events this transaction added, in order.
-    fn take_new_events(&mut self) -> Vec<crate::plan::RunEvent> {
-        self.plans
-            .as_mut()
-            .map(|p| std::mem::take(&mut p.new_events))
-            .unwrap_or_default()
     }
 }
 
@@ -400,6 +394,21 @@ impl ActionDb {
         self.db.begin_write()
     }
 
+    /// Runs `work` in one write transaction on the action tables and commits what it did;
+    /// an error leaves the database as it was.
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.begin_write()?;
+        let value = {
+            let mut t = Tables::open(&tx)?;
+            work(&mut t)?
+        };
+        self.db.commit(tx)?;
+        Ok(value)
+    }
+
     /// Stores a new action.
     pub fn insert(&self, action: &Action) -> Result<(), StoreError> {
         self.insert_many(std::slice::from_ref(action))
@@ -407,18 +416,7 @@ impl ActionDb {
 
     /// Stores new actions in one transaction.
     pub fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
-            let mut t = Tables::open(&tx)?;
-            for action in actions {
-                if get_in(&t, action.id)?.is_some() {
-                    return Err(StoreError::Duplicate(action.id));
-                }
-                put(&mut t, None, action)?;
-            }
-        }
-        self.db.commit(tx)?;
-        Ok(())
+        self.write(|t| rules::insert_many_in(t, actions))
     }
 
     /// The action with this id (a webhook delivery still waiting in the inbox shows as the
@@ -448,40 +446,6 @@ impl ActionDb {
         }
     }
 
-    /// Finds the newest occurrence of the series `id` belongs to and applies `change` to it,
-    /// in one write transaction, so nothing can run or finish between the look and the change.
-    /// `change` gives the new form, or None to leave the action as it is.
-    fn change_series_head(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        change: impl FnOnce(&Action) -> Result<Option<Action>, StoreError>,
-    ) -> Result<Action, StoreError> {
-        let tx = self.begin_write()?;
-        let new = {
-            let mut t = Tables::open(&tx)?;
-            let action = to_change(&tx, &mut t, id, Some(now))?;
-            let head = t
-                .series_head
-                .get(action.series.as_u128())?
-                .map(|v| Uuid::from_u128(v.value()));
-            let target = match head {
-                Some(head) if head != id => get_in(&t, head)?.unwrap_or(action),
-                _ => action,
-            };
-            let Some(new) = change(&target)? else {
-                return Ok(target);
-            };
-            put(&mut t, Some(&target), &new)?;
-            if new.step.is_some() && new.status.kind().is_finished() {
-                plans::step_action_changed_in(&mut t, &new, now)?;
-            }
-            new
-        };
-        self.db.commit(tx)?;
-        Ok(new)
-    }
-
     /// Moves an action to `status`, refusing transitions the lifecycle forbids.
     pub fn set_status(
         &self,
@@ -489,16 +453,7 @@ impl ActionDb {
         status: ActionStatus,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        let tx = self.begin_write()?;
-        let new = {
-            let mut t = Tables::open(&tx)?;
-            let old = to_change(&tx, &mut t, id, Some(now))?;
-            let new = transition(&old, status, now)?;
-            put(&mut t, Some(&old), &new)?;
-            new
-        };
-        self.db.commit(tx)?;
-        Ok(new)
+        self.write(|t| rules::set_status_in(t, id, status, now))
     }
 
     /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes
@@ -569,92 +524,17 @@ impl ActionDb {
         claim_until: DateTime<Utc>,
         claim_limit: usize,
     ) -> Result<Settled, StoreError> {
-        let SettleWork {
-            outcomes,
-            excerpts,
-            returned,
-            deferred,
-            plan_starts,
-            step_claim,
-        } = work;
         let tx = self.begin_write()?;
         let mut t = Tables::open(&tx)?;
-        let started_plans = plan_starts.len();
-        for (id, new) in &plan_starts {
-            let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
-            if old.status.kind() != StatusKind::Running {
-                return Err(StoreError::InvalidTransition {
-                    id: *id,
-                    from: old.status.kind(),
-                    to: StatusKind::Running,
-                });
-            }
-            let run = plans::start_run_in(&mut t, new, Some(*id), now)?;
-            // The run may have ended at once (every step failed to prepare) and finished
-            // the action already.
-            if let Some(current) = get_in(&t, *id)?
-                && current.status.kind() == StatusKind::Running
-            {
-                let mut parent = current.clone();
-                parent.plan_run = Some(run.run_id);
-                put(&mut t, Some(&current), &parent)?;
-            }
-        }
-        for id in &returned {
-            let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
-            return_in(&mut t, &old, now, None)?;
-        }
-        for (id, due) in &deferred {
-            let old = get_in(&t, *id)?.ok_or(StoreError::NotFound(*id))?;
-            return_in(&mut t, &old, now, Some(*due))?;
-        }
-        let (dispatched, inbox_waiting) = if claim_limit > 0 {
-            webhooks::dispatch_in(&tx, &mut t, now, claim_limit)?
-        } else {
-            (0, false)
-        };
-        let mut finished = Vec::with_capacity(outcomes.len());
-        let mut excerpts: std::collections::HashMap<Uuid, Option<String>> =
-            excerpts.into_iter().collect();
-        for (id, outcome) in outcomes {
-            let mut old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
-            if let Some(excerpt) = excerpts.remove(&id) {
-                // Not indexed: the record before finishing may carry it.
-                old.log_excerpt = excerpt;
-            }
-            if old.status.kind() != StatusKind::Running {
-                return Err(StoreError::InvalidTransition {
-                    id,
-                    from: old.status.kind(),
-                    to: outcome.kind(),
-                });
-            }
-            finished.push(finish_in(&mut t, &old, outcome, now)?);
-        }
-        let (claimed, set_aside) =
-            claim_in(&mut t, now, claim_until.max(now), claim_limit, step_claim)?;
-        let events = t.take_new_events();
+        let (settled, changed) = rules::settle_in(&mut t, work, now, claim_until, claim_limit)?;
         drop(t);
-        if finished.is_empty()
-            && claimed.is_empty()
-            && returned.is_empty()
-            && deferred.is_empty()
-            && dispatched == 0
-            && set_aside == 0
-            && started_plans == 0
-        {
+        if changed {
+            self.db.commit(tx)?;
+        } else {
             // Nothing changed: skip the commit (and its fsync).
             tx.abort()?;
-        } else {
-            self.db.commit(tx)?;
         }
-        Ok(Settled {
-            finished,
-            claimed,
-            dispatched,
-            inbox_waiting,
-            events,
-        })
+        Ok(settled)
     }
 
     /// Pending actions due before `until`, soonest first, at most `limit` (what the dashboard
@@ -735,31 +615,10 @@ impl ActionDb {
         now: DateTime<Utc>,
         started: Option<&std::collections::HashSet<Uuid>>,
     ) -> Result<RecoveryReport, StoreError> {
-        let tx = self.begin_write()?;
-        let mut report = RecoveryReport::default();
-        {
-            let mut t = Tables::open(&tx)?;
-            for id in ids_with_status(&t, StatusKind::Running)? {
-                let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
-                if old.plan_run.is_some() {
-                    // Waits for its plan run, which recovery of its steps carries on.
-                    continue;
-                }
-                if started.is_some_and(|started| !started.contains(&id)) {
-                    return_in(&mut t, &old, now, None)?;
-                    report.returned.push(id);
-                    continue;
-                }
-                let failed = ActionStatus::Failed {
-                    reason: INTERRUPTED_REASON.to_string(),
-                };
-                let finished = finish_in(&mut t, &old, failed, now)?;
-                report.interrupted.push(id);
-                report.retried += usize::from(finished.action.status == ActionStatus::Pending);
-            }
-        }
-        self.db.commit(tx)?;
-        Ok(report)
+        self.write(|t| {
+            let running = t.ids_with_status(StatusKind::Running)?;
+            rules::recover_in(t, running, now, started)
+        })
     }
 
     /// After a reopen (see [`ActionDb::reopen`]): every Running action that is not in `known`
@@ -772,21 +631,10 @@ impl ActionDb {
         now: DateTime<Utc>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let tx = self.begin_write()?;
-        let mut returned = Vec::new();
-        {
+        let returned = {
             let mut t = Tables::open(&tx)?;
-            for id in ids_with_status(&t, StatusKind::Running)? {
-                if known.contains(&id) {
-                    continue;
-                }
-                let old = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
-                if old.plan_run.is_some() {
-                    continue;
-                }
-                return_in(&mut t, &old, now, None)?;
-                returned.push(id);
-            }
-        }
+            rules::return_unknown_in(&mut t, known, now)?
+        };
         if returned.is_empty() {
             tx.abort()?;
         } else {
@@ -799,13 +647,7 @@ impl ActionDb {
     /// an earlier occurrence of a recurring action, cancels its pending occurrence, which ends
     /// the series.
     pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.change_series_head(id, now, |target| match target.status.kind() {
-            StatusKind::Pending | StatusKind::Paused => {
-                let reason = "cancelled by the user before it ran".to_string();
-                transition(target, ActionStatus::Failed { reason }, now).map(Some)
-            }
-            status => Err(StoreError::NotPending { id, status }),
-        })
+        self.write(|t| rules::cancel_in(t, id, now))
     }
 
     /// Pauses the pending occurrence of the series `id` belongs to (or the action itself):
@@ -816,24 +658,13 @@ impl ActionDb {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        self.change_series_head(id, now, |target| match target.status.kind() {
-            StatusKind::Paused => Ok(None),
-            StatusKind::Pending => {
-                let mut paused = transition(target, ActionStatus::Paused { reason }, now)?;
-                paused.queued_behind = None;
-                Ok(Some(paused))
-            }
-            status => Err(StoreError::NothingToPause { id, status }),
-        })
+        self.write(|t| rules::pause_in(t, id, reason, now))
     }
 
     /// Resumes a paused action: it is Pending again and due at its own time; slots it missed
     /// while paused follow its catch-up policy.
     pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.change_series_head(id, now, |target| match target.status.kind() {
-            StatusKind::Paused => transition(target, ActionStatus::Pending, now).map(Some),
-            status => Err(StoreError::NotPaused { id, status }),
-        })
+        self.write(|t| rules::resume_in(t, id, now))
     }
 
     /// Approves an action awaiting approval: it completes with the result it waited with, and
@@ -845,22 +676,7 @@ impl ActionDb {
         note: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        self.decide_approval(id, now, |old| {
-            let ActionStatus::AwaitingApproval { result } = &old.status else {
-                unreachable!("checked by decide_approval");
-            };
-            let mut new = transition(
-                old,
-                ActionStatus::Completed {
-                    result: result.clone(),
-                },
-                now,
-            )?;
-            if let Some(approval) = &mut new.approval {
-                approval.decide(crate::model::ApprovalState::Approved, Some(by), note, now);
-            }
-            Ok(new)
-        })
+        self.write(|t| rules::approve_in(t, id, by, note, now))
     }
 
     /// Rejects an action awaiting approval: it fails with `rejected by <by>: <note>` (a plan
@@ -872,45 +688,7 @@ impl ActionDb {
         note: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        self.decide_approval(id, now, |old| {
-            let reason = match note.as_deref().filter(|n| !n.trim().is_empty()) {
-                Some(note) => format!("rejected by {by}: {note}"),
-                None => format!("rejected by {by}"),
-            };
-            let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
-            if let Some(approval) = &mut new.approval {
-                approval.decide(crate::model::ApprovalState::Rejected, Some(by), note, now);
-            }
-            Ok(new)
-        })
-    }
-
-    fn decide_approval(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        decide: impl FnOnce(&Action) -> Result<Action, StoreError>,
-    ) -> Result<Action, StoreError> {
-        let tx = self.begin_write()?;
-        let new = {
-            let mut t = Tables::open(&tx)?;
-            let old = to_change(&tx, &mut t, id, Some(now))?;
-            if old.status.kind() != StatusKind::AwaitingApproval {
-                return Err(StoreError::NotAwaitingApproval {
-                    id,
-                    status: old.status.kind(),
-                    approval: old.approval.as_ref().map(|a| a.state),
-                });
-            }
-            let new = decide(&old)?;
-            put(&mut t, Some(&old), &new)?;
-            if new.step.is_some() {
-                plans::step_action_changed_in(&mut t, &new, now)?;
-            }
-            new
-        };
-        self.db.commit(tx)?;
-        Ok(new)
+        self.write(|t| rules::reject_in(t, id, by, note, now))
     }
 
     /// Stores a manual run of the action `id` (any occurrence of its series): same tool,
@@ -998,68 +776,12 @@ impl ActionDb {
         new: &Action,
         now: DateTime<Utc>,
     ) -> Result<Action, StoreError> {
-        let id = seen.id;
-        let tx = self.begin_write()?;
-        let stored = {
-            let mut t = Tables::open(&tx)?;
-            let current = get_in(&t, id)?.ok_or(StoreError::NotFound(id))?;
-            if !matches!(
-                current.status.kind(),
-                StatusKind::Pending | StatusKind::Paused
-            ) {
-                return Err(StoreError::NotEditable {
-                    id,
-                    status: current.status.kind(),
-                });
-            }
-            if current.updated_at != seen.updated_at || current.status != seen.status {
-                return Err(StoreError::ChangedMeanwhile { id });
-            }
-            let mut stored = new.clone();
-            stored.updated_at = now;
-            put(&mut t, Some(&current), &stored)?;
-            stored
-        };
-        self.db.commit(tx)?;
-        Ok(stored)
+        self.write(|t| rules::replace_edited_in(t, seen, new, now))
     }
 
     /// Removes an action that is not Running, with its index entries.
     pub fn delete(&self, id: Uuid) -> Result<Action, StoreError> {
-        let tx = self.begin_write()?;
-        let old = {
-            let mut t = Tables::open(&tx)?;
-            let old = to_change(&tx, &mut t, id, None)?;
-            if let Some(step) = old
-                .step
-                .as_ref()
-                .filter(|_| !old.status.kind().is_finished())
-            {
-                return Err(StoreError::StepOfRun {
-                    id,
-                    run: step.run_id,
-                    step: step.step_id.clone(),
-                });
-            }
-            if old.status.kind() == StatusKind::Running {
-                return Err(StoreError::InvalidTransition {
-                    id,
-                    from: StatusKind::Running,
-                    to: StatusKind::Failed,
-                });
-            }
-            unindex(&mut t, &old)?;
-            history::reindex(&mut t, Some(&old), None)?;
-            remove_in(&mut t, id)?;
-            forget_head_if(&mut t, old.series, id)?;
-            changes::note(changes::Change {
-                status: None,
-                ..changes::Change::of(&old)
-            });
-            old
-        };
-        self.db.commit(tx)?;
-        Ok(old)
+        self.write(|t| rules::delete_in(t, id))
     }
 
     /// Actions matching `filter`, newest (by last update) first.
@@ -1256,108 +978,6 @@ fn forget_head_if(t: &mut Tables<'_>, series: Uuid, id: Uuid) -> Result<(), Stor
     Ok(())
 }
 
-/// The action `id` as a change by id (cancel, pause, delete...) finds it inside `tx`: a
-/// delivery still waiting in the inbox is dispatched first (as of `now`, or of its arrival
-/// when None), so the change applies to its action.
-fn to_change(
-    tx: &WriteTransaction,
-    t: &mut Tables<'_>,
-    id: Uuid,
-    now: Option<DateTime<Utc>>,
-) -> Result<Action, StoreError> {
-    webhooks::dispatch_by_id(tx, t, id, now)?;
-    get_in(t, id)?.ok_or(StoreError::NotFound(id))
-}
-
-/// Builds the new form of `old` after a transition, or refuses it.
-fn transition(
-    old: &Action,
-    status: ActionStatus,
-    now: DateTime<Utc>,
-) -> Result<Action, StoreError> {
-    if !old.status.can_become(&status) {
-        return Err(StoreError::InvalidTransition {
-            id: old.id,
-            from: old.status.kind(),
-            to: status.kind(),
-        });
-    }
-    let mut new = old.clone();
-    if status.kind().is_finished() {
-        new.finished_at = Some(now);
-    }
-    new.status = status;
-    new.updated_at = now;
-    Ok(new)
-}
-
-/// Claims up to `limit` Pending actions due by `until` in the transaction of `t`, earliest
-/// first; one not yet due at `now` is claimed as of its due time.
-///
-/// A recurring occurrence meets its policies here: it runs, is skipped, or is held behind a
-/// run of its series that is still going, and its successor is stored in this same
-/// transaction. Skipped and held occurrences take no slot, so the scan goes on past them, up
-/// to a bound that keeps one transaction short. A plan step whose run has as many steps
-/// claimed as `steps` allows stays Pending (and due) and is passed over.
-/// Returns the claimed actions and how many due ones were skipped or held instead.
-fn claim_in(
-    t: &mut Tables<'_>,
-    now: DateTime<Utc>,
-    until: DateTime<Utc>,
-    limit: usize,
-    steps: StepClaim,
-) -> Result<(Vec<Action>, usize), StoreError> {
-    use std::ops::Bound;
-    let mut claimed = Vec::new();
-    let mut set_aside = 0;
-    let mut budget = limit.saturating_mul(4).saturating_add(64);
-    // Where the scan stands: entries passed over stay in the index.
-    let mut after: Option<[u8; 24]> = None;
-    let end = due_key(until, Uuid::max());
-    while claimed.len() < limit && budget > 0 {
-        let want = (limit - claimed.len()).min(budget);
-        let due_keys: Vec<[u8; 24]> = {
-            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-            let mut keys = Vec::new();
-            for entry in t
-                .due
-                .range::<[u8; 24]>((lower, Bound::Included(end)))?
-                .take(want)
-            {
-                keys.push(entry?.0.value());
-            }
-            keys
-        };
-        let Some(last) = due_keys.last() else {
-            break;
-        };
-        after = Some(*last);
-        budget -= due_keys.len();
-        for key in due_keys {
-            let id = id_from_key(&key[8..]);
-            let old = get_in(t, id)?.ok_or(StoreError::NotFound(id))?;
-            if old.status.kind() == StatusKind::AwaitingApproval {
-                // Its approval's deadline, not a run: rejected as of the deadline (within the
-                // claim's few milliseconds of lead, as a run is claimed as of its due time).
-                time_out_approval(t, &old, now.max(old.due_at()))?;
-                set_aside += 1;
-                continue;
-            }
-            if let Some(step) = &old.step
-                && !plans::may_claim_step(t, step, steps)?
-            {
-                continue;
-            }
-            let at = now.max(old.due_at());
-            match apply_policy(t, old, at)? {
-                Some(run) => claimed.push(run),
-                None => set_aside += 1,
-            }
-        }
-    }
-    Ok((claimed, set_aside))
-}
-
 /// How many steps of one plan run a settle may claim (see `plan::decide::may_claim`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StepClaim {
@@ -1367,276 +987,6 @@ pub enum StepClaim {
     /// Up to twice it: the engine claims ahead of its free slots and starts no more than the
     /// limit at once.
     AheadOfSlots,
-}
-
-/// Handles one due action: claims it (returned), or skips or holds a recurring occurrence.
-fn apply_policy(
-    t: &mut Tables<'_>,
-    old: Action,
-    now: DateTime<Utc>,
-) -> Result<Option<Action>, StoreError> {
-    // Only a scheduled occurrence whose successor is not yet stored meets the policies;
-    // manual runs, webhook deliveries, one-offs and retries simply run.
-    if !old.is_scheduled_occurrence() || old.next_scheduled {
-        return claim_one(t, &old, now).map(Some);
-    }
-    let running = running_in_series(t, old.series)?;
-    match policy::decide(&old, running, now) {
-        Decision::Run {
-            next_due,
-            catch_up_left,
-        } => {
-            let mut run = claim_one(t, &old, now)?;
-            schedule_next(t, &old, next_due, catch_up_left, now)?;
-            run.next_scheduled = true;
-            // Indexed fields did not change since `claim_one` stored it: the record only.
-            write_in(t, Some(&old), &run)?;
-            Ok(Some(run))
-        }
-        Decision::Skip { reason, next_due } => {
-            let mut skipped = transition(&old, ActionStatus::Skipped { reason }, now)?;
-            skipped.next_scheduled = true;
-            put(t, Some(&old), &skipped)?;
-            schedule_next(t, &old, next_due, None, now)?;
-            Ok(None)
-        }
-        Decision::Queue { behind } => {
-            let mut held = old.clone();
-            held.queued_behind = Some(behind);
-            held.updated_at = now;
-            put(t, Some(&old), &held)?;
-            Ok(None)
-        }
-    }
-}
-
-fn claim_one(t: &mut Tables<'_>, old: &Action, now: DateTime<Utc>) -> Result<Action, StoreError> {
-    let mut new = transition(old, ActionStatus::Running, now)?;
-    new.attempt += 1;
-    new.started_at = Some(now);
-    new.retry_at = None;
-    new.queued_behind = None;
-    put(t, Some(old), &new)?;
-    if new.step.is_some() {
-        plans::step_claimed_in(t, &new, now)?;
-    }
-    Ok(new)
-}
-
-/// Hands a claimed action whose tool never started back to Pending, as if never claimed:
-/// the attempt is not counted and it stays due at once (its due time was at or before the
-/// claim), or at `later` when given. A recurring occurrence keeps `next_scheduled`: its
-/// successor is already stored.
-fn return_in(
-    t: &mut Tables<'_>,
-    old: &Action,
-    now: DateTime<Utc>,
-    later: Option<DateTime<Utc>>,
-) -> Result<Action, StoreError> {
-    if old.status.kind() != StatusKind::Running {
-        return Err(StoreError::InvalidTransition {
-            id: old.id,
-            from: old.status.kind(),
-            to: StatusKind::Pending,
-        });
-    }
-    let claimed_at = old.started_at.unwrap_or(now);
-    let mut new = transition(old, ActionStatus::Pending, now)?;
-    new.attempt = old.attempt.saturating_sub(1);
-    new.started_at = old.attempts.last().and_then(|a| a.started_at);
-    // A retry (or an occurrence due later than its claim, which cannot happen but costs
-    // nothing to keep right) says when it is due again; a first attempt is due at its slot.
-    new.retry_at = if later.is_some() {
-        later
-    } else if old.attempts.is_empty() && old.scheduled_at() <= claimed_at {
-        None
-    } else {
-        Some(claimed_at)
-    };
-    put(t, Some(old), &new)?;
-    if new.step.is_some() {
-        plans::step_returned_in(t, &new)?;
-    }
-    Ok(new)
-}
-
-/// Stores the successor of a recurring occurrence, due at `due` (no successor when None),
-/// with what is left of a `--catch-up all` replay.
-fn schedule_next(
-    t: &mut Tables<'_>,
-    occurrence: &Action,
-    due: Option<DateTime<Utc>>,
-    catch_up_left: Option<u32>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if let Some(due) = due {
-        let mut next = occurrence.occurrence_at(due, now);
-        next.catch_up_left = catch_up_left;
-        put(t, None, &next)?;
-    }
-    Ok(())
-}
-
-/// A run of `series` still going, if any.
-fn running_in_series(t: &Tables<'_>, series: Uuid) -> Result<Option<Uuid>, StoreError> {
-    let table = &t.running_by_series;
-    let mut start = [0u8; 32];
-    start[..16].copy_from_slice(series.as_bytes());
-    let mut end = [0xffu8; 32];
-    end[..16].copy_from_slice(series.as_bytes());
-    let first = table.range(start..=end)?.next();
-    match first {
-        Some(entry) => Ok(Some(id_from_key(&entry?.0.value()[16..]))),
-        None => Ok(None),
-    }
-}
-
-/// Records how a Running action's run ended, in the transaction of `t`: Completed or Failed, or back to
-/// Pending when it failed with retries left. Every attempt is recorded. An occurrence held
-/// behind this run is released.
-fn finish_in(
-    t: &mut Tables<'_>,
-    old: &Action,
-    outcome: ActionStatus,
-    now: DateTime<Utc>,
-) -> Result<Finished, StoreError> {
-    let (label, reason) = match &outcome {
-        ActionStatus::Completed { .. } => ("completed", None),
-        ActionStatus::Failed { reason } if reason == INTERRUPTED_REASON => {
-            ("interrupted", Some(reason.clone()))
-        }
-        ActionStatus::Failed { reason } => ("failed", Some(reason.clone())),
-        _ => ("ended", None),
-    };
-    let record = AttemptRecord {
-        attempt: old.attempt,
-        started_at: old.started_at,
-        finished_at: now,
-        outcome: label.to_string(),
-        reason,
-    };
-    let retry = match &outcome {
-        ActionStatus::Failed { .. } => policy::retry_at(old, now),
-        _ => None,
-    };
-    let outcome = awaiting_approval_if_asked(old, outcome);
-    let mut action = match retry {
-        Some(at) => {
-            let mut pending = transition(old, ActionStatus::Pending, now)?;
-            pending.retry_at = Some(at);
-            pending
-        }
-        None => transition(old, outcome, now)?,
-    };
-    if action.status.kind() == StatusKind::AwaitingApproval {
-        action.approval = Some(crate::model::Approval::pending(
-            old.requires_approval.as_ref(),
-            now,
-        ));
-    }
-    action.attempts.push(record);
-    put(t, Some(old), &action)?;
-    if action.step.is_some() {
-        plans::step_action_changed_in(t, &action, now)?;
-    }
-    let released = release_queued(t, old, now)?;
-    Ok(Finished { action, released })
-}
-
-/// Rejects an action whose approval nobody gave by its deadline, in the transaction of `t`.
-fn time_out_approval(
-    t: &mut Tables<'_>,
-    old: &Action,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let reason = crate::model::APPROVAL_TIMED_OUT.to_string();
-    let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
-    if let Some(approval) = &mut new.approval {
-        approval.decide(crate::model::ApprovalState::Rejected, None, None, now);
-    }
-    put(t, Some(old), &new)?;
-    if new.step.is_some() {
-        plans::step_action_changed_in(t, &new, now)?;
-    }
-    Ok(())
-}
-
-/// A run that completed waits for a person instead when the action asks for approval, or
-/// when its result does (`"awaiting_approval": true` at its top level or in `data`).
-fn awaiting_approval_if_asked(action: &Action, outcome: ActionStatus) -> ActionStatus {
-    let ActionStatus::Completed { result } = outcome else {
-        return outcome;
-    };
-    let asked = |value: &serde_json::Value| value.get("awaiting_approval") == Some(&true.into());
-    let by_result = asked(&result) || result.get("data").is_some_and(asked);
-    if action.requires_approval.is_some() || by_result {
-        ActionStatus::AwaitingApproval { result }
-    } else {
-        ActionStatus::Completed { result }
-    }
-}
-
-/// Makes due at once the occurrence (if any) that `--overlap queue-one` held behind `run`.
-fn release_queued(
-    t: &mut Tables<'_>,
-    run: &Action,
-    now: DateTime<Utc>,
-) -> Result<Option<Action>, StoreError> {
-    let head = t.series_head.get(run.series.as_u128())?.map(|v| v.value());
-    let Some(head) = head else {
-        return Ok(None);
-    };
-    let Some(held) = get_in(t, Uuid::from_u128(head))? else {
-        return Ok(None);
-    };
-    if held.queued_behind != Some(run.id) || held.status != ActionStatus::Pending {
-        return Ok(None);
-    }
-    let mut due = held.clone();
-    due.queued_behind = None;
-    due.retry_at = Some(now);
-    due.updated_at = now;
-    put(t, Some(&held), &due)?;
-    Ok(Some(due))
-}
-
-/// Ids of every action in `kind`, oldest update first.
-fn ids_with_status(t: &Tables<'_>, kind: StatusKind) -> Result<Vec<Uuid>, StoreError> {
-    let index = &t.by_status;
-    let (start, end) = status_range(kind);
-    let mut ids = Vec::new();
-    for entry in index.range(start..=end)? {
-        let (key, _) = entry?;
-        ids.push(id_from_key(&key.value()[9..]));
-    }
-    Ok(ids)
-}
-
-/// Writes `new` (replacing `old`, when given) and keeps every index in step with it.
-/// The one place that knows which indexes an action appears in.
-fn put(t: &mut Tables<'_>, old: Option<&Action>, new: &Action) -> Result<(), StoreError> {
-    if let Some(old) = old {
-        unindex(t, old)?;
-    }
-    write_in(t, old, new)?;
-    history::reindex(t, old, Some(new))?;
-    index(t, old.is_none(), new)?;
-    schedules::track(t, old, new)?;
-    changes::note(changes::Change::of(new));
-    if let Some(event) = crate::notify::event_of(old, new) {
-        let at = new.updated_at;
-        let subject = || crate::notify::Subject::of_action(new, at);
-        outbox::enqueue_in(t, event, new.notify_on.as_deref(), subject, at)?;
-    }
-    Ok(())
-}
-
-/// Stores a webhook action dispatched from the inbox, whose body `ingest` already wrote.
-fn put_dispatched(t: &mut Tables<'_>, light: &Action) -> Result<(), StoreError> {
-    write_light_in(t, light)?;
-    history::reindex(t, None, Some(light))?;
-    changes::note(changes::Change::of(light));
-    index(t, true, light)
 }
 
 /// Adds `new` to every index it belongs in (`is_new`: it was not stored before).
@@ -1660,7 +1010,7 @@ fn index(t: &mut Tables<'_>, is_new: bool, new: &Action) -> Result<(), StoreErro
 }
 
 /// Pending and not held behind a running occurrence: in the due index.
-fn is_due_indexed(action: &Action) -> bool {
+pub(crate) fn is_due_indexed(action: &Action) -> bool {
     match action.status.kind() {
         StatusKind::Pending => action.queued_behind.is_none(),
         // Due when its approval times out.
@@ -1693,7 +1043,7 @@ fn unindex(t: &mut Tables<'_>, old: &Action) -> Result<(), StoreError> {
 }
 
 /// Times before 1970 sort first; the index stores milliseconds as unsigned.
-fn millis(t: DateTime<Utc>) -> u64 {
+pub(crate) fn millis(t: DateTime<Utc>) -> u64 {
     t.timestamp_millis().max(0) as u64
 }
 
@@ -1722,7 +1072,7 @@ fn status_range(kind: StatusKind) -> ([u8; 25], [u8; 25]) {
 }
 
 /// Stable on disk: never renumber.
-fn status_byte(kind: StatusKind) -> u8 {
+pub(crate) fn status_byte(kind: StatusKind) -> u8 {
     match kind {
         StatusKind::Pending => 1,
         StatusKind::Running => 2,
@@ -1739,7 +1089,7 @@ fn id_from_key(bytes: &[u8]) -> Uuid {
 }
 
 /// One byte of schema version, then JSON: the form of every JSON record.
-fn encode_json<T: serde::Serialize>(id: Uuid, value: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_json<T: serde::Serialize>(id: Uuid, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = vec![SCHEMA_VERSION as u8];
     serde_json::to_writer(&mut bytes, value).map_err(|err| StoreError::Corrupt {
         id,
@@ -1749,7 +1099,10 @@ fn encode_json<T: serde::Serialize>(id: Uuid, value: &T) -> Result<Vec<u8>, Stor
 }
 
 /// Reads what `encode_json` wrote; refuses a record from a newer schema.
-fn decode_json<T: serde::de::DeserializeOwned>(id: Uuid, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    id: Uuid,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     let bytes = unseal(id, bytes)?;
     let (&version, json) = bytes.split_first().ok_or_else(|| StoreError::Corrupt {
         id,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use uuid::Uuid;
 
+use super::txn::Txn;
 use super::{ActionDb, Tables, decode_json, due_key, encode_json, id_from_key, write_in};
 use crate::error::StoreError;
 use crate::notify::{
@@ -29,7 +30,7 @@ static QUEUED: AtomicBool = AtomicBool::new(false);
 static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Wakes the sender when the transaction just committed queued something.
-pub(super) fn after_commit() {
+pub(crate) fn after_commit() {
     if QUEUED.swap(false, Ordering::AcqRel) {
         WAKE.notify_one();
     }
@@ -44,7 +45,7 @@ pub async fn queued() {
 pub(super) struct OutboxTables<'tx> {
     outbox: Table<'tx, u128, &'static [u8]>,
     due: Table<'tx, [u8; 24], ()>,
-    config: Option<NotifyConfig>,
+    pub(super) config: Option<NotifyConfig>,
 }
 
 impl<'tx> OutboxTables<'tx> {
@@ -57,7 +58,11 @@ impl<'tx> OutboxTables<'tx> {
         })
     }
 
-    fn put(&mut self, old: Option<&Notification>, new: &Notification) -> Result<(), StoreError> {
+    pub(super) fn put(
+        &mut self,
+        old: Option<&Notification>,
+        new: &Notification,
+    ) -> Result<(), StoreError> {
         if let Some(old) = old
             && old.state == DeliveryState::Pending
         {
@@ -91,7 +96,7 @@ fn read_config(
 /// Queues one notification per receiver for `event`, when the stored settings (or the
 /// subject's own `notify_on`) ask for it. `subject` is built only then.
 pub(super) fn enqueue_in(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     event: NotifyEvent,
     notify_on: Option<&[NotifyEvent]>,
     subject: impl FnOnce() -> Subject,
@@ -100,8 +105,7 @@ pub(super) fn enqueue_in(
     if notify_on.is_some_and(|events| !events.contains(&event)) {
         return Ok(());
     }
-    let o = t.outbox()?;
-    let Some(config) = &o.config else {
+    let Some(config) = t.notify_config()? else {
         return Ok(());
     };
     if config.receivers.is_empty() || (notify_on.is_none() && !config.events.contains(&event)) {
@@ -114,7 +118,7 @@ pub(super) fn enqueue_in(
         .map(|r| Notification::new(event, subject.clone(), r.clone(), now))
         .collect();
     for note in &notes {
-        o.put(None, note)?;
+        t.add_notification(note)?;
     }
     QUEUED.store(true, Ordering::Release);
     Ok(())

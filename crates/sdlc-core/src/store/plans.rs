@@ -23,8 +23,9 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::record::get_in;
-use super::{Tables, decode_json, encode_json, put, transition};
+use super::rules::{finish_in, put, transition};
+use super::txn::Txn;
+use super::{Tables, decode_json};
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::plan::decide::{self, Change, RunStatus, StepStatus};
@@ -43,13 +44,13 @@ pub const CANCELED_BY_USER: &str = "canceled by the user";
 
 /// The plan tables of one write transaction, opened on first use.
 pub(super) struct PlanTables<'tx> {
-    runs: Table<'tx, u128, &'static [u8]>,
-    specs: Table<'tx, u128, &'static [u8]>,
-    steps: Table<'tx, [u8; 20], &'static [u8]>,
-    queue: Table<'tx, [u8; 20], ()>,
-    events: Table<'tx, [u8; 24], &'static [u8]>,
-    by_time: Table<'tx, [u8; 24], ()>,
-    by_plan: Table<'tx, &'static [u8], ()>,
+    pub(super) runs: Table<'tx, u128, &'static [u8]>,
+    pub(super) specs: Table<'tx, u128, &'static [u8]>,
+    pub(super) steps: Table<'tx, [u8; 20], &'static [u8]>,
+    pub(super) queue: Table<'tx, [u8; 20], ()>,
+    pub(super) events: Table<'tx, [u8; 24], &'static [u8]>,
+    pub(super) by_time: Table<'tx, [u8; 24], ()>,
+    pub(super) by_plan: Table<'tx, &'static [u8], ()>,
     /// The events this transaction added, in order, for the export after the commit.
     pub(super) new_events: Vec<RunEvent>,
 }
@@ -124,18 +125,27 @@ pub(super) fn graph_of(
     specs: &impl ReadableTable<u128, &'static [u8]>,
     run: Uuid,
 ) -> Result<Arc<PlanGraph>, StoreError> {
-    if let Some(graph) = GRAPHS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|map| map.get(&run).cloned())
-    {
+    if let Some(graph) = cached_graph(run) {
         return Ok(graph);
     }
     let bytes = specs
         .get(run.as_u128())?
         .ok_or_else(|| corrupt(run, "the run's plan is missing"))?;
-    let plan: Plan = decode_json(run, bytes.value())?;
+    graph_from(run, bytes.value())
+}
+
+/// The plan of run `run`, when its graph is cached.
+pub(crate) fn cached_graph(run: Uuid) -> Option<Arc<PlanGraph>> {
+    GRAPHS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|map| map.get(&run).cloned())
+}
+
+/// The graph of run `run`'s stored plan (`encode_json` of it), built and cached.
+pub(crate) fn graph_from(run: Uuid, spec: &[u8]) -> Result<Arc<PlanGraph>, StoreError> {
+    let plan: Plan = decode_json(run, spec)?;
     let graph =
         Arc::new(crate::plan::spec::build(plan).map_err(|problems| {
             corrupt(run, &format!("its stored plan is invalid: {problems}"))
@@ -209,9 +219,11 @@ struct Open {
 }
 
 impl Open {
-    fn load(p: &PlanTables<'_>, run: Uuid) -> Result<Open, StoreError> {
-        let header = read_run(&p.runs, run)?.ok_or_else(|| corrupt(run, "no such plan run"))?;
-        let graph = graph_of(&p.specs, run)?;
+    fn load(t: &mut impl Txn, run: Uuid) -> Result<Open, StoreError> {
+        let header = t
+            .plan_run(run)?
+            .ok_or_else(|| corrupt(run, "no such plan run"))?;
+        let graph = t.plan_graph(run)?;
         Ok(Open { run: header, graph })
     }
 
@@ -221,7 +233,7 @@ impl Open {
 
     fn event(
         &mut self,
-        p: &mut PlanTables<'_>,
+        t: &mut impl Txn,
         name: &str,
         step: Option<usize>,
         detail: Value,
@@ -239,22 +251,17 @@ impl Open {
             },
         };
         self.run.next_seq += 1;
-        p.events.insert(
-            event_key(self.id(), event.seq),
-            encode_json(self.id(), &event)?.as_slice(),
-        )?;
-        p.new_events.push(event);
-        Ok(())
+        t.add_event(event)
     }
 
-    fn step(&self, p: &PlanTables<'_>, index: usize) -> Result<StepState, StoreError> {
-        read_step(&p.steps, self.id(), index as u32)
+    fn step(&self, t: &mut impl Txn, index: usize) -> Result<StepState, StoreError> {
+        t.step(self.id(), index as u32)
     }
 
     /// Writes a step's new state and keeps the run's counts in step with it.
     fn set_step(
         &mut self,
-        p: &mut PlanTables<'_>,
+        t: &mut impl Txn,
         index: usize,
         old: StepStatus,
         new: &StepState,
@@ -270,26 +277,18 @@ impl Open {
                 self.run.counts.critical_unsucceeded += 1;
             }
         }
-        p.steps.insert(
-            step_key(self.id(), index as u32),
-            encode_json(self.id(), new)?.as_slice(),
-        )?;
-        Ok(())
+        t.set_step(self.id(), index as u32, new)
     }
 
-    fn save(&self, p: &mut PlanTables<'_>) -> Result<(), StoreError> {
-        p.runs.insert(
-            self.id().as_u128(),
-            encode_json(self.id(), &self.run)?.as_slice(),
-        )?;
-        Ok(())
+    fn save(&self, t: &mut impl Txn) -> Result<(), StoreError> {
+        t.save_plan_run(&self.run)
     }
 }
 
 /// Stores a new run (its plan, header and steps) and starts its first steps, in the
 /// transaction of `t`. `parent` is the action the run belongs to, if any.
-pub(super) fn start_run_in(
-    t: &mut Tables<'_>,
+pub(crate) fn start_run_in(
+    t: &mut impl Txn,
     new: &NewRun,
     parent: Option<Uuid>,
     now: DateTime<Utc>,
@@ -297,7 +296,7 @@ pub(super) fn start_run_in(
     let mut header = new.run.clone();
     header.parent_action = parent;
     if let Some(parent) = parent
-        && let Some(action) = get_in(t, parent)?
+        && let Some(action) = t.get(parent)?
     {
         header.run_group = action.run_id.or(header.run_group);
         header.notify_on = action.notify_on.or(header.notify_on);
@@ -309,13 +308,7 @@ pub(super) fn start_run_in(
         graph: new.graph.clone(),
     };
     {
-        let p = t.plans()?;
-        p.specs
-            .insert(id.as_u128(), encode_json(id, &open.graph.plan)?.as_slice())?;
-        let time = time_key(open.run.created_at, id);
-        p.by_time.insert(time, ())?;
-        p.by_plan
-            .insert(plan_key(&open.run.plan_id, &time).as_slice(), ())?;
+        t.store_new_run(&open.run, &open.graph.plan)?;
         for (i, step) in open.graph.plan.steps.iter().enumerate() {
             let state = StepState {
                 step_id: step.id.clone(),
@@ -326,8 +319,7 @@ pub(super) fn start_run_in(
                 started_at: None,
                 finished_at: None,
             };
-            p.steps
-                .insert(step_key(id, i as u32), encode_json(id, &state)?.as_slice())?;
+            t.set_step(id, i as u32, &state)?;
         }
         let detail = json!({
             "plan_id": open.run.plan_id,
@@ -336,7 +328,7 @@ pub(super) fn start_run_in(
             "steps": open.graph.len(),
             "parent_action": parent,
         });
-        open.event(p, "run_started", None, detail, now)?;
+        open.event(t, "run_started", None, detail, now)?;
     }
     let ready: Vec<Change> = decide::roots(&open.graph)
         .into_iter()
@@ -349,58 +341,55 @@ pub(super) fn start_run_in(
 /// The run, the index and the state of the step `action` runs (None for an action that is no
 /// step), read in the transaction of `t`.
 fn load_step(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     action: &Action,
 ) -> Result<Option<(Open, usize, StepState)>, StoreError> {
     let Some(step) = &action.step else {
         return Ok(None);
     };
-    let p = t.plans()?;
-    let open = Open::load(p, step.run_id)?;
+    let open = Open::load(t, step.run_id)?;
     let index = step.index as usize;
-    let state = open.step(p, index)?;
+    let state = open.step(t, index)?;
     Ok(Some((open, index, state)))
 }
 
 /// A step's action was claimed: the step is running (attempt and start recorded).
 pub(super) fn step_claimed_in(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
-    let p = t.plans()?;
     let old = state.status;
     state.status = StepStatus::Running;
     state.attempt = action.attempt;
     state.started_at.get_or_insert(now);
     state.reason = None;
-    open.set_step(p, index, old, &state)?;
+    open.set_step(t, index, old, &state)?;
     open.event(
-        p,
+        t,
         "step_started",
         Some(index),
         json!({"attempt": action.attempt, "action_id": action.id}),
         now,
     )?;
-    open.save(p)?;
+    open.save(t)?;
     Ok(())
 }
 
 /// Whether the action of `step` may be claimed now (see `decide::may_claim`): its run's
 /// claimed steps against its limit.
 pub(super) fn may_claim_step(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     step: &crate::plan::StepRef,
     claim: super::StepClaim,
 ) -> Result<bool, StoreError> {
     if step.limit.is_none() {
         return Ok(true);
     }
-    let p = t.plans()?;
-    let Some(run) = read_run(&p.runs, step.run_id)? else {
+    let Some(run) = t.plan_run(step.run_id)? else {
         return Ok(true);
     };
     Ok(decide::may_claim(
@@ -413,22 +402,21 @@ pub(super) fn may_claim_step(
 /// Whether a finished action that is `step` belongs to a plan run that has not ended (pruning
 /// keeps it: a later step may read its result).
 pub(super) fn needed_by_running_run(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     step: Option<&crate::plan::StepRef>,
 ) -> Result<bool, StoreError> {
     let Some(step) = step else {
         return Ok(false);
     };
-    let p = t.plans()?;
-    Ok(read_run(&p.runs, step.run_id)?.is_some_and(|run| !run.status.is_finished()))
+    Ok(t.plan_run(step.run_id)?
+        .is_some_and(|run| !run.status.is_finished()))
 }
 
 /// A step's action claimed ahead was handed back unstarted: the step is pending again.
-pub(super) fn step_returned_in(t: &mut Tables<'_>, action: &Action) -> Result<(), StoreError> {
+pub(super) fn step_returned_in(t: &mut impl Txn, action: &Action) -> Result<(), StoreError> {
     let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
-    let p = t.plans()?;
     if state.action != Some(action.id) || state.status != StepStatus::Running {
         return Ok(());
     }
@@ -437,22 +425,21 @@ pub(super) fn step_returned_in(t: &mut Tables<'_>, action: &Action) -> Result<()
     if action.attempt == 0 {
         state.started_at = None;
     }
-    open.set_step(p, index, StepStatus::Running, &state)?;
-    open.save(p)
+    open.set_step(t, index, StepStatus::Running, &state)?;
+    open.save(t)
 }
 
 /// A step's action changed after a run (or was canceled): `action` is its new form. Pending
 /// again means a retry is scheduled; Completed or Failed ends the step and decides what
 /// follows, all in the transaction of `t`.
-pub(super) fn step_action_changed_in(
-    t: &mut Tables<'_>,
+pub(crate) fn step_action_changed_in(
+    t: &mut impl Txn,
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
-    let p = t.plans()?;
     if state.action != Some(action.id) || state.status.is_finished() {
         // An action of an earlier try of this step (before a `plan retry`): history only.
         return Ok(());
@@ -463,21 +450,21 @@ pub(super) fn step_action_changed_in(
         ActionStatus::Pending => {
             state.status = StepStatus::Retrying;
             state.reason = reason.clone();
-            open.set_step(p, index, old, &state)?;
+            open.set_step(t, index, old, &state)?;
             let detail =
                 json!({"attempt": action.attempt, "reason": reason, "retry_at": action.retry_at});
-            open.event(p, "step_retry", Some(index), detail, now)?;
-            open.save(p)?;
+            open.event(t, "step_retry", Some(index), detail, now)?;
+            open.save(t)?;
             return Ok(());
         }
         ActionStatus::AwaitingApproval { .. } => {
             state.status = StepStatus::AwaitingApproval;
-            open.set_step(p, index, old, &state)?;
+            open.set_step(t, index, old, &state)?;
             let prompt = action.approval.as_ref().and_then(|a| a.prompt.clone());
             let detail =
                 json!({"attempt": action.attempt, "action_id": action.id, "prompt": prompt});
-            open.event(p, "step_awaiting_approval", Some(index), detail, now)?;
-            open.save(p)?;
+            open.event(t, "step_awaiting_approval", Some(index), detail, now)?;
+            open.save(t)?;
             return Ok(());
         }
         ActionStatus::Completed { .. } => (StepStatus::Succeeded, "step_succeeded"),
@@ -489,21 +476,21 @@ pub(super) fn step_action_changed_in(
     };
     state.status = status;
     state.finished_at = Some(now);
-    open.set_step(p, index, old, &state)?;
+    open.set_step(t, index, old, &state)?;
     let detail = json!({
         "attempt": action.attempt,
         "reason": state.reason,
         "duration_ms": state.duration_ms(),
     });
-    open.event(p, event, Some(index), detail, now)?;
-    let changes = decide_after(p, &mut open, index, status)?;
+    open.event(t, event, Some(index), detail, now)?;
+    let changes = decide_after(t, &mut open, index, status)?;
     advance(t, &mut open, changes, now)
 }
 
 /// What the end of step `index` (as `status`) does: an abort cancels what has not started;
 /// otherwise its dependents become ready or skipped.
 fn decide_after(
-    p: &mut PlanTables<'_>,
+    t: &mut impl Txn,
     open: &mut Open,
     index: usize,
     status: StepStatus,
@@ -516,8 +503,11 @@ fn decide_after(
         open.run.abort_reason = Some(reason);
         return Ok(Vec::new());
     }
+    // `after_step_finished` reads statuses through a plain closure, and reading one needs
+    // the transaction mutably.
+    let t = std::cell::RefCell::new(t);
     let failure = std::cell::RefCell::new(None);
-    let status_of = |i: usize| match read_step(&p.steps, open.id(), i as u32) {
+    let status_of = |i: usize| match t.borrow_mut().step(open.id(), i as u32) {
         Ok(state) => state.status,
         Err(err) => {
             failure.borrow_mut().get_or_insert(err);
@@ -537,7 +527,7 @@ fn decide_after(
 /// built (a `${steps...}` that does not resolve) fails at once, and what that decides is
 /// applied in turn.
 fn advance(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     open: &mut Open,
     changes: Vec<Change>,
     now: DateTime<Utc>,
@@ -545,25 +535,24 @@ fn advance(
     let mut changes = changes;
     loop {
         {
-            let p = t.plans()?;
             for change in changes.drain(..) {
                 match change {
                     Change::Ready(i) => {
-                        let mut state = open.step(p, i)?;
+                        let mut state = open.step(t, i)?;
                         let old = state.status;
                         state.status = StepStatus::Queued;
-                        open.set_step(p, i, old, &state)?;
-                        p.queue.insert(step_key(open.id(), i as u32), ())?;
-                        open.event(p, "step_ready", Some(i), json!({}), now)?;
+                        open.set_step(t, i, old, &state)?;
+                        t.queue_step(open.id(), i as u32)?;
+                        open.event(t, "step_ready", Some(i), json!({}), now)?;
                     }
                     Change::Skip(i, reason) => {
-                        let mut state = open.step(p, i)?;
+                        let mut state = open.step(t, i)?;
                         let old = state.status;
                         state.status = StepStatus::Skipped;
                         state.reason = Some(reason.clone());
                         state.finished_at = Some(now);
-                        open.set_step(p, i, old, &state)?;
-                        open.event(p, "step_skipped", Some(i), json!({"reason": reason}), now)?;
+                        open.set_step(t, i, old, &state)?;
+                        open.event(t, "step_skipped", Some(i), json!({"reason": reason}), now)?;
                     }
                 }
             }
@@ -574,35 +563,33 @@ fn advance(
         match start_queued(t, open, now)? {
             Some((index, reason)) => {
                 // The step could not be prepared: it fails, and its failure decides in turn.
-                let p = t.plans()?;
-                let mut state = open.step(p, index)?;
+                let mut state = open.step(t, index)?;
                 let old = state.status;
                 state.status = StepStatus::Failed;
                 state.reason = Some(reason.clone());
                 state.finished_at = Some(now);
-                open.set_step(p, index, old, &state)?;
+                open.set_step(t, index, old, &state)?;
                 open.event(
-                    p,
+                    t,
                     "step_failed",
                     Some(index),
                     json!({"reason": reason}),
                     now,
                 )?;
-                changes = decide_after(p, open, index, StepStatus::Failed)?;
+                changes = decide_after(t, open, index, StepStatus::Failed)?;
             }
             None => break,
         }
     }
     finish_if_done(t, open, now)?;
-    let p = t.plans()?;
-    open.save(p)?;
+    open.save(t)?;
     Ok(())
 }
 
 /// Starts queued steps, in plan order, while the run has places. Returns the first step that
 /// could not be prepared (and stops there), with why.
 fn start_queued(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     open: &mut Open,
     now: DateTime<Utc>,
 ) -> Result<Option<(usize, String)>, StoreError> {
@@ -613,22 +600,11 @@ fn start_queued(
         if decide::free_places(&open.graph, open.run.counts.active()) == 0 {
             return Ok(None);
         }
-        let next = {
-            let p = t.plans()?;
-            let first = p
-                .queue
-                .range(step_key(open.id(), 0)..=step_key(open.id(), u32::MAX))?
-                .next();
-            match first {
-                Some(entry) => {
-                    let key = entry?.0.value();
-                    u32::from_be_bytes(key[16..].try_into().expect("step keys are 20 bytes"))
-                }
-                None => return Ok(None),
-            }
+        let Some(next) = t.first_queued(open.id())? else {
+            return Ok(None);
         };
         let index = next as usize;
-        t.plans()?.queue.remove(step_key(open.id(), next))?;
+        t.unqueue_step(open.id(), next)?;
         let action = {
             let graph = open.graph.clone();
             let results = step_results(t, open, index)?;
@@ -640,28 +616,27 @@ fn start_queued(
             Err(reason) => return Ok(Some((index, reason))),
         };
         put(t, None, &action)?;
-        let p = t.plans()?;
-        let mut state = open.step(p, index)?;
+        let mut state = open.step(t, index)?;
         let old = state.status;
         state.action = Some(action.id);
         if action.status.kind() == StatusKind::AwaitingApproval {
             // A gate waits for a person from the start.
             state.status = StepStatus::AwaitingApproval;
             state.started_at = Some(now);
-            open.set_step(p, index, old, &state)?;
+            open.set_step(t, index, old, &state)?;
             let prompt = action.approval.as_ref().and_then(|a| a.prompt.clone());
             let detail = json!({"action_id": action.id, "prompt": prompt});
-            open.event(p, "step_awaiting_approval", Some(index), detail, now)?;
+            open.event(t, "step_awaiting_approval", Some(index), detail, now)?;
         } else {
             state.status = StepStatus::Pending;
-            open.set_step(p, index, old, &state)?;
+            open.set_step(t, index, old, &state)?;
         }
     }
 }
 
 /// The results of the steps step `index` depends on (directly or not) that its strings name.
 fn step_results(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     open: &Open,
     index: usize,
 ) -> Result<HashMap<String, Value>, StoreError> {
@@ -679,15 +654,12 @@ fn step_results(
         let Some(&j) = open.graph.index.get(&id) else {
             continue;
         };
-        let action = {
-            let p = t.plans()?;
-            open.step(p, j)?.action
-        };
+        let action = { open.step(t, j)?.action };
         let Some(action) = action else { continue };
         if let Some(Action {
             status: ActionStatus::Completed { result },
             ..
-        }) = get_in(t, action)?
+        }) = t.get(action)?
         {
             results.insert(id, result);
         }
@@ -699,7 +671,7 @@ fn step_results(
 /// whose action is stored but not claimed (pending, or waiting for a retry), whose action is
 /// failed with the same reason. Running steps finish.
 fn cancel_unstarted(
-    t: &mut Tables<'_>,
+    t: &mut impl Txn,
     open: &mut Open,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -708,7 +680,7 @@ fn cancel_unstarted(
         .abort_reason
         .clone()
         .unwrap_or_else(|| CANCELED_BY_USER.to_string());
-    let steps = read_steps(&t.plans()?.steps, open.id())?;
+    let steps = t.steps(open.id())?;
     for (i, mut state) in steps.into_iter().enumerate() {
         let old = state.status;
         if !matches!(
@@ -722,7 +694,7 @@ fn cancel_unstarted(
             continue;
         }
         if let Some(id) = state.action.filter(|_| old.is_active())
-            && let Some(action) = get_in(t, id)?
+            && let Some(action) = t.get(id)?
             && matches!(
                 action.status.kind(),
                 StatusKind::Pending | StatusKind::AwaitingApproval
@@ -734,26 +706,21 @@ fn cancel_unstarted(
             let new = transition(&action, failed, now)?;
             put(t, Some(&action), &new)?;
         }
-        let p = t.plans()?;
         if old == StepStatus::Queued {
-            p.queue.remove(step_key(open.id(), i as u32))?;
+            t.unqueue_step(open.id(), i as u32)?;
         }
         state.status = StepStatus::Canceled;
         state.reason = Some(reason.clone());
         state.finished_at = Some(now);
-        open.set_step(p, i, old, &state)?;
-        open.event(p, "step_canceled", Some(i), json!({"reason": reason}), now)?;
+        open.set_step(t, i, old, &state)?;
+        open.event(t, "step_canceled", Some(i), json!({"reason": reason}), now)?;
     }
     Ok(())
 }
 
 /// Ends the run when every step has finished: its status, the `run_completed` event, and the
 /// action it belongs to (Completed, or Failed with the first failure), all in this transaction.
-fn finish_if_done(
-    t: &mut Tables<'_>,
-    open: &mut Open,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+fn finish_if_done(t: &mut impl Txn, open: &mut Open, now: DateTime<Utc>) -> Result<(), StoreError> {
     if open.run.status.is_finished() {
         return Ok(());
     }
@@ -770,8 +737,7 @@ fn finish_if_done(
         "counts": counts,
     });
     {
-        let p = t.plans()?;
-        open.event(p, "run_completed", None, detail, now)?;
+        open.event(t, "run_completed", None, detail, now)?;
     }
     let event = match status {
         RunStatus::Succeeded => Some(crate::notify::NotifyEvent::PlanSucceeded),
@@ -790,7 +756,7 @@ fn finish_if_done(
     let Some(parent) = open.run.parent_action else {
         return Ok(());
     };
-    let Some(action) = get_in(t, parent)? else {
+    let Some(action) = t.get(parent)? else {
         return Ok(());
     };
     if action.status.kind() != StatusKind::Running {
@@ -811,13 +777,13 @@ fn finish_if_done(
             }
         }
     };
-    super::finish_in(t, &action, outcome, now)?;
+    finish_in(t, &action, outcome, now)?;
     Ok(())
 }
 
 /// The first failed step of the run and its reason, for the parent action's failure.
-fn first_failure(t: &mut Tables<'_>, open: &Open) -> Result<Option<String>, StoreError> {
-    let steps = read_steps(&t.plans()?.steps, open.id())?;
+fn first_failure(t: &mut impl Txn, open: &Open) -> Result<Option<String>, StoreError> {
+    let steps = t.steps(open.id())?;
     Ok(steps
         .iter()
         .find(|s| s.status == StepStatus::Failed)
@@ -845,12 +811,12 @@ pub fn counts_json(run: &PlanRun) -> Value {
 
 /// Cancels run `run_id`: steps that have not started are canceled now; running ones finish,
 /// and the run ends `canceled` when they have.
-pub(super) fn cancel_run_in(
-    t: &mut Tables<'_>,
+pub(crate) fn cancel_run_in(
+    t: &mut impl Txn,
     run_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<PlanRun, StoreError> {
-    let mut open = Open::load(t.plans()?, run_id)?;
+    let mut open = Open::load(t, run_id)?;
     if open.run.status.is_finished() {
         return Err(StoreError::RunFinished {
             run: run_id,
@@ -862,8 +828,7 @@ pub(super) fn cancel_run_in(
         open.run.abort_reason = Some(CANCELED_BY_USER.to_string());
     }
     {
-        let p = t.plans()?;
-        open.event(p, "run_canceling", None, json!({}), now)?;
+        open.event(t, "run_canceling", None, json!({}), now)?;
     }
     advance(t, &mut open, Vec::new(), now)?;
     Ok(open.run)
@@ -871,13 +836,13 @@ pub(super) fn cancel_run_in(
 
 /// Runs again the steps of a finished run that did not succeed (or `only` and what follows
 /// it): they wait again, and those whose dependencies are done become ready at once.
-pub(super) fn retry_run_in(
-    t: &mut Tables<'_>,
+pub(crate) fn retry_run_in(
+    t: &mut impl Txn,
     run_id: Uuid,
     only: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Retried, StoreError> {
-    let mut open = Open::load(t.plans()?, run_id)?;
+    let mut open = Open::load(t, run_id)?;
     if !open.run.status.is_finished() {
         return Err(StoreError::RunNotFinished { run: run_id });
     }
@@ -894,7 +859,7 @@ pub(super) fn retry_run_in(
         ),
         None => None,
     };
-    let states = read_steps(&t.plans()?.steps, run_id)?;
+    let states = t.steps(run_id)?;
     let chosen = decide::retry_selection(&open.graph, &|i| states[i].status, only_index);
     if chosen.is_empty() {
         return Err(StoreError::NothingToRetry { run: run_id });
@@ -911,7 +876,6 @@ pub(super) fn retry_run_in(
     let mut current: Vec<StepStatus> = states.iter().map(|s| s.status).collect();
     let retried_at;
     {
-        let p = t.plans()?;
         for &i in &chosen {
             let mut state = states[i].clone();
             let old = state.status;
@@ -920,11 +884,11 @@ pub(super) fn retry_run_in(
             state.started_at = None;
             state.finished_at = None;
             state.attempt = 0;
-            open.set_step(p, i, old, &state)?;
+            open.set_step(t, i, old, &state)?;
             current[i] = StepStatus::Waiting;
         }
         retried_at = open.run.next_seq;
-        open.event(p, "run_retried", None, json!({"steps": names}), now)?;
+        open.event(t, "run_retried", None, json!({"steps": names}), now)?;
     }
     let ready: Vec<Change> = chosen
         .iter()
@@ -1023,7 +987,7 @@ impl super::ActionDb {
     }
 
     fn require_run(&self, t: &mut Tables<'_>, run: Uuid) -> Result<(), StoreError> {
-        match read_run(&t.plans()?.runs, run)? {
+        match t.plan_run(run)? {
             Some(_) => Ok(()),
             None => Err(StoreError::RunNotFound(run)),
         }

@@ -25,7 +25,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::record::{ACTION_BODIES, StoredBody, encode_body_parts, exists_in, frame, unframe};
-use super::{ActionDb, Tables, decode_json, due_key, encode_json, put, put_dispatched, status_key};
+use super::rules::{put, put_dispatched};
+use super::{ActionDb, Tables, decode_json, due_key, encode_json, status_key};
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
 use crate::webhook::{
@@ -210,11 +211,11 @@ impl ActionDb {
 /// A delivery waiting in the inbox is still seen by id, in lists and in counts (`get`,
 /// `list`, `count_by_status`), as a pending action.
 pub(super) fn dispatch_in(
-    tx: &WriteTransaction,
     t: &mut Tables<'_>,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<(usize, bool), StoreError> {
+    let tx = t.tx;
     let limit = limit.min(DISPATCH_BATCH);
     let mut inbox = tx.open_table(INBOX)?;
     let mut taken = Vec::new();
@@ -259,7 +260,6 @@ fn dispatch_one(t: &mut Tables<'_>, queued: Queued, now: DateTime<Utc>) -> Resul
 /// (cancel, pause, delete...) finds its action; as of `now`, or of the delivery's own
 /// arrival when None. Nothing to do for an id already an action.
 pub(super) fn dispatch_by_id(
-    tx: &WriteTransaction,
     t: &mut Tables<'_>,
     id: Uuid,
     now: Option<DateTime<Utc>>,
@@ -267,7 +267,7 @@ pub(super) fn dispatch_by_id(
     if exists_in(t, id)? {
         return Ok(());
     }
-    let mut inbox = tx.open_table(INBOX)?;
+    let mut inbox = t.tx.open_table(INBOX)?;
     let Some((key, queued, _)) = find_waiting(&inbox, &t.bodies, id)? else {
         return Ok(());
     };

@@ -1,0 +1,287 @@
+//! `Txn`: what the store's rules need of one write transaction. Claiming, finishing,
+//! retrying, recurring, plan runs and the outbox are written once, as functions generic over
+//! it, and every backend (redb's [`Tables`] here) provides these primitives: reading and
+//! writing an action with its indexes, the due range, the runs of a series, a plan run's
+//! header, steps, queue and events, the notification settings and the outbox.
+//!
+//! The rules are generic rather than behind a trait object, so the redb path compiles to
+//! direct calls on its tables, as if written for redb alone.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::ReadableTable;
+use uuid::Uuid;
+
+use super::record::{get_in, remove_in, write_in, write_light_in};
+use super::{
+    Tables, due_key, encode_json, forget_head_if, history, id_from_key, index, plans, schedules,
+    status_range, unindex, webhooks,
+};
+use crate::error::StoreError;
+use crate::model::{Action, StatusKind};
+use crate::notify::{Notification, NotifyConfig};
+use crate::plan::{Plan, PlanGraph, PlanRun, RunEvent, StepState};
+
+/// One write transaction of a backend, as the store's rules use it. Nothing is visible to
+/// other transactions until the backend commits it.
+pub(crate) trait Txn {
+    /// The action `id`, with its body.
+    fn get(&mut self, id: Uuid) -> Result<Option<Action>, StoreError>;
+    /// Writes `new` in place of `old` (the same action as last read; None for a new one),
+    /// with every index in step. The change feed and the outbox are the caller's (`put`).
+    fn store(&mut self, old: Option<&Action>, new: &Action) -> Result<(), StoreError>;
+    /// Writes `new` in place of `old` when nothing indexed differs between them.
+    fn store_record(&mut self, old: &Action, new: &Action) -> Result<(), StoreError>;
+    /// Stores a webhook action dispatched from the inbox, whose body `ingest` already wrote.
+    fn store_dispatched(&mut self, light: &Action) -> Result<(), StoreError>;
+    /// Removes `old` with every index entry of it.
+    fn remove(&mut self, old: &Action) -> Result<(), StoreError>;
+    /// Up to `want` keys of the due index (`due_key`) after `after`, up to `until`, earliest
+    /// first.
+    fn due(
+        &mut self,
+        after: Option<[u8; 24]>,
+        until: DateTime<Utc>,
+        want: usize,
+    ) -> Result<Vec<[u8; 24]>, StoreError>;
+    /// A run of `series` still going, if any.
+    fn running_in_series(&mut self, series: Uuid) -> Result<Option<Uuid>, StoreError>;
+    /// The newest scheduled occurrence of `series`.
+    fn series_head(&mut self, series: Uuid) -> Result<Option<Uuid>, StoreError>;
+    /// Ids of every action in `kind`, oldest update first.
+    fn ids_with_status(&mut self, kind: StatusKind) -> Result<Vec<Uuid>, StoreError>;
+    /// Turns up to `limit` acknowledged webhook deliveries into actions, oldest first.
+    /// Returns how many, and whether more wait.
+    fn dispatch_inbox(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(usize, bool), StoreError>;
+    /// Dispatches the delivery `id` if it still waits, so a change by id finds its action
+    /// (as of `now`, or of its arrival when None).
+    fn dispatch_waiting(&mut self, id: Uuid, now: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+
+    /// The header of plan run `run`.
+    fn plan_run(&mut self, run: Uuid) -> Result<Option<PlanRun>, StoreError>;
+    /// The plan run `run` follows (as it was when the run started).
+    fn plan_graph(&mut self, run: Uuid) -> Result<Arc<PlanGraph>, StoreError>;
+    /// Writes a run's header.
+    fn save_plan_run(&mut self, run: &PlanRun) -> Result<(), StoreError>;
+    /// Stores what a new run keeps besides its header and steps: its plan and its places
+    /// in the listings.
+    fn store_new_run(&mut self, run: &PlanRun, plan: &Plan) -> Result<(), StoreError>;
+    /// Step `index` of run `run`.
+    fn step(&mut self, run: Uuid, index: u32) -> Result<StepState, StoreError>;
+    /// Every step of run `run`, in plan order.
+    fn steps(&mut self, run: Uuid) -> Result<Vec<StepState>, StoreError>;
+    /// Writes step `index` of run `run`.
+    fn set_step(&mut self, run: Uuid, index: u32, state: &StepState) -> Result<(), StoreError>;
+    /// Holds a ready step of `run` until the run has a place for it.
+    fn queue_step(&mut self, run: Uuid, index: u32) -> Result<(), StoreError>;
+    /// Takes a step out of its run's queue.
+    fn unqueue_step(&mut self, run: Uuid, index: u32) -> Result<(), StoreError>;
+    /// The first step of `run` in its queue, in plan order.
+    fn first_queued(&mut self, run: Uuid) -> Result<Option<u32>, StoreError>;
+    /// Appends an event to its run's log (and to the events this transaction added).
+    fn add_event(&mut self, event: RunEvent) -> Result<(), StoreError>;
+    /// The plan runs' events this transaction added, in order.
+    fn take_new_events(&mut self) -> Vec<RunEvent>;
+
+    /// The stored notification settings (None when no daemon stored any).
+    fn notify_config(&mut self) -> Result<Option<&NotifyConfig>, StoreError>;
+    /// Queues a new notification.
+    fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError>;
+}
+
+impl Txn for Tables<'_> {
+    fn get(&mut self, id: Uuid) -> Result<Option<Action>, StoreError> {
+        get_in(self, id)
+    }
+
+    fn store(&mut self, old: Option<&Action>, new: &Action) -> Result<(), StoreError> {
+        if let Some(old) = old {
+            unindex(self, old)?;
+        }
+        write_in(self, old, new)?;
+        history::reindex(self, old, Some(new))?;
+        index(self, old.is_none(), new)?;
+        schedules::track(self, old, new)
+    }
+
+    fn store_record(&mut self, old: &Action, new: &Action) -> Result<(), StoreError> {
+        write_in(self, Some(old), new)
+    }
+
+    fn store_dispatched(&mut self, light: &Action) -> Result<(), StoreError> {
+        write_light_in(self, light)?;
+        history::reindex(self, None, Some(light))?;
+        index(self, true, light)
+    }
+
+    fn remove(&mut self, old: &Action) -> Result<(), StoreError> {
+        unindex(self, old)?;
+        history::reindex(self, Some(old), None)?;
+        remove_in(self, old.id)?;
+        forget_head_if(self, old.series, old.id)
+    }
+
+    fn due(
+        &mut self,
+        after: Option<[u8; 24]>,
+        until: DateTime<Utc>,
+        want: usize,
+    ) -> Result<Vec<[u8; 24]>, StoreError> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let end = due_key(until, Uuid::max());
+        let mut keys = Vec::new();
+        for entry in self
+            .due
+            .range::<[u8; 24]>((lower, Bound::Included(end)))?
+            .take(want)
+        {
+            keys.push(entry?.0.value());
+        }
+        Ok(keys)
+    }
+
+    fn running_in_series(&mut self, series: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let mut start = [0u8; 32];
+        start[..16].copy_from_slice(series.as_bytes());
+        let mut end = [0xffu8; 32];
+        end[..16].copy_from_slice(series.as_bytes());
+        let first = self.running_by_series.range(start..=end)?.next();
+        match first {
+            Some(entry) => Ok(Some(id_from_key(&entry?.0.value()[16..]))),
+            None => Ok(None),
+        }
+    }
+
+    fn series_head(&mut self, series: Uuid) -> Result<Option<Uuid>, StoreError> {
+        Ok(self
+            .series_head
+            .get(series.as_u128())?
+            .map(|v| Uuid::from_u128(v.value())))
+    }
+
+    fn ids_with_status(&mut self, kind: StatusKind) -> Result<Vec<Uuid>, StoreError> {
+        let (start, end) = status_range(kind);
+        let mut ids = Vec::new();
+        for entry in self.by_status.range(start..=end)? {
+            let (key, _) = entry?;
+            ids.push(id_from_key(&key.value()[9..]));
+        }
+        Ok(ids)
+    }
+
+    fn dispatch_inbox(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        webhooks::dispatch_in(self, now, limit)
+    }
+
+    fn dispatch_waiting(&mut self, id: Uuid, now: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        webhooks::dispatch_by_id(self, id, now)
+    }
+
+    fn plan_run(&mut self, run: Uuid) -> Result<Option<PlanRun>, StoreError> {
+        plans::read_run(&self.plans()?.runs, run)
+    }
+
+    fn plan_graph(&mut self, run: Uuid) -> Result<Arc<PlanGraph>, StoreError> {
+        plans::graph_of(&self.plans()?.specs, run)
+    }
+
+    fn save_plan_run(&mut self, run: &PlanRun) -> Result<(), StoreError> {
+        let id = run.run_id;
+        self.plans()?
+            .runs
+            .insert(id.as_u128(), encode_json(id, run)?.as_slice())?;
+        Ok(())
+    }
+
+    fn store_new_run(&mut self, run: &PlanRun, plan: &Plan) -> Result<(), StoreError> {
+        let id = run.run_id;
+        let p = self.plans()?;
+        p.specs
+            .insert(id.as_u128(), encode_json(id, plan)?.as_slice())?;
+        let time = plans::time_key(run.created_at, id);
+        p.by_time.insert(time, ())?;
+        p.by_plan
+            .insert(plans::plan_key(&run.plan_id, &time).as_slice(), ())?;
+        Ok(())
+    }
+
+    fn step(&mut self, run: Uuid, index: u32) -> Result<StepState, StoreError> {
+        plans::read_step(&self.plans()?.steps, run, index)
+    }
+
+    fn steps(&mut self, run: Uuid) -> Result<Vec<StepState>, StoreError> {
+        plans::read_steps(&self.plans()?.steps, run)
+    }
+
+    fn set_step(&mut self, run: Uuid, index: u32, state: &StepState) -> Result<(), StoreError> {
+        self.plans()?.steps.insert(
+            plans::step_key(run, index),
+            encode_json(run, state)?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    fn queue_step(&mut self, run: Uuid, index: u32) -> Result<(), StoreError> {
+        self.plans()?
+            .queue
+            .insert(plans::step_key(run, index), ())?;
+        Ok(())
+    }
+
+    fn unqueue_step(&mut self, run: Uuid, index: u32) -> Result<(), StoreError> {
+        self.plans()?.queue.remove(plans::step_key(run, index))?;
+        Ok(())
+    }
+
+    fn first_queued(&mut self, run: Uuid) -> Result<Option<u32>, StoreError> {
+        let p = self.plans()?;
+        let first = p
+            .queue
+            .range(plans::step_key(run, 0)..=plans::step_key(run, u32::MAX))?
+            .next();
+        match first {
+            Some(entry) => {
+                let key = entry?.0.value();
+                let index = key[16..].try_into().expect("step keys are 20 bytes");
+                Ok(Some(u32::from_be_bytes(index)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn add_event(&mut self, event: RunEvent) -> Result<(), StoreError> {
+        let run = event.run_id;
+        let p = self.plans()?;
+        p.events.insert(
+            plans::event_key(run, event.seq),
+            encode_json(run, &event)?.as_slice(),
+        )?;
+        p.new_events.push(event);
+        Ok(())
+    }
+
+    fn take_new_events(&mut self) -> Vec<RunEvent> {
+        self.plans
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.new_events))
+            .unwrap_or_default()
+    }
+
+    fn notify_config(&mut self) -> Result<Option<&NotifyConfig>, StoreError> {
+        Ok(self.outbox()?.config.as_ref())
+    }
+
+    fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError> {
+        self.outbox()?.put(None, note)
+    }
+}
