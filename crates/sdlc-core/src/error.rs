@@ -47,6 +47,12 @@ pub enum StoreError {
     )]
     NodeNameTaken { url: String, node: String },
 
+    /// An outcome reported for a claim another node took over (see `pg::PgStore`).
+    #[error(
+        "action {id} is no longer this node's claim: another node recovered it after this one stopped renewing its lease, so this outcome was not recorded"
+    )]
+    ClaimLost { id: Uuid },
+
     /// PostgreSQL refused or could not be reached; `url` has its password masked.
     #[error("PostgreSQL database {url}: {detail}")]
     Postgres { url: String, detail: String },

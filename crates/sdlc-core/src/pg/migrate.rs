@@ -33,7 +33,9 @@ const MIGRATIONS: &[Migration] = &[
         what: "actions, series, plan runs and the outbox",
         // Times are Unix milliseconds, as in the redb indexes, so both backends order and
         // compare them alike. `record` is the store's record of the row (a version byte,
-        // JSON, a CRC-32); the columns beside it are what queries select and order by.
+        // JSON, a CRC-32); the columns beside it are what queries select and order by. A
+        // Running action's `node`, `claim` and `lease_until` say who claimed it, the claim's
+        // token (an outcome is recorded only under it) and until when the claim holds.
         sql: "CREATE TABLE sdlc_actions (
                   id uuid PRIMARY KEY,
                   status smallint NOT NULL,
@@ -42,6 +44,9 @@ const MIGRATIONS: &[Migration] = &[
                   updated_at bigint NOT NULL,
                   created_at bigint NOT NULL,
                   tool text NOT NULL,
+                  node text,
+                  claim uuid,
+                  lease_until bigint,
                   record bytea NOT NULL
               );
               CREATE INDEX sdlc_actions_due ON sdlc_actions (due_at, id)
@@ -50,6 +55,9 @@ const MIGRATIONS: &[Migration] = &[
               CREATE INDEX sdlc_actions_running ON sdlc_actions (series, id)
                   WHERE status = 2;
               CREATE INDEX sdlc_actions_created ON sdlc_actions (created_at, id);
+              CREATE INDEX sdlc_actions_leases ON sdlc_actions (lease_until)
+                  WHERE status = 2;
+              CREATE INDEX sdlc_actions_claims ON sdlc_actions (node) WHERE status = 2;
               CREATE TABLE sdlc_series (
                   series uuid PRIMARY KEY,
                   head uuid NOT NULL
@@ -57,6 +65,7 @@ const MIGRATIONS: &[Migration] = &[
               CREATE TABLE sdlc_plan_runs (
                   id uuid PRIMARY KEY,
                   plan_id text NOT NULL,
+                  status text NOT NULL,
                   created_at bigint NOT NULL,
                   record bytea NOT NULL
               );

@@ -7,9 +7,12 @@
 
 mod migrate;
 mod nodes;
+mod store;
+mod txn;
 
 pub use migrate::LATEST_SCHEMA;
 pub use nodes::NodeInfo;
+pub use store::PgStore;
 
 use crate::StoreError;
 
@@ -102,7 +105,7 @@ impl PgDb {
         })
     }
 
-    fn client(
+    pub(crate) fn client(
         &self,
     ) -> Result<
         r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,

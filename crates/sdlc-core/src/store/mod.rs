@@ -37,6 +37,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, ActionTrigger, StatusKind};
 
+mod api;
 pub(crate) mod changes;
 mod handle;
 mod history;
@@ -50,6 +51,7 @@ mod sessions;
 pub(crate) mod txn;
 mod webhooks;
 
+pub use api::Store;
 pub use changes::{Change, Changes};
 use handle::Handle;
 pub use handle::StorageFault;
@@ -61,6 +63,7 @@ pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
+pub(crate) use plans::{cached_graph, cancel_run_in, graph_from, retry_run_in, start_run_in};
 pub use sessions::UiSession;
 pub use webhooks::Ingested;
 

@@ -8,19 +8,19 @@ use serde_json::json;
 
 use super::*;
 use crate::plan::{StepStatus, run::new_run, spec::parse};
-use crate::store::ActionDb;
+use crate::store::{ActionDb, Store};
 
 fn t(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).unwrap()
 }
 
-fn start(db: &ActionDb, text: &str) -> PlanRun {
+fn start(db: &dyn Store, text: &str) -> PlanRun {
     let graph = Arc::new(parse(text, "test").unwrap());
     let new = new_run(graph, BTreeMap::new(), "test", t(1_000)).unwrap();
     db.start_run(&new, t(1_000)).unwrap()
 }
 
-fn statuses(db: &ActionDb, run: Uuid) -> Vec<(String, StepStatus)> {
+fn statuses(db: &dyn Store, run: Uuid) -> Vec<(String, StepStatus)> {
     db.get_run(run)
         .unwrap()
         .unwrap()
@@ -30,18 +30,15 @@ fn statuses(db: &ActionDb, run: Uuid) -> Vec<(String, StepStatus)> {
         .collect()
 }
 
-fn claim_one(db: &ActionDb, now: i64) -> Action {
+fn claim_one(db: &dyn Store, now: i64) -> Action {
     let mut claimed = db.claim_due(t(now), 10).unwrap();
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     claimed.pop().unwrap()
 }
 
-#[test]
-fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+fn steps_run_in_order_and_an_abort_cancels_what_has_not_started(db: &dyn Store) {
     let run = start(
-        &db,
+        db,
         r#"{"plan_id": "p", "globals": {"max_concurrency": 1}, "steps": [
             {"id": "a", "command": "true"},
             {"id": "b", "command": "echo", "args": ["${steps.a.result.v}"], "depends_on": ["a"]},
@@ -49,7 +46,7 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
             {"id": "d", "command": "true", "depends_on": ["c"]}]}"#,
     );
     use StepStatus::*;
-    let a = claim_one(&db, 2_000);
+    let a = claim_one(db, 2_000);
     assert_eq!(a.step.as_ref().unwrap().step_id, "a");
     assert!(
         db.claim_due(t(2_000), 10).unwrap().is_empty(),
@@ -64,7 +61,7 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
     )
     .unwrap();
     assert_eq!(
-        statuses(&db, run.run_id),
+        statuses(db, run.run_id),
         vec![
             ("a".into(), Succeeded),
             ("b".into(), Pending),
@@ -73,7 +70,7 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
         ],
         "up to twice max_concurrency are stored as actions; claim_one (one claimed) holds c back"
     );
-    let b = claim_one(&db, 3_000);
+    let b = claim_one(db, 3_000);
     assert_eq!(b.command.as_ref().unwrap().args, vec!["5".to_string()]);
     db.complete(
         b.id,
@@ -86,7 +83,7 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
     let detail = db.get_run(run.run_id).unwrap().unwrap();
     assert_eq!(detail.run.status, RunStatus::Failed);
     assert_eq!(
-        statuses(&db, run.run_id),
+        statuses(db, run.run_id),
         vec![
             ("a".into(), Succeeded),
             ("b".into(), Failed),
@@ -126,7 +123,7 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
     let retried = db.retry_run(run.run_id, None, t(5_000)).unwrap();
     assert_eq!(retried.steps, vec!["b", "c", "d"]);
     assert_eq!(retried.first_seq, 11, "after the first try's 11 events");
-    let b = claim_one(&db, 5_000);
+    let b = claim_one(db, 5_000);
     assert_eq!(b.step.as_ref().unwrap().step_id, "b");
     db.complete(
         b.id,
@@ -134,14 +131,14 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
         t(6_000),
     )
     .unwrap();
-    let c = claim_one(&db, 6_000);
+    let c = claim_one(db, 6_000);
     db.complete(
         c.id,
         ActionStatus::Completed { result: json!({}) },
         t(7_000),
     )
     .unwrap();
-    let d = claim_one(&db, 7_000);
+    let d = claim_one(db, 7_000);
     db.complete(
         d.id,
         ActionStatus::Completed { result: json!({}) },
@@ -154,12 +151,9 @@ fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
     );
 }
 
-#[test]
-fn skip_dependents_and_continue_and_cancel() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+fn skip_dependents_and_continue_and_cancel(db: &dyn Store) {
     let run = start(
-        &db,
+        db,
         r#"{"plan_id": "p", "steps": [
             {"id": "a", "command": "true", "on_failure": "skip_dependents"},
             {"id": "b", "command": "true", "depends_on": ["a"]},
@@ -191,7 +185,7 @@ fn skip_dependents_and_continue_and_cancel() {
     .unwrap();
     use StepStatus::*;
     assert_eq!(
-        statuses(&db, run.run_id),
+        statuses(db, run.run_id),
         vec![
             ("a".into(), Failed),
             ("b".into(), Skipped),
@@ -217,10 +211,7 @@ fn skip_dependents_and_continue_and_cancel() {
     assert!(db.claim_due(t(6_000), 10).unwrap().is_empty());
 }
 
-#[test]
-fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor(db: &dyn Store) {
     let one =
         |id: &str| format!(r#"{{"plan_id": "{id}", "steps": [{{"id": "a", "command": "true"}}]}}"#);
     let mut started = Vec::new();
@@ -270,13 +261,14 @@ fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
 fn pruning_keeps_the_finished_steps_of_a_run_still_going() {
     let dir = tempfile::tempdir().unwrap();
     let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+    let db = &db;
     let run = start(
-        &db,
+        db,
         r#"{"plan_id": "p", "steps": [
             {"id": "a", "command": "true"},
             {"id": "b", "command": "echo", "args": ["${steps.a.result.v}"], "depends_on": ["a"]}]}"#,
     );
-    let a = claim_one(&db, 2_000);
+    let a = claim_one(db, 2_000);
     db.complete(
         a.id,
         ActionStatus::Completed {
@@ -290,7 +282,7 @@ fn pruning_keeps_the_finished_steps_of_a_run_still_going() {
         0,
         "a is kept while the run goes on"
     );
-    let b = claim_one(&db, 3_000);
+    let b = claim_one(db, 3_000);
     db.complete(
         b.id,
         ActionStatus::Completed { result: json!({}) },
@@ -306,4 +298,49 @@ fn pruning_keeps_the_finished_steps_of_a_run_still_going() {
         2,
         "the run ended: both go"
     );
+}
+
+/// Each scenario on a fresh redb file and on a fresh PostgreSQL database (the conformance
+/// suite, as in `store::tests`).
+mod on_redb {
+    #[test]
+    fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        super::steps_run_in_order_and_an_abort_cancels_what_has_not_started(
+            &crate::store::ActionDb::open(&dir.path().join("o.db")).unwrap(),
+        );
+    }
+    #[test]
+    fn skip_dependents_and_continue_and_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        super::skip_dependents_and_continue_and_cancel(
+            &crate::store::ActionDb::open(&dir.path().join("o.db")).unwrap(),
+        );
+    }
+    #[test]
+    fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        super::runs_are_listed_newest_first_by_plan_and_status_with_a_cursor(
+            &crate::store::ActionDb::open(&dir.path().join("o.db")).unwrap(),
+        );
+    }
+}
+
+mod on_postgres {
+    #[test]
+    fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
+        super::steps_run_in_order_and_an_abort_cancels_what_has_not_started(
+            &crate::store::tests::open_pg(),
+        );
+    }
+    #[test]
+    fn skip_dependents_and_continue_and_cancel() {
+        super::skip_dependents_and_continue_and_cancel(&crate::store::tests::open_pg());
+    }
+    #[test]
+    fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
+        super::runs_are_listed_newest_first_by_plan_and_status_with_a_cursor(
+            &crate::store::tests::open_pg(),
+        );
+    }
 }

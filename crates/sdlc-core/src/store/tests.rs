@@ -47,9 +47,7 @@ fn due_keys_sort_by_time_then_id() {
     assert_eq!(due_key(t(5), a).len(), 24);
 }
 
-#[test]
-fn claim_due_takes_only_pending_actions_that_are_due() {
-    let (_dir, db) = open();
+fn claim_due_takes_only_pending_actions_that_are_due(db: &dyn Store) {
     let past = scheduled("past", 1_000);
     let now_due = scheduled("exactly-now", 5_000);
     let future = scheduled("future", 9_000);
@@ -79,9 +77,7 @@ fn claim_due_takes_only_pending_actions_that_are_due() {
     );
 }
 
-#[test]
-fn an_action_claimed_before_its_due_time_is_claimed_as_of_it() {
-    let (_dir, db) = open();
+fn an_action_claimed_before_its_due_time_is_claimed_as_of_it(db: &dyn Store) {
     let overdue = scheduled("overdue", 900);
     let soon = scheduled("soon", 1_004);
     let later = scheduled("later", 1_006);
@@ -111,9 +107,7 @@ fn an_action_claimed_before_its_due_time_is_claimed_as_of_it() {
     );
 }
 
-#[test]
-fn claim_due_respects_the_limit_and_leaves_the_rest_pending() {
-    let (_dir, db) = open();
+fn claim_due_respects_the_limit_and_leaves_the_rest_pending(db: &dyn Store) {
     let actions: Vec<_> = (0..5)
         .map(|i| scheduled(&format!("a{i}"), 100 + i))
         .collect();
@@ -124,9 +118,7 @@ fn claim_due_respects_the_limit_and_leaves_the_rest_pending() {
     assert_eq!(db.claim_due(t(1_000), 10).unwrap().len(), 3);
 }
 
-#[test]
-fn finished_history_does_not_stay_in_the_due_range() {
-    let (_dir, db) = open();
+fn finished_history_does_not_stay_in_the_due_range(db: &dyn Store) {
     let many: Vec<_> = (0..200).map(|i| scheduled("old", i)).collect();
     db.insert_many(&many).unwrap();
     let claimed = db.claim_due(t(1_000), 1_000).unwrap();
@@ -140,9 +132,7 @@ fn finished_history_does_not_stay_in_the_due_range() {
     );
 }
 
-#[test]
-fn get_finds_by_id_and_misses_unknown_ids() {
-    let (_dir, db) = open();
+fn get_finds_by_id_and_misses_unknown_ids(db: &dyn Store) {
     let action = scheduled("x", 1);
     db.insert(&action).unwrap();
     assert_eq!(db.get(action.id).unwrap(), Some(action.clone()));
@@ -150,9 +140,7 @@ fn get_finds_by_id_and_misses_unknown_ids() {
     assert!(matches!(db.insert(&action), Err(StoreError::Duplicate(_))));
 }
 
-#[test]
-fn set_status_refuses_impossible_transitions() {
-    let (_dir, db) = open();
+fn set_status_refuses_impossible_transitions(db: &dyn Store) {
     let action = scheduled("x", 1);
     db.insert(&action).unwrap();
     let err = db.set_status(action.id, ok(), t(2)).unwrap_err();
@@ -182,9 +170,7 @@ fn set_status_refuses_impossible_transitions() {
     ));
 }
 
-#[test]
-fn complete_refuses_an_action_that_is_not_running() {
-    let (_dir, db) = open();
+fn complete_refuses_an_action_that_is_not_running(db: &dyn Store) {
     let action = scheduled("x", 1);
     db.insert(&action).unwrap();
     assert!(db.complete(action.id, ok(), t(2)).is_err());
@@ -194,9 +180,7 @@ fn complete_refuses_an_action_that_is_not_running() {
     );
 }
 
-#[test]
-fn claiming_a_recurring_occurrence_stores_the_next_in_the_same_commit() {
-    let (_dir, db) = open();
+fn claiming_a_recurring_occurrence_stores_the_next_in_the_same_commit(db: &dyn Store) {
     let mut action = scheduled("tick", 10_000);
     action.recurrence = Some(Recurrence::Every { interval_ms: 1_000 });
     db.insert(&action).unwrap();
@@ -230,9 +214,7 @@ fn policy(overlap: Overlap, catch_up: CatchUp) -> SchedulePolicy {
     SchedulePolicy { overlap, catch_up }
 }
 
-#[test]
-fn overlap_skip_records_a_skipped_occurrence_and_moves_on() {
-    let (_dir, db) = open();
+fn overlap_skip_records_a_skipped_occurrence_and_moves_on(db: &dyn Store) {
     let first = recurring("r", 1_000, 1_000, policy(Overlap::Skip, CatchUp::Latest));
     db.insert(&first).unwrap();
     db.claim_due(t(1_000), 10).unwrap();
@@ -254,9 +236,7 @@ fn overlap_skip_records_a_skipped_occurrence_and_moves_on() {
     );
 }
 
-#[test]
-fn overlap_queue_one_holds_one_occurrence_until_the_run_ends() {
-    let (_dir, db) = open();
+fn overlap_queue_one_holds_one_occurrence_until_the_run_ends(db: &dyn Store) {
     let first = recurring(
         "r",
         1_000,
@@ -289,9 +269,7 @@ fn overlap_queue_one_holds_one_occurrence_until_the_run_ends() {
     );
 }
 
-#[test]
-fn overlap_allow_runs_both() {
-    let (_dir, db) = open();
+fn overlap_allow_runs_both(db: &dyn Store) {
     let first = recurring("r", 1_000, 1_000, policy(Overlap::Allow, CatchUp::Latest));
     db.insert(&first).unwrap();
     db.claim_due(t(1_000), 10).unwrap();
@@ -323,9 +301,7 @@ fn catch_up_policies_after_downtime() {
     }
 }
 
-#[test]
-fn a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt() {
-    let (_dir, db) = open();
+fn a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt(db: &dyn Store) {
     let mut action = scheduled("flaky", 0);
     action.retry = Some(RetryPolicy {
         retries: 1,
@@ -360,9 +336,7 @@ fn a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt() 
     assert_eq!(outcomes, [(1, "failed"), (2, "failed")]);
 }
 
-#[test]
-fn an_interrupted_run_is_retried_when_its_policy_allows() {
-    let (_dir, db) = open();
+fn an_interrupted_run_is_retried_when_its_policy_allows(db: &dyn Store) {
     let mut action = scheduled("x", 0);
     action.retry = Some(RetryPolicy {
         retries: 2,
@@ -378,9 +352,7 @@ fn an_interrupted_run_is_retried_when_its_policy_allows() {
     assert_eq!(got.attempts[0].outcome, "interrupted");
 }
 
-#[test]
-fn pause_resume_and_run_now() {
-    let (_dir, db) = open();
+fn pause_resume_and_run_now(db: &dyn Store) {
     let first = recurring("r", 1_000, 1_000, policy(Overlap::Skip, CatchUp::Latest));
     db.insert(&first).unwrap();
     let paused = db
@@ -454,9 +426,7 @@ fn retention_prunes_old_finished_actions_only() {
     assert!(left.contains(&"pending".to_string()) && left.contains(&"recent".to_string()));
 }
 
-#[test]
-fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
-    let (_dir, db) = open();
+fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else(db: &dyn Store) {
     let interrupted = scheduled("interrupted", 1);
     let done = scheduled("done", 1);
     let pending = scheduled("pending", 50_000);
@@ -500,9 +470,7 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else() {
     );
 }
 
-#[test]
-fn a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt() {
-    let (_dir, db) = open();
+fn a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt(db: &dyn Store) {
     let first = scheduled("first", 1_000);
     let mut retried = scheduled("retried", 1_000);
     retried.retry = Some(RetryPolicy {
@@ -561,9 +529,7 @@ fn a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt() {
     assert_eq!(counts, 4);
 }
 
-#[test]
-fn recovery_with_the_run_log_proof_hands_back_what_never_started() {
-    let (_dir, db) = open();
+fn recovery_with_the_run_log_proof_hands_back_what_never_started(db: &dyn Store) {
     let ran = scheduled("ran", 1);
     let claimed_only = scheduled("claimed-only", 1);
     db.insert_many(&[ran.clone(), claimed_only.clone()])
@@ -604,9 +570,7 @@ fn recovery_survives_reopening_the_file() {
     );
 }
 
-#[test]
-fn cancel_and_delete() {
-    let (_dir, db) = open();
+fn cancel_and_delete(db: &dyn Store) {
     let a = scheduled("a", 100);
     let b = scheduled("b", 100);
     db.insert_many(&[a.clone(), b.clone()]).unwrap();
@@ -627,9 +591,7 @@ fn cancel_and_delete() {
     assert_eq!(db.list(&ListFilter::default()).unwrap().len(), 1);
 }
 
-#[test]
-fn list_filters_by_status_and_tool_newest_first() {
-    let (_dir, db) = open();
+fn list_filters_by_status_and_tool_newest_first(db: &dyn Store) {
     let mut actions = Vec::new();
     for i in 0..6 {
         // a0 is due first, so it is the one claimed below.
@@ -1342,9 +1304,7 @@ mod webhook_tests {
     }
 }
 
-#[test]
-fn a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires() {
-    let (_dir, db) = open();
+fn a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires(db: &dyn Store) {
     let once = scheduled("once", 10_000);
     let every = recurring(
         "every",
@@ -1397,9 +1357,7 @@ fn status_counts_stay_equal_to_what_is_stored() {
     assert_eq!(db.count_by_status().unwrap(), by_listing(&db));
 }
 
-#[test]
-fn deleting_the_newest_occurrence_ends_its_series() {
-    let (_dir, db) = open();
+fn deleting_the_newest_occurrence_ends_its_series(db: &dyn Store) {
     let a = scheduled("a", 100);
     db.insert(&a).unwrap();
     db.delete(a.id).unwrap();
@@ -1437,9 +1395,7 @@ fn an_edit_inside_a_stored_record_is_refused_not_misread() {
     }
 }
 
-#[test]
-fn an_edit_lands_only_on_the_action_it_was_made_from() {
-    let (_dir, db) = open();
+fn an_edit_lands_only_on_the_action_it_was_made_from(db: &dyn Store) {
     let action = scheduled("svc", 10_000);
     db.insert(&action).unwrap();
     let seen = db.get(action.id).unwrap().unwrap();
@@ -1464,9 +1420,7 @@ fn an_edit_lands_only_on_the_action_it_was_made_from() {
     assert!(matches!(err, StoreError::NotEditable { .. }), "{err}");
 }
 
-#[test]
-fn the_change_feed_tells_what_each_commit_changed_once_committed() {
-    let (_dir, db) = open();
+fn the_change_feed_tells_what_each_commit_changed_once_committed(db: &dyn Store) {
     let quiet = scheduled("before anyone listens", 1_000);
     db.insert(&quiet).unwrap();
     let mut feed = db.changes();
@@ -1549,3 +1503,50 @@ fn the_recurring_series_are_listed_by_their_heads() {
     let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
     assert_eq!(heads(&db), vec![format!("other:{}", other.id)]);
 }
+
+/// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store
+/// behaves the same on both (the conformance suite).
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $( #[test] fn $name() { let (_dir, db) = super::open(); super::$name(&db); } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name(&super::open_pg()); } )*
+        }
+    };
+}
+
+pub(super) fn open_pg() -> crate::pg::PgStore {
+    let url = sdlc_pgtest::Cluster::shared()
+        .expect("the PostgreSQL tests need a server")
+        .fresh_database()
+        .unwrap();
+    crate::pg::PgStore::connect(&url, 4).unwrap()
+}
+
+on_both!(
+    claim_due_takes_only_pending_actions_that_are_due,
+    an_action_claimed_before_its_due_time_is_claimed_as_of_it,
+    claim_due_respects_the_limit_and_leaves_the_rest_pending,
+    finished_history_does_not_stay_in_the_due_range,
+    get_finds_by_id_and_misses_unknown_ids,
+    set_status_refuses_impossible_transitions,
+    complete_refuses_an_action_that_is_not_running,
+    claiming_a_recurring_occurrence_stores_the_next_in_the_same_commit,
+    overlap_skip_records_a_skipped_occurrence_and_moves_on,
+    overlap_queue_one_holds_one_occurrence_until_the_run_ends,
+    overlap_allow_runs_both,
+    a_failed_run_with_retries_left_returns_to_pending_and_records_each_attempt,
+    an_interrupted_run_is_retried_when_its_policy_allows,
+    pause_resume_and_run_now,
+    startup_recovery_fails_interrupted_runs_and_keeps_everything_else,
+    a_claim_handed_back_is_pending_due_at_once_and_not_an_attempt,
+    recovery_with_the_run_log_proof_hands_back_what_never_started,
+    cancel_and_delete,
+    list_filters_by_status_and_tool_newest_first,
+    a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires,
+    deleting_the_newest_occurrence_ends_its_series,
+    an_edit_lands_only_on_the_action_it_was_made_from,
+    the_change_feed_tells_what_each_commit_changed_once_committed,
+);

@@ -1,0 +1,646 @@
+//! `PgStore`: the action store on PostgreSQL. Every write operation is one transaction that
+//! runs the store's own rules (`store::rules`) on a [`PgTxn`], so an action claimed, finished,
+//! retried or recurring, a plan run advancing, a notification queued, all behave as on redb.
+//! Reads are queries on the columns beside each record.
+//!
+//! A transaction PostgreSQL aborts for a conflict with another node's (a deadlock between
+//! row locks) is run again from the start: it changed nothing, and its rules read afresh.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::PgDb;
+use super::txn::{PgTxn, fail};
+use crate::error::StoreError;
+use crate::model::{Action, ActionStatus, ActionTrigger, StatusKind};
+use crate::plan::{NewRun, PlanRun, RunEvent};
+use crate::store::changes::{ChangeFeed, Changes};
+use crate::store::txn::Txn;
+use crate::store::{
+    ListFilter, RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, decode_json,
+    outbox, rules, status_byte,
+};
+
+/// How many times a transaction aborted by a conflict is run again before the error is
+/// given to the caller.
+const CONFLICT_RETRIES: usize = 8;
+
+/// How long a claim holds without a heartbeat, unless the daemon sets another.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The store on one PostgreSQL database, shared with other nodes.
+pub struct PgStore {
+    db: PgDb,
+    feed: ChangeFeed,
+    /// The node this process claims for, once it joined (a daemon); None for a command.
+    node: Mutex<Option<String>>,
+    lease: chrono::Duration,
+    /// The claims this process holds: action id -> claim token. An outcome is recorded only
+    /// for an action whose stored claim is still the one this process made.
+    claims: Mutex<HashMap<Uuid, Uuid>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.db.shown_url())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects (see [`PgDb::connect`]) and migrates the schema.
+    pub fn connect(url: &str, connections: u32) -> Result<PgStore, StoreError> {
+        Ok(PgStore {
+            db: PgDb::connect(url, connections)?,
+            feed: ChangeFeed::new(),
+            node: Mutex::new(None),
+            lease: chrono::Duration::from_std(DEFAULT_LEASE).expect("30 s fits"),
+            claims: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sets how long a claim holds without a heartbeat (before `join`).
+    pub fn set_lease(&mut self, lease: std::time::Duration) {
+        self.lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    }
+
+    /// How long a claim holds without a heartbeat.
+    pub fn lease(&self) -> chrono::Duration {
+        self.lease
+    }
+
+    /// Registers this process as node `node` (see `PgDb::register_node`): from now on its
+    /// claims are leased to that node and renewed by [`PgStore::heartbeat`].
+    pub fn join(&self, node: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.db.register_node(node, now, now + self.lease)?;
+        *lock(&self.node) = Some(node.to_string());
+        Ok(())
+    }
+
+    /// The node this process claims for, once it joined.
+    pub fn node(&self) -> Option<String> {
+        lock(&self.node).clone()
+    }
+
+    /// Renews the lease of this node and of every claim it holds. Answers false when the
+    /// others presumed it dead meanwhile (its row was removed): its claims are then no longer
+    /// its own, every outcome it still reports for them is refused, and it must join again.
+    pub fn heartbeat(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(node) = self.node() else {
+            return Ok(true);
+        };
+        let until = now + self.lease;
+        if !self.db.heartbeat(&node, now, until)? {
+            // Its claims are void: no outcome of theirs may be recorded any more.
+            for token in lock(&self.claims).values_mut() {
+                *token = Uuid::nil();
+            }
+            *lock(&self.node) = None;
+            return Ok(false);
+        }
+        let mut client = self.db.client()?;
+        client
+            .execute(
+                "UPDATE sdlc_actions SET lease_until = $1 WHERE node = $2 AND status = 2",
+                &[&until.timestamp_millis(), &node],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot renew the claims' lease", e))?;
+        Ok(true)
+    }
+
+    /// Recovers what nodes presumed dead left Running (their claims' and their own leases
+    /// run out), as recovery at start does on redb: each is failed as interrupted, or goes
+    /// back to Pending when its retry policy allows. Any live node may run this at any time;
+    /// two at once recover different actions.
+    pub fn recover_expired(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
+        self.recover(now, false, None)
+    }
+
+    /// Recovers the claims of nodes presumed dead and, with `own`, every claim left under
+    /// this node's name (or, before it joined, under no node): the process that held the
+    /// name before is gone, since a live name is refused. `started` applies to those own
+    /// claims only: it is this machine's record of which of them it had started.
+    fn recover(
+        &self,
+        now: DateTime<Utc>,
+        own: bool,
+        started: Option<&HashSet<Uuid>>,
+    ) -> Result<RecoveryReport, StoreError> {
+        let node = self.node();
+        let report = self.write_at(
+            now,
+            |t| {
+                let expired = t.expired_claims(now.timestamp_millis(), None)?;
+                let mut report = rules::recover_in(t, expired, now, None)?;
+                if own {
+                    let left = t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
+                    let mine = rules::recover_in(t, left, now, started)?;
+                    report.interrupted.extend(mine.interrupted);
+                    report.retried += mine.retried;
+                    report.returned.extend(mine.returned);
+                }
+                Ok(report)
+            },
+            |report| !report.interrupted.is_empty() || !report.returned.is_empty(),
+        )?;
+        for id in report.interrupted.iter().chain(&report.returned) {
+            tracing::warn!(action = %id, "recovered a run its node left (dead, or stopped renewing its lease)");
+        }
+        Ok(report)
+    }
+
+    /// `work` without what is no longer this process's to record: an outcome or hand-back
+    /// for an action whose stored claim is not the one this process made (another node
+    /// recovered it while this one was paused or cut off). Logs each one refused.
+    fn fenced(&self, t: &mut PgTxn<'_>, work: &SettleWork) -> Result<SettleWork, StoreError> {
+        let mut work = copy_work(work);
+        let ids: Vec<Uuid> = work
+            .outcomes
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(work.returned.iter().copied())
+            .chain(work.deferred.iter().map(|(id, _)| *id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(work);
+        }
+        let current = t.current_claims(&ids)?;
+        let mine = lock(&self.claims);
+        // An action that is not Running is left to the rules, which refuse to finish it as
+        // on redb, unless this process claimed it: then another node recovered it, and the
+        // outcome is late. A Running action is this process's only under its own claim.
+        let holds = |id: &Uuid| {
+            let held = match (mine.get(id), current.get(id)) {
+                (Some(token), Some(stored)) => token == stored,
+                (None, None) => true,
+                _ => false,
+            };
+            if !held {
+                tracing::warn!(
+                    action = %id,
+                    "late outcome refused: the action is no longer this node's claim \
+                     (another node recovered it after this one stopped renewing its lease)"
+                );
+            }
+            held
+        };
+        work.outcomes.retain(|(id, _)| holds(id));
+        work.returned.retain(|id| holds(id));
+        work.deferred.retain(|(id, _)| holds(id));
+        work.excerpts.retain(|(id, _)| current.contains_key(id));
+        Ok(work)
+    }
+
+    /// The database, for the node registry.
+    pub fn db(&self) -> &PgDb {
+        &self.db
+    }
+
+    /// A feed of what each commit of this process changes.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Changes> {
+        self.feed.subscribe()
+    }
+
+    /// Runs `work` in one transaction and commits it; runs it again when PostgreSQL aborted
+    /// it for a conflict with another writer. `changed` says whether what `work` returned
+    /// needs a commit (when not, the transaction is rolled back: it wrote nothing).
+    fn write_if<T>(
+        &self,
+        work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
+        changed: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        self.write_at(Utc::now(), work, changed)
+    }
+
+    /// `write_if`, with the claims it makes leased from `now` (the time the operation is
+    /// given, as every time it records).
+    fn write_at<T>(
+        &self,
+        now: DateTime<Utc>,
+        mut work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
+        changed: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let url = self.db.shown_url();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut client = self.db.client()?;
+            let tx = client
+                .transaction()
+                .map_err(|e| fail(url, "cannot begin a transaction", e))?;
+            self.feed.begin();
+            let mut t = PgTxn::new(tx, url);
+            let lease_until = (now + self.lease).timestamp_millis();
+            t.claiming_for(self.node(), lease_until);
+            let result = work(&mut t);
+            let conflicted = t.conflicted;
+            match result {
+                Ok(value) if changed(&value) => match t.commit() {
+                    Ok(claimed) => {
+                        lock(&self.claims).extend(claimed);
+                        outbox::after_commit();
+                        self.feed.committed();
+                        return Ok(value);
+                    }
+                    Err(err) if is_conflict(&err) && tries < CONFLICT_RETRIES => continue,
+                    Err(err) => return Err(err),
+                },
+                // Dropping the transaction rolls it back.
+                Ok(value) => return Ok(value),
+                Err(_) if conflicted && tries < CONFLICT_RETRIES => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn write<T>(
+        &self,
+        work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_if(work, |_| true)
+    }
+
+    /// Stores a new action.
+    pub fn insert(&self, action: &Action) -> Result<(), StoreError> {
+        self.insert_many(std::slice::from_ref(action))
+    }
+
+    /// Stores new actions in one transaction.
+    pub fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError> {
+        self.write(|t| rules::insert_many_in(t, actions))
+    }
+
+    /// The action with this id.
+    pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query("SELECT record FROM sdlc_actions WHERE id = $1", &[&id])
+            .map_err(|e| fail(self.db.shown_url(), "cannot read an action", e))?;
+        rows.first()
+            .map(|row| decode_json(id, row.get(0)))
+            .transpose()
+    }
+
+    /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
+    pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
+        let Some(action) = self.get(id)? else {
+            return Ok(None);
+        };
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT a.record, a.id FROM sdlc_series s JOIN sdlc_actions a ON a.id = s.head
+                 WHERE s.series = $1",
+                &[&action.series],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a series", e))?;
+        match rows.first() {
+            Some(row) => Ok(Some(decode_json(row.get(1), row.get(0))?)),
+            None => Ok(Some(action)),
+        }
+    }
+
+    /// Moves an action to `status`, refusing transitions the lifecycle forbids.
+    pub fn set_status(
+        &self,
+        id: Uuid,
+        status: ActionStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.write(|t| rules::set_status_in(t, id, status.clone(), now))
+    }
+
+    /// Claims up to `limit` actions due at or before `now` (see `ActionDb::claim_due`).
+    pub fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {
+        Ok(self.settle(Vec::new(), now, limit)?.claimed)
+    }
+
+    /// Records outcomes, then claims (see `ActionDb::settle`).
+    pub fn settle(
+        &self,
+        outcomes: Vec<(Uuid, ActionStatus)>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
+        let work = SettleWork {
+            outcomes,
+            ..SettleWork::default()
+        };
+        self.settle_work(work, now, now, claim_limit)
+    }
+
+    /// The engine's settle (see `ActionDb::settle_work`), in one transaction.
+    pub fn settle_work(
+        &self,
+        work: SettleWork,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        claim_limit: usize,
+    ) -> Result<Settled, StoreError> {
+        // The tokens the work's outcomes were made under, to forget once they are recorded
+        // (a settle may claim the same action again, under a new token).
+        let ids: Vec<Uuid> = work
+            .outcomes
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(work.returned.iter().copied())
+            .chain(work.deferred.iter().map(|(id, _)| *id))
+            .collect();
+        let before: HashMap<Uuid, Uuid> = {
+            let claims = lock(&self.claims);
+            ids.iter()
+                .filter_map(|id| Some((*id, *claims.get(id)?)))
+                .collect()
+        };
+        let (settled, _) = self.write_at(
+            now,
+            |t| {
+                let work = self.fenced(t, &work)?;
+                rules::settle_in(t, work, now, claim_until, claim_limit)
+            },
+            |(_, changed)| *changed,
+        )?;
+        let mut claims = lock(&self.claims);
+        for (id, token) in before {
+            if claims.get(&id) == Some(&token) {
+                claims.remove(&id);
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Records how a Running action ended (see `ActionDb::complete`).
+    pub fn complete(
+        &self,
+        id: Uuid,
+        outcome: ActionStatus,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::Finished, StoreError> {
+        let mut finished = self.settle(vec![(id, outcome)], now, 0)?.finished;
+        finished.pop().ok_or(StoreError::ClaimLost { id })
+    }
+
+    /// Recovery at start (see `ActionDb::startup_recovery_knowing`). The database is shared:
+    /// what live nodes run is theirs, so what is recovered is the claims of nodes presumed
+    /// dead, and those left under this node's own name by the process that held it before
+    /// (`started`, this machine's run log, says which of those it had started).
+    pub fn startup_recovery_knowing(
+        &self,
+        now: DateTime<Utc>,
+        started: Option<&HashSet<Uuid>>,
+    ) -> Result<RecoveryReport, StoreError> {
+        self.recover(now, true, started)
+    }
+
+    /// Cancels the pending occurrence of the series `id` belongs to.
+    pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+        self.write(|t| rules::cancel_in(t, id, now))
+    }
+
+    /// Pauses the pending occurrence of the series `id` belongs to.
+    pub fn pause(
+        &self,
+        id: Uuid,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.write(|t| rules::pause_in(t, id, reason.clone(), now))
+    }
+
+    /// Resumes a paused action.
+    pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+        self.write(|t| rules::resume_in(t, id, now))
+    }
+
+    /// Approves an action awaiting approval.
+    pub fn approve(
+        &self,
+        id: Uuid,
+        by: &str,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.write(|t| rules::approve_in(t, id, by, note.clone(), now))
+    }
+
+    /// Rejects an action awaiting approval.
+    pub fn reject(
+        &self,
+        id: Uuid,
+        by: &str,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.write(|t| rules::reject_in(t, id, by, note.clone(), now))
+    }
+
+    /// Stores a manual run of the action `id`, due at once, outside its schedule.
+    pub fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+        let source = self.get(id)?.ok_or(StoreError::NotFound(id))?;
+        let manual = source.copy_for(ActionTrigger::Manual { requested_at: now }, now);
+        self.insert(&manual)?;
+        Ok(manual)
+    }
+
+    /// Replaces a pending or paused action by its edited form, unless it changed since `seen`.
+    pub fn replace_edited(
+        &self,
+        seen: &Action,
+        new: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<Action, StoreError> {
+        self.write(|t| rules::replace_edited_in(t, seen, new, now))
+    }
+
+    /// Removes an action that is not Running.
+    pub fn delete(&self, id: Uuid) -> Result<Action, StoreError> {
+        self.write(|t| rules::delete_in(t, id))
+    }
+
+    /// Actions matching `filter`, newest (by last update) first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Action>, StoreError> {
+        let limit = filter.limit.unwrap_or(i64::MAX as usize) as i64;
+        let status = filter.status.map(|kind| i16::from(status_byte(kind)));
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT id, record FROM sdlc_actions
+                 WHERE ($1::int2 IS NULL OR status = $1) AND ($2::text IS NULL OR tool = $2)
+                 ORDER BY updated_at DESC, id DESC LIMIT $3",
+                &[&status, &filter.tool, &limit],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot list actions", e))?;
+        rows.iter()
+            .map(|row| decode_json(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// How many actions are stored in each status.
+    pub fn count_by_status(&self) -> Result<Vec<(StatusKind, u64)>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT status, count(*) FROM sdlc_actions GROUP BY status",
+                &[],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot count actions", e))?;
+        Ok(StatusKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let n = rows
+                    .iter()
+                    .find(|row| row.get::<_, i16>(0) == i16::from(status_byte(kind)))
+                    .map_or(0, |row| row.get::<_, i64>(1) as u64);
+                (kind, n)
+            })
+            .collect())
+    }
+
+    /// The earliest due time among Pending actions.
+    pub fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT min(due_at) FROM sdlc_actions WHERE due_at IS NOT NULL",
+                &[],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read what is due", e))?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<_, Option<i64>>(0))
+            .and_then(DateTime::from_timestamp_millis))
+    }
+
+    /// Stores a new run and starts its first steps.
+    pub fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
+        self.write(|t| crate::store::start_run_in(t, new, None, now))
+    }
+
+    /// Cancels a running plan run.
+    pub fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
+        self.write(|t| {
+            require_run(t, run)?;
+            crate::store::cancel_run_in(t, run, now)
+        })
+    }
+
+    /// Runs again what did not succeed in a finished run.
+    pub fn retry_run(
+        &self,
+        run: Uuid,
+        only: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Retried, StoreError> {
+        self.write(|t| {
+            require_run(t, run)?;
+            crate::store::retry_run_in(t, run, only, now)
+        })
+    }
+
+    /// A run, its steps and its plan.
+    pub fn get_run(&self, run: Uuid) -> Result<Option<RunDetail>, StoreError> {
+        // A read-only transaction: the run's rows as one commit left them.
+        self.write_if(
+            |t| {
+                let Some(header) = t.plan_run(run)? else {
+                    return Ok(None);
+                };
+                let steps = t.steps(run)?;
+                let graph = t.plan_graph(run)?;
+                Ok(Some(RunDetail {
+                    run: header,
+                    steps,
+                    graph,
+                }))
+            },
+            |_| false,
+        )
+    }
+
+    /// Runs matching `filter`, newest first (see `ActionDb::list_runs`).
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<PlanRun>, StoreError> {
+        let limit = filter
+            .limit
+            .unwrap_or(i64::MAX as usize)
+            .min(i64::MAX as usize) as i64;
+        let (before_ms, before_id) = match filter.before {
+            Some(key) => (
+                i64::from_be_bytes(key[..8].try_into().expect("run cursors are 24 bytes")),
+                Uuid::from_slice(&key[8..]).expect("run cursors end with an id"),
+            ),
+            None => (i64::MAX, Uuid::max()),
+        };
+        let status = filter.status.map(|s| s.as_str());
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT id, record FROM sdlc_plan_runs
+                 WHERE ($1::text IS NULL OR plan_id = $1) AND ($2::text IS NULL OR status = $2)
+                   AND (created_at, id) < ($3, $4)
+                 ORDER BY created_at DESC, id DESC LIMIT $5",
+                &[&filter.plan, &status, &before_ms, &before_id, &limit],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot list plan runs", e))?;
+        rows.iter()
+            .map(|row| decode_json(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// Up to `limit` events of a run after sequence number `after` (all when None).
+    pub fn run_events(
+        &self,
+        run: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let after = after.map_or(-1, |seq| seq.min(i64::MAX as u64) as i64);
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT record FROM sdlc_run_events WHERE run = $1 AND seq > $2
+                 ORDER BY seq LIMIT $3",
+                &[&run, &after, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a run's events", e))?;
+        rows.iter()
+            .map(|row| decode_json(run, row.get(0)))
+            .collect()
+    }
+}
+
+fn require_run(t: &mut PgTxn<'_>, run: Uuid) -> Result<(), StoreError> {
+    match t.plan_run(run)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::RunNotFound(run)),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `err` is PostgreSQL aborting a commit for a conflict with another transaction.
+fn is_conflict(err: &StoreError) -> bool {
+    matches!(err, StoreError::Postgres { detail, .. }
+        if detail.contains("(40P01)") || detail.contains("(40001)"))
+}
+
+/// A copy of `work` for one try of a settle (a try that conflicted is run again).
+fn copy_work(work: &SettleWork) -> SettleWork {
+    SettleWork {
+        outcomes: work.outcomes.clone(),
+        excerpts: work.excerpts.clone(),
+        returned: work.returned.clone(),
+        deferred: work.deferred.clone(),
+        plan_starts: work.plan_starts.clone(),
+        step_claim: work.step_claim,
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,195 @@
+//! Several nodes on one PostgreSQL database: claims never overlap, a node presumed dead has
+//! its runs recovered by the others, and its late outcome is refused. (What one store does
+//! alone is the conformance suite in `store::tests`, run on both backends.)
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde_json::json;
+
+use super::*;
+
+fn fresh() -> String {
+    sdlc_pgtest::Cluster::shared()
+        .expect("the PostgreSQL tests need a server")
+        .fresh_database()
+        .unwrap()
+}
+
+fn node(url: &str, name: &str, lease_ms: u64, now: DateTime<Utc>) -> PgStore {
+    let mut store = PgStore::connect(url, 4).unwrap();
+    store.set_lease(std::time::Duration::from_millis(lease_ms));
+    store.join(name, now).unwrap();
+    store
+}
+
+fn due(label: &str, at: DateTime<Utc>) -> Action {
+    Action::new(
+        label,
+        "echo",
+        json!({}),
+        ActionTrigger::Scheduled { next_tick_at: at },
+        at,
+    )
+}
+
+fn ok() -> ActionStatus {
+    ActionStatus::Completed {
+        result: json!({"ok": true}),
+    }
+}
+
+#[test]
+fn three_nodes_claiming_at_once_take_every_due_action_exactly_once() {
+    let url = fresh();
+    let now = Utc::now();
+    let actions: Vec<Action> = (0..600)
+        .map(|i| due(&format!("a{i}"), now - Duration::seconds(1)))
+        .collect();
+    let nodes: Vec<Arc<PgStore>> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Arc::new(node(&url, name, 30_000, now)))
+        .collect();
+    nodes[0].insert_many(&actions).unwrap();
+    let claimers: Vec<_> = nodes
+        .iter()
+        .map(|store| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim_due(now, 10).unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|a| a.id));
+                }
+            })
+        })
+        .collect();
+    let per_node: Vec<Vec<Uuid>> = claimers.into_iter().map(|h| h.join().unwrap()).collect();
+    let all: Vec<Uuid> = per_node.iter().flatten().copied().collect();
+    let distinct: HashSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(all.len(), 600, "claimed {} times in all", all.len());
+    assert_eq!(distinct.len(), 600, "an action was claimed twice");
+    assert_eq!(
+        distinct,
+        actions.iter().map(|a| a.id).collect::<HashSet<_>>()
+    );
+    // Each node finishes what it claimed, and nothing else.
+    for (store, ids) in nodes.iter().zip(&per_node) {
+        let outcomes = ids.iter().map(|id| (*id, ok())).collect();
+        assert_eq!(
+            store.settle(outcomes, now, 0).unwrap().finished.len(),
+            ids.len()
+        );
+    }
+    let counts = nodes[1].count_by_status().unwrap();
+    assert!(counts.contains(&(StatusKind::Completed, 600)), "{counts:?}");
+}
+
+#[test]
+fn a_node_that_stops_renewing_has_its_runs_recovered_and_its_late_outcome_refused() {
+    let url = fresh();
+    let now = Utc::now();
+    let a = node(&url, "a", 1_000, now);
+    let b = node(&url, "b", 60_000, now);
+    let action = due("x", now);
+    a.insert(&action).unwrap();
+    assert_eq!(a.claim_due(now, 10).unwrap().len(), 1);
+
+    // While a's lease holds, b leaves its run alone, even at b's own start.
+    let soon = now + Duration::milliseconds(500);
+    assert!(b.recover_expired(soon).unwrap().interrupted.is_empty());
+    assert!(
+        b.startup_recovery_knowing(soon, None)
+            .unwrap()
+            .interrupted
+            .is_empty()
+    );
+    // A heartbeat moves the lease on: still a's at 1.2 s.
+    assert!(a.heartbeat(soon).unwrap());
+    let later = now + Duration::milliseconds(1_200);
+    assert!(b.recover_expired(later).unwrap().interrupted.is_empty());
+
+    // a goes quiet; past its lease b recovers the run as interrupted.
+    let after = now + Duration::seconds(3);
+    let report = b.recover_expired(after).unwrap();
+    assert_eq!(report.interrupted, vec![action.id]);
+    let stored = b.get(action.id).unwrap().unwrap();
+    assert!(
+        matches!(&stored.status, ActionStatus::Failed { reason } if reason == crate::store::INTERRUPTED_REASON),
+        "{:?}",
+        stored.status
+    );
+
+    // a comes back and reports its outcome: refused, and what b decided stands.
+    let err = a.complete(action.id, ok(), after).unwrap_err();
+    assert!(
+        matches!(err, StoreError::ClaimLost { id } if id == action.id),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("no longer this node's claim"),
+        "{err}"
+    );
+    assert_eq!(b.get(action.id).unwrap().unwrap().status, stored.status);
+}
+
+#[test]
+fn a_late_outcome_is_refused_even_when_the_action_runs_again_elsewhere() {
+    let url = fresh();
+    let now = Utc::now();
+    let a = node(&url, "a", 1_000, now);
+    let b = node(&url, "b", 60_000, now);
+    let mut action = due("x", now);
+    action.retry = Some(crate::model::RetryPolicy {
+        retries: 3,
+        backoff_ms: 1,
+        fixed: true,
+    });
+    a.insert(&action).unwrap();
+    a.claim_due(now, 10).unwrap();
+    let after = now + Duration::seconds(3);
+    let report = b.recover_expired(after).unwrap();
+    assert_eq!(report.retried, 1, "its policy retries it");
+    let again = b.claim_due(after + Duration::seconds(1), 10).unwrap();
+    assert_eq!(again.len(), 1, "b runs it again");
+    assert_eq!(again[0].attempt, 2);
+
+    // a's outcome for its own attempt must not end b's.
+    assert!(matches!(
+        a.complete(action.id, ok(), after).unwrap_err(),
+        StoreError::ClaimLost { .. }
+    ));
+    assert_eq!(
+        b.get(action.id).unwrap().unwrap().status,
+        ActionStatus::Running
+    );
+    b.complete(action.id, ok(), after + Duration::seconds(2))
+        .unwrap();
+    let done = b.get(action.id).unwrap().unwrap();
+    assert_eq!(done.attempts.len(), 2, "one interrupted, one completed");
+}
+
+#[test]
+fn a_node_presumed_dead_learns_it_on_its_heartbeat_and_records_nothing_more() {
+    let url = fresh();
+    let now = Utc::now();
+    let a = node(&url, "a", 1_000, now);
+    let action = due("x", now);
+    a.insert(&action).unwrap();
+    a.claim_due(now, 10).unwrap();
+    // The others forget it (as they do once its lease has run out).
+    a.db().forget_node("a").unwrap();
+    assert!(!a.heartbeat(now).unwrap(), "its row is gone");
+    assert!(matches!(
+        a.complete(action.id, ok(), now).unwrap_err(),
+        StoreError::ClaimLost { .. }
+    ));
+    assert_eq!(
+        a.get(action.id).unwrap().unwrap().status,
+        ActionStatus::Running
+    );
+}
