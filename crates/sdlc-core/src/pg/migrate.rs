@@ -30,7 +30,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        what: "actions, series, plan runs and the outbox",
+        what: "actions, series, plan runs, the outbox, webhook routes and dashboard sessions",
         // Times are Unix milliseconds, as in the redb indexes, so both backends order and
         // compare them alike. `record` is the store's record of the row (a version byte,
         // JSON, a CRC-32); the columns beside it are what queries select and order by. A
@@ -44,6 +44,10 @@ const MIGRATIONS: &[Migration] = &[
                   updated_at bigint NOT NULL,
                   created_at bigint NOT NULL,
                   tool text NOT NULL,
+                  label text NOT NULL,
+                  run_ids text[] NOT NULL,
+                  step_run uuid,
+                  recurring boolean NOT NULL,
                   node text,
                   claim uuid,
                   lease_until bigint,
@@ -55,6 +59,13 @@ const MIGRATIONS: &[Migration] = &[
               CREATE INDEX sdlc_actions_running ON sdlc_actions (series, id)
                   WHERE status = 2;
               CREATE INDEX sdlc_actions_created ON sdlc_actions (created_at, id);
+              CREATE INDEX sdlc_actions_status_created
+                  ON sdlc_actions (status, created_at, id);
+              CREATE INDEX sdlc_actions_tool_created ON sdlc_actions (tool, created_at, id);
+              CREATE INDEX sdlc_actions_series_created
+                  ON sdlc_actions (series, created_at, id);
+              CREATE INDEX sdlc_actions_label_created ON sdlc_actions (label, created_at, id);
+              CREATE INDEX sdlc_actions_run_ids ON sdlc_actions USING gin (run_ids);
               CREATE INDEX sdlc_actions_leases ON sdlc_actions (lease_until)
                   WHERE status = 2;
               CREATE INDEX sdlc_actions_claims ON sdlc_actions (node) WHERE status = 2;
@@ -103,7 +114,24 @@ const MIGRATIONS: &[Migration] = &[
                   created_at bigint NOT NULL,
                   record bytea NOT NULL
               );
-              CREATE INDEX sdlc_outbox_due ON sdlc_outbox (next_try_at, id) WHERE pending;",
+              CREATE INDEX sdlc_outbox_due ON sdlc_outbox (next_try_at, id) WHERE pending;
+              CREATE TABLE sdlc_routes (
+                  id uuid PRIMARY KEY,
+                  path text NOT NULL UNIQUE,
+                  record bytea NOT NULL
+              );
+              CREATE TABLE sdlc_delivery_ids (
+                  route uuid NOT NULL,
+                  delivery_id text NOT NULL,
+                  first uuid NOT NULL,
+                  seen_at bigint NOT NULL,
+                  PRIMARY KEY (route, delivery_id)
+              );
+              CREATE TABLE sdlc_ui_sessions (
+                  key bytea PRIMARY KEY,
+                  expires_at bigint NOT NULL,
+                  record bytea NOT NULL
+              );",
     },
 ];
 

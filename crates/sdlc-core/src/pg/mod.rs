@@ -5,10 +5,14 @@
 //! The store's interface is synchronous (the engine and the server call it on blocking
 //! threads), so this uses the synchronous `postgres` client, pooled by r2d2.
 
+mod history;
 mod migrate;
 mod nodes;
+mod outbox;
+mod sessions;
 mod store;
 mod txn;
+mod webhooks;
 
 pub use migrate::LATEST_SCHEMA;
 pub use nodes::NodeInfo;

@@ -33,7 +33,7 @@ pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30
 
 /// The store on one PostgreSQL database, shared with other nodes.
 pub struct PgStore {
-    db: PgDb,
+    pub(super) db: PgDb,
     feed: ChangeFeed,
     /// The node this process claims for, once it joined (a daemon); None for a command.
     node: Mutex<Option<String>>,
@@ -218,7 +218,7 @@ impl PgStore {
 
     /// `write_if`, with the claims it makes leased from `now` (the time the operation is
     /// given, as every time it records).
-    fn write_at<T>(
+    pub(super) fn write_at<T>(
         &self,
         now: DateTime<Utc>,
         mut work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
@@ -609,6 +609,42 @@ impl PgStore {
         rows.iter()
             .map(|row| decode_json(run, row.get(0)))
             .collect()
+    }
+}
+
+impl PgStore {
+    /// Every Running action this node claimed that is not in `known` goes back to Pending
+    /// (see `ActionDb::return_unknown_running`): a claim whose commit was stored though its
+    /// answer was lost (the connection broke), which the heartbeat would otherwise renew
+    /// for ever.
+    pub fn return_unknown_running(
+        &self,
+        known: &HashSet<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let node = self.node();
+        let returned = self.write_at(
+            now,
+            |t| {
+                let mine = t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
+                let mut returned = Vec::new();
+                for id in mine.into_iter().filter(|id| !known.contains(id)) {
+                    let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
+                    if old.plan_run.is_some() {
+                        continue;
+                    }
+                    rules::return_in(t, &old, now, None)?;
+                    returned.push(id);
+                }
+                Ok(returned)
+            },
+            |returned| !returned.is_empty(),
+        )?;
+        let mut claims = lock(&self.claims);
+        for id in &returned {
+            claims.remove(id);
+        }
+        Ok(returned)
     }
 }
 

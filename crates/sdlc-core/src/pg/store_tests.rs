@@ -193,3 +193,125 @@ fn a_node_presumed_dead_learns_it_on_its_heartbeat_and_records_nothing_more() {
         ActionStatus::Running
     );
 }
+
+fn route(path: &str) -> crate::webhook::WebhookRoute {
+    crate::webhook::WebhookRoute {
+        id: Uuid::new_v4(),
+        path: path.into(),
+        tool_name: "deploy".into(),
+        input_template: r#"{"ref": {{payload.ref}}}"#.into(),
+        secret: None,
+        created_at: Utc::now(),
+    }
+}
+
+fn delivery(
+    route: &crate::webhook::WebhookRoute,
+    delivery_id: Option<&str>,
+    body: &[u8],
+    at: DateTime<Utc>,
+) -> crate::webhook::Delivery {
+    crate::webhook::Delivery {
+        id: Uuid::now_v7(),
+        route_id: route.id,
+        route_path: route.path.clone(),
+        tool_name: route.tool_name.clone(),
+        input_template: route.input_template.clone(),
+        headers: Default::default(),
+        delivery_id: delivery_id.map(str::to_string),
+        received_at: at,
+        body: body.to_vec(),
+    }
+}
+
+#[test]
+fn an_acknowledged_delivery_is_its_action_at_once_and_a_repeated_id_is_refused_for_a_day() {
+    let db = PgStore::connect(&fresh(), 2).unwrap();
+    let now = Utc::now();
+    let r = route("deploy");
+    let other = route("other");
+    let first = delivery(&r, Some("abc"), br#"{"ref":"main"}"#, now);
+    let repeat = delivery(&r, Some("abc"), br#"{"ref":"main"}"#, now);
+    let elsewhere = delivery(&other, Some("abc"), br#"{"ref":"x"}"#, now);
+    let got = db
+        .ingest(&[first.clone(), repeat, elsewhere.clone()], now)
+        .unwrap();
+    let answers: Vec<(Uuid, bool)> = got.iter().map(|i| (i.id, i.duplicate)).collect();
+    assert_eq!(
+        answers,
+        [(first.id, false), (first.id, true), (elsewhere.id, false)]
+    );
+    // Stored as actions by the commit that acknowledged them: due at once, nothing waits.
+    assert_eq!(db.inbox_len().unwrap(), 0);
+    let action = db.get(first.id).unwrap().unwrap();
+    assert_eq!(action.status, ActionStatus::Pending);
+    assert_eq!(action.tool_input, json!({"ref": "main"}));
+    let claimed: HashSet<Uuid> = db
+        .claim_due(now, 10)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(claimed, HashSet::from([first.id, elsewhere.id]));
+
+    // A day later the id is free again.
+    let day_later = now + Duration::hours(24) + Duration::seconds(1);
+    let late = delivery(&r, Some("abc"), b"{}", day_later);
+    let got = db.ingest(std::slice::from_ref(&late), day_later).unwrap();
+    assert_eq!((got[0].id, got[0].duplicate), (late.id, false));
+}
+
+#[test]
+fn a_body_is_kept_byte_for_byte_and_one_the_template_cannot_use_fails_its_action() {
+    let db = PgStore::connect(&fresh(), 2).unwrap();
+    let now = Utc::now();
+    let r = route("deploy");
+    let binary = delivery(&r, None, b"{\"ref\":\"ma\xffin\"}", now);
+    db.ingest(std::slice::from_ref(&binary), now).unwrap();
+    let action = db.get(binary.id).unwrap().unwrap();
+    assert!(
+        matches!(&action.status, ActionStatus::Failed { reason } if reason.contains("not JSON")),
+        "{:?}",
+        action.status
+    );
+    let ActionTrigger::Webhook {
+        raw_payload_hex, ..
+    } = &action.trigger
+    else {
+        panic!("{:?}", action.trigger)
+    };
+    assert_eq!(
+        hex::decode(raw_payload_hex.as_deref().unwrap()).unwrap(),
+        binary.body
+    );
+    assert!(db.claim_due(now, 10).unwrap().is_empty(), "it never runs");
+}
+
+#[test]
+fn two_nodes_receiving_the_same_delivery_id_at_once_store_it_once() {
+    let url = fresh();
+    let now = Utc::now();
+    let r = route("deploy");
+    let nodes: Vec<Arc<PgStore>> = (0..4)
+        .map(|_| Arc::new(PgStore::connect(&url, 2).unwrap()))
+        .collect();
+    for round in 0..20 {
+        let id = format!("delivery-{round}");
+        let copies: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let node = node.clone();
+                let d = delivery(&r, Some(&id), b"{\"ref\":\"r\"}", now);
+                std::thread::spawn(move || node.ingest(std::slice::from_ref(&d), now).unwrap())
+            })
+            .collect();
+        let answers: Vec<_> = copies
+            .into_iter()
+            .map(|h| h.join().unwrap().remove(0))
+            .collect();
+        let stored: Vec<_> = answers.iter().filter(|a| !a.duplicate).collect();
+        assert_eq!(stored.len(), 1, "round {round}: {answers:?}");
+        assert!(answers.iter().all(|a| a.id == stored[0].id), "{answers:?}");
+    }
+    assert_eq!(nodes[0].list(&ListFilter::default()).unwrap().len(), 20);
+}

@@ -178,6 +178,28 @@ impl<'c> PgTxn<'c> {
         }
     }
 
+    /// The database's URL, password masked.
+    pub(crate) fn url(&self) -> &'c str {
+        self.url
+    }
+
+    /// The transaction itself, for a statement of its own (after `query_rows`, which sends
+    /// what the rules wrote so far).
+    pub(crate) fn client(&mut self) -> &mut postgres::Transaction<'c> {
+        &mut self.tx
+    }
+
+    /// A query of this transaction, after what it wrote so far is sent.
+    pub(crate) fn query_rows(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        self.send()?;
+        self.query(what, sql, params)
+    }
+
     fn execute(
         &mut self,
         what: &str,
@@ -219,15 +241,27 @@ impl<'c> PgTxn<'c> {
                 "cannot store actions",
                 // A row written Running without a new claim keeps the claim it has (an
                 // update of a run in flight); any other status holds none.
+                // (`run_ids` goes as one text per row, its ids separated by U+001F: unnest cannot
+                // take an array of arrays of different lengths.)
                 "INSERT INTO sdlc_actions (id, status, due_at, series, updated_at,
-                     created_at, tool, claim, node, lease_until, record)
-                 SELECT * FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::uuid[],
-                                      $5::int8[], $6::int8[], $7::text[], $8::uuid[],
-                                      $9::text[], $10::int8[], $11::bytea[])
+                     created_at, tool, label, run_ids, step_run, recurring,
+                     claim, node, lease_until, record)
+                 SELECT id, status, due_at, series, updated_at, created_at, tool, label,
+                        CASE WHEN run_ids = '' THEN '{}'::text[]
+                             ELSE string_to_array(run_ids, E'\\x1f') END,
+                        step_run, recurring, claim, node, lease_until, record
+                 FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::uuid[],
+                             $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
+                             $10::uuid[], $11::bool[], $12::uuid[], $13::text[], $14::int8[],
+                             $15::bytea[])
+                      AS r(id, status, due_at, series, updated_at, created_at, tool, label,
+                           run_ids, step_run, recurring, claim, node, lease_until, record)
                  ON CONFLICT (id) DO UPDATE SET
                      status = excluded.status, due_at = excluded.due_at,
                      series = excluded.series, updated_at = excluded.updated_at,
                      created_at = excluded.created_at, tool = excluded.tool,
+                     label = excluded.label, run_ids = excluded.run_ids,
+                     step_run = excluded.step_run, recurring = excluded.recurring,
                      claim = CASE WHEN excluded.status <> 2 THEN NULL
                                   ELSE coalesce(excluded.claim, sdlc_actions.claim) END,
                      node = CASE WHEN excluded.status <> 2 THEN NULL
@@ -245,6 +279,10 @@ impl<'c> PgTxn<'c> {
                     &row.updated,
                     &row.created,
                     &row.tools,
+                    &row.labels,
+                    &row.run_ids,
+                    &row.step_runs,
+                    &row.recurring,
                     &row.claims,
                     &row.nodes,
                     &row.leases,
@@ -417,6 +455,10 @@ struct ActionRows {
     updated: Vec<i64>,
     created: Vec<i64>,
     tools: Vec<String>,
+    labels: Vec<String>,
+    run_ids: Vec<String>,
+    step_runs: Vec<Option<Uuid>>,
+    recurring: Vec<bool>,
     claims: Vec<Option<Uuid>>,
     nodes: Vec<Option<String>>,
     leases: Vec<Option<i64>>,
@@ -446,6 +488,11 @@ impl ActionRows {
         self.updated.push(millis(action.updated_at) as i64);
         self.created.push(millis(action.created_at) as i64);
         self.tools.push(action.tool_name.clone());
+        self.labels.push(action.label.clone());
+        let run_ids: Vec<_> = action.run_ids().collect();
+        self.run_ids.push(run_ids.join("\u{1f}"));
+        self.step_runs.push(action.step.as_ref().map(|s| s.run_id));
+        self.recurring.push(action.recurrence.is_some());
         self.records.push(encode_json(action.id, action)?);
         Ok(())
     }

@@ -12,14 +12,17 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::outbox::TryOutcome;
 use super::{
-    ActionDb, Finished, ListFilter, RecoveryReport, Retried, RunDetail, RunFilter, SettleWork,
-    Settled,
+    ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
+    RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, UiSession,
 };
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
+use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
 use crate::pg::PgStore;
 use crate::plan::{NewRun, PlanRun, RunEvent};
+use crate::webhook::{Delivery, WebhookRoute};
 
 macro_rules! store_interface {
     (
@@ -110,6 +113,59 @@ store_interface! {
     /// Events of a plan run after sequence number `after`.
     fn run_events(&self, run: Uuid, after: Option<u64>, limit: usize)
         -> Result<Vec<RunEvent>, StoreError>;
+    /// Every Running action this process claimed and does not know of (`known`) goes back
+    /// to Pending: a claim whose commit failed to answer yet was stored.
+    fn return_unknown_running(&self, known: &HashSet<Uuid>, now: DateTime<Utc>)
+        -> Result<Vec<Uuid>, StoreError>;
+    /// A page of history, newest first.
+    fn history_page(&self, filter: &HistoryFilter, cursor: Option<HistoryCursor>, limit: usize,
+        bodies: Bodies) -> Result<HistoryPage, StoreError>;
+    /// Pending actions due before `until`, soonest first.
+    fn due_before(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError>;
+    /// The head of every recurring series.
+    fn recurring_heads(&self) -> Result<Vec<Action>, StoreError>;
+    /// Deletes finished actions last updated before `cutoff`.
+    fn prune_finished(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
+    /// Stores a new webhook route.
+    fn insert_route(&self, route: &WebhookRoute) -> Result<(), StoreError>;
+    /// Every webhook route, by path.
+    fn routes(&self) -> Result<Vec<WebhookRoute>, StoreError>;
+    /// The webhook route at `path`.
+    fn route_by_path(&self, path: &str) -> Result<Option<WebhookRoute>, StoreError>;
+    /// Removes a webhook route by id or path.
+    fn delete_route(&self, id_or_path: &str) -> Result<WebhookRoute, StoreError>;
+    /// Stores acknowledged webhook deliveries in one transaction.
+    fn ingest(&self, deliveries: &[Delivery], now: DateTime<Utc>)
+        -> Result<Vec<Ingested>, StoreError>;
+    /// Deliveries acknowledged and not yet actions.
+    fn inbox_len(&self) -> Result<u64, StoreError>;
+    /// Stores the daemon's notification settings.
+    fn set_notify_config(&self, config: &NotifyConfig, now: DateTime<Utc>)
+        -> Result<usize, StoreError>;
+    /// The stored notification settings.
+    fn notify_config(&self) -> Result<NotifyConfig, StoreError>;
+    /// Pending notifications due by `now`, for this process to send.
+    fn due_notifications(&self, now: DateTime<Utc>, limit: usize)
+        -> Result<Vec<Notification>, StoreError>;
+    /// When the next pending notification is due.
+    fn next_notification_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Records the tries of one round of notifications.
+    fn record_notifications(&self, tries: &[(Uuid, TryOutcome)], schedule: RetrySchedule,
+        now: DateTime<Utc>) -> Result<Vec<Notification>, StoreError>;
+    /// Notifications newest first.
+    fn list_notifications(&self, state: Option<DeliveryState>, limit: usize)
+        -> Result<Vec<Notification>, StoreError>;
+    /// Forgets sent and failed notifications created before `cutoff`.
+    fn prune_notifications(&self, cutoff: DateTime<Utc>, limit: usize)
+        -> Result<usize, StoreError>;
+    /// Stores a dashboard session.
+    fn create_ui_session(&self, key: [u8; 32], session: &UiSession, now: DateTime<Utc>)
+        -> Result<(), StoreError>;
+    /// The dashboard session under `key`, unless expired.
+    fn ui_session(&self, key: [u8; 32], now: DateTime<Utc>)
+        -> Result<Option<UiSession>, StoreError>;
+    /// Ends a dashboard session.
+    fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError>;
 
     provided {
         /// `settle`, also handing back claimed actions whose tool never started.

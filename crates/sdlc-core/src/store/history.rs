@@ -259,6 +259,17 @@ impl HistoryCursor {
         format!("h1{}", hex::encode(self.0))
     }
 
+    /// The cursor just below `action` (the last of a page).
+    pub fn after(action: &Action) -> HistoryCursor {
+        HistoryCursor(position(action.created_at, action.id))
+    }
+
+    /// Where it stands: creation time (Unix ms) and id.
+    pub fn position(&self) -> (i64, Uuid) {
+        let ms = u64::from_be_bytes(self.0[..8].try_into().expect("positions are 24 bytes"));
+        (ms.min(i64::MAX as u64) as i64, id_from_key(&self.0[8..]))
+    }
+
     pub fn parse(text: &str) -> Result<HistoryCursor, String> {
         let bad = || {
             format!(
@@ -466,6 +477,7 @@ impl ActionDb {
 mod tests {
     use super::*;
     use crate::model::{ActionStatus, ActionTrigger};
+    use crate::store::Store;
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -478,6 +490,11 @@ mod tests {
     fn stored() -> (tempfile::TempDir, ActionDb, Vec<Action>) {
         let dir = tempfile::tempdir().unwrap();
         let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        let all = fill(&db);
+        (dir, db, all)
+    }
+
+    fn fill(db: &dyn Store) -> Vec<Action> {
         let mut all = Vec::new();
         for i in 0..600i64 {
             let created = t(1_000 + i / 2);
@@ -506,11 +523,10 @@ mod tests {
             };
             db.complete(a.id, outcome, t(6_000)).unwrap();
         }
-        let all = all.iter().map(|a| db.get(a.id).unwrap().unwrap()).collect();
-        (dir, db, all)
+        all.iter().map(|a| db.get(a.id).unwrap().unwrap()).collect()
     }
 
-    fn walk(db: &ActionDb, filter: &HistoryFilter, limit: usize) -> Vec<Uuid> {
+    fn walk(db: &dyn Store, filter: &HistoryFilter, limit: usize) -> Vec<Uuid> {
         let mut ids = Vec::new();
         let mut cursor = None;
         loop {
@@ -526,9 +542,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_filter_and_their_combinations_match_a_scan() {
-        let (_dir, db, all) = stored();
+    fn every_filter_and_their_combinations_match_a_scan(db: &dyn Store) {
+        let all = fill(db);
         let mut newest_first = all.clone();
         newest_first.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
         let filters = [
@@ -588,14 +603,13 @@ mod tests {
                 .map(|a| a.id)
                 .collect();
             for limit in [1, 7, 50, 1_000] {
-                assert_eq!(walk(&db, filter, limit), expected, "{filter:?} by {limit}");
+                assert_eq!(walk(db, filter, limit), expected, "{filter:?} by {limit}");
             }
         }
     }
 
-    #[test]
-    fn a_cursor_stays_exact_while_actions_arrive_and_change() {
-        let (_dir, db, all) = stored();
+    fn a_cursor_stays_exact_while_actions_arrive_and_change(db: &dyn Store) {
+        let all = fill(db);
         let filter = HistoryFilter::default();
         let first = db.history_page(&filter, None, 50, Bodies::Without).unwrap();
         // New actions (newer than everything) and status changes of old ones.
@@ -746,5 +760,40 @@ mod tests {
         // Stored in keys: it must never change between builds.
         assert_eq!(hash(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    /// The scenarios above on a fresh redb file and a fresh PostgreSQL database.
+    mod on_redb {
+        #[test]
+        fn every_filter_and_their_combinations_match_a_scan() {
+            let (_dir, db) = super::empty_file();
+            super::every_filter_and_their_combinations_match_a_scan(&db);
+        }
+
+        #[test]
+        fn a_cursor_stays_exact_while_actions_arrive_and_change() {
+            let (_dir, db) = super::empty_file();
+            super::a_cursor_stays_exact_while_actions_arrive_and_change(&db);
+        }
+    }
+
+    mod on_postgres {
+        #[test]
+        fn every_filter_and_their_combinations_match_a_scan() {
+            let db = crate::store::tests::open_pg();
+            super::every_filter_and_their_combinations_match_a_scan(&db);
+        }
+
+        #[test]
+        fn a_cursor_stays_exact_while_actions_arrive_and_change() {
+            let db = crate::store::tests::open_pg();
+            super::a_cursor_stays_exact_while_actions_arrive_and_change(&db);
+        }
+    }
+
+    fn empty_file() -> (tempfile::TempDir, ActionDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        (dir, db)
     }
 }

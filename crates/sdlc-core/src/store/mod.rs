@@ -56,7 +56,7 @@ pub use changes::{Change, Changes};
 use handle::Handle;
 pub use handle::StorageFault;
 
-use record::{ACTION_BODIES, get_in, lookup, record_in, write_in};
+use record::{ACTION_BODIES, lookup, record_in};
 use txn::Txn;
 
 pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
@@ -65,6 +65,7 @@ pub use plans::{
 };
 pub(crate) use plans::{cached_graph, cancel_run_in, graph_from, retry_run_in, start_run_in};
 pub use sessions::UiSession;
+pub(crate) use webhooks::DEDUPE_WINDOW_MS;
 pub use webhooks::Ingested;
 
 /// The schema this build writes. Bump it when a stored form changes in a way older code

@@ -13,7 +13,7 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use uuid::Uuid;
 
 use super::txn::Txn;
-use super::{ActionDb, Tables, decode_json, due_key, encode_json, id_from_key, write_in};
+use super::{ActionDb, Tables, decode_json, due_key, encode_json, id_from_key};
 use crate::error::StoreError;
 use crate::notify::{
     DeliveryState, Notification, NotifyConfig, NotifyEvent, RetrySchedule, Subject,
@@ -149,20 +149,11 @@ impl ActionDb {
             tx.open_table(NOTIFY_CONFIG)?
                 .insert("config", encode_json(Uuid::nil(), config)?.as_slice())?;
             let mut o = OutboxTables::open(&tx)?;
-            let ids: Vec<String> = config.receivers.iter().map(|r| r.id()).collect();
-            let pending = pending_in(&o)?;
-            for old in pending {
-                let mut new = old.clone();
-                if ids.contains(&old.receiver.id()) {
-                    if old.next_try_at <= now {
-                        continue;
-                    }
-                    new.next_try_at = now;
-                } else {
-                    new.state = DeliveryState::Failed;
-                    new.last_answer = Some("receiver no longer configured".to_string());
-                    dropped += 1;
-                }
+            for old in pending_in(&o)? {
+                let Some(new) = reconfigured(&old, config, now) else {
+                    continue;
+                };
+                dropped += usize::from(new.state == DeliveryState::Failed);
                 o.put(Some(&old), &new)?;
             }
         }
@@ -234,22 +225,7 @@ impl ActionDb {
                 if old.state != DeliveryState::Pending {
                     continue;
                 }
-                let mut new = old.clone();
-                new.attempts += 1;
-                match outcome {
-                    TryOutcome::Acknowledged(answer) => {
-                        new.state = DeliveryState::Sent;
-                        new.sent_at = Some(now);
-                        new.last_answer = Some(answer.clone());
-                    }
-                    TryOutcome::Refused(answer) => {
-                        new.last_answer = Some(answer.clone());
-                        match schedule.next_try(new.attempts, new.created_at, now) {
-                            Some(at) => new.next_try_at = at,
-                            None => new.state = DeliveryState::Failed,
-                        }
-                    }
-                }
+                let new = after_try(&old, outcome, schedule, now);
                 o.put(Some(&old), &new)?;
                 if new.state == DeliveryState::Sent {
                     mark_notified(&mut t, new.subject.id, now)?;
@@ -332,13 +308,65 @@ fn pending_in(o: &OutboxTables<'_>) -> Result<Vec<Notification>, StoreError> {
 
 /// Records on the action (when it is one, and still stored) that a receiver acknowledged.
 /// Only the record changes: nothing indexed does.
-fn mark_notified(t: &mut Tables<'_>, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let Some(old) = super::get_in(t, id)? else {
+pub(crate) fn mark_notified(
+    t: &mut impl Txn,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(old) = t.get(id)? else {
         return Ok(());
     };
     let mut new = old.clone();
     new.notified_at = Some(now);
-    write_in(t, Some(&old), &new)
+    t.store_record(&old, &new)
+}
+
+/// What a pending notification becomes when the daemon starts with `config`: failed when
+/// its receiver is no longer configured, due at `now` otherwise (a restart tries again at
+/// once what was not acknowledged). None when it stays as it is.
+pub(crate) fn reconfigured(
+    old: &Notification,
+    config: &NotifyConfig,
+    now: DateTime<Utc>,
+) -> Option<Notification> {
+    let mut new = old.clone();
+    if config.receivers.iter().any(|r| r.id() == old.receiver.id()) {
+        if old.next_try_at <= now {
+            return None;
+        }
+        new.next_try_at = now;
+    } else {
+        new.state = DeliveryState::Failed;
+        new.last_answer = Some("receiver no longer configured".to_string());
+    }
+    Some(new)
+}
+
+/// A pending notification after one try got `outcome`: sent, due again under `schedule`,
+/// or failed after the last try.
+pub(crate) fn after_try(
+    old: &Notification,
+    outcome: &TryOutcome,
+    schedule: RetrySchedule,
+    now: DateTime<Utc>,
+) -> Notification {
+    let mut new = old.clone();
+    new.attempts += 1;
+    match outcome {
+        TryOutcome::Acknowledged(answer) => {
+            new.state = DeliveryState::Sent;
+            new.sent_at = Some(now);
+            new.last_answer = Some(answer.clone());
+        }
+        TryOutcome::Refused(answer) => {
+            new.last_answer = Some(answer.clone());
+            match schedule.next_try(new.attempts, new.created_at, now) {
+                Some(at) => new.next_try_at = at,
+                None => new.state = DeliveryState::Failed,
+            }
+        }
+    }
+    new
 }
 
 #[cfg(test)]
@@ -346,6 +374,7 @@ mod tests {
     use super::*;
     use crate::model::{Action, ActionStatus, ActionTrigger, RetryPolicy};
     use crate::notify::{Receiver, ReceiverKind};
+    use crate::store::Store;
     use serde_json::json;
 
     fn config(events: &[NotifyEvent]) -> NotifyConfig {
@@ -358,7 +387,7 @@ mod tests {
         }
     }
 
-    fn run_once(db: &ActionDb, action: &Action, outcome: ActionStatus) {
+    fn run_once(db: &dyn Store, action: &Action, outcome: ActionStatus) {
         db.insert(action).unwrap();
         let now = Utc::now();
         let claimed = db.claim_due(now, 10).unwrap();
@@ -377,14 +406,14 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orchestrator.db");
-        let db = ActionDb::open(&path).unwrap();
+    /// `open` opens the same store each time (a new daemon on the same database).
+    fn a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked(
+        open: &dyn Fn() -> Box<dyn Store>,
+    ) {
+        let db = open();
         // No daemon settings: nothing is queued.
         run_once(
-            &db,
+            &*db,
             &manual("quiet"),
             ActionStatus::Failed { reason: "x".into() },
         );
@@ -399,7 +428,7 @@ mod tests {
             fixed: true,
         });
         run_once(
-            &db,
+            &*db,
             &retried,
             ActionStatus::Failed {
                 reason: "first".into(),
@@ -425,13 +454,13 @@ mod tests {
 
         // Completed is not among the default events; --no-notify silences a failure.
         run_once(
-            &db,
+            &*db,
             &manual("fine"),
             ActionStatus::Completed { result: json!({}) },
         );
         let mut silenced = manual("silenced");
         silenced.notify_on = Some(Vec::new());
-        run_once(&db, &silenced, ActionStatus::Failed { reason: "x".into() });
+        run_once(&*db, &silenced, ActionStatus::Failed { reason: "x".into() });
         assert_eq!(db.list_notifications(None, 10).unwrap().len(), 2);
 
         // Due at once; a refusal waits for the next try, an acknowledgement is final and
@@ -456,7 +485,7 @@ mod tests {
 
         // A new daemon without the refused receiver fails what was left for it.
         drop(db);
-        let db = ActionDb::open(&path).unwrap();
+        let db = open();
         let mut fewer = config(&NotifyEvent::DEFAULT);
         fewer.receivers.retain(|r| r.id() == due[1].receiver.id());
         assert_eq!(db.set_notify_config(&fewer, Utc::now()).unwrap(), 1);
@@ -470,15 +499,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_last_refusal_fails_the_notification() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+    fn the_last_refusal_fails_the_notification(db: &dyn Store) {
         db.set_notify_config(&config(&[NotifyEvent::AwaitingApproval]), Utc::now())
             .unwrap();
         let mut gated = manual("gated");
         gated.requires_approval = Some(Default::default());
-        run_once(&db, &gated, ActionStatus::Completed { result: json!({}) });
+        run_once(db, &gated, ActionStatus::Completed { result: json!({}) });
         let due = db.due_notifications(Utc::now(), 10).unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(due[0].event, NotifyEvent::AwaitingApproval);
@@ -499,5 +525,43 @@ mod tests {
                 .all(|n| n.state == DeliveryState::Failed && n.attempts == 1)
         );
         assert_eq!(db.next_notification_at().unwrap(), None);
+    }
+
+    mod on_redb {
+        use super::*;
+
+        #[test]
+        fn a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("orchestrator.db");
+            super::a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked(
+                &|| Box::new(ActionDb::open(&path).unwrap()),
+            );
+        }
+
+        #[test]
+        fn the_last_refusal_fails_the_notification() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+            super::the_last_refusal_fails_the_notification(&db);
+        }
+    }
+
+    mod on_postgres {
+        #[test]
+        fn a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked() {
+            let url = sdlc_pgtest::Cluster::shared()
+                .expect("the PostgreSQL tests need a server")
+                .fresh_database()
+                .unwrap();
+            super::a_change_is_queued_once_per_receiver_with_the_change_and_only_when_asked(
+                &|| Box::new(crate::pg::PgStore::connect(&url, 2).unwrap()),
+            );
+        }
+
+        #[test]
+        fn the_last_refusal_fails_the_notification() {
+            super::the_last_refusal_fails_the_notification(&crate::store::tests::open_pg());
+        }
     }
 }

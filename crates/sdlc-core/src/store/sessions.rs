@@ -84,11 +84,22 @@ impl ActionDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
-    fn a_session_lives_until_it_expires_or_ends() {
+    fn a_session_lives_until_it_expires_or_ends_on_redb() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ActionDb::open(&dir.path().join("o.db")).unwrap();
+        a_session_lives_until_it_expires_or_ends(
+            &ActionDb::open(&dir.path().join("o.db")).unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_session_lives_until_it_expires_or_ends_on_postgres() {
+        a_session_lives_until_it_expires_or_ends(&crate::store::tests::open_pg());
+    }
+
+    fn a_session_lives_until_it_expires_or_ends(db: &dyn Store) {
         let now = Utc::now();
         let session = |hours| UiSession {
             csrf: "c".into(),

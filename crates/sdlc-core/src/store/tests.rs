@@ -394,9 +394,7 @@ fn pause_resume_and_run_now(db: &dyn Store) {
     );
 }
 
-#[test]
-fn retention_prunes_old_finished_actions_only() {
-    let (_dir, db) = open();
+fn retention_prunes_old_finished_actions_only(db: &dyn Store) {
     let old: Vec<_> = (0..5).map(|i| scheduled(&format!("old{i}"), i)).collect();
     db.insert_many(&old).unwrap();
     let claimed = db.claim_due(t(10), 10).unwrap();
@@ -737,8 +735,17 @@ mod webhook_tests {
     }
 
     #[test]
-    fn routes_have_unique_paths_and_go_by_id_or_path() {
+    fn routes_have_unique_paths_and_go_by_id_or_path_on_redb() {
         let (_dir, db) = open();
+        routes_have_unique_paths_and_go_by_id_or_path(&db);
+    }
+
+    #[test]
+    fn routes_have_unique_paths_and_go_by_id_or_path_on_postgres() {
+        routes_have_unique_paths_and_go_by_id_or_path(&open_pg());
+    }
+
+    fn routes_have_unique_paths_and_go_by_id_or_path(db: &dyn Store) {
         let deploy = route("deploy");
         db.insert_route(&deploy).unwrap();
         let err = db.insert_route(&route("deploy")).unwrap_err();
@@ -1328,10 +1335,8 @@ fn a_clock_stepping_back_an_hour_neither_reruns_nor_double_fires(db: &dyn Store)
     assert_eq!(db.get(once.id).unwrap().unwrap().attempt, 1);
 }
 
-#[test]
-fn status_counts_stay_equal_to_what_is_stored() {
-    let (_dir, db) = open();
-    let by_listing = |db: &ActionDb| -> Vec<(StatusKind, u64)> {
+fn status_counts_stay_equal_to_what_is_stored(db: &dyn Store) {
+    let by_listing = |db: &dyn Store| -> Vec<(StatusKind, u64)> {
         let all = db.list(&ListFilter::default()).unwrap();
         StatusKind::ALL
             .iter()
@@ -1354,7 +1359,7 @@ fn status_counts_stay_equal_to_what_is_stored() {
     db.delete(one_offs[4].id).unwrap();
     db.claim_due(t(2_000), 10).unwrap(); // the next occurrence is skipped: the first still runs
     db.prune_finished(t(25), 100).unwrap();
-    assert_eq!(db.count_by_status().unwrap(), by_listing(&db));
+    assert_eq!(db.count_by_status().unwrap(), by_listing(db));
 }
 
 fn deleting_the_newest_occurrence_ends_its_series(db: &dyn Store) {
@@ -1526,6 +1531,8 @@ pub(super) fn open_pg() -> crate::pg::PgStore {
 }
 
 on_both!(
+    status_counts_stay_equal_to_what_is_stored,
+    retention_prunes_old_finished_actions_only,
     claim_due_takes_only_pending_actions_that_are_due,
     an_action_claimed_before_its_due_time_is_claimed_as_of_it,
     claim_due_respects_the_limit_and_leaves_the_rest_pending,

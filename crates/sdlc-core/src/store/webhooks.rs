@@ -42,7 +42,7 @@ pub(super) const DELIVERY_IDS_BY_TIME: TableDefinition<[u8; 24], &[u8]> =
     TableDefinition::new("delivery_ids_by_time");
 
 /// How long a delivery id is remembered.
-const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Most deliveries turned into actions, and expired delivery ids pruned, per settle.
 pub(super) const DISPATCH_BATCH: usize = 1024;
 

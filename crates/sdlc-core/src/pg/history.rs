@@ -1,0 +1,162 @@
+//! The read side on PostgreSQL that the redb store answers from its own indexes: history
+//! pages (keyset paging on creation time and id, as `store::history` pages), what is coming
+//! due, the recurring series, and retention.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::PgStore;
+use super::txn::fail;
+use crate::error::StoreError;
+use crate::model::{Action, StatusKind};
+use crate::store::{
+    Bodies, DEDUPE_WINDOW_MS, HistoryCursor, HistoryFilter, HistoryPage, decode_json, millis,
+    status_byte,
+};
+
+impl PgStore {
+    /// Up to `limit` actions matching `filter`, newest first (by creation), after `cursor`
+    /// (see `ActionDb::history_page`). Records carry their bodies either way.
+    pub fn history_page(
+        &self,
+        filter: &HistoryFilter,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+        _bodies: Bodies,
+    ) -> Result<HistoryPage, StoreError> {
+        let limit = limit.max(1);
+        let (before_ms, before_id) = match cursor {
+            Some(cursor) => cursor.position(),
+            None => (i64::MAX, Uuid::max()),
+        };
+        let status = filter.status.map(|kind| i16::from(status_byte(kind)));
+        let since = filter.since.map_or(i64::MIN, |s| millis(s) as i64);
+        let until = filter.until.map_or(i64::MAX, |u| millis(u) as i64);
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT id, record FROM sdlc_actions
+                 WHERE ($1::int2 IS NULL OR status = $1)
+                   AND ($2::text IS NULL OR tool = $2)
+                   AND ($3::text IS NULL OR label = $3)
+                   AND ($4::text IS NULL OR run_ids @> ARRAY[$4::text])
+                   AND ($5::uuid IS NULL OR series = $5)
+                   AND created_at >= $6 AND created_at <= $7
+                   AND (created_at, id) < ($8, $9)
+                 ORDER BY created_at DESC, id DESC LIMIT $10",
+                &[
+                    &status,
+                    &filter.tool,
+                    &filter.label,
+                    &filter.run_id,
+                    &filter.series,
+                    &since,
+                    &until,
+                    &before_ms,
+                    &before_id,
+                    &((limit + 1).min(i64::MAX as usize) as i64),
+                ],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a history page", e))?;
+        let mut items: Vec<Action> = rows
+            .iter()
+            .map(|row| decode_json(row.get(0), row.get(1)))
+            .collect::<Result<_, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = more
+            .then(|| items.last().map(HistoryCursor::after))
+            .flatten();
+        Ok(HistoryPage { items, next })
+    }
+
+    /// Pending actions due before `until`, soonest first, at most `limit`.
+    pub fn due_before(
+        &self,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT id, record FROM sdlc_actions
+                 WHERE due_at IS NOT NULL AND due_at <= $1 AND status = $2
+                 ORDER BY due_at, id LIMIT $3",
+                &[
+                    &(millis(until) as i64),
+                    &i16::from(status_byte(StatusKind::Pending)),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read what is due", e))?;
+        rows.iter()
+            .map(|row| decode_json(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// The head (newest occurrence) of every recurring series.
+    pub fn recurring_heads(&self) -> Result<Vec<Action>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT a.id, a.record FROM sdlc_series s JOIN sdlc_actions a ON a.id = s.head
+                 WHERE a.recurring ORDER BY s.series",
+                &[],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot list the schedules", e))?;
+        rows.iter()
+            .map(|row| decode_json(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// Deletes up to `limit` finished actions last updated before `cutoff`, oldest first,
+    /// keeping the finished steps of plan runs still going (see `ActionDb::prune_finished`);
+    /// and forgets delivery ids older than the de-duplication window. Returns how many
+    /// actions went.
+    pub fn prune_finished(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let finished: Vec<i16> = [
+            StatusKind::Completed,
+            StatusKind::Failed,
+            StatusKind::Skipped,
+        ]
+        .into_iter()
+        .map(|kind| i16::from(status_byte(kind)))
+        .collect();
+        let url = self.db.shown_url();
+        let mut client = self.db.client()?;
+        let mut tx = client
+            .transaction()
+            .map_err(|e| fail(url, "cannot begin a transaction", e))?;
+        let rows = tx
+            .query(
+                "DELETE FROM sdlc_actions WHERE id IN (
+                     SELECT a.id FROM sdlc_actions a
+                     LEFT JOIN sdlc_plan_runs r ON r.id = a.step_run
+                     WHERE a.status = ANY($1) AND a.updated_at < $2
+                       AND (r.id IS NULL OR r.status <> 'running')
+                     ORDER BY a.updated_at, a.id LIMIT $3
+                     FOR UPDATE OF a SKIP LOCKED)
+                 RETURNING id",
+                &[
+                    &finished,
+                    &(millis(cutoff) as i64),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .map_err(|e| fail(url, "cannot prune finished actions", e))?;
+        let gone: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        if !gone.is_empty() {
+            // A series whose newest occurrence went has ended.
+            tx.execute("DELETE FROM sdlc_series WHERE head = ANY($1)", &[&gone])
+                .map_err(|e| fail(url, "cannot forget ended series", e))?;
+        }
+        let window_start = Utc::now().timestamp_millis() - DEDUPE_WINDOW_MS;
+        tx.execute(
+            "DELETE FROM sdlc_delivery_ids WHERE seen_at < $1",
+            &[&window_start],
+        )
+        .map_err(|e| fail(url, "cannot forget old delivery ids", e))?;
+        tx.commit().map_err(|e| fail(url, "cannot commit", e))?;
+        Ok(gone.len())
+    }
+}
