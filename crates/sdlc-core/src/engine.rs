@@ -51,7 +51,7 @@ use crate::clock::Clock;
 use crate::model::{Action, ActionStatus};
 use crate::plan::export::EventExport;
 use crate::plan::{NewRun, RunEvent};
-use crate::store::{ActionDb, SettleWork, Settled, StepClaim};
+use crate::store::{SettleWork, Settled, StepClaim, Store};
 use crate::tool::{
     RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, log_excerpt,
     outcome_to_status, run_command_recorded, run_tool_recorded, tool_script,
@@ -181,7 +181,7 @@ pub struct EngineSummary {
 
 /// The tick loop over one database.
 pub struct Engine {
-    db: Arc<ActionDb>,
+    db: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     waker: Waker,
@@ -378,7 +378,7 @@ impl Pool {
 }
 
 impl Engine {
-    pub fn new(db: Arc<ActionDb>, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
+    pub fn new(db: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
         let export = EventExport::new(config.runs_dir.clone());
         let stats = Arc::new(crate::engine_stats::EngineStats::new(
             clock.now(),
@@ -892,7 +892,7 @@ impl Engine {
                     }
                 }
                 for (id, new) in starts_again {
-                    let start = move |db: &ActionDb| {
+                    let start = move |db: &dyn Store| {
                         let work = SettleWork {
                             plan_starts: vec![(id, new)],
                             ..SettleWork::default()
@@ -915,7 +915,7 @@ impl Engine {
                     }
                 }
                 for (id, at) in deferred_again {
-                    let hand_back = move |db: &ActionDb| {
+                    let hand_back = move |db: &dyn Store| {
                         db.settle_claiming_until(
                             Vec::new(),
                             Vec::new(),
@@ -1061,11 +1061,11 @@ impl Engine {
 
     async fn blocking<T, F>(&self, work: F) -> anyhow::Result<T>
     where
-        F: FnOnce(&ActionDb) -> Result<T, crate::StoreError> + Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, crate::StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || db.guarded(work))
+        let result = tokio::task::spawn_blocking(move || crate::store::guarded(&*db, work))
             .await
             .context("database task failed")?;
         Ok(result?)

@@ -12,18 +12,43 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::clock::SystemClock;
 use crate::model::{ActionTrigger, Recurrence, StatusKind};
-use crate::store::{INTERRUPTED_REASON, ListFilter};
+use crate::store::{ActionDb, INTERRUPTED_REASON, ListFilter};
 
 struct Harness {
     dir: tempfile::TempDir,
-    db: Arc<ActionDb>,
+    db: Arc<dyn Store>,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    /// A project whose store is a redb file in it.
+    fn on_redb() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(ActionDb::open(&dir.path().join(".sdlc/orchestrator.db")).unwrap());
         Harness { dir, db }
+    }
+
+    /// A project whose store is a fresh PostgreSQL database.
+    fn on_postgres() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sdlc_pgtest::Cluster::shared()
+            .expect("the PostgreSQL tests need a server")
+            .fresh_database()
+            .unwrap();
+        // Off the test's runtime: the PostgreSQL client blocks on a runtime of its own.
+        let db = std::thread::spawn(move || crate::pg::PgStore::connect(&url, 8).unwrap())
+            .join()
+            .unwrap();
+        Harness {
+            dir,
+            db: Arc::new(db),
+        }
+    }
+
+    /// Runs `work` on the store from a thread of its own, as the daemon calls its store
+    /// from blocking threads, never from the async ones (where PostgreSQL's client cannot
+    /// block).
+    fn store<T: Send>(&self, work: impl FnOnce(&dyn Store) -> T + Send) -> T {
+        std::thread::scope(|s| s.spawn(|| work(&*self.db)).join().unwrap())
     }
 
     fn root(&self) -> &Path {
@@ -70,7 +95,7 @@ impl Harness {
             },
             now,
         );
-        self.db.insert(&action).unwrap();
+        self.store(|db| db.insert(&action)).unwrap();
         action
     }
 
@@ -96,7 +121,7 @@ impl Harness {
     async fn wait_until(&self, what: &str, check: impl Fn(&[Action]) -> bool) -> Vec<Action> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let actions = self.db.list(&ListFilter::default()).unwrap();
+            let actions = self.store(|db| db.list(&ListFilter::default())).unwrap();
             if check(&actions) {
                 return actions;
             }
@@ -113,9 +138,7 @@ fn count(actions: &[Action], kind: StatusKind) -> usize {
     actions.iter().filter(|a| a.status.kind() == kind).count()
 }
 
-#[tokio::test]
-async fn actions_due_between_heartbeats_run_at_their_due_time() {
-    let h = Harness::new();
+async fn actions_due_between_heartbeats_run_at_their_due_time(h: Harness) {
     h.tool("ok", "echo '{\"ok\":true}'");
     h.add("a", "ok", chrono::Duration::milliseconds(100));
     h.add("b", "ok", chrono::Duration::milliseconds(200));
@@ -133,9 +156,7 @@ async fn actions_due_between_heartbeats_run_at_their_due_time() {
     assert_eq!(summary.completed, 2);
 }
 
-#[tokio::test]
-async fn an_added_action_runs_when_the_loop_is_woken() {
-    let h = Harness::new();
+async fn an_added_action_runs_when_the_loop_is_woken(h: Harness) {
     h.tool("ok", "echo '{\"ok\":true}'");
     let (waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 4));
     // Let the loop reach its sleep with nothing due, then add and wake it.
@@ -148,9 +169,7 @@ async fn an_added_action_runs_when_the_loop_is_woken() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn the_pool_never_runs_more_than_max_concurrency() {
-    let h = Harness::new();
+async fn the_pool_never_runs_more_than_max_concurrency(h: Harness) {
     let log = h.root().join("log");
     // Each run appends "+" when it starts and "-" when it ends.
     h.tool(
@@ -177,9 +196,7 @@ async fn the_pool_never_runs_more_than_max_concurrency() {
     assert_eq!(peak, 2);
 }
 
-#[tokio::test]
-async fn a_recurring_action_keeps_firing_after_a_failed_run() {
-    let h = Harness::new();
+async fn a_recurring_action_keeps_firing_after_a_failed_run(h: Harness) {
     let counter = h.root().join("count");
     // Fails on its first run, succeeds afterwards.
     h.tool(
@@ -199,7 +216,7 @@ async fn a_recurring_action_keeps_firing_after_a_failed_run() {
         Utc::now(),
     );
     action.recurrence = Some(Recurrence::Every { interval_ms: 200 });
-    h.db.insert(&action).unwrap();
+    h.store(|db| db.insert(&action)).unwrap();
     let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
     let actions = h
         .wait_until("three runs", |a| {
@@ -215,12 +232,10 @@ async fn a_recurring_action_keeps_firing_after_a_failed_run() {
     }
 }
 
-#[tokio::test]
-async fn startup_recovers_runs_a_dead_daemon_left_running() {
-    let h = Harness::new();
+async fn startup_recovers_runs_a_dead_daemon_left_running(h: Harness) {
     h.tool("ok", "echo '{\"ok\":true}'");
     let stale = h.add("stale", "ok", chrono::Duration::zero());
-    h.db.claim_due(Utc::now(), 10).unwrap();
+    h.store(|db| db.claim_due(Utc::now(), 10)).unwrap();
     let pending = h.add("pending", "ok", chrono::Duration::zero());
     let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
     h.wait_until("pending completed", |a| {
@@ -231,20 +246,18 @@ async fn startup_recovers_runs_a_dead_daemon_left_running() {
     let summary = handle.await.unwrap().unwrap();
     assert_eq!(summary.recovered, 1);
     assert_eq!(
-        h.db.get(stale.id).unwrap().unwrap().status,
+        h.store(|db| db.get(stale.id)).unwrap().unwrap().status,
         ActionStatus::Failed {
             reason: INTERRUPTED_REASON.into()
         }
     );
     assert!(matches!(
-        h.db.get(pending.id).unwrap().unwrap().status,
+        h.store(|db| db.get(pending.id)).unwrap().unwrap().status,
         ActionStatus::Completed { .. }
     ));
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped() {
-    let h = Harness::new();
+async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped(h: Harness) {
     h.tool("quick", "sleep 0.05; echo '{\"ok\":true}'");
     h.tool("forever", "sleep 60");
     let quick = h.add("quick", "quick", chrono::Duration::zero());
@@ -258,20 +271,18 @@ async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped() {
     let summary = handle.await.unwrap().unwrap();
     assert_eq!(summary.abandoned, 1);
     assert!(matches!(
-        h.db.get(quick.id).unwrap().unwrap().status,
+        h.store(|db| db.get(quick.id)).unwrap().unwrap().status,
         ActionStatus::Completed { .. }
     ));
     assert_eq!(
-        h.db.get(forever.id).unwrap().unwrap().status,
+        h.store(|db| db.get(forever.id)).unwrap().unwrap().status,
         ActionStatus::Failed {
             reason: crate::engine::STOPPED_REASON.into()
         }
     );
 }
 
-#[tokio::test]
-async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
-    let h = Harness::new();
+async fn a_missing_tool_fails_the_action_and_the_loop_goes_on(h: Harness) {
     h.tool("ok", "echo '{\"ok\":true}'");
     let missing = h.add("missing", "not-there", chrono::Duration::zero());
     h.add("fine", "ok", chrono::Duration::zero());
@@ -282,15 +293,14 @@ async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
     .await;
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
-    let ActionStatus::Failed { reason } = h.db.get(missing.id).unwrap().unwrap().status else {
+    let ActionStatus::Failed { reason } = h.store(|db| db.get(missing.id)).unwrap().unwrap().status
+    else {
         panic!()
     };
     assert!(reason.contains("no tool named 'not-there'"), "{reason}");
 }
 
-#[tokio::test]
-async fn retention_prunes_old_finished_actions_while_running() {
-    let h = Harness::new();
+async fn retention_prunes_old_finished_actions_while_running(h: Harness) {
     h.tool("ok", "echo '{\"ok\":true}'");
     let old = h.add("old", "ok", chrono::Duration::zero());
     let later = h.add("later", "ok", chrono::Duration::hours(1));
@@ -305,7 +315,7 @@ async fn retention_prunes_old_finished_actions_while_running() {
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while h.db.get(old.id).unwrap().is_some() {
+    while h.store(|db| db.get(old.id)).unwrap().is_some() {
         assert!(
             Instant::now() < deadline,
             "the finished action was never pruned"
@@ -313,7 +323,7 @@ async fn retention_prunes_old_finished_actions_while_running() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        h.db.get(later.id).unwrap().is_some(),
+        h.store(|db| db.get(later.id)).unwrap().is_some(),
         "pending actions are never pruned"
     );
     stop.send(()).unwrap();
@@ -322,9 +332,7 @@ async fn retention_prunes_old_finished_actions_while_running() {
 
 /// While every slot is busy, an action that is due waits for a slot without the loop turning
 /// for it (it used to wake every millisecond until the slot freed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning() {
-    let h = Harness::new();
+async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning(h: Harness) {
     h.tool("slow", "cat > /dev/null; sleep 1; echo '{\"ok\":true}'");
     h.add("first", "slow", chrono::Duration::zero());
     h.add("second", "slow", chrono::Duration::zero());
@@ -341,9 +349,7 @@ async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning() {
 
 /// Actions are claimed a few milliseconds before they come due (so the claim's commit is
 /// done by then), but no tool may start before its action's due time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_tool_starts_before_its_due_time() {
-    let h = Harness::new();
+async fn no_tool_starts_before_its_due_time(h: Harness) {
     let stamps = h.root().join("stamps");
     h.tool(
         "stamp",
@@ -386,9 +392,7 @@ async fn no_tool_starts_before_its_due_time() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started() {
-    let h = Harness::new();
+async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started(h: Harness) {
     h.tool("quick", "cat > /dev/null; sleep 0.02; echo '{\"ok\":true}'");
     for i in 0..40 {
         h.add(&format!("q{i}"), "quick", chrono::Duration::zero());
@@ -402,7 +406,7 @@ async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started
     .await;
     stop.send(()).unwrap();
     let summary = handle.await.unwrap().unwrap();
-    let actions = h.db.list(&ListFilter::default()).unwrap();
+    let actions = h.store(|db| db.list(&ListFilter::default())).unwrap();
     assert_eq!(count(&actions, StatusKind::Running), 0, "{actions:#?}");
     assert_eq!(
         count(&actions, StatusKind::Completed) as u64,
@@ -411,5 +415,142 @@ async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started
     for action in actions.iter().filter(|a| a.status == ActionStatus::Pending) {
         assert_eq!(action.attempt, 0, "{action:#?}");
         assert!(action.due_at() <= Utc::now());
+    }
+}
+
+/// Each scenario on both backends: the engine runs the same on redb and PostgreSQL.
+mod on_redb {
+    #[tokio::test]
+    async fn actions_due_between_heartbeats_run_at_their_due_time() {
+        super::actions_due_between_heartbeats_run_at_their_due_time(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn an_added_action_runs_when_the_loop_is_woken() {
+        super::an_added_action_runs_when_the_loop_is_woken(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn the_pool_never_runs_more_than_max_concurrency() {
+        super::the_pool_never_runs_more_than_max_concurrency(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn a_recurring_action_keeps_firing_after_a_failed_run() {
+        super::a_recurring_action_keeps_firing_after_a_failed_run(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn startup_recovers_runs_a_dead_daemon_left_running() {
+        super::startup_recovers_runs_a_dead_daemon_left_running(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped() {
+        super::shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped(
+            super::Harness::on_redb(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
+        super::a_missing_tool_fails_the_action_and_the_loop_goes_on(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_old_finished_actions_while_running() {
+        super::retention_prunes_old_finished_actions_while_running(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning() {
+        super::a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning(
+            super::Harness::on_redb(),
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_tool_starts_before_its_due_time() {
+        super::no_tool_starts_before_its_due_time(super::Harness::on_redb()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started() {
+        super::short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started(
+            super::Harness::on_redb(),
+        )
+        .await
+    }
+}
+
+mod on_postgres {
+    #[tokio::test]
+    async fn actions_due_between_heartbeats_run_at_their_due_time() {
+        super::actions_due_between_heartbeats_run_at_their_due_time(super::Harness::on_postgres())
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_added_action_runs_when_the_loop_is_woken() {
+        super::an_added_action_runs_when_the_loop_is_woken(super::Harness::on_postgres()).await
+    }
+
+    #[tokio::test]
+    async fn the_pool_never_runs_more_than_max_concurrency() {
+        super::the_pool_never_runs_more_than_max_concurrency(super::Harness::on_postgres()).await
+    }
+
+    #[tokio::test]
+    async fn a_recurring_action_keeps_firing_after_a_failed_run() {
+        super::a_recurring_action_keeps_firing_after_a_failed_run(super::Harness::on_postgres())
+            .await
+    }
+
+    #[tokio::test]
+    async fn startup_recovers_runs_a_dead_daemon_left_running() {
+        super::startup_recovers_runs_a_dead_daemon_left_running(super::Harness::on_postgres()).await
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped() {
+        super::shutdown_waits_for_quick_runs_and_records_slow_ones_as_stopped(
+            super::Harness::on_postgres(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_missing_tool_fails_the_action_and_the_loop_goes_on() {
+        super::a_missing_tool_fails_the_action_and_the_loop_goes_on(super::Harness::on_postgres())
+            .await
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_old_finished_actions_while_running() {
+        super::retention_prunes_old_finished_actions_while_running(super::Harness::on_postgres())
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning() {
+        super::a_due_action_waiting_for_a_slot_does_not_keep_the_loop_turning(
+            super::Harness::on_postgres(),
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_tool_starts_before_its_due_time() {
+        super::no_tool_starts_before_its_due_time(super::Harness::on_postgres()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started() {
+        super::short_runs_are_claimed_ahead_and_shutdown_hands_back_what_never_started(
+            super::Harness::on_postgres(),
+        )
+        .await
     }
 }

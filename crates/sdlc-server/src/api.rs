@@ -437,7 +437,7 @@ async fn check(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     let repaired = state.with_db(|db| db.verify()).await?;
     Ok(Json(json!({
-        "db": state.db().path(),
+        "db": state.db().location(),
         "ok": true,
         "repaired": repaired,
         "took_ms": started.elapsed().as_millis() as u64,
@@ -473,7 +473,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "pid": std::process::id(),
         "root": state.root(),
-        "db": state.db().path(),
+        "db": state.db().location(),
         "storage": storage,
         "actions": counts,
         "webhook_inbox": inbox,

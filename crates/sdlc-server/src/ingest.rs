@@ -17,10 +17,10 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot};
 
-use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
 use sdlc_core::store::Ingested;
+use sdlc_core::store::Store;
 use sdlc_core::webhook::Delivery;
 
 use crate::ApiError;
@@ -41,7 +41,7 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts the writer thread; it ends when every `Ingestor` is dropped. `engine` is woken
     /// after each batch that stored a new delivery.
-    pub fn start(db: Arc<ActionDb>, clock: Arc<dyn Clock>, engine: Waker) -> Ingestor {
+    pub fn start(db: Arc<dyn Store>, clock: Arc<dyn Clock>, engine: Waker) -> Ingestor {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("webhook-writer".into())
@@ -69,7 +69,7 @@ impl Ingestor {
 }
 
 fn write_batches(
-    db: &Weak<ActionDb>,
+    db: &Weak<dyn Store>,
     clock: &dyn Clock,
     engine: &Waker,
     mut rx: mpsc::Receiver<(Delivery, Reply)>,
@@ -85,16 +85,18 @@ fn write_batches(
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
         let stored = match db.upgrade() {
             // A panic in the store fails this batch's requests, not every later one.
-            Some(db) => match db.guarded(|db| db.ingest(&deliveries, clock.now())) {
-                Ok(results) => Ok(results),
-                Err(err) => {
-                    if err.is_unavailable() {
-                        // The engine owns reopening the file: let it see the fault now.
-                        engine.wake();
+            Some(db) => {
+                match sdlc_core::store::guarded(&*db, |db| db.ingest(&deliveries, clock.now())) {
+                    Ok(results) => Ok(results),
+                    Err(err) => {
+                        if err.is_unavailable() {
+                            // The engine owns reopening the file: let it see the fault now.
+                            engine.wake();
+                        }
+                        Err(ApiError::from(err))
                     }
-                    Err(ApiError::from(err))
                 }
-            },
+            }
             None => Err(ApiError::unavailable(
                 "the daemon is stopping: the database is closed",
             )),

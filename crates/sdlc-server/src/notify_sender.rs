@@ -12,8 +12,8 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use sdlc_core::ActionDb;
 use sdlc_core::notify::{DeliveryState, Notification, Receiver, ReceiverKind, RetrySchedule};
+use sdlc_core::store::Store;
 use sdlc_core::store::outbox::{TryOutcome, queued};
 
 /// How many notifications one round sends at most.
@@ -55,7 +55,7 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 
 /// Delivers notifications until `stop` resolves.
 pub async fn run(
-    db: Arc<ActionDb>,
+    db: Arc<dyn Store>,
     config: SenderConfig,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -147,7 +147,7 @@ const TICK_YIELD_MAX: Duration = Duration::from_millis(100);
 /// writer at a time, and the engine commits its claim a few milliseconds before the due time,
 /// so a sender's commit there would make that run late. Bounded by `TICK_YIELD_MAX` (under a
 /// steady stream of due runs the answers still get recorded).
-async fn yield_to_tick(db: &Arc<ActionDb>) {
+async fn yield_to_tick(db: &Arc<dyn Store>) {
     let deadline = tokio::time::Instant::now() + TICK_YIELD_MAX;
     loop {
         let next = {
@@ -179,7 +179,7 @@ async fn yield_to_tick(db: &Arc<ActionDb>) {
 /// Records a round's answers and says what happened in the log; false when they could not
 /// be recorded.
 async fn record(
-    db: &Arc<ActionDb>,
+    db: &Arc<dyn Store>,
     tries: Vec<(Notification, TryOutcome)>,
     retry: RetrySchedule,
 ) -> bool {

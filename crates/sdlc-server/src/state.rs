@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
 use sdlc_core::store::Ingested;
+use sdlc_core::store::Store;
 use sdlc_core::webhook::{Delivery, WebhookRoute};
 
 use sdlc_core::engine_stats::EngineStats;
@@ -34,7 +34,7 @@ pub struct AppState {
 
 /// Everything the server needs from the daemon that hosts it.
 pub struct AppStateConfig {
-    pub db: Arc<ActionDb>,
+    pub db: Arc<dyn Store>,
     pub root: PathBuf,
     pub waker: Waker,
     /// The management token: `Authorization: Bearer <token>`.
@@ -104,7 +104,7 @@ impl AppState {
         };
     }
 
-    pub fn db(&self) -> &Arc<ActionDb> {
+    pub fn db(&self) -> &Arc<dyn Store> {
         &self.inner.db
     }
 
@@ -175,11 +175,11 @@ impl AppState {
     /// Runs blocking database work off the async threads.
     pub async fn with_db<T, F>(&self, work: F) -> Result<T, crate::ApiError>
     where
-        F: FnOnce(&ActionDb) -> Result<T, sdlc_core::StoreError> + Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, sdlc_core::StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.inner.db.clone();
-        let result = tokio::task::spawn_blocking(move || db.guarded(work))
+        let result = tokio::task::spawn_blocking(move || sdlc_core::store::guarded(&*db, work))
             .await
             .map_err(|err| crate::ApiError::internal(format!("database task failed: {err}")))?;
         result.map_err(|err| {

@@ -22,8 +22,23 @@ use crate::StoreError;
 
 /// A pool of connections to one database, its schema migrated.
 pub struct PgDb {
-    pool: r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
+    /// Always Some until dropped (see `Drop`).
+    pool: Option<Pool>,
     shown: String,
+}
+
+type Pool = r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>;
+
+impl Drop for PgDb {
+    /// Closes the pooled connections on a thread of their own: closing one blocks on the
+    /// client's own runtime, which would panic on a thread of the daemon's runtime (where
+    /// the last owner of the store may well drop it).
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let closing = std::thread::spawn(move || drop(pool));
+            let _ = closing.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgDb {
@@ -92,7 +107,10 @@ impl PgDb {
             .min_idle(Some(0))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build_unchecked(manager);
-        Ok(PgDb { pool, shown })
+        Ok(PgDb {
+            pool: Some(pool),
+            shown,
+        })
     }
 
     /// The URL, password masked.
@@ -115,7 +133,8 @@ impl PgDb {
         r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>>,
         StoreError,
     > {
-        self.pool.get().map_err(|e| StoreError::Postgres {
+        let pool = self.pool.as_ref().expect("the pool lives as long as PgDb");
+        pool.get().map_err(|e| StoreError::Postgres {
             url: self.shown.clone(),
             detail: format!("no connection: {e}"),
         })

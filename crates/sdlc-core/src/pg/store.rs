@@ -613,6 +613,68 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// The database's URL, password masked.
+    pub fn location(&self) -> String {
+        self.db.shown_url().to_string()
+    }
+
+    /// None: PostgreSQL's failures are reported by each operation (the server answers 503
+    /// while it cannot be reached), and the pool reconnects on its own.
+    pub fn fault(&self) -> Option<crate::store::StorageFault> {
+        None
+    }
+
+    /// Nothing to reopen: the pool makes new connections as it needs them.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// None: there is no file to lose.
+    pub fn check_in_place(&self) -> Option<crate::store::StorageFault> {
+        None
+    }
+
+    /// Reads every stored record and checks it decodes (its checksum and version): a row
+    /// edited by hand is reported, naming it. Repairs nothing (PostgreSQL keeps its own
+    /// pages whole): answers false.
+    pub fn verify(&self) -> Result<bool, StoreError> {
+        let mut client = self.db.client()?;
+        let url = self.db.shown_url();
+        let mut after = Uuid::nil();
+        loop {
+            let rows = client
+                .query(
+                    "SELECT id, record FROM sdlc_actions WHERE id > $1 ORDER BY id LIMIT 1000",
+                    &[&after],
+                )
+                .map_err(|e| fail(url, "cannot read actions", e))?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.get(0);
+            for row in &rows {
+                decode_json::<Action>(row.get(0), row.get(1))?;
+            }
+        }
+        for table in ["sdlc_plan_runs", "sdlc_outbox", "sdlc_routes"] {
+            let rows = client
+                .query(&format!("SELECT id, record FROM {table}"), &[])
+                .map_err(|e| fail(url, "cannot read records", e))?;
+            for row in &rows {
+                decode_json::<serde_json::Value>(row.get(0), row.get(1))?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Runs `work` (no containment needed: nothing here reads memory a file could corrupt).
+    pub fn contain(
+        &self,
+        work: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        work()
+    }
+
     /// Every Running action this node claimed that is not in `known` goes back to Pending
     /// (see `ActionDb::return_unknown_running`): a claim whose commit was stored though its
     /// answer was lost (the connection broke), which the heartbeat would otherwise renew

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::StorageFault;
 use super::outbox::TryOutcome;
 use super::{
     ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
@@ -46,6 +47,21 @@ macro_rules! store_interface {
 }
 
 store_interface! {
+    /// Where the data is, for messages and `status`: the file's path, or the database's URL
+    /// with its password masked.
+    fn location(&self) -> String;
+    /// Why the store refuses writes, while it does (a redb file that failed; PostgreSQL
+    /// reports its failures per operation instead).
+    fn fault(&self) -> Option<StorageFault>;
+    /// Reopens the store after a fault (see `ActionDb::reopen`).
+    fn reopen(&self) -> Result<(), StoreError>;
+    /// Notices the store's file deleted or replaced (see `ActionDb::check_in_place`).
+    fn check_in_place(&self) -> Option<StorageFault>;
+    /// Verifies every stored record; whether anything was repaired.
+    fn verify(&self) -> Result<bool, StoreError>;
+    /// Runs `work` with the backend's containment (see `ActionDb::guarded`); the typed form
+    /// is [`guarded`].
+    fn contain(&self, work: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError>;
     /// Stores a new action.
     fn insert(&self, action: &Action) -> Result<(), StoreError>;
     /// Stores new actions in one transaction.
@@ -213,4 +229,21 @@ store_interface! {
             self.startup_recovery_knowing(now, None)
         }
     }
+}
+
+/// Runs `work` on `db` with the backend's containment (a panic inside a redb read becomes an
+/// error naming the file, and a failing file becomes the store's fault). Long-lived owners
+/// (the engine, the server) call the store through this.
+pub fn guarded<T>(
+    db: &dyn Store,
+    work: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut work = Some(work);
+    let mut value = None;
+    db.contain(&mut || {
+        let work = work.take().expect("contain runs its work once");
+        value = Some(work(db)?);
+        Ok(())
+    })?;
+    Ok(value.expect("contain ran its work"))
 }

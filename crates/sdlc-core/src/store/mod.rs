@@ -51,7 +51,7 @@ mod sessions;
 pub(crate) mod txn;
 mod webhooks;
 
-pub use api::Store;
+pub use api::{Store, guarded};
 pub use changes::{Change, Changes};
 use handle::Handle;
 pub use handle::StorageFault;
@@ -332,6 +332,19 @@ impl ActionDb {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's path, for messages.
+    pub fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// [`ActionDb::guarded`] for the storage interface (see `Store::contain`).
+    pub fn contain(
+        &self,
+        work: &mut dyn FnMut() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.guarded(|_| work())
     }
 
     /// A feed of what each commit from now on changes (see `changes`). Lagging more than

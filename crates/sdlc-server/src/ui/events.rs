@@ -30,10 +30,10 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 
-use sdlc_core::ActionDb;
 use sdlc_core::clock::Clock;
 use sdlc_core::engine_stats::EngineStats;
 use sdlc_core::plan::RunEvent;
+use sdlc_core::store::Store;
 
 use crate::AppState;
 
@@ -79,7 +79,7 @@ enum Replay {
 
 /// What the hub reads from the daemon.
 pub struct HubSources {
-    pub db: Arc<ActionDb>,
+    pub db: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub stats: Option<Arc<EngineStats>>,
     pub run_events: broadcast::Sender<RunEvent>,
@@ -237,7 +237,7 @@ fn actions_data(batch: &[sdlc_core::store::Change]) -> String {
 async fn stats_data(sources: &HubSources) -> Option<String> {
     let db = sources.db.clone();
     let (counts, inbox) = tokio::task::spawn_blocking(move || {
-        db.guarded(|db| Ok((db.count_by_status()?, db.inbox_len()?)))
+        sdlc_core::store::guarded(&*db, |db| Ok((db.count_by_status()?, db.inbox_len()?)))
     })
     .await
     .ok()?
