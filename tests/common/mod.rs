@@ -19,16 +19,43 @@ use serde_json::Value;
 
 pub const SDLC: &str = env!("CARGO_BIN_EXE_sdlc");
 
-/// A temporary project: a folder with `.sdlc/tools/`.
+/// A temporary project: a folder with `.sdlc/tools/`, its data in a redb file in it or, for
+/// a project made with `on_database`, in a PostgreSQL database.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database every command of this project uses (`SDLC_DATABASE_URL`).
+    pub db_url: Option<String>,
+}
+
+/// Which store a test's project keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redb,
+    Postgres,
 }
 
 impl Project {
     pub fn new() -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join(".sdlc/tools")).unwrap();
-        Project { dir }
+        Project { dir, db_url: None }
+    }
+
+    /// A project on `backend`: a fresh PostgreSQL database for each such project.
+    pub fn on(backend: Backend) -> Project {
+        match backend {
+            Backend::Redb => Project::new(),
+            Backend::Postgres => Project::on_database(&fresh_database()),
+        }
+    }
+
+    /// A project whose data is in the PostgreSQL database `url` (several projects may share
+    /// one: each is a node's machine).
+    pub fn on_database(url: &str) -> Project {
+        Project {
+            db_url: Some(url.to_string()),
+            ..Project::new()
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -104,7 +131,11 @@ impl Project {
             .env_remove("SDLC_ROOT")
             .env_remove("RUST_LOG")
             .env_remove("SDLC_ORCHESTRATOR_TOKEN")
+            .env_remove("SDLC_DATABASE_URL")
             .stdin(Stdio::null());
+        if let Some(url) = &self.db_url {
+            command.env("SDLC_DATABASE_URL", url);
+        }
         command
     }
 
@@ -155,6 +186,15 @@ impl Project {
         args.extend_from_slice(extra);
         Daemon::start_command(self.command(&args))
     }
+}
+
+/// A fresh database on the PostgreSQL server this test process shares (started from the
+/// system's server binaries; see `sdlc-pgtest`).
+pub fn fresh_database() -> String {
+    sdlc_pgtest::Cluster::shared()
+        .expect("the PostgreSQL tests need a server")
+        .fresh_database()
+        .expect("a fresh PostgreSQL database")
 }
 
 /// The longest one `sdlc` command may take in a test (following a plan run included): far

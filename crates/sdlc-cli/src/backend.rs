@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sdlc_core::daemon_file::find_live;
+use sdlc_core::store::{Store, guarded};
 use sdlc_core::{ActionDb, StoreError};
 use sdlc_server::{ClientError, DaemonClient};
 
@@ -34,11 +35,27 @@ enum Retry {
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub db_path: PathBuf,
+    /// A PostgreSQL database (`--db postgres://...`): commands use it directly, whether
+    /// daemons run on it or not (PostgreSQL takes care of concurrent writers).
+    pub pg_url: Option<String>,
 }
 
 impl Backend {
-    pub fn new(db_path: PathBuf) -> Backend {
-        Backend { db_path }
+    pub fn new(db_path: PathBuf, pg_url: Option<String>) -> Backend {
+        Backend { db_path, pg_url }
+    }
+
+    /// Runs `on_store` on the PostgreSQL database, off the async threads (its client blocks
+    /// on a runtime of its own).
+    fn on_postgres<T>(
+        url: &str,
+        on_store: impl Fn(&dyn Store) -> Result<T, StoreError>,
+    ) -> anyhow::Result<T> {
+        tokio::task::block_in_place(|| {
+            let store = sdlc_core::pg::PgStore::connect(url, 2)?;
+            guarded(&store, |db| on_store(db))
+        })
+        .map_err(anyhow::Error::from)
     }
 
     /// Runs an operation through the daemon when one serves this database, or directly on
@@ -46,7 +63,7 @@ impl Backend {
     pub async fn route<T>(
         &self,
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
-        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+        on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
         self.route_with(Retry::OnlyUnsent, through_daemon, on_file)
             .await
@@ -58,7 +75,7 @@ impl Backend {
     pub async fn route_retrying<T>(
         &self,
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
-        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+        on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
         self.route_with(Retry::AlsoInterrupted, through_daemon, on_file)
             .await
@@ -69,9 +86,9 @@ impl Backend {
     pub async fn route_read<T>(
         &self,
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
-        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+        on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
-        if find_live(&self.db_path).is_none() && !self.db_path.exists() {
+        if self.pg_url.is_none() && find_live(&self.db_path).is_none() && !self.db_path.exists() {
             bail!(
                 "no database at {}: nothing has been stored there yet (add an action or start the daemon first, or pass --db with the right path)",
                 self.db_path.display()
@@ -84,8 +101,11 @@ impl Backend {
         &self,
         retry: Retry,
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
-        on_file: impl Fn(&ActionDb) -> Result<T, StoreError>,
+        on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
+        if let Some(url) = &self.pg_url {
+            return Backend::on_postgres(url, on_file);
+        }
         let deadline = Instant::now() + BUSY_DEADLINE;
         loop {
             if let Some(info) = find_live(&self.db_path) {
@@ -105,7 +125,7 @@ impl Backend {
                 }
             }
             match open_db(&self.db_path) {
-                Ok(db) => return db.guarded(|db| on_file(db)).map_err(anyhow::Error::from),
+                Ok(db) => return guarded(&db, |db| on_file(db)).map_err(anyhow::Error::from),
                 Err(StoreError::AlreadyOpen { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
@@ -150,4 +170,39 @@ pub async fn open_for_daemon(path: &Path) -> anyhow::Result<ActionDb> {
             }
         }
     }
+}
+
+/// The store a daemon runs on: the redb file (see [`open_for_daemon`]), or the PostgreSQL
+/// database, joined as a node.
+pub struct DaemonStore {
+    pub store: std::sync::Arc<dyn Store>,
+    /// The same store when it is PostgreSQL, for what only nodes do (heartbeat, recovery).
+    pub pg: Option<std::sync::Arc<sdlc_core::pg::PgStore>>,
+}
+
+/// Opens what the daemon runs on: the redb file at `path`, or with `pg_url` the PostgreSQL
+/// database, joined as node `node` with claims leased for `lease`.
+pub async fn open_store_for_daemon(
+    path: &Path,
+    pg_url: Option<&str>,
+    node: &str,
+    lease: Duration,
+) -> anyhow::Result<DaemonStore> {
+    let Some(url) = pg_url else {
+        let db = std::sync::Arc::new(open_for_daemon(path).await?);
+        return Ok(DaemonStore {
+            store: db,
+            pg: None,
+        });
+    };
+    let pg = tokio::task::block_in_place(|| -> Result<_, StoreError> {
+        let mut store = sdlc_core::pg::PgStore::connect(url, 16)?;
+        store.set_lease(lease);
+        store.join(node, chrono::Utc::now())?;
+        Ok(std::sync::Arc::new(store))
+    })?;
+    Ok(DaemonStore {
+        store: pg.clone(),
+        pg: Some(pg),
+    })
 }

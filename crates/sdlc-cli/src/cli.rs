@@ -19,9 +19,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "SDLC_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Database file; default: .sdlc/orchestrator.db under the project root
-    #[arg(long, global = true, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The database: a redb file (default: .sdlc/orchestrator.db under the project root), or
+    /// postgres://USER@HOST/DBNAME to share one PostgreSQL database between daemons
+    #[arg(
+        long,
+        global = true,
+        env = "SDLC_DATABASE_URL",
+        value_name = "PATH|URL"
+    )]
+    pub db: Option<String>,
 
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -102,6 +108,16 @@ pub struct DaemonArgs {
     /// At start, only report tools a killed daemon left running instead of killing them
     #[arg(long)]
     pub keep_orphans: bool,
+
+    /// On PostgreSQL: this daemon's name among the nodes sharing the database (default:
+    /// HOSTNAME-PID). A name whose lease still holds is refused
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// On PostgreSQL: how long a node's claims hold without its heartbeat (renewed every
+    /// third of it); past it, the other nodes recover what it was running
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_lease)]
+    pub lease: std::time::Duration,
 
     /// Delete finished actions older than this (such as 30d); default: keep everything
     #[arg(long, value_name = "DURATION", value_parser = parse_keep)]
@@ -558,6 +574,17 @@ pub enum ToolCommand {
         #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+}
+
+/// A lease: long enough to renew over a loaded machine, short enough to recover in time.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = sdlc_core::schedule::parse_duration(text)?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "a lease of {text} is too short to renew: give at least 1s (30s is the default)"
+        ));
+    }
+    Ok(lease)
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

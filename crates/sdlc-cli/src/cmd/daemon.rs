@@ -22,7 +22,7 @@ use sdlc_core::tool::RunLimits;
 use sdlc_server::{AppState, AppStateConfig, ConnectionLimits};
 
 use super::Project;
-use crate::backend::open_for_daemon;
+use crate::backend::open_store_for_daemon;
 use crate::cli::DaemonArgs;
 
 /// Environment variable that fixes the management token instead of a random one (tools
@@ -40,7 +40,15 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         request_timeout: args.request_timeout,
     };
     let notify = notify_config(args)?;
-    let db = Arc::new(open_for_daemon(&project.db_path).await?);
+    let node = args.node.clone().unwrap_or_else(default_node_name);
+    let opened = open_store_for_daemon(
+        &project.db_path,
+        project.pg_url.as_deref(),
+        &node,
+        args.lease,
+    )
+    .await?;
+    let db = opened.store.clone();
     let report = db.open_report();
     if report.unclean {
         warn!(
@@ -59,8 +67,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .local_addr()
         .context("cannot read the listener's address")?;
 
-    let dropped = db
-        .set_notify_config(&notify, Utc::now())
+    let dropped = tokio::task::block_in_place(|| db.set_notify_config(&notify, Utc::now()))
         .context("cannot store the notification settings")?;
     if dropped > 0 {
         warn!(
@@ -77,17 +84,23 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .unwrap_or_else(random_token);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(db.clone(), clock.clone(), engine_config(project, args));
-    let state = AppState::new(AppStateConfig {
-        db: db.clone(),
-        root: project.root.clone(),
-        waker: engine.waker(),
-        token: token.clone(),
-        clock,
-        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
-        run_events: engine.run_events(),
-        engine_stats: Some(engine.stats()),
+    let state = tokio::task::block_in_place(|| {
+        AppState::new(AppStateConfig {
+            db: db.clone(),
+            root: project.root.clone(),
+            waker: engine.waker(),
+            token: token.clone(),
+            clock,
+            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            run_events: engine.run_events(),
+            engine_stats: Some(engine.stats()),
+        })
     })
     .context("cannot read the webhook routes")?;
+    let node_duties = opened
+        .pg
+        .clone()
+        .map(|pg| crate::cmd::node::start(pg, node.clone(), engine.waker()));
     let _published = daemon_file::publish(
         &project.db_path,
         &DaemonInfo {
@@ -104,9 +117,17 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             daemon_file::daemon_file_path(&project.db_path).display()
         )
     })?;
+    if let Some(pg) = &opened.pg {
+        eprintln!(
+            "sdlc orchestrate: node {} on PostgreSQL database {}, lease {}s",
+            node,
+            pg.location(),
+            args.lease.as_secs_f64()
+        );
+    }
     eprintln!(
         "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
-        project.db_path.display(),
+        project.db_shown(),
         args.tick_rate.as_secs_f64(),
         args.max_concurrency,
         limits.max_connections
@@ -146,6 +167,9 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
     };
     let _ = stop_server.send(true);
     let _ = stop_sender.send(true);
+    if let Some(duties) = node_duties {
+        duties.stop().await;
+    }
     if let Err(err) = sender.await {
         warn!("the notification sender failed: {err}");
     }
@@ -166,6 +190,18 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's name when `--node` is not given: this machine's and this process's, so two
+/// daemons never share one (a restarted daemon is a new node; the others recover what the
+/// old one left once its lease runs out).
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The engine's settings from the daemon's flags (also what `plan run` uses when it runs

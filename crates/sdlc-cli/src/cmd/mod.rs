@@ -7,6 +7,7 @@ mod check;
 mod daemon;
 mod edit;
 mod list;
+pub(crate) mod node;
 mod notify;
 mod plan;
 mod plan_follow;
@@ -30,7 +31,11 @@ use crate::cli::{Cli, Command, OrchestrateCommand, ToolCommand};
 #[derive(Debug, Clone)]
 pub struct Project {
     pub root: PathBuf,
+    /// The redb file (the default), or where this project's daemon publishes itself when
+    /// the data is on PostgreSQL.
     pub db_path: PathBuf,
+    /// `--db postgres://...`: the data is on this PostgreSQL database.
+    pub pg_url: Option<String>,
 }
 
 impl Project {
@@ -38,16 +43,34 @@ impl Project {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let root =
             sdlc_core::project::find_root(cli.root.as_deref(), &cwd).map_err(anyhow::Error::msg)?;
+        let pg_url = cli
+            .db
+            .as_deref()
+            .filter(|db| sdlc_core::pg::is_postgres_url(db))
+            .map(str::to_string);
         let db_path = match &cli.db {
-            Some(db) => std::path::absolute(db)
-                .with_context(|| format!("bad --db path {}", db.display()))?,
-            None => sdlc_core::project::default_db_path(&root),
+            Some(db) if pg_url.is_none() => {
+                std::path::absolute(db).with_context(|| format!("bad --db path {db}"))?
+            }
+            _ => sdlc_core::project::default_db_path(&root),
         };
-        Ok(Project { root, db_path })
+        Ok(Project {
+            root,
+            db_path,
+            pg_url,
+        })
     }
 
     pub fn backend(&self) -> Backend {
-        Backend::new(self.db_path.clone())
+        Backend::new(self.db_path.clone(), self.pg_url.clone())
+    }
+
+    /// Where the data is, for messages: the file, or the URL with its password masked.
+    pub fn db_shown(&self) -> String {
+        match &self.pg_url {
+            Some(url) => sdlc_core::pg::shown_url(url),
+            None => self.db_path.display().to_string(),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
                     .collect();
                 Ok(json!({
                     "root": project.root,
-                    "db": db.path(),
+                    "db": db.location(),
                     "storage": { "state": "ok" },
                     "actions": counts,
                     "webhook_inbox": db.inbox_len()?,
@@ -41,7 +41,7 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(info) => outln!("daemon:   running (pid {}, http://{})", info.pid, info.addr)?,
         None => outln!("daemon:   not running")?,
     }
-    outln!("database: {}", project.db_path.display())?;
+    outln!("database: {}", project.db_shown())?;
     let storage = &status["storage"];
     if storage["state"] == "ok" {
         outln!("storage:  ok")?;

@@ -12,6 +12,7 @@ mod outbox;
 mod sessions;
 mod store;
 mod txn;
+mod wake;
 mod webhooks;
 
 pub use migrate::LATEST_SCHEMA;
@@ -24,6 +25,7 @@ use crate::StoreError;
 pub struct PgDb {
     /// Always Some until dropped (see `Drop`).
     pool: Option<Pool>,
+    config: postgres::Config,
     shown: String,
 }
 
@@ -101,7 +103,8 @@ impl PgDb {
             .connect(postgres::NoTls)
             .map_err(|e| failed(&shown, "cannot connect", e))?;
         migrate::migrate(&mut first, &shown)?;
-        let manager = r2d2_postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+        let manager =
+            r2d2_postgres::PostgresConnectionManager::new(config.clone(), postgres::NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(0))
@@ -109,8 +112,16 @@ impl PgDb {
             .build_unchecked(manager);
         Ok(PgDb {
             pool: Some(pool),
+            config,
             shown,
         })
+    }
+
+    /// A connection of its own, outside the pool (for `LISTEN`, which holds it).
+    pub(crate) fn dedicated(&self) -> Result<postgres::Client, StoreError> {
+        self.config
+            .connect(postgres::NoTls)
+            .map_err(|e| failed(&self.shown, "cannot connect", e))
     }
 
     /// The URL, password masked.

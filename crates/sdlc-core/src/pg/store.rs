@@ -629,6 +629,11 @@ impl PgStore {
         Ok(())
     }
 
+    /// Nothing to report: PostgreSQL recovers its own files.
+    pub fn open_report(&self) -> crate::store::OpenReport {
+        crate::store::OpenReport::default()
+    }
+
     /// None: there is no file to lose.
     pub fn check_in_place(&self) -> Option<crate::store::StorageFault> {
         None

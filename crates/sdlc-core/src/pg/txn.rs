@@ -51,6 +51,8 @@ pub(crate) struct PgTxn<'c> {
     lease_until: i64,
     /// Actions this transaction claimed, with each claim's token.
     new_claims: HashMap<Uuid, Uuid>,
+    /// Whether it stored an action that is due (the nodes are woken when it commits).
+    stored_due: bool,
 }
 
 impl<'c> PgTxn<'c> {
@@ -74,6 +76,7 @@ impl<'c> PgTxn<'c> {
             claimant: None,
             lease_until: 0,
             new_claims: HashMap::new(),
+            stored_due: false,
         }
     }
 
@@ -148,6 +151,14 @@ impl<'c> PgTxn<'c> {
     /// each claim's token.
     pub(crate) fn commit(mut self) -> Result<HashMap<Uuid, Uuid>, StoreError> {
         self.send()?;
+        if self.stored_due {
+            // Delivered to every listening node when (and only if) this commits.
+            self.execute(
+                "cannot wake the nodes",
+                "SELECT pg_notify($1, '')",
+                &[&super::wake::CHANNEL],
+            )?;
+        }
         let url = self.url;
         let claims = std::mem::take(&mut self.new_claims);
         self.tx
@@ -236,6 +247,7 @@ impl<'c> PgTxn<'c> {
                 _ => removed.push(id),
             }
         }
+        self.stored_due |= row.due.iter().any(Option::is_some);
         if !row.ids.is_empty() {
             self.execute(
                 "cannot store actions",

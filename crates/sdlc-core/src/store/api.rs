@@ -12,12 +12,12 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StorageFault;
 use super::outbox::TryOutcome;
 use super::{
     ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
     RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, UiSession,
 };
+use super::{OpenReport, StorageFault};
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
@@ -57,6 +57,8 @@ store_interface! {
     fn reopen(&self) -> Result<(), StoreError>;
     /// Notices the store's file deleted or replaced (see `ActionDb::check_in_place`).
     fn check_in_place(&self) -> Option<StorageFault>;
+    /// What opening the store found (a redb file's last owner died, its check).
+    fn open_report(&self) -> OpenReport;
     /// Verifies every stored record; whether anything was repaired.
     fn verify(&self) -> Result<bool, StoreError>;
     /// Runs `work` with the backend's containment (see `ActionDb::guarded`); the typed form

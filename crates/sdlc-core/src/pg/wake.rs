@@ -1,0 +1,64 @@
+//! Wake-ups between nodes: a transaction that stores an action that is due notifies
+//! [`CHANNEL`] as it commits (`PgTxn::commit`), and every daemon listens on it, so an action
+//! added by a command, another node's webhook or a retry is picked up in milliseconds rather
+//! than at the next tick.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::PgStore;
+
+/// The notification channel.
+pub(crate) const CHANNEL: &str = "sdlc_wake";
+
+/// How often a quiet listener looks whether it should stop.
+const POLL: Duration = Duration::from_millis(200);
+/// The longest wait before connecting again after the connection broke.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl PgStore {
+    /// Listens for wake-ups until `stop` is set, calling `wake` for each (a burst of them
+    /// may come as one). Blocks: run it on a thread of its own. A broken connection is
+    /// logged and made again, with backoff; `wake` is called once connected again, since
+    /// what was notified meanwhile was missed.
+    pub fn listen_for_wakeups(&self, stop: &Arc<AtomicBool>, wake: impl Fn()) {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.load(Ordering::Acquire) {
+            let mut client = match self.db.dedicated() {
+                Ok(client) => client,
+                Err(err) => {
+                    tracing::warn!("wake-ups: {err}; trying again in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                tracing::warn!("wake-ups: cannot listen: {err}");
+                std::thread::sleep(backoff);
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            wake();
+            while !stop.load(Ordering::Acquire) {
+                let mut notifications = client.notifications();
+                let first = notifications.timeout_iter(POLL).next();
+                match first {
+                    Ok(Some(_)) => {
+                        // Drain what came with it: one wake-up for the burst.
+                        while let Ok(Some(_)) = notifications.iter().next() {}
+                        wake();
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!("wake-ups: the connection broke: {err}; connecting again");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
