@@ -53,7 +53,14 @@ pub enum StoreError {
     )]
     ClaimLost { id: Uuid },
 
-    /// PostgreSQL refused or could not be reached; `url` has its password masked.
+    /// PostgreSQL cannot be reached (down, restarting, the network cut); `url` has its
+    /// password masked. Transient: the daemon goes on when it is back.
+    #[error(
+        "PostgreSQL database {url} cannot be reached: {detail} (nothing was stored; the daemon goes on once it is back)"
+    )]
+    PostgresUnreachable { url: String, detail: String },
+
+    /// PostgreSQL refused; `url` has its password masked.
     #[error("PostgreSQL database {url}: {detail}")]
     Postgres { url: String, detail: String },
 
@@ -208,7 +215,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable { .. } | StoreError::Storage(redb::Error::DatabaseClosed)
+            StoreError::Unavailable { .. }
+                | StoreError::Storage(redb::Error::DatabaseClosed)
+                | StoreError::PostgresUnreachable { .. }
         ) || self.io_failure().is_some()
     }
 }

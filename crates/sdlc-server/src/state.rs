@@ -23,8 +23,9 @@ use crate::ui::session::LoginTokens;
 pub struct AppState {
     inner: Arc<AppStateConfig>,
     ingestor: Ingestor,
-    /// Webhook routes by path, so ingress reads no database. The daemon owns the database,
-    /// so every route change passes through this server and updates the cache with it.
+    /// Webhook routes by path, so ingress reads no database. On redb the daemon owns the
+    /// database, so every route change passes through this server and updates the cache
+    /// with it; on PostgreSQL a change made elsewhere is notified (`reload_routes`).
     routes: Arc<RwLock<HashMap<String, WebhookRoute>>>,
     events: Arc<EventHub>,
     login_tokens: Arc<LoginTokens>,
@@ -90,6 +91,22 @@ impl AppState {
             .expect("the route cache lock is never poisoned")
             .get(path)
             .cloned()
+    }
+
+    /// Reads every route again (another node changed them, on a shared database). Blocks.
+    pub fn reload_routes(&self) -> Result<(), sdlc_core::StoreError> {
+        let routes = self
+            .inner
+            .db
+            .routes()?
+            .into_iter()
+            .map(|route| (route.path.clone(), route))
+            .collect();
+        *self
+            .routes
+            .write()
+            .expect("the route cache lock is never poisoned") = routes;
+        Ok(())
     }
 
     /// Records in the cache a route just stored (`Some`) or removed (`None`).

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sdlc_core::engine::Waker;
-use sdlc_core::pg::PgStore;
+use sdlc_core::pg::{PgStore, Wake};
+use sdlc_server::AppState;
 use tracing::{error, info, warn};
 
 /// The node's threads, until `stop`.
@@ -20,8 +21,9 @@ pub struct NodeDuties {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts the duties of node `node` (`pg` joined under that name), waking `waker`'s engine.
-pub fn start(pg: Arc<PgStore>, node: String, waker: Waker) -> NodeDuties {
+/// Starts the duties of node `node` (`pg` joined under that name), waking `waker`'s engine
+/// and reloading `server`'s webhook routes when another node or a command changes them.
+pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: AppState) -> NodeDuties {
     let stop = Arc::new(AtomicBool::new(false));
     let renew_every = (pg.lease() / 3)
         .to_std()
@@ -39,7 +41,14 @@ pub fn start(pg: Arc<PgStore>, node: String, waker: Waker) -> NodeDuties {
     {
         let (stop, waker) = (stop.clone(), waker);
         threads.push(spawn("node-wakeups", move || {
-            pg.listen_for_wakeups(&stop, || waker.wake());
+            pg.listen_for_wakeups(&stop, |wake| match wake {
+                Wake::Due => waker.wake(),
+                Wake::Routes => {
+                    if let Err(err) = server.reload_routes() {
+                        warn!("cannot reload the webhook routes: {err}");
+                    }
+                }
+            });
         }));
     }
     NodeDuties { stop, threads }

@@ -141,8 +141,20 @@ pub const LATEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// The advisory lock every migrating daemon takes (any fixed number; "sdlc" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7364_6c63;
 
-/// Applies what `client`'s database lacks, all or nothing.
+/// Applies what `client`'s database lacks, all or nothing. A database already at this
+/// build's schema is only read (no lock: commands connect often and at once).
 pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), StoreError> {
+    let current = client
+        .query_opt(
+            "SELECT version FROM sdlc_schema WHERE to_regclass('sdlc_schema') IS NOT NULL",
+            &[],
+        )
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i64>(0));
+    if current == Some(LATEST_SCHEMA) {
+        return Ok(());
+    }
     let mut tx = client
         .transaction()
         .map_err(|e| failed(url, "cannot begin the migration", e))?;

@@ -18,6 +18,7 @@ mod webhooks;
 pub use migrate::LATEST_SCHEMA;
 pub use nodes::NodeInfo;
 pub use store::PgStore;
+pub use wake::Wake;
 
 use crate::StoreError;
 
@@ -108,7 +109,10 @@ impl PgDb {
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(0))
-            .connection_timeout(std::time::Duration::from_secs(10))
+            // How long an operation waits for a connection: a server that is down makes
+            // every operation wait this long before it fails (webhooks get a 503), so short;
+            // the pool's connections are held only for one transaction each.
+            .connection_timeout(std::time::Duration::from_secs(2))
             .build_unchecked(manager);
         Ok(PgDb {
             pool: Some(pool),
@@ -145,22 +149,34 @@ impl PgDb {
         StoreError,
     > {
         let pool = self.pool.as_ref().expect("the pool lives as long as PgDb");
-        pool.get().map_err(|e| StoreError::Postgres {
+        pool.get().map_err(|e| StoreError::PostgresUnreachable {
             url: self.shown.clone(),
             detail: format!("no connection: {e}"),
         })
     }
 }
 
-/// A PostgreSQL error as the store reports it: naming the database.
+/// A PostgreSQL error as the store reports it: naming the database, and telling a server
+/// that cannot be reached (no answer, a broken connection, a server shutting down) from one
+/// that refused the statement.
 fn failed(url: &str, what: &str, err: postgres::Error) -> StoreError {
-    let detail = match err.as_db_error() {
-        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
-        None => format!("{what}: {err}"),
-    };
-    StoreError::Postgres {
-        url: url.to_string(),
-        detail,
+    let url = url.to_string();
+    match err.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let detail = format!("{what}: {} ({code})", db.message());
+            // Class 08: connection exceptions; 57P01-57P03: the server is shutting down or
+            // starting up.
+            if code.starts_with("08") || code.starts_with("57P") {
+                StoreError::PostgresUnreachable { url, detail }
+            } else {
+                StoreError::Postgres { url, detail }
+            }
+        }
+        None => StoreError::PostgresUnreachable {
+            url,
+            detail: format!("{what}: {err}"),
+        },
     }
 }
 

@@ -41,6 +41,9 @@ pub struct PgStore {
     /// The claims this process holds: action id -> claim token. An outcome is recorded only
     /// for an action whose stored claim is still the one this process made.
     claims: Mutex<HashMap<Uuid, Uuid>>,
+    /// Set when an operation found PostgreSQL unreachable, until `reopen` reaches it again:
+    /// meanwhile the engine holds its outcomes back (as for a redb file that fails).
+    fault: Mutex<Option<crate::store::StorageFault>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -60,6 +63,7 @@ impl PgStore {
             node: Mutex::new(None),
             lease: chrono::Duration::from_std(DEFAULT_LEASE).expect("30 s fits"),
             claims: Mutex::new(HashMap::new()),
+            fault: Mutex::new(None),
         })
     }
 
@@ -618,15 +622,53 @@ impl PgStore {
         self.db.shown_url().to_string()
     }
 
-    /// None: PostgreSQL's failures are reported by each operation (the server answers 503
-    /// while it cannot be reached), and the pool reconnects on its own.
+    /// Why the store is taken as down: PostgreSQL could not be reached, since the time
+    /// given, until `reopen` reaches it again.
     pub fn fault(&self) -> Option<crate::store::StorageFault> {
-        None
+        lock(&self.fault).clone()
     }
 
-    /// Nothing to reopen: the pool makes new connections as it needs them.
+    /// Reaches PostgreSQL again after a fault (the pool makes new connections as it needs
+    /// them): the fault is cleared once a query answers.
     pub fn reopen(&self) -> Result<(), StoreError> {
-        Ok(())
+        let reached = self.db.client().and_then(|mut client| {
+            client
+                .simple_query("SELECT 1")
+                .map(|_| ())
+                .map_err(|e| fail(self.db.shown_url(), "cannot reach the server", e))
+        });
+        match reached {
+            Ok(()) => {
+                if lock(&self.fault).take().is_some() {
+                    tracing::info!(db = %self.db.shown_url(), "PostgreSQL answers again");
+                }
+                Ok(())
+            }
+            Err(err) => {
+                if let Some(fault) = lock(&self.fault).as_mut() {
+                    fault.reopen_attempts += 1;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Notes `err` as the store's fault when it says PostgreSQL cannot be reached.
+    fn observe(&self, err: &StoreError) {
+        if let StoreError::PostgresUnreachable { detail, .. } = err {
+            let mut fault = lock(&self.fault);
+            if fault.is_none() {
+                tracing::error!(db = %self.db.shown_url(), "PostgreSQL cannot be reached: {detail}");
+                *fault = Some(crate::store::StorageFault {
+                    since: Utc::now(),
+                    detail: detail.clone(),
+                    disk_full: false,
+                    reopen_attempts: 0,
+                    file_gone: false,
+                    damaged: false,
+                });
+            }
+        }
     }
 
     /// Nothing to report: PostgreSQL recovers its own files.
@@ -672,12 +714,17 @@ impl PgStore {
         Ok(false)
     }
 
-    /// Runs `work` (no containment needed: nothing here reads memory a file could corrupt).
+    /// Runs `work`, noting PostgreSQL found unreachable as the store's fault (no other
+    /// containment is needed: nothing here reads memory a file could corrupt).
     pub fn contain(
         &self,
         work: &mut dyn FnMut() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        work()
+        let result = work();
+        if let Err(err) = &result {
+            self.observe(err);
+        }
+        result
     }
 
     /// Every Running action this node claimed that is not in `known` goes back to Pending

@@ -109,7 +109,8 @@ impl<'c> PgTxn<'c> {
     }
 
     /// Running actions whose claim ran out at `now_ms` and whose node is not alive (gone
-    /// from the registry, or its own lease run out); or, with `left_by`, every Running action
+    /// from the registry, or its own lease run out: then it is removed from the registry
+    /// here, so that its next heartbeat tells it); or, with `left_by`, every Running action
     /// claimed under that node (None: under no node). Locked for recovery; those another
     /// transaction is recovering are passed over.
     pub(crate) fn expired_claims(
@@ -119,15 +120,24 @@ impl<'c> PgTxn<'c> {
     ) -> Result<Vec<Uuid>, StoreError> {
         self.send()?;
         let rows = match left_by {
-            None => self.query(
-                "cannot read expired claims",
-                "SELECT a.id FROM sdlc_actions a LEFT JOIN sdlc_nodes n ON n.node = a.node
-                 WHERE a.status = 2 AND a.lease_until < $1
-                   AND (n.node IS NULL OR n.lease_until < to_timestamp($1::float8 / 1000))
-                 ORDER BY a.id
-                 FOR UPDATE OF a SKIP LOCKED",
-                &[&now_ms],
-            )?,
+            None => {
+                // The nodes presumed dead go first, in this transaction: a heartbeat racing
+                // with it waits for the row, then finds it gone and learns it is dead.
+                self.query(
+                    "cannot forget dead nodes",
+                    "DELETE FROM sdlc_nodes WHERE lease_until < to_timestamp($1::int8 / 1000.0)",
+                    &[&now_ms],
+                )?;
+                self.query(
+                    "cannot read expired claims",
+                    "SELECT a.id FROM sdlc_actions a
+                     WHERE a.status = 2 AND a.lease_until < $1
+                       AND NOT EXISTS (SELECT 1 FROM sdlc_nodes n WHERE n.node = a.node)
+                     ORDER BY a.id
+                     FOR UPDATE OF a SKIP LOCKED",
+                    &[&now_ms],
+                )?
+            }
             Some(node) => self.query(
                 "cannot read the claims left under this node",
                 "SELECT id FROM sdlc_actions

@@ -11,8 +11,19 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use super::PgStore;
 
-/// The notification channel.
+/// The channel of wake-ups: something is due.
 pub(crate) const CHANNEL: &str = "sdlc_wake";
+/// The channel of webhook route changes: each node reloads the routes it serves.
+pub(crate) const ROUTES_CHANNEL: &str = "sdlc_routes";
+
+/// What a notification says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Something stored is due (or may be: the listener was reconnected).
+    Due,
+    /// A webhook route was added or removed.
+    Routes,
+}
 
 /// How often a quiet listener looks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
@@ -22,9 +33,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl PgStore {
     /// Listens for wake-ups until `stop` is set, calling `wake` for each (a burst of them
     /// may come as one). Blocks: run it on a thread of its own. A broken connection is
-    /// logged and made again, with backoff; `wake` is called once connected again, since
-    /// what was notified meanwhile was missed.
-    pub fn listen_for_wakeups(&self, stop: &Arc<AtomicBool>, wake: impl Fn()) {
+    /// logged and made again, with backoff; `wake` is called for both kinds once connected
+    /// again, since what was notified meanwhile was missed.
+    pub fn listen_for_wakeups(&self, stop: &Arc<AtomicBool>, wake: impl Fn(Wake)) {
         let mut backoff = Duration::from_millis(100);
         while !stop.load(Ordering::Acquire) {
             let mut client = match self.db.dedicated() {
@@ -36,21 +47,37 @@ impl PgStore {
                     continue;
                 }
             };
-            if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+            if let Err(err) =
+                client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}"))
+            {
                 tracing::warn!("wake-ups: cannot listen: {err}");
                 std::thread::sleep(backoff);
                 continue;
             }
             backoff = Duration::from_millis(100);
-            wake();
+            wake(Wake::Routes);
+            wake(Wake::Due);
             while !stop.load(Ordering::Acquire) {
                 let mut notifications = client.notifications();
                 let first = notifications.timeout_iter(POLL).next();
                 match first {
-                    Ok(Some(_)) => {
-                        // Drain what came with it: one wake-up for the burst.
-                        while let Ok(Some(_)) = notifications.iter().next() {}
-                        wake();
+                    Ok(Some(first)) => {
+                        // Drain what came with it: one wake-up of each kind for the burst.
+                        let (mut due, mut routes) = (false, false);
+                        let mut note = |channel: &str| match channel {
+                            ROUTES_CHANNEL => routes = true,
+                            _ => due = true,
+                        };
+                        note(first.channel());
+                        while let Ok(Some(more)) = notifications.iter().next() {
+                            note(more.channel());
+                        }
+                        if routes {
+                            wake(Wake::Routes);
+                        }
+                        if due {
+                            wake(Wake::Due);
+                        }
                     }
                     Ok(None) => {}
                     Err(err) => {

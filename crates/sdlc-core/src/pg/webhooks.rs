@@ -17,18 +17,36 @@ use crate::webhook::{
 impl PgStore {
     /// Stores a new route. Its path must not be taken.
     pub fn insert_route(&self, route: &WebhookRoute) -> Result<(), StoreError> {
-        let mut client = self.db.client()?;
-        let inserted = client
-            .execute(
+        let record = encode_json(route.id, route)?;
+        let inserted = self.route_change(|tx| {
+            tx.execute(
                 "INSERT INTO sdlc_routes (id, path, record) VALUES ($1, $2, $3)
                  ON CONFLICT (path) DO NOTHING",
-                &[&route.id, &route.path, &encode_json(route.id, route)?],
+                &[&route.id, &route.path, &record],
             )
-            .map_err(|e| fail(self.db.shown_url(), "cannot store a route", e))?;
+        })?;
         if inserted == 0 {
             return Err(StoreError::DuplicatePath(route.path.clone()));
         }
         Ok(())
+    }
+
+    /// Runs one change of the routes and, in its transaction, tells every node to reload
+    /// the routes it serves (delivered when it commits).
+    fn route_change<T>(
+        &self,
+        change: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let url = self.db.shown_url();
+        let mut client = self.db.client()?;
+        let mut tx = client
+            .transaction()
+            .map_err(|e| fail(url, "cannot begin a transaction", e))?;
+        let value = change(&mut tx).map_err(|e| fail(url, "cannot change the routes", e))?;
+        tx.execute("SELECT pg_notify($1, '')", &[&super::wake::ROUTES_CHANNEL])
+            .map_err(|e| fail(url, "cannot tell the nodes of a route change", e))?;
+        tx.commit().map_err(|e| fail(url, "cannot commit", e))?;
+        Ok(value)
     }
 
     /// Every route, by path.
@@ -60,13 +78,12 @@ impl PgStore {
     pub fn delete_route(&self, id_or_path: &str) -> Result<WebhookRoute, StoreError> {
         let id = Uuid::parse_str(id_or_path).ok();
         let path = normalize_path(id_or_path).ok();
-        let mut client = self.db.client()?;
-        let rows = client
-            .query(
+        let rows = self.route_change(|tx| {
+            tx.query(
                 "DELETE FROM sdlc_routes WHERE id = $1 OR path = $2 RETURNING id, record",
                 &[&id, &path],
             )
-            .map_err(|e| fail(self.db.shown_url(), "cannot remove a route", e))?;
+        })?;
         match rows.first() {
             Some(row) => decode_json(row.get(0), row.get(1)),
             None => Err(StoreError::RouteNotFound(id_or_path.to_string())),
