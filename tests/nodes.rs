@@ -33,6 +33,10 @@ fn a_daemon_on_postgres_runs_what_a_command_adds() {
     assert_eq!(project.runs_of("hello"), 1);
     let status = project.sdlc_ok(&["orchestrate", "status"]);
     assert!(status.contains("postgres://"), "{status}");
+    assert!(status.contains("nodes:    1"), "{status}");
+    let status: serde_json::Value =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "status", "--json"])).unwrap();
+    assert_eq!(status["nodes"][0]["alive"], true, "{status}");
     assert!(daemon.stop().success());
 }
 

@@ -109,7 +109,7 @@ const HELD_TOOL: &str = "#!/bin/sh\nexec sleep 3600\n";
 
 /// Posts `body` to `url` from `CONNECTIONS` concurrent clients for `duration`; returns how
 /// many requests were answered 202.
-async fn load(url: &str, body: &str, duration: Duration) -> anyhow::Result<u64> {
+pub(crate) async fn load(url: &str, body: &str, duration: Duration) -> anyhow::Result<u64> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()?;

@@ -17,6 +17,8 @@
 //!   steps of a chain; `plan check` of a 10,000-step plan.
 //! - `tracker`: over 1,000,000 stored actions, a filtered history page against an unfiltered
 //!   one, the 10,000-row CSV, approving. `burst`: lateness while 1,000 notifications are sent.
+//! - `nodes`: on PostgreSQL: the store's claim against a bare `SKIP LOCKED` loop, runs with
+//!   1, 2 and 3 daemons on one database, lateness with three, webhook ingest beside redb's.
 //!
 //! Usage: `cargo build --release --bins && target/release/sdlc-bench [--quick] [--only NAME]`.
 
@@ -24,6 +26,7 @@ mod dashboard;
 mod history;
 mod ingest;
 mod lateness;
+mod nodes;
 mod payload;
 mod peer;
 mod plans;
@@ -42,7 +45,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard, nodes
     #[arg(long)]
     only: Option<String>,
 }
@@ -116,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("dashboard") {
         dashboard::run(&sizes).await?;
+    }
+    if wants("nodes") {
+        nodes::run(&sizes).await?;
     }
     Ok(())
 }

@@ -170,6 +170,12 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
     if let Some(duties) = node_duties {
         duties.stop().await;
     }
+    if let Some(pg) = &opened.pg {
+        // A clean stop leaves the registry: what it ran is recorded, nothing to recover.
+        if let Err(err) = tokio::task::block_in_place(|| pg.db().forget_node(&node)) {
+            warn!("cannot leave the node registry: {err}");
+        }
+    }
     if let Err(err) = sender.await {
         warn!("the notification sender failed: {err}");
     }

@@ -29,6 +29,9 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
+    if let Some(url) = &project.pg_url {
+        status["nodes"] = nodes(url)?;
+    }
     status["daemon"] = match &daemon {
         Some(info) => json!({ "running": true, "pid": info.pid, "addr": info.addr.to_string() }),
         None => json!({ "running": false }),
@@ -64,8 +67,43 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
         }
         None => outln!("actions:  unknown (the database cannot be read now)")?,
     }
-    if let Some(inbox) = status["webhook_inbox"].as_u64() {
+    if let Some(inbox) = status["webhook_inbox"].as_u64()
+        && project.pg_url.is_none()
+    {
         outln!("inbox:    {inbox} webhook deliveries waiting to be dispatched")?;
     }
+    if let Some(nodes) = status["nodes"].as_array() {
+        outln!("nodes:    {}", nodes.len())?;
+        for node in nodes {
+            outln!(
+                "  {} {} (heartbeat {}, lease until {})",
+                node["node"].as_str().unwrap_or("?"),
+                if node["alive"] == true { "alive" } else { "PRESUMED DEAD" },
+                node["heartbeat_at"].as_str().unwrap_or("?"),
+                node["lease_until"].as_str().unwrap_or("?"),
+            )?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The nodes registered on the PostgreSQL database at `url`, for `status`.
+fn nodes(url: &str) -> anyhow::Result<Value> {
+    let now = chrono::Utc::now();
+    let nodes = tokio::task::block_in_place(|| {
+        let store = sdlc_core::pg::PgStore::connect(url, 1)?;
+        store.db().nodes()
+    })?;
+    Ok(nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "node": n.node,
+                "alive": n.alive_at(now),
+                "started_at": n.started_at,
+                "heartbeat_at": n.heartbeat_at,
+                "lease_until": n.lease_until,
+            })
+        })
+        .collect())
 }
