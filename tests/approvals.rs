@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use common::{Project, http, wait_for, wait_for_status};
@@ -23,9 +25,8 @@ fn fails_with(project: &Project, args: &[&str], text: &str) {
     assert!(err.contains(text), "{args:?}: expected '{text}' in: {err}");
 }
 
-#[test]
-fn a_result_asking_for_approval_waits_and_approve_and_reject_decide() {
-    let project = Project::new();
+fn a_result_asking_for_approval_waits_and_approve_and_reject_decide(backend: Backend) {
+    let project = Project::on(backend);
     review_tool(&project);
     let daemon = project.daemon(&["--tick-rate", "60"]);
     let approved = project.add(&["seo.validate", "--tool", "open-pr"]);
@@ -129,9 +130,8 @@ fn a_result_asking_for_approval_waits_and_approve_and_reject_decide() {
     daemon.stop();
 }
 
-#[test]
-fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided() {
-    let project = Project::new();
+fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     let id = project.add(&["gated", "--tool", "mark", "--requires-approval"]);
     let later = project.add(&["later", "--tool", "mark", "--at", "now+1h"]);
@@ -163,9 +163,8 @@ fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided(
     assert_eq!(project.find(&id)["status"], "completed");
 }
 
-#[test]
-fn a_plan_gate_waits_for_a_person_before_its_dependents_run() {
-    let project = Project::new();
+fn a_plan_gate_waits_for_a_person_before_its_dependents_run(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     let dir = project.root().join(".sdlc/plans");
     std::fs::create_dir_all(&dir).unwrap();
@@ -220,9 +219,8 @@ fn a_plan_gate_waits_for_a_person_before_its_dependents_run() {
     daemon.stop();
 }
 
-#[test]
-fn an_approval_nobody_gives_in_time_is_rejected() {
-    let project = Project::new();
+fn an_approval_nobody_gives_in_time_is_rejected(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     let daemon = project.daemon(&["--tick-rate", "60"]);
     let id = project.add(&[
@@ -284,3 +282,10 @@ fn an_approval_nobody_gives_in_time_is_rejected() {
     );
     daemon.stop();
 }
+
+on_both_backends!(
+    a_result_asking_for_approval_waits_and_approve_and_reject_decide,
+    requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided,
+    a_plan_gate_waits_for_a_person_before_its_dependents_run,
+    an_approval_nobody_gives_in_time_is_rejected,
+);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -48,9 +50,8 @@ fn get(addr: SocketAddr, path: &str, cookie: &str) -> HttpAnswer {
     http_answer(addr, "GET", path, &[("Cookie", cookie)], b"")
 }
 
-#[test]
-fn pages_need_a_session_and_every_page_answers_with_one() {
-    let project = Project::new();
+fn pages_need_a_session_and_every_page_answers_with_one(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("echo");
     let daemon = project.daemon(&[]);
     let id = project.add(&["first", "--tool", "echo"]);
@@ -179,9 +180,8 @@ fn pages_need_a_session_and_every_page_answers_with_one() {
     assert_eq!(refused.status, 403, "{}", refused.body);
 }
 
-#[test]
-fn changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it() {
-    let project = Project::new();
+fn changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("echo");
     let daemon = project.daemon(&[]);
     let id = project.add(&["held", "--tool", "echo", "--at", "now+1h"]);
@@ -367,9 +367,10 @@ impl EventStream {
     }
 }
 
-#[test]
-fn the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_restart() {
-    let project = Project::new();
+fn the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_restart(
+    backend: Backend,
+) {
+    let project = Project::on(backend);
     project.counting_tool("echo");
     let daemon = project.daemon(&[]);
     let (cookie, _) = log_in(&project, &daemon);
@@ -424,9 +425,8 @@ fn the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_
     });
 }
 
-#[test]
-fn the_delivery_log_tells_what_became_of_every_webhook_request() {
-    let project = Project::new();
+fn the_delivery_log_tells_what_became_of_every_webhook_request(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("echo");
     let daemon = project.daemon(&["--max-body", "200"]);
     project.sdlc_ok(&[
@@ -548,9 +548,8 @@ fn the_delivery_log_tells_what_became_of_every_webhook_request() {
     assert!(not_json.body.contains("not JSON"), "{}", not_json.body);
 }
 
-#[test]
-fn a_tool_is_described_and_tried_once_through_the_api() {
-    let project = Project::new();
+fn a_tool_is_described_and_tried_once_through_the_api(backend: Backend) {
+    let project = Project::on(backend);
     project.tool_with_meta(
         "greet",
         r#"{"name":"greet","version":"1.2.0","input_schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}"#,
@@ -612,3 +611,11 @@ fn a_tool_is_described_and_tried_once_through_the_api() {
     // Nothing was stored.
     assert!(project.list().is_empty());
 }
+
+on_both_backends!(
+    pages_need_a_session_and_every_page_answers_with_one,
+    changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it,
+    the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_restart,
+    the_delivery_log_tells_what_became_of_every_webhook_request,
+    a_tool_is_described_and_tried_once_through_the_api,
+);

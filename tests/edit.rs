@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use common::{Project, http, wait_for_status};
@@ -21,9 +23,8 @@ fn labelled(project: &Project, label: &str) -> usize {
     out.lines().count()
 }
 
-#[test]
-fn edit_changes_label_input_and_schedule_with_the_checks_of_add() {
-    let project = Project::new();
+fn edit_changes_label_input_and_schedule_with_the_checks_of_add(backend: Backend) {
+    let project = Project::on(backend);
     project.tool_with_meta(
         "greet",
         r#"{"name":"greet","input_schema":{"type":"object","required":["who"],"properties":{"who":{"type":"string"}}}}"#,
@@ -136,3 +137,5 @@ fn edit_changes_label_input_and_schedule_with_the_checks_of_add() {
     assert!(status == 400 || status == 422, "{status}: {body}");
     assert!(body.contains("colour"), "{body}");
 }
+
+on_both_backends!(edit_changes_label_input_and_schedule_with_the_checks_of_add,);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -44,9 +46,8 @@ fn ok_tool(project: &Project) {
     project.tool("ok", "cat > /dev/null\necho '{\"ok\": true}'");
 }
 
-#[test]
-fn paging_2500_actions_while_new_ones_arrive_returns_each_exactly_once() {
-    let project = Project::new();
+fn paging_2500_actions_while_new_ones_arrive_returns_each_exactly_once(backend: Backend) {
+    let project = Project::on(backend);
     ok_tool(&project);
     let daemon = project.daemon(&["--tick-rate", "60"]);
     let token = daemon.token(&project);
@@ -130,9 +131,8 @@ fn paging_2500_actions_while_new_ones_arrive_returns_each_exactly_once() {
     assert!(ids(&first).is_disjoint(&ids(&next)));
 }
 
-#[test]
-fn every_filter_narrows_history_in_the_api_and_the_cli() {
-    let project = Project::new();
+fn every_filter_narrows_history_in_the_api_and_the_cli(backend: Backend) {
+    let project = Project::on(backend);
     ok_tool(&project);
     project.tool(
         "broken",
@@ -248,9 +248,8 @@ fn every_filter_narrows_history_in_the_api_and_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since 'later'"));
 }
 
-#[test]
-fn the_csv_export_parses_with_a_real_csv_parser() {
-    let project = Project::new();
+fn the_csv_export_parses_with_a_real_csv_parser(backend: Backend) {
+    let project = Project::on(backend);
     ok_tool(&project);
     // A reason with a comma, quotes and a newline must survive quoting.
     project.tool(
@@ -316,9 +315,8 @@ fn the_csv_export_parses_with_a_real_csv_parser() {
     assert_eq!(reader.records().count(), 2);
 }
 
-#[test]
-fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs() {
-    let project = Project::new();
+fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs(backend: Backend) {
+    let project = Project::on(backend);
     ok_tool(&project);
     std::fs::create_dir_all(project.root().join(".sdlc/plans")).unwrap();
     std::fs::write(
@@ -416,3 +414,10 @@ fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs() 
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown placeholder {when}"));
     drop(daemon);
 }
+
+on_both_backends!(
+    paging_2500_actions_while_new_ones_arrive_returns_each_exactly_once,
+    every_filter_narrows_history_in_the_api_and_the_cli,
+    the_csv_export_parses_with_a_real_csv_parser,
+    a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs,
+);

@@ -5,14 +5,15 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use common::{Project, http, wait_for};
 use serde_json::Value;
 
-#[test]
-fn hostile_arguments_and_headers_change_nothing_they_should_not() {
-    let project = Project::new();
+fn hostile_arguments_and_headers_change_nothing_they_should_not(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     let id = project.add(&["keep-me", "--tool", "count", "--at", "now+1h"]);
@@ -68,9 +69,8 @@ fn hostile_arguments_and_headers_change_nothing_they_should_not() {
     assert!(daemon.stop().success());
 }
 
-#[test]
-fn bad_daemon_settings_are_refused_before_it_starts() {
-    let project = Project::new();
+fn bad_daemon_settings_are_refused_before_it_starts(backend: Backend) {
+    let project = Project::on(backend);
     for (flag, value, expected) in [
         ("--timeout", "0", "longer than zero"),
         ("--timeout", "0s", "longer than zero"),
@@ -93,9 +93,10 @@ fn bad_daemon_settings_are_refused_before_it_starts() {
     );
 }
 
-#[test]
-fn a_run_past_the_grace_period_is_recorded_at_the_stop_and_late_requests_are_answered() {
-    let project = Project::new();
+fn a_run_past_the_grace_period_is_recorded_at_the_stop_and_late_requests_are_answered(
+    backend: Backend,
+) {
+    let project = Project::on(backend);
     project.tool("slow", "sleep 30");
     project.counting_tool("count");
     let daemon = project.daemon(&["--grace", "2s"]);
@@ -152,6 +153,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
 
 #[test]
 fn stored_text_cannot_steer_the_terminal() {
+    // About the redb file (or the terminal): once, on redb.
     let project = Project::new();
     project.tool(
         "loud",
@@ -210,9 +212,8 @@ fn stored_text_cannot_steer_the_terminal() {
     assert!(!out.status.success(), "a label with U+202E was stored");
 }
 
-#[test]
-fn tools_whose_meta_hangs_cost_one_timeout_together() {
-    let project = Project::new();
+fn tools_whose_meta_hangs_cost_one_timeout_together(backend: Backend) {
+    let project = Project::on(backend);
     for name in ["hang-a", "hang-b", "hang-c"] {
         let dir = project.root().join(".sdlc/tools").join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -233,9 +234,8 @@ fn tools_whose_meta_hangs_cost_one_timeout_together() {
     assert_eq!(out.matches("unreadable").count(), 3, "{out}");
 }
 
-#[test]
-fn catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule() {
-    let project = Project::new();
+fn catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&["--tick-rate", "1"]);
     for overlap in ["allow", "queue-one"] {
@@ -301,9 +301,8 @@ fn catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule() {
     assert!(daemon.stop().success());
 }
 
-#[test]
-fn a_body_that_is_not_utf8_is_kept_byte_for_byte() {
-    let project = Project::new();
+fn a_body_that_is_not_utf8_is_kept_byte_for_byte(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
@@ -335,3 +334,12 @@ fn a_body_that_is_not_utf8_is_kept_byte_for_byte() {
         "{shown}"
     );
 }
+
+on_both_backends!(
+    hostile_arguments_and_headers_change_nothing_they_should_not,
+    bad_daemon_settings_are_refused_before_it_starts,
+    a_run_past_the_grace_period_is_recorded_at_the_stop_and_late_requests_are_answered,
+    tools_whose_meta_hangs_cost_one_timeout_together,
+    catch_up_all_from_far_in_the_past_is_bounded_then_back_on_schedule,
+    a_body_that_is_not_utf8_is_kept_byte_for_byte,
+);

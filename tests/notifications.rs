@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use common::receiver::Receiver;
@@ -29,9 +31,8 @@ fn notifications(project: &Project, args: &[&str]) -> Vec<Value> {
     serde_json::from_str(&project.sdlc_ok(&full)).unwrap()
 }
 
-#[test]
-fn awaiting_approval_reaches_slack_with_the_link_and_the_action_records_it() {
-    let project = Project::new();
+fn awaiting_approval_reaches_slack_with_the_link_and_the_action_records_it(backend: Backend) {
+    let project = Project::on(backend);
     review_tool(&project);
     let slack = Receiver::start(0, 200);
     let slack_url = slack.url(SECRET_PATH);
@@ -110,9 +111,8 @@ fn awaiting_approval_reaches_slack_with_the_link_and_the_action_records_it() {
     assert!(json_list.contains(&format!("http://{}/…", slack.addr)));
 }
 
-#[test]
-fn a_failing_action_with_retries_notifies_once_after_its_last_attempt() {
-    let project = Project::new();
+fn a_failing_action_with_retries_notifies_once_after_its_last_attempt(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("flaky", "cat > /dev/null\necho 'boom' >&2\nexit 1");
     let hook = Receiver::start(0, 200);
     let daemon = project.daemon(&["--tick-rate", "60", "--notify-webhook", &hook.url("hook")]);
@@ -163,9 +163,8 @@ fn a_failing_action_with_retries_notifies_once_after_its_last_attempt() {
     drop(daemon);
 }
 
-#[test]
-fn a_receiver_that_fails_three_times_gets_the_message_once_acknowledged() {
-    let project = Project::new();
+fn a_receiver_that_fails_three_times_gets_the_message_once_acknowledged(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("bad", "cat > /dev/null\nexit 2");
     let hook = Receiver::start(3, 200);
     let _daemon = project.daemon(&[
@@ -203,9 +202,10 @@ fn a_receiver_that_fails_three_times_gets_the_message_once_acknowledged() {
     assert!(project.find(&id)["notified_at"].is_string());
 }
 
-#[test]
-fn a_notification_pending_when_the_daemon_is_killed_is_sent_after_restart_and_a_sent_one_is_not() {
-    let project = Project::new();
+fn a_notification_pending_when_the_daemon_is_killed_is_sent_after_restart_and_a_sent_one_is_not(
+    backend: Backend,
+) {
+    let project = Project::on(backend);
     project.tool("bad", "cat > /dev/null\nexit 2");
     let hook = Receiver::start(0, 200);
     let url = hook.url("hook");
@@ -262,9 +262,8 @@ fn a_notification_pending_when_the_daemon_is_killed_is_sent_after_restart_and_a_
     );
 }
 
-#[test]
-fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps() {
-    let project = Project::new();
+fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("ok", "cat > /dev/null\necho '{\"ok\": true}'");
     std::fs::create_dir_all(project.root().join(".sdlc/plans")).unwrap();
     std::fs::write(
@@ -340,9 +339,8 @@ fn a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps()
     assert_eq!(got[2].body["event"], "plan_succeeded");
 }
 
-#[test]
-fn a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start() {
-    let project = Project::new();
+fn a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("slow", "cat > /dev/null\nsleep 30\necho '{\"ok\": true}'");
     let hook = Receiver::start(0, 200);
     let url = hook.url("hook");
@@ -373,3 +371,12 @@ fn a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start() {
             .starts_with("interrupted")
     );
 }
+
+on_both_backends!(
+    awaiting_approval_reaches_slack_with_the_link_and_the_action_records_it,
+    a_failing_action_with_retries_notifies_once_after_its_last_attempt,
+    a_receiver_that_fails_three_times_gets_the_message_once_acknowledged,
+    a_notification_pending_when_the_daemon_is_killed_is_sent_after_restart_and_a_sent_one_is_not,
+    a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps,
+    a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start,
+);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ fn by_id(actions: &[Value], id: &str) -> Value {
 /// The milestone's acceptance test, step by step.
 #[test]
 fn milestone_one_acceptance() {
+    // About the redb file (or the terminal): once, on redb.
     let project = Project::new();
     project.quality_check(QUICK_CONFIG);
     project.counting_tool("count");
@@ -114,9 +117,8 @@ fn milestone_one_acceptance() {
     );
 }
 
-#[test]
-fn actions_due_100_and_200_ms_ahead_run_within_one_500_ms_tick() {
-    let project = Project::new();
+fn actions_due_100_and_200_ms_ahead_run_within_one_500_ms_tick(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&["--tick-rate", "0.5"]);
     let a = project.add(&["a", "--tool", "count", "--at", "now+100ms"]);
@@ -138,9 +140,8 @@ fn actions_due_100_and_200_ms_ahead_run_within_one_500_ms_tick() {
     drop(daemon);
 }
 
-#[test]
-fn an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick() {
-    let project = Project::new();
+fn an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     // A one-minute heartbeat: only waking at the due time makes this pass.
     let daemon = project.daemon(&["--tick-rate", "60"]);
@@ -154,9 +155,8 @@ fn an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick() {
     drop(daemon);
 }
 
-#[test]
-fn tools_run_ten_steps_nicer_than_the_daemon_unless_told_otherwise() {
-    let project = Project::new();
+fn tools_run_ten_steps_nicer_than_the_daemon_unless_told_otherwise(backend: Backend) {
+    let project = Project::on(backend);
     // The tool's parent is the daemon: field 19 of /proc/<pid>/stat is the niceness.
     project.tool(
         "nice",
@@ -177,9 +177,8 @@ printf '{"ok":true,"data":{"tool":%s,"daemon":%s}}' "$(cut -d' ' -f19 /proc/$$/s
     }
 }
 
-#[test]
-fn a_recurring_action_fires_on_schedule_and_survives_a_failed_run() {
-    let project = Project::new();
+fn a_recurring_action_fires_on_schedule_and_survives_a_failed_run(backend: Backend) {
+    let project = Project::on(backend);
     let log = project.runs_log();
     // Fails on its second run only.
     project.tool(
@@ -243,9 +242,8 @@ fn a_recurring_action_fires_on_schedule_and_survives_a_failed_run() {
     assert_eq!(pending, 0);
 }
 
-#[test]
-fn twenty_concurrent_adds_against_a_running_daemon_all_land_and_run() {
-    let project = Project::new();
+fn twenty_concurrent_adds_against_a_running_daemon_all_land_and_run(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&["--tick-rate", "10"]);
     let ids = add_concurrently(&project, 20);
@@ -268,9 +266,8 @@ fn twenty_concurrent_adds_against_a_running_daemon_all_land_and_run() {
     drop(daemon);
 }
 
-#[test]
-fn twenty_concurrent_adds_without_a_daemon_all_land() {
-    let project = Project::new();
+fn twenty_concurrent_adds_without_a_daemon_all_land(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let ids = add_concurrently(&project, 20);
     let actions = project.list();
@@ -310,6 +307,7 @@ fn add_concurrently(project: &Project, n: usize) -> Vec<String> {
 
 #[test]
 fn bad_input_is_refused_with_a_one_line_error_and_nothing_is_stored() {
+    // About the redb file (or the terminal): once, on redb.
     let project = Project::new();
     project.tool_with_meta(
         "typed",
@@ -459,9 +457,8 @@ fn commands_outside_a_project_say_how_to_find_one() {
     );
 }
 
-#[test]
-fn a_second_daemon_on_the_same_database_refuses_to_start() {
-    let project = Project::new();
+fn a_second_daemon_on_the_same_database_refuses_to_start(backend: Backend) {
+    let project = Project::on(backend);
     let daemon = project.daemon(&[]);
     let out = project.sdlc(&["orchestrate", "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
@@ -474,9 +471,8 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
     assert!(daemon.stop().success());
 }
 
-#[test]
-fn show_list_and_cancel_work_the_same_with_and_without_a_daemon() {
-    let project = Project::new();
+fn show_list_and_cancel_work_the_same_with_and_without_a_daemon(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let id = project.add(&[
         "later",
@@ -519,9 +515,8 @@ fn show_list_and_cancel_work_the_same_with_and_without_a_daemon() {
     drop(daemon);
 }
 
-#[test]
-fn the_management_api_needs_the_token() {
-    let project = Project::new();
+fn the_management_api_needs_the_token(backend: Backend) {
+    let project = Project::on(backend);
     let daemon = project.daemon(&[]);
     let token = daemon.token(&project);
     let mode = std::fs::metadata(project.root().join(".sdlc/orchestrator.db.daemon.json")).unwrap();
@@ -580,9 +575,8 @@ fn the_management_api_needs_the_token() {
     assert!(body.contains("\"error\""), "{body}");
 }
 
-#[test]
-fn the_token_can_be_fixed_by_the_environment() {
-    let project = Project::new();
+fn the_token_can_be_fixed_by_the_environment(backend: Backend) {
+    let project = Project::on(backend);
     let mut command = project.command(&["orchestrate", "--listen", "127.0.0.1:0"]);
     command.env("SDLC_ORCHESTRATOR_TOKEN", "fixed-token-for-test");
     let daemon = common::Daemon::start_command(command);
@@ -594,9 +588,8 @@ fn the_token_can_be_fixed_by_the_environment() {
     );
 }
 
-#[test]
-fn tool_list_and_tool_run_try_tools_before_scheduling() {
-    let project = Project::new();
+fn tool_list_and_tool_run_try_tools_before_scheduling(backend: Backend) {
+    let project = Project::on(backend);
     project.quality_check(QUICK_CONFIG);
     project.tool("broken", "echo '{\"ok\":false,\"error\":\"disk full\"}'");
     let listing = project.sdlc_ok(&["tool", "list"]);
@@ -623,3 +616,17 @@ fn tool_list_and_tool_run_try_tools_before_scheduling() {
     let out = project.sdlc(&["tool", "run", "quality-check", "--input", r#"{"bogus":1}"#]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("input_schema"));
 }
+
+on_both_backends!(
+    actions_due_100_and_200_ms_ahead_run_within_one_500_ms_tick,
+    an_action_due_between_heartbeats_starts_on_time_not_at_the_next_tick,
+    tools_run_ten_steps_nicer_than_the_daemon_unless_told_otherwise,
+    a_recurring_action_fires_on_schedule_and_survives_a_failed_run,
+    twenty_concurrent_adds_against_a_running_daemon_all_land_and_run,
+    twenty_concurrent_adds_without_a_daemon_all_land,
+    a_second_daemon_on_the_same_database_refuses_to_start,
+    show_list_and_cancel_work_the_same_with_and_without_a_daemon,
+    the_management_api_needs_the_token,
+    the_token_can_be_fixed_by_the_environment,
+    tool_list_and_tool_run_try_tools_before_scheduling,
+);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use common::{Project, http, wait_for};
@@ -84,9 +86,8 @@ fn log_lines(project: &Project) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_one_step_plan_succeeds_without_a_daemon_and_writes_its_event_log() {
-    let project = Project::new();
+fn a_one_step_plan_succeeds_without_a_daemon_and_writes_its_event_log(backend: Backend) {
+    let project = Project::on(backend);
     write_plan(
         &project,
         "hello",
@@ -135,9 +136,8 @@ fn a_one_step_plan_succeeds_without_a_daemon_and_writes_its_event_log() {
     assert_eq!(out.lines().count(), 5, "{out}");
 }
 
-#[test]
-fn no_step_starts_before_its_dependency_succeeded() {
-    let project = Project::new();
+fn no_step_starts_before_its_dependency_succeeded(backend: Backend) {
+    let project = Project::on(backend);
     let log = project.root().join("times.log");
     let stamp = |id: &str| {
         format!(
@@ -169,9 +169,8 @@ fn no_step_starts_before_its_dependency_succeeded() {
     assert!(time("c start") >= time("b end"), "{text}");
 }
 
-#[test]
-fn a_timeout_fails_the_step_and_kills_its_process_group() {
-    let project = Project::new();
+fn a_timeout_fails_the_step_and_kills_its_process_group(backend: Backend) {
+    let project = Project::on(backend);
     let pid_file = project.root().join("child.pid");
     write_plan(
         &project,
@@ -201,9 +200,8 @@ fn a_timeout_fails_the_step_and_kills_its_process_group() {
     });
 }
 
-#[test]
-fn a_step_failing_twice_succeeds_on_its_third_attempt() {
-    let project = Project::new();
+fn a_step_failing_twice_succeeds_on_its_third_attempt(backend: Backend) {
+    let project = Project::on(backend);
     let count = project.root().join("count");
     let flaky = format!(
         "n=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}; [ $n -ge 3 ]",
@@ -222,9 +220,8 @@ fn a_step_failing_twice_succeeds_on_its_third_attempt() {
     assert_eq!(step(&detail, "flaky")["status"], "succeeded");
 }
 
-#[test]
-fn failure_policies_decide_what_runs() {
-    let project = Project::new();
+fn failure_policies_decide_what_runs(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     let mark = |id: &str| json!({"id": id, "tool": "mark"});
     // abort (the default): what has not started is canceled, the run fails.
@@ -304,9 +301,8 @@ fn failure_policies_decide_what_runs() {
     assert_eq!(code, 0, "{stdout}");
 }
 
-#[test]
-fn bad_plans_name_the_culprit_and_nothing_is_stored() {
-    let project = Project::new();
+fn bad_plans_name_the_culprit_and_nothing_is_stored(backend: Backend) {
+    let project = Project::on(backend);
     write_plan(
         &project,
         "cyclic",
@@ -370,9 +366,8 @@ fn bad_plans_name_the_culprit_and_nothing_is_stored() {
     assert!(runs.is_empty(), "no run was stored: {runs:?}");
 }
 
-#[test]
-fn variables_and_results_of_earlier_steps_are_substituted() {
-    let project = Project::new();
+fn variables_and_results_of_earlier_steps_are_substituted(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("echo-input", "cat");
     write_plan(
         &project,
@@ -405,9 +400,8 @@ fn variables_and_results_of_earlier_steps_are_substituted() {
     );
 }
 
-#[test]
-fn plan_retry_runs_only_what_did_not_succeed() {
-    let project = Project::new();
+fn plan_retry_runs_only_what_did_not_succeed(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     let gate = project.root().join("fixed");
     write_plan(
@@ -442,9 +436,8 @@ fn plan_retry_runs_only_what_did_not_succeed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to retry"));
 }
 
-#[test]
-fn a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it() {
-    let project = Project::new();
+fn a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("mark");
     write_plan(
         &project,
@@ -532,9 +525,8 @@ fn a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it() {
     daemon.stop();
 }
 
-#[test]
-fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice() {
-    let project = Project::new();
+fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice(backend: Backend) {
+    let project = Project::on(backend);
     let once = project.root().join("slow.once");
     let log = project.runs_log();
     let note = |id: &str| format!("echo {id} >> {}", log.display());
@@ -579,9 +571,8 @@ fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice() {
     daemon.stop();
 }
 
-#[test]
-fn a_schedule_and_a_webhook_route_start_plans() {
-    let project = Project::new();
+fn a_schedule_and_a_webhook_route_start_plans(backend: Backend) {
+    let project = Project::on(backend);
     project.tool(
         "record",
         &format!(
@@ -696,9 +687,8 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-#[test]
-fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails() {
-    let project = Project::new();
+fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails(backend: Backend) {
+    let project = Project::on(backend);
     let root = project.root();
     let origin = tempfile::tempdir().unwrap();
     git(origin.path(), &["init", "--bare", "-q", "-b", "main"]);
@@ -759,9 +749,8 @@ fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails() {
     );
 }
 
-#[test]
-fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once() {
-    let project = Project::new();
+fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once(backend: Backend) {
+    let project = Project::on(backend);
     let log = project.runs_log();
     let step = |i: usize| {
         sh(
@@ -789,9 +778,8 @@ fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once() {
     daemon.stop();
 }
 
-#[test]
-fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish() {
-    let project = Project::new();
+fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish(backend: Backend) {
+    let project = Project::on(backend);
     let root = project.root().display().to_string();
     write_plan(
         &project,
@@ -837,3 +825,20 @@ fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish() 
     assert_eq!(plans[0]["last_run"]["status"], "canceled");
     daemon.stop();
 }
+
+on_both_backends!(
+    a_one_step_plan_succeeds_without_a_daemon_and_writes_its_event_log,
+    no_step_starts_before_its_dependency_succeeded,
+    a_timeout_fails_the_step_and_kills_its_process_group,
+    a_step_failing_twice_succeeds_on_its_third_attempt,
+    failure_policies_decide_what_runs,
+    bad_plans_name_the_culprit_and_nothing_is_stored,
+    variables_and_results_of_earlier_steps_are_substituted,
+    plan_retry_runs_only_what_did_not_succeed,
+    a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it,
+    a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice,
+    a_schedule_and_a_webhook_route_start_plans,
+    the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails,
+    no_more_steps_of_a_run_than_its_max_concurrency_run_at_once,
+    canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish,
+);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,9 +30,8 @@ fn ago(secs: i64) -> String {
     (Utc::now() - chrono::Duration::seconds(secs)).to_rfc3339()
 }
 
-#[test]
-fn cron_with_seconds_fires_on_its_slots_and_next_shows_them_in_the_zone() {
-    let project = Project::new();
+fn cron_with_seconds_fires_on_its_slots_and_next_shows_them_in_the_zone(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     let id = project.add(&[
@@ -90,9 +91,8 @@ fn cron_with_seconds_fires_on_its_slots_and_next_shows_them_in_the_zone() {
     );
 }
 
-#[test]
-fn retries_back_off_and_every_attempt_is_visible() {
-    let project = Project::new();
+fn retries_back_off_and_every_attempt_is_visible(backend: Backend) {
+    let project = Project::on(backend);
     let log = project.runs_log();
     // Fails twice, then succeeds.
     project.tool(
@@ -299,9 +299,8 @@ fn catch_up_policies_after_missed_slots() {
     }
 }
 
-#[test]
-fn pause_resume_and_run_now() {
-    let project = Project::new();
+fn pause_resume_and_run_now(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     let id = project.add(&[
@@ -372,9 +371,8 @@ fn retention_keeps_at_least_a_minute_and_never_what_just_finished() {
     drop(daemon);
 }
 
-#[test]
-fn policy_flags_are_checked() {
-    let project = Project::new();
+fn policy_flags_are_checked(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     for (args, expected) in [
         (vec!["--overlap", "skip"], "apply to recurring actions"),
@@ -414,3 +412,10 @@ fn policy_flags_are_checked() {
         "a refused add stored something"
     );
 }
+
+on_both_backends!(
+    cron_with_seconds_fires_on_its_slots_and_next_shows_them_in_the_zone,
+    retries_back_off_and_every_attempt_is_visible,
+    pause_resume_and_run_now,
+    policy_flags_are_checked,
+);

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Backend;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,9 +47,8 @@ fn numbered_tool(project: &Project) {
 }
 
 /// The milestone's acceptance test.
-#[test]
-fn milestone_two_acceptance() {
-    let project = Project::new();
+fn milestone_two_acceptance(backend: Backend) {
+    let project = Project::on(backend);
     project.quality_check("checks:\n  - name: ok\n    command: \"true\"\n");
     // A one-minute tick: the run must come from the wake-up, well within one tick.
     let daemon = project.daemon(&["--tick-rate", "60"]);
@@ -103,9 +104,8 @@ fn milestone_two_acceptance() {
     assert_eq!(routes[0]["signed"], false);
 }
 
-#[test]
-fn refused_requests_store_nothing() {
-    let project = Project::new();
+fn refused_requests_store_nothing(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&["--max-body", "1000"]);
     project.sdlc_ok(&["orchestrate", "webhook", "add", "open", "--tool", "count"]);
@@ -185,9 +185,8 @@ fn refused_requests_store_nothing() {
     });
 }
 
-#[test]
-fn a_repeated_delivery_runs_once() {
-    let project = Project::new();
+fn a_repeated_delivery_runs_once(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&["orchestrate", "webhook", "add", "push", "--tool", "count"]);
@@ -234,9 +233,8 @@ fn captured_input(stdin_copy: &std::path::Path) -> Value {
     })
 }
 
-#[test]
-fn payload_fields_and_headers_reach_the_tool_as_json() {
-    let project = Project::new();
+fn payload_fields_and_headers_reach_the_tool_as_json(backend: Backend) {
+    let project = Project::on(backend);
     let stdin_copy = capture_tool(&project);
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
@@ -269,9 +267,8 @@ fn payload_fields_and_headers_reach_the_tool_as_json() {
 
 /// Bodies are stored compressed: a large one must still reach the tool byte for byte, and
 /// read back the same from the stored action after the daemon restarts.
-#[test]
-fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart() {
-    let project = Project::new();
+fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart(backend: Backend) {
+    let project = Project::on(backend);
     let stdin_copy = capture_tool(&project);
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
@@ -306,9 +303,8 @@ fn a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart() 
     assert_eq!(shown["raw_payload"], json!(body), "{shown}");
 }
 
-#[test]
-fn route_management_over_the_api() {
-    let project = Project::new();
+fn route_management_over_the_api(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     let bearer = format!("Bearer {}", daemon.token(&project));
@@ -379,6 +375,7 @@ fn route_management_over_the_api() {
 /// Also: a delivery waiting in the inbox shows (by id, in lists, in counts) as pending.
 #[test]
 fn an_acknowledged_delivery_survives_sigkill_before_dispatch_and_runs_once() {
+    // About the redb file (or the terminal): once, on redb.
     let project = Project::new();
     numbered_tool(&project);
     project.tool(
@@ -436,9 +433,8 @@ fn an_acknowledged_delivery_survives_sigkill_before_dispatch_and_runs_once() {
     drop(daemon);
 }
 
-#[test]
-fn five_hundred_concurrent_posts_are_all_stored_and_all_run() {
-    let project = Project::new();
+fn five_hundred_concurrent_posts_are_all_stored_and_all_run(backend: Backend) {
+    let project = Project::on(backend);
     project.tool("sink", "cat > /dev/null\necho '{\"ok\":true}'");
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&["orchestrate", "webhook", "add", "load", "--tool", "sink"]);
@@ -483,9 +479,8 @@ fn five_hundred_concurrent_posts_are_all_stored_and_all_run() {
 
 /// The webhook writer lives on its own thread; a clean stop must still close the database, so
 /// the next open needs no repair walk (slow on a large file, and a sign the stop was unclean).
-#[test]
-fn a_clean_stop_after_webhook_traffic_leaves_a_closed_database() {
-    let project = Project::new();
+fn a_clean_stop_after_webhook_traffic_leaves_a_closed_database(backend: Backend) {
+    let project = Project::on(backend);
     project.counting_tool("count");
     let daemon = project.daemon(&[]);
     project.sdlc_ok(&[
@@ -518,3 +513,14 @@ fn a_clean_stop_after_webhook_traffic_leaves_a_closed_database() {
         "the daemon's clean stop left the database needing repair"
     );
 }
+
+on_both_backends!(
+    milestone_two_acceptance,
+    refused_requests_store_nothing,
+    a_repeated_delivery_runs_once,
+    payload_fields_and_headers_reach_the_tool_as_json,
+    a_large_body_reaches_the_tool_byte_for_byte_and_reads_back_after_a_restart,
+    route_management_over_the_api,
+    five_hundred_concurrent_posts_are_all_stored_and_all_run,
+    a_clean_stop_after_webhook_traffic_leaves_a_closed_database,
+);

@@ -27,6 +27,21 @@ pub struct Project {
     pub db_url: Option<String>,
 }
 
+/// Generates, for each scenario `fn name(backend: Backend)`, one test on a redb file
+/// (`on_redb::name`) and one on a fresh PostgreSQL database (`on_postgres::name`): the
+/// end-to-end suite runs on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Redb) } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Postgres) } )*
+        }
+    };
+}
+
 /// Which store a test's project keeps its data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -183,6 +198,11 @@ impl Project {
     /// Starts a daemon on a free loopback port with extra flags.
     pub fn daemon(&self, extra: &[&str]) -> Daemon {
         let mut args = vec!["orchestrate", "--listen", "127.0.0.1:0"];
+        // On PostgreSQL a daemon killed and started again is a new node: the runs it left
+        // are recovered once its lease runs out, so tests use a short one.
+        if self.db_url.is_some() && !extra.contains(&"--lease") {
+            args.extend(["--lease", "5s"]);
+        }
         args.extend_from_slice(extra);
         Daemon::start_command(self.command(&args))
     }

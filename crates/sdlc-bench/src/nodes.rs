@@ -105,10 +105,7 @@ fn claims(sizes: &Sizes, cluster: &sdlc_pgtest::Cluster) -> anyhow::Result<()> {
     }
     let rounds = ours.len();
     let (ours, bare) = (median(ours), median(bare));
-    let (our_rate, bare_rate) = (
-        n as f64 / ours.as_secs_f64(),
-        n as f64 / bare.as_secs_f64(),
-    );
+    let (our_rate, bare_rate) = (n as f64 / ours.as_secs_f64(), n as f64 / bare.as_secs_f64());
     let ratio = our_rate / bare_rate;
     report(
         &format!("10a. claim throughput on PostgreSQL, {n} due, batches of 100"),
@@ -191,7 +188,10 @@ async fn nodes(sizes: &Sizes, cluster: &sdlc_pgtest::Cluster) -> anyhow::Result<
     let kept = rates[2] / rates[0];
     report(
         "10b. throughput as nodes are added (3 nodes against 1, one 2-core machine)",
-        &format!("3 nodes {:.0} runs/s, 2 nodes {:.0} runs/s", rates[2], rates[1]),
+        &format!(
+            "3 nodes {:.0} runs/s, 2 nodes {:.0} runs/s",
+            rates[2], rates[1]
+        ),
         &format!("1 node {:.0} runs/s", rates[0]),
         Some(kept),
         "does not fall (ratio >= 0.9, this machine's noise), no double claims",
@@ -204,8 +204,7 @@ async fn lateness(sizes: &Sizes, cluster: &sdlc_pgtest::Cluster) -> anyhow::Resu
     let url = cluster.fresh_database().map_err(anyhow::Error::msg)?;
     let stamps = tempfile::NamedTempFile::new()?;
     let stamp = stamp_tool(stamps.path());
-    let (_projects, daemons) =
-        start_nodes(&url, 3, |p| p.tool("stamp", &stamp).map(|_| ()), &[])?;
+    let (_projects, daemons) = start_nodes(&url, 3, |p| p.tool("stamp", &stamp).map(|_| ()), &[])?;
     let (actions, due) = crate::lateness::scattered(sizes);
     blocking(|| Ok(PgStore::connect(&url, 2)?.insert_many(&actions)?))?;
     daemons[0]

@@ -195,6 +195,14 @@ pub async fn open_store_for_daemon(
             pg: None,
         });
     };
+    // The daemon file is the project's, whichever database it uses.
+    if let Some(other) = find_live(path) {
+        bail!(
+            "another sdlc orchestrate (pid {}) is already running in this project (API at http://{}): stop it first, or start this one from another folder (--root)",
+            other.pid,
+            other.addr
+        );
+    }
     let pg = tokio::task::block_in_place(|| -> Result<_, StoreError> {
         let mut store = sdlc_core::pg::PgStore::connect(url, 16)?;
         store.set_lease(lease);

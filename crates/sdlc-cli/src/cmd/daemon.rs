@@ -100,7 +100,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
     let node_duties = opened
         .pg
         .clone()
-        .map(|pg| crate::cmd::node::start(pg, node.clone(), engine.waker(), state.clone()));
+        .map(|pg| crate::cmd::node::start(pg, node.clone(), engine.waker(), Some(state.clone())));
     let _published = daemon_file::publish(
         &project.db_path,
         &DaemonInfo {

@@ -22,8 +22,8 @@ pub struct NodeDuties {
 }
 
 /// Starts the duties of node `node` (`pg` joined under that name), waking `waker`'s engine
-/// and reloading `server`'s webhook routes when another node or a command changes them.
-pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: AppState) -> NodeDuties {
+/// and reloading `server`'s webhook routes (when it serves them) when another node or a command changes them.
+pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: Option<AppState>) -> NodeDuties {
     let stop = Arc::new(AtomicBool::new(false));
     let renew_every = (pg.lease() / 3)
         .to_std()
@@ -42,9 +42,12 @@ pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: AppState) -> 
         let (stop, waker) = (stop.clone(), waker);
         threads.push(spawn("node-wakeups", move || {
             pg.listen_for_wakeups(&stop, |wake| match wake {
-                Wake::Due => waker.wake(),
+                Wake::Due => {
+                    waker.wake();
+                    sdlc_core::store::outbox::wake_sender();
+                }
                 Wake::Routes => {
-                    if let Err(err) = server.reload_routes() {
+                    if let Some(Err(err)) = server.as_ref().map(AppState::reload_routes) {
                         warn!("cannot reload the webhook routes: {err}");
                     }
                 }

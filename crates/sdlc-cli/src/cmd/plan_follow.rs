@@ -16,17 +16,17 @@ use anyhow::Context;
 use chrono::Utc;
 use uuid::Uuid;
 
-use sdlc_core::ActionDb;
 use sdlc_core::clock::{Clock, SystemClock};
 use sdlc_core::daemon_file::find_live;
 use sdlc_core::engine::Engine;
 use sdlc_core::plan::{PlanRun, RunEvent, load};
+use sdlc_core::store::{Store, guarded};
 use sdlc_server::DaemonClient;
 
 use super::Project;
 use super::daemon::{engine_config, run_on_own_thread, shutdown_signal};
 use super::plan::human_event;
-use crate::backend::open_for_daemon;
+use crate::backend::open_store_for_daemon;
 use crate::cli::DaemonArgs;
 
 /// `plan run`.
@@ -261,11 +261,20 @@ async fn run_here(
     daemon: &DaemonArgs,
     detach: bool,
     json: bool,
-    start: impl FnOnce(&ActionDb) -> Result<(PlanRun, u64), sdlc_core::StoreError>,
+    start: impl FnOnce(&dyn Store) -> Result<(PlanRun, u64), sdlc_core::StoreError>,
 ) -> anyhow::Result<ExitCode> {
     let interrupted = shutdown_signal()?;
-    let db = Arc::new(open_for_daemon(&project.db_path).await?);
-    let (run, first_seq) = db.guarded(start)?;
+    // On PostgreSQL this command is a node for as long as it runs the plan.
+    let node = format!("plan-run-{}", std::process::id());
+    let opened = open_store_for_daemon(
+        &project.db_path,
+        project.pg_url.as_deref(),
+        &node,
+        sdlc_core::pg::DEFAULT_LEASE,
+    )
+    .await?;
+    let db = opened.store.clone();
+    let (run, first_seq) = tokio::task::block_in_place(|| guarded(&*db, start))?;
     let run_id = run.run_id;
     outln!("{run_id}")?;
     if detach {
@@ -274,6 +283,10 @@ async fn run_here(
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(db.clone(), clock, engine_config(project, daemon));
+    let duties = opened
+        .pg
+        .clone()
+        .map(|pg| crate::cmd::node::start(pg, node.clone(), engine.waker(), None));
     let mut live = engine.run_events().subscribe();
     engine.waker().announce_run(run_id);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -294,7 +307,7 @@ async fn run_here(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Printing fell behind the live feed: read what was missed.
                 let after = next_seq.checked_sub(1);
-                db.run_events(run_id, after, usize::MAX)?
+                tokio::task::block_in_place(|| db.run_events(run_id, after, usize::MAX))?
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break None,
         };
@@ -314,6 +327,12 @@ async fn run_here(
     };
     let _ = stop.send(());
     engine_run.await.context("the engine's task failed")??;
+    if let Some(duties) = duties {
+        duties.stop().await;
+    }
+    if let Some(pg) = &opened.pg {
+        let _ = tokio::task::block_in_place(|| pg.db().forget_node(&node));
+    }
     match status {
         Some(status) => Ok(exit_for(&status)),
         None => {

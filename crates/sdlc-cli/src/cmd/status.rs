@@ -78,7 +78,11 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
             outln!(
                 "  {} {} (heartbeat {}, lease until {})",
                 node["node"].as_str().unwrap_or("?"),
-                if node["alive"] == true { "alive" } else { "PRESUMED DEAD" },
+                if node["alive"] == true {
+                    "alive"
+                } else {
+                    "PRESUMED DEAD"
+                },
                 node["heartbeat_at"].as_str().unwrap_or("?"),
                 node["lease_until"].as_str().unwrap_or("?"),
             )?;

@@ -54,7 +54,7 @@ impl PgStore {
                     &until,
                     &before_ms,
                     &before_id,
-                    &((limit + 1).min(i64::MAX as usize) as i64),
+                    &(limit.saturating_add(1).min(i64::MAX as usize) as i64),
                 ],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot read a history page", e))?;

@@ -35,7 +35,9 @@ const MIGRATIONS: &[Migration] = &[
         // compare them alike. `record` is the store's record of the row (a version byte,
         // JSON, a CRC-32); the columns beside it are what queries select and order by. A
         // Running action's `node`, `claim` and `lease_until` say who claimed it, the claim's
-        // token (an outcome is recorded only under it) and until when the claim holds.
+        // token (an outcome is recorded only under it) and until when the claim holds. A
+        // scheduled occurrence's `slot` is its slot: one occurrence per slot of a series,
+        // whichever node stores it.
         sql: "CREATE TABLE sdlc_actions (
                   id uuid PRIMARY KEY,
                   status smallint NOT NULL,
@@ -48,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
                   run_ids text[] NOT NULL,
                   step_run uuid,
                   recurring boolean NOT NULL,
+                  slot bigint,
                   node text,
                   claim uuid,
                   lease_until bigint,
@@ -66,6 +69,8 @@ const MIGRATIONS: &[Migration] = &[
                   ON sdlc_actions (series, created_at, id);
               CREATE INDEX sdlc_actions_label_created ON sdlc_actions (label, created_at, id);
               CREATE INDEX sdlc_actions_run_ids ON sdlc_actions USING gin (run_ids);
+              CREATE UNIQUE INDEX sdlc_actions_slots ON sdlc_actions (series, slot)
+                  WHERE slot IS NOT NULL;
               CREATE INDEX sdlc_actions_leases ON sdlc_actions (lease_until)
                   WHERE status = 2;
               CREATE INDEX sdlc_actions_claims ON sdlc_actions (node) WHERE status = 2;

@@ -17,7 +17,7 @@ mod webhooks;
 
 pub use migrate::LATEST_SCHEMA;
 pub use nodes::NodeInfo;
-pub use store::PgStore;
+pub use store::{DEFAULT_LEASE, PgStore};
 pub use wake::Wake;
 
 use crate::StoreError;

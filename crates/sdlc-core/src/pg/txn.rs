@@ -266,24 +266,26 @@ impl<'c> PgTxn<'c> {
                 // (`run_ids` goes as one text per row, its ids separated by U+001F: unnest cannot
                 // take an array of arrays of different lengths.)
                 "INSERT INTO sdlc_actions (id, status, due_at, series, updated_at,
-                     created_at, tool, label, run_ids, step_run, recurring,
+                     created_at, tool, label, run_ids, step_run, recurring, slot,
                      claim, node, lease_until, record)
                  SELECT id, status, due_at, series, updated_at, created_at, tool, label,
                         CASE WHEN run_ids = '' THEN '{}'::text[]
                              ELSE string_to_array(run_ids, E'\\x1f') END,
-                        step_run, recurring, claim, node, lease_until, record
+                        step_run, recurring, slot, claim, node, lease_until, record
                  FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::uuid[],
                              $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
-                             $10::uuid[], $11::bool[], $12::uuid[], $13::text[], $14::int8[],
-                             $15::bytea[])
+                             $10::uuid[], $11::bool[], $12::int8[], $13::uuid[], $14::text[],
+                             $15::int8[], $16::bytea[])
                       AS r(id, status, due_at, series, updated_at, created_at, tool, label,
-                           run_ids, step_run, recurring, claim, node, lease_until, record)
+                           run_ids, step_run, recurring, slot, claim, node, lease_until,
+                           record)
                  ON CONFLICT (id) DO UPDATE SET
                      status = excluded.status, due_at = excluded.due_at,
                      series = excluded.series, updated_at = excluded.updated_at,
                      created_at = excluded.created_at, tool = excluded.tool,
                      label = excluded.label, run_ids = excluded.run_ids,
                      step_run = excluded.step_run, recurring = excluded.recurring,
+                     slot = excluded.slot,
                      claim = CASE WHEN excluded.status <> 2 THEN NULL
                                   ELSE coalesce(excluded.claim, sdlc_actions.claim) END,
                      node = CASE WHEN excluded.status <> 2 THEN NULL
@@ -305,6 +307,7 @@ impl<'c> PgTxn<'c> {
                     &row.run_ids,
                     &row.step_runs,
                     &row.recurring,
+                    &row.slots,
                     &row.claims,
                     &row.nodes,
                     &row.leases,
@@ -418,6 +421,8 @@ impl<'c> PgTxn<'c> {
             return Ok(());
         }
         let unsent = std::mem::take(&mut self.unsent_notes);
+        // Woken by the commit's notification, the nodes' senders find them.
+        self.stored_due = true;
         for note in &unsent {
             put_notification(&mut self.tx, self.url, note)?;
         }
@@ -481,6 +486,7 @@ struct ActionRows {
     run_ids: Vec<String>,
     step_runs: Vec<Option<Uuid>>,
     recurring: Vec<bool>,
+    slots: Vec<Option<i64>>,
     claims: Vec<Option<Uuid>>,
     nodes: Vec<Option<String>>,
     leases: Vec<Option<i64>>,
@@ -515,6 +521,10 @@ impl ActionRows {
         self.run_ids.push(run_ids.join("\u{1f}"));
         self.step_runs.push(action.step.as_ref().map(|s| s.run_id));
         self.recurring.push(action.recurrence.is_some());
+        self.slots.push(match action.trigger {
+            ActionTrigger::Scheduled { next_tick_at } => Some(millis(next_tick_at) as i64),
+            _ => None,
+        });
         self.records.push(encode_json(action.id, action)?);
         Ok(())
     }

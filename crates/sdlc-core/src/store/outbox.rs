@@ -36,6 +36,12 @@ pub(crate) fn after_commit() {
     }
 }
 
+/// Wakes the sender of this process: another process (a command, another node on a shared
+/// database) may have queued something.
+pub fn wake_sender() {
+    WAKE.notify_one();
+}
+
 /// Resolves when a commit queued a notification (or one was queued since the last wait).
 pub async fn queued() {
     WAKE.notified().await
