@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use sdlc_core::model::Recurrence;
+use sdlc_core::store::Store;
 use sdlc_core::{Action, ActionDb, ActionStatus, ActionTrigger};
 
 use crate::Sizes;

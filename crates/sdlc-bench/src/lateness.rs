@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::Utc;
 use serde_json::json;
 
+use sdlc_core::store::Store;
 use sdlc_core::{Action, ActionDb, ActionTrigger};
 
 use crate::Sizes;

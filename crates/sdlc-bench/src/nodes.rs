@@ -16,6 +16,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use sdlc_core::pg::PgStore;
+use sdlc_core::store::Store;
 use sdlc_core::{Action, ActionTrigger, ListFilter, StatusKind};
 
 use crate::Sizes;

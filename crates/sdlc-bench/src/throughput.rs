@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 
+use sdlc_core::store::Store;
 use sdlc_core::{Action, ActionDb, ActionTrigger, ListFilter, StatusKind};
 
 use crate::Sizes;

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use sdlc_core::model::Approval;
 use sdlc_core::notify::{NotifyConfig, NotifyEvent, Receiver, ReceiverKind};
+use sdlc_core::store::Store;
 use sdlc_core::{Action, ActionDb, ActionStatus, ActionTrigger};
 
 use crate::Sizes;

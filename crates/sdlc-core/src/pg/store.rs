@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::PgDb;
 use super::txn::{PgTxn, fail};
 use crate::error::StoreError;
-use crate::model::{Action, ActionStatus, ActionTrigger, StatusKind};
+use crate::model::{Action, ActionTrigger, StatusKind};
 use crate::plan::{NewRun, PlanRun, RunEvent};
+use crate::store::Store;
 use crate::store::changes::{ChangeFeed, Changes};
-use crate::store::txn::Txn;
+use crate::store::txn::{Txn, Writes};
 use crate::store::{
     ListFilter, RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, decode_json,
     outbox, rules, status_byte,
@@ -44,6 +45,17 @@ pub struct PgStore {
     /// Set when an operation found PostgreSQL unreachable, until `reopen` reaches it again:
     /// meanwhile the engine holds its outcomes back (as for a redb file that fails).
     fault: Mutex<Option<crate::store::StorageFault>>,
+}
+
+impl crate::store::txn::Writes for PgStore {
+    type Tx<'a> = PgTxn<'a>;
+
+    fn write<T>(
+        &self,
+        work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_if(work, |_| true)
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -261,23 +273,6 @@ impl PgStore {
         }
     }
 
-    fn write<T>(
-        &self,
-        work: impl FnMut(&mut PgTxn<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.write_if(work, |_| true)
-    }
-
-    /// Stores a new action.
-    pub fn insert(&self, action: &Action) -> Result<(), StoreError> {
-        self.insert_many(std::slice::from_ref(action))
-    }
-
-    /// Stores new actions in one transaction.
-    pub fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError> {
-        self.write(|t| rules::insert_many_in(t, actions))
-    }
-
     /// The action with this id.
     pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let mut client = self.db.client()?;
@@ -306,35 +301,6 @@ impl PgStore {
             Some(row) => Ok(Some(decode_json(row.get(1), row.get(0))?)),
             None => Ok(Some(action)),
         }
-    }
-
-    /// Moves an action to `status`, refusing transitions the lifecycle forbids.
-    pub fn set_status(
-        &self,
-        id: Uuid,
-        status: ActionStatus,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::set_status_in(t, id, status.clone(), now))
-    }
-
-    /// Claims up to `limit` actions due at or before `now` (see `ActionDb::claim_due`).
-    pub fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {
-        Ok(self.settle(Vec::new(), now, limit)?.claimed)
-    }
-
-    /// Records outcomes, then claims (see `ActionDb::settle`).
-    pub fn settle(
-        &self,
-        outcomes: Vec<(Uuid, ActionStatus)>,
-        now: DateTime<Utc>,
-        claim_limit: usize,
-    ) -> Result<Settled, StoreError> {
-        let work = SettleWork {
-            outcomes,
-            ..SettleWork::default()
-        };
-        self.settle_work(work, now, now, claim_limit)
     }
 
     /// The engine's settle (see `ActionDb::settle_work`), in one transaction.
@@ -377,17 +343,6 @@ impl PgStore {
         Ok(settled)
     }
 
-    /// Records how a Running action ended (see `ActionDb::complete`).
-    pub fn complete(
-        &self,
-        id: Uuid,
-        outcome: ActionStatus,
-        now: DateTime<Utc>,
-    ) -> Result<crate::store::Finished, StoreError> {
-        let mut finished = self.settle(vec![(id, outcome)], now, 0)?.finished;
-        finished.pop().ok_or(StoreError::ClaimLost { id })
-    }
-
     /// Recovery at start (see `ActionDb::startup_recovery_knowing`). The database is shared:
     /// what live nodes run is theirs, so what is recovered is the claims of nodes presumed
     /// dead, and those left under this node's own name by the process that held it before
@@ -400,69 +355,12 @@ impl PgStore {
         self.recover(now, true, started)
     }
 
-    /// Cancels the pending occurrence of the series `id` belongs to.
-    pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.write(|t| rules::cancel_in(t, id, now))
-    }
-
-    /// Pauses the pending occurrence of the series `id` belongs to.
-    pub fn pause(
-        &self,
-        id: Uuid,
-        reason: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::pause_in(t, id, reason.clone(), now))
-    }
-
-    /// Resumes a paused action.
-    pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.write(|t| rules::resume_in(t, id, now))
-    }
-
-    /// Approves an action awaiting approval.
-    pub fn approve(
-        &self,
-        id: Uuid,
-        by: &str,
-        note: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::approve_in(t, id, by, note.clone(), now))
-    }
-
-    /// Rejects an action awaiting approval.
-    pub fn reject(
-        &self,
-        id: Uuid,
-        by: &str,
-        note: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::reject_in(t, id, by, note.clone(), now))
-    }
-
     /// Stores a manual run of the action `id`, due at once, outside its schedule.
     pub fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
         let source = self.get(id)?.ok_or(StoreError::NotFound(id))?;
         let manual = source.copy_for(ActionTrigger::Manual { requested_at: now }, now);
         self.insert(&manual)?;
         Ok(manual)
-    }
-
-    /// Replaces a pending or paused action by its edited form, unless it changed since `seen`.
-    pub fn replace_edited(
-        &self,
-        seen: &Action,
-        new: &Action,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::replace_edited_in(t, seen, new, now))
-    }
-
-    /// Removes an action that is not Running.
-    pub fn delete(&self, id: Uuid) -> Result<Action, StoreError> {
-        self.write(|t| rules::delete_in(t, id))
     }
 
     /// Actions matching `filter`, newest (by last update) first.

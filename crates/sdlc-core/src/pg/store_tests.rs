@@ -9,6 +9,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::*;
+use crate::model::ActionStatus;
 
 fn fresh() -> String {
     sdlc_pgtest::Cluster::shared()

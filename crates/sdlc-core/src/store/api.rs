@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::outbox::TryOutcome;
+use super::rules;
+use super::txn::Writes;
 use super::{
     ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
     RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, UiSession,
@@ -28,20 +30,27 @@ use crate::webhook::{Delivery, WebhookRoute};
 macro_rules! store_interface {
     (
         $( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*
+        rules {
+            $( $(#[$rdoc:meta])* fn $rname:ident(&self $(, $rarg:ident: $rty:ty)*) -> $rret:ty
+                = $rule:expr; )*
+        }
         provided { $($provided:item)* }
     ) => {
         /// The storage interface (see the module's header).
         pub trait Store: Send + Sync + std::fmt::Debug {
             $( $(#[$doc])* fn $name(&self $(, $arg: $ty)*) -> $ret; )*
+            $( $(#[$rdoc])* fn $rname(&self $(, $rarg: $rty)*) -> $rret; )*
             $($provided)*
         }
 
         impl Store for ActionDb {
             $( fn $name(&self $(, $arg: $ty)*) -> $ret { ActionDb::$name(self $(, $arg)*) } )*
+            $( fn $rname(&self $(, $rarg: $rty)*) -> $rret { Writes::write(self, $rule) } )*
         }
 
         impl Store for PgStore {
             $( fn $name(&self $(, $arg: $ty)*) -> $ret { PgStore::$name(self $(, $arg)*) } )*
+            $( fn $rname(&self $(, $rarg: $rty)*) -> $rret { Writes::write(self, $rule) } )*
         }
     };
 }
@@ -64,53 +73,24 @@ store_interface! {
     /// Runs `work` with the backend's containment (see `ActionDb::guarded`); the typed form
     /// is [`guarded`].
     fn contain(&self, work: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError>;
-    /// Stores a new action.
-    fn insert(&self, action: &Action) -> Result<(), StoreError>;
-    /// Stores new actions in one transaction.
-    fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError>;
     /// A feed of what each commit from now on changes.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<super::Changes>;
     /// The action with this id.
     fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
     /// The newest occurrence of the series `id` belongs to.
     fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
-    /// Moves an action to `status`, refusing transitions the lifecycle forbids.
-    fn set_status(&self, id: Uuid, status: ActionStatus, now: DateTime<Utc>)
-        -> Result<Action, StoreError>;
-    /// Claims up to `limit` actions due by `now`.
-    fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError>;
-    /// Records outcomes, then claims, in one transaction.
-    fn settle(&self, outcomes: Vec<(Uuid, ActionStatus)>, now: DateTime<Utc>, claim_limit: usize)
-        -> Result<Settled, StoreError>;
-    /// The engine's settle.
+    /// The engine's one write per wake-up: turns acknowledged webhook deliveries into
+    /// actions, records `work` (finished runs and the next occurrences of recurring ones,
+    /// hand-backs, plan starts), then claims up to `claim_limit` actions due by
+    /// `claim_until` (each as of its own due time), all in one transaction. Fails as a whole
+    /// if an outcome names an action that is not Running.
     fn settle_work(&self, work: SettleWork, now: DateTime<Utc>, claim_until: DateTime<Utc>,
         claim_limit: usize) -> Result<Settled, StoreError>;
-    /// Records how a Running action ended.
-    fn complete(&self, id: Uuid, outcome: ActionStatus, now: DateTime<Utc>)
-        -> Result<Finished, StoreError>;
     /// Recovers what a dead daemon left Running.
     fn startup_recovery_knowing(&self, now: DateTime<Utc>, started: Option<&HashSet<Uuid>>)
         -> Result<RecoveryReport, StoreError>;
-    /// Cancels the pending occurrence of a series.
-    fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
-    /// Pauses the pending occurrence of a series.
-    fn pause(&self, id: Uuid, reason: Option<String>, now: DateTime<Utc>)
-        -> Result<Action, StoreError>;
-    /// Resumes a paused action.
-    fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
-    /// Approves an action awaiting approval.
-    fn approve(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
-        -> Result<Action, StoreError>;
-    /// Rejects an action awaiting approval.
-    fn reject(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
-        -> Result<Action, StoreError>;
     /// Stores a manual run of an action, outside its schedule.
     fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
-    /// Replaces a pending or paused action by its edited form.
-    fn replace_edited(&self, seen: &Action, new: &Action, now: DateTime<Utc>)
-        -> Result<Action, StoreError>;
-    /// Removes an action that is not Running.
-    fn delete(&self, id: Uuid) -> Result<Action, StoreError>;
     /// Actions matching `filter`, newest first.
     fn list(&self, filter: &ListFilter) -> Result<Vec<Action>, StoreError>;
     /// How many actions are stored in each status.
@@ -185,7 +165,73 @@ store_interface! {
     /// Ends a dashboard session.
     fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError>;
 
+    rules {
+        /// Stores a new action.
+        fn insert(&self, action: &Action) -> Result<(), StoreError> =
+            |t| rules::insert_many_in(t, std::slice::from_ref(action));
+        /// Stores new actions in one transaction; refuses an id already stored.
+        fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError> =
+            |t| rules::insert_many_in(t, actions);
+        /// Moves an action to `status`, refusing transitions the lifecycle forbids.
+        fn set_status(&self, id: Uuid, status: ActionStatus, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::set_status_in(t, id, status.clone(), now);
+        /// Cancels a Pending action (it becomes Failed, saying so); given an earlier
+        /// occurrence of a recurring action, its pending occurrence, which ends the series.
+        fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> =
+            |t| rules::cancel_in(t, id, now);
+        /// Pauses the pending occurrence of the series `id` belongs to: it never fires
+        /// until resumed.
+        fn pause(&self, id: Uuid, reason: Option<String>, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::pause_in(t, id, reason.clone(), now);
+        /// Resumes a paused action: Pending again, due at its own time; missed slots follow
+        /// its catch-up policy.
+        fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> =
+            |t| rules::resume_in(t, id, now);
+        /// Approves an action awaiting approval: it completes with the result it waited
+        /// with, and what waited on it goes on, in one transaction.
+        fn approve(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::approve_in(t, id, by, note.clone(), now);
+        /// Rejects an action awaiting approval: it fails with `rejected by <by>: <note>`.
+        fn reject(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::reject_in(t, id, by, note.clone(), now);
+        /// Replaces a pending or paused action by `new` (its edited form, checked by
+        /// `service::prepare_edit`), unless it changed since `seen` was read.
+        fn replace_edited(&self, seen: &Action, new: &Action, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::replace_edited_in(t, seen, new, now);
+        /// Removes an action that is not Running, with its index entries.
+        fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);
+    }
     provided {
+        /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes
+        /// Running (attempt + 1) in one transaction, and is returned.
+        fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {
+            Ok(self.settle(Vec::new(), now, limit)?.claimed)
+        }
+
+        /// Records the outcomes of finished runs, then claims up to `claim_limit` due
+        /// actions, in one transaction (see `settle_work`).
+        fn settle(
+            &self,
+            outcomes: Vec<(Uuid, ActionStatus)>,
+            now: DateTime<Utc>,
+            claim_limit: usize,
+        ) -> Result<Settled, StoreError> {
+            self.settle_returning(outcomes, Vec::new(), now, claim_limit)
+        }
+
+        /// Records how a Running action ended; for a recurring action, stores its next
+        /// occurrence in the same transaction. On PostgreSQL an outcome for a claim another
+        /// node took over is refused (`StoreError::ClaimLost`).
+        fn complete(
+            &self,
+            id: Uuid,
+            outcome: ActionStatus,
+            now: DateTime<Utc>,
+        ) -> Result<Finished, StoreError> {
+            let mut finished = self.settle(vec![(id, outcome)], now, 0)?.finished;
+            finished.pop().ok_or(StoreError::ClaimLost { id })
+        }
+
         /// `settle`, also handing back claimed actions whose tool never started.
         fn settle_returning(
             &self,

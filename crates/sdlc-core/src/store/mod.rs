@@ -57,7 +57,7 @@ use handle::Handle;
 pub use handle::StorageFault;
 
 use record::{ACTION_BODIES, lookup, record_in};
-use txn::Txn;
+use txn::{Txn, Writes};
 
 pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
@@ -137,7 +137,7 @@ const STATUS_COUNTS: TableDefinition<u8, u64> = TableDefinition::new("status_cou
 /// change (a claim or an outcome touches five or six) was ~7% of the daemon's CPU for short
 /// runs. A table cannot be open twice in one transaction, so while a `Tables` lives, every
 /// access to these tables goes through it.
-struct Tables<'tx> {
+pub(crate) struct Tables<'tx> {
     tx: &'tx WriteTransaction,
     /// The plan tables, opened when a change touches a plan run.
     plans: Option<plans::PlanTables<'tx>>,
@@ -267,6 +267,23 @@ pub struct ActionDb {
     db: Handle,
     path: PathBuf,
     report: OpenReport,
+}
+
+impl txn::Writes for ActionDb {
+    type Tx<'a> = Tables<'a>;
+
+    fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut Tables<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.begin_write()?;
+        let value = {
+            let mut t = Tables::open(&tx)?;
+            work(&mut t)?
+        };
+        self.db.commit(tx)?;
+        Ok(value)
+    }
 }
 
 impl Drop for ActionDb {
@@ -411,31 +428,6 @@ impl ActionDb {
         self.db.begin_write()
     }
 
-    /// Runs `work` in one write transaction on the action tables and commits what it did;
-    /// an error leaves the database as it was.
-    fn write<T>(
-        &self,
-        work: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let tx = self.begin_write()?;
-        let value = {
-            let mut t = Tables::open(&tx)?;
-            work(&mut t)?
-        };
-        self.db.commit(tx)?;
-        Ok(value)
-    }
-
-    /// Stores a new action.
-    pub fn insert(&self, action: &Action) -> Result<(), StoreError> {
-        self.insert_many(std::slice::from_ref(action))
-    }
-
-    /// Stores new actions in one transaction.
-    pub fn insert_many(&self, actions: &[Action]) -> Result<(), StoreError> {
-        self.write(|t| rules::insert_many_in(t, actions))
-    }
-
     /// The action with this id (a webhook delivery still waiting in the inbox shows as the
     /// pending action it will become).
     pub fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
@@ -461,75 +453,6 @@ impl ActionDb {
             Some(head) if head != id.as_u128() => Ok(read(Uuid::from_u128(head))?.or(Some(action))),
             _ => Ok(Some(action)),
         }
-    }
-
-    /// Moves an action to `status`, refusing transitions the lifecycle forbids.
-    pub fn set_status(
-        &self,
-        id: Uuid,
-        status: ActionStatus,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::set_status_in(t, id, status, now))
-    }
-
-    /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes
-    /// Running (attempt + 1) in one transaction, and is returned.
-    pub fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {
-        Ok(self.settle(Vec::new(), now, limit)?.claimed)
-    }
-
-    /// The engine's one write per wake-up: turns acknowledged webhook deliveries into
-    /// actions, records the outcomes of finished runs (and the next occurrences of recurring
-    /// ones), then claims up to `claim_limit` due actions, all in one transaction, so a busy
-    /// daemon pays one commit for all of it.
-    ///
-    /// Fails as a whole if any outcome names an action that is not Running.
-    pub fn settle(
-        &self,
-        outcomes: Vec<(Uuid, ActionStatus)>,
-        now: DateTime<Utc>,
-        claim_limit: usize,
-    ) -> Result<Settled, StoreError> {
-        self.settle_returning(outcomes, Vec::new(), now, claim_limit)
-    }
-
-    /// `settle`, also handing back `returned`: actions claimed ahead whose tool never started
-    /// (see [`ActionDb::return_unstarted`]). Returning comes before claiming, so a returned
-    /// action may be claimed again in the same transaction only if it is still the earliest due.
-    pub fn settle_returning(
-        &self,
-        outcomes: Vec<(Uuid, ActionStatus)>,
-        returned: Vec<Uuid>,
-        now: DateTime<Utc>,
-        claim_limit: usize,
-    ) -> Result<Settled, StoreError> {
-        self.settle_claiming_until(outcomes, returned, Vec::new(), now, now, claim_limit)
-    }
-
-    /// `settle_returning` that also claims actions coming due by `claim_until` (a few
-    /// milliseconds after `now`), so that the claim's commit is done when they come due. Each
-    /// is claimed as of its own due time (its `started_at`, and the time its schedule's
-    /// policies are decided at); the caller must not start one before then.
-    ///
-    /// `deferred` are claimed actions whose tool could not start for a passing lack of
-    /// resources: handed back like `returned`, but due again only at the time given.
-    pub fn settle_claiming_until(
-        &self,
-        outcomes: Vec<(Uuid, ActionStatus)>,
-        returned: Vec<Uuid>,
-        deferred: Vec<(Uuid, DateTime<Utc>)>,
-        now: DateTime<Utc>,
-        claim_until: DateTime<Utc>,
-        claim_limit: usize,
-    ) -> Result<Settled, StoreError> {
-        let work = SettleWork {
-            outcomes,
-            returned,
-            deferred,
-            ..SettleWork::default()
-        };
-        self.settle_work(work, now, claim_until, claim_limit)
     }
 
     /// The engine's settle: `work` recorded, then up to `claim_limit` actions due by
@@ -593,36 +516,6 @@ impl ActionDb {
         }))
     }
 
-    /// Records how a Running action ended; for a recurring action, stores its next occurrence
-    /// in the same transaction.
-    pub fn complete(
-        &self,
-        id: Uuid,
-        outcome: ActionStatus,
-        now: DateTime<Utc>,
-    ) -> Result<Finished, StoreError> {
-        let mut finished = self.complete_many(vec![(id, outcome)], now)?;
-        Ok(finished.pop().expect("one outcome gives one result"))
-    }
-
-    /// `complete` for many actions in one transaction (one commit for a batch of finished runs).
-    /// Fails as a whole if any transition is refused.
-    pub fn complete_many(
-        &self,
-        outcomes: Vec<(Uuid, ActionStatus)>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Finished>, StoreError> {
-        Ok(self.settle(outcomes, now, 0)?.finished)
-    }
-
-    /// Run once at daemon start, before the first tick: every action left Running by a
-    /// process that died becomes Failed as interrupted, or Pending again when its retry
-    /// policy allows another attempt. Nothing that finished is touched; nothing Pending is
-    /// dropped; a recurring action's next occurrence was stored when the run was claimed.
-    pub fn startup_recovery(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
-        self.startup_recovery_knowing(now, None)
-    }
-
     /// `startup_recovery` given the dead daemon's complete record of which tools it may have
     /// started (`Some(started)`, from its run log): a Running action not in it was claimed
     /// ahead and never started, so it goes back to Pending unharmed (see `return_in`) instead
@@ -658,54 +551,6 @@ impl ActionDb {
             self.db.commit(tx)?;
         }
         Ok(returned)
-    }
-
-    /// Cancels a Pending action (it becomes Failed with a reason saying so). Given the id of
-    /// an earlier occurrence of a recurring action, cancels its pending occurrence, which ends
-    /// the series.
-    pub fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.write(|t| rules::cancel_in(t, id, now))
-    }
-
-    /// Pauses the pending occurrence of the series `id` belongs to (or the action itself):
-    /// it never fires until resumed.
-    pub fn pause(
-        &self,
-        id: Uuid,
-        reason: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::pause_in(t, id, reason, now))
-    }
-
-    /// Resumes a paused action: it is Pending again and due at its own time; slots it missed
-    /// while paused follow its catch-up policy.
-    pub fn resume(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
-        self.write(|t| rules::resume_in(t, id, now))
-    }
-
-    /// Approves an action awaiting approval: it completes with the result it waited with, and
-    /// what waited on it (a plan step's dependents) goes on, in one transaction.
-    pub fn approve(
-        &self,
-        id: Uuid,
-        by: &str,
-        note: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::approve_in(t, id, by, note, now))
-    }
-
-    /// Rejects an action awaiting approval: it fails with `rejected by <by>: <note>` (a plan
-    /// step's `on_failure` applies), in one transaction.
-    pub fn reject(
-        &self,
-        id: Uuid,
-        by: &str,
-        note: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::reject_in(t, id, by, note, now))
     }
 
     /// Stores a manual run of the action `id` (any occurrence of its series): same tool,
@@ -783,22 +628,6 @@ impl ActionDb {
             tx.abort()?;
         }
         Ok(pruned)
-    }
-
-    /// Replaces a pending or paused action by `new` (its edited form, checked by
-    /// `service::prepare_edit` from `seen`), unless it changed since `seen` was read.
-    pub fn replace_edited(
-        &self,
-        seen: &Action,
-        new: &Action,
-        now: DateTime<Utc>,
-    ) -> Result<Action, StoreError> {
-        self.write(|t| rules::replace_edited_in(t, seen, new, now))
-    }
-
-    /// Removes an action that is not Running, with its index entries.
-    pub fn delete(&self, id: Uuid) -> Result<Action, StoreError> {
-        self.write(|t| rules::delete_in(t, id))
     }
 
     /// Actions matching `filter`, newest (by last update) first.

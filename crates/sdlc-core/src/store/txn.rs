@@ -95,6 +95,19 @@ pub(crate) trait Txn {
     fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError>;
 }
 
+/// A backend that runs the store's rules in write transactions of its own: the write
+/// operations of `Store` that are nothing but a rule are written once over it (`store::api`).
+pub(crate) trait Writes {
+    type Tx<'a>: Txn;
+    /// Runs `work` in one write transaction and commits what it did; an error leaves the
+    /// store as it was. `work` may run more than once (PostgreSQL runs a transaction again
+    /// after a deadlock), so it must have no effect outside the transaction.
+    fn write<T>(
+        &self,
+        work: impl FnMut(&mut Self::Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+}
+
 impl Txn for Tables<'_> {
     fn get(&mut self, id: Uuid) -> Result<Option<Action>, StoreError> {
         get_in(self, id)

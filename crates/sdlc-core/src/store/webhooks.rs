@@ -11,7 +11,7 @@
 //! - `delivery_ids_by_time` received_ms ++ id -> `delivery_ids` key, so entries older than a
 //!   day are pruned by a range scan rather than a walk over all of them.
 //!
-//! Dispatch (inbox -> action) happens inside `ActionDb::settle`, in the engine's one commit,
+//! Dispatch (inbox -> action) happens inside the settle (`Store::settle_work`), in the engine's one commit,
 //! for as many deliveries as that settle can claim (`dispatch_in`). Until then a delivery is
 //! found through its body, which records when it arrived (the inbox key, with the id), and is
 //! shown as the pending action it will become (`lookup_waiting`, `list_waiting`).
