@@ -115,7 +115,19 @@ async fn receive(
     };
     let wanted = raw_path.strip_prefix("/webhooks/").ok_or_else(not_found)?;
     let path = normalize_path(wanted).map_err(|_| not_found())?;
-    let route = state.route(&path).ok_or_else(not_found)?;
+    let route = match state.route(&path) {
+        Some(route) => route,
+        // On a shared database a route added a moment ago by another process may not have
+        // reached this node's cache yet (its notification is on the way): ask the store.
+        None if state.db().shared() => {
+            let wanted = path.clone();
+            let found = state.with_db(move |db| db.route_by_path(&wanted)).await?;
+            let route = found.ok_or_else(not_found)?;
+            state.cache_route(&path, Some(route.clone()));
+            route
+        }
+        None => return Err(not_found()),
+    };
     record.path = route.path.clone();
     record.route_id = Some(route.id);
 

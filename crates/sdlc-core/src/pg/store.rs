@@ -515,6 +515,11 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// True: several daemons and every command write to the database.
+    pub fn shared(&self) -> bool {
+        true
+    }
+
     /// The database's URL, password masked.
     pub fn location(&self) -> String {
         self.db.shown_url().to_string()

@@ -56,6 +56,9 @@ macro_rules! store_interface {
 }
 
 store_interface! {
+    /// Whether other processes write to this store while this one runs (PostgreSQL, shared
+    /// by nodes and commands): then what a process caches of it may be behind.
+    fn shared(&self) -> bool;
     /// Where the data is, for messages and `status`: the file's path, or the database's URL
     /// with its password masked.
     fn location(&self) -> String;

@@ -351,6 +351,11 @@ impl ActionDb {
         &self.path
     }
 
+    /// False: the daemon is the file's only writer (commands go through it).
+    pub fn shared(&self) -> bool {
+        false
+    }
+
     /// The file's path, for messages.
     pub fn location(&self) -> String {
         self.path.display().to_string()
