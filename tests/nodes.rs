@@ -37,6 +37,8 @@ fn a_daemon_on_postgres_runs_what_a_command_adds() {
     let status: serde_json::Value =
         serde_json::from_str(&project.sdlc_ok(&["orchestrate", "status", "--json"])).unwrap();
     assert_eq!(status["nodes"][0]["alive"], true, "{status}");
+    let check = project.sdlc_ok(&["orchestrate", "check"]);
+    assert!(check.contains("every record verified"), "{check}");
     assert!(daemon.stop().success());
 }
 

@@ -11,7 +11,8 @@ use super::Project;
 
 pub async fn run(project: &Project) -> anyhow::Result<ExitCode> {
     let path = &project.db_path;
-    if sdlc_core::daemon_file::find_live(path).is_none() && !path.exists() {
+    let on_postgres = project.pg_url.is_some();
+    if !on_postgres && sdlc_core::daemon_file::find_live(path).is_none() && !path.exists() {
         bail!("no database at {}: nothing to check", path.display());
     }
     let started = std::time::Instant::now();
@@ -26,8 +27,9 @@ pub async fn run(project: &Project) -> anyhow::Result<ExitCode> {
         .await?;
     let repaired = answer["repaired"] == true;
     outln!(
-        "database {}: ok, every page verified in {} ms{}",
-        path.display(),
+        "database {}: ok, every {} verified in {} ms{}",
+        project.db_shown(),
+        if on_postgres { "record" } else { "page" },
         started.elapsed().as_millis(),
         if repaired {
             " (redb rebuilt its allocator state; no data was touched)"

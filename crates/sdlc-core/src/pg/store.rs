@@ -16,13 +16,13 @@ use super::PgDb;
 use super::txn::{PgTxn, fail};
 use crate::error::StoreError;
 use crate::model::{Action, ActionTrigger, StatusKind};
-use crate::plan::{NewRun, PlanRun, RunEvent};
+use crate::plan::{PlanRun, RunEvent};
 use crate::store::Store;
 use crate::store::changes::{ChangeFeed, Changes};
-use crate::store::txn::{Txn, Writes};
+use crate::store::txn::Txn;
 use crate::store::{
-    ListFilter, RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, decode_json,
-    outbox, rules, status_byte,
+    ListFilter, RecoveryReport, RunDetail, RunFilter, SettleWork, Settled, decode_json, outbox,
+    rules, status_byte,
 };
 
 /// How many times a transaction aborted by a conflict is run again before the error is
@@ -173,14 +173,8 @@ impl PgStore {
     /// for an action whose stored claim is not the one this process made (another node
     /// recovered it while this one was paused or cut off). Logs each one refused.
     fn fenced(&self, t: &mut PgTxn<'_>, work: &SettleWork) -> Result<SettleWork, StoreError> {
-        let mut work = copy_work(work);
-        let ids: Vec<Uuid> = work
-            .outcomes
-            .iter()
-            .map(|(id, _)| *id)
-            .chain(work.returned.iter().copied())
-            .chain(work.deferred.iter().map(|(id, _)| *id))
-            .collect();
+        let mut work = work.clone();
+        let ids = work.ended_claims();
         if ids.is_empty() {
             return Ok(work);
         }
@@ -313,13 +307,7 @@ impl PgStore {
     ) -> Result<Settled, StoreError> {
         // The tokens the work's outcomes were made under, to forget once they are recorded
         // (a settle may claim the same action again, under a new token).
-        let ids: Vec<Uuid> = work
-            .outcomes
-            .iter()
-            .map(|(id, _)| *id)
-            .chain(work.returned.iter().copied())
-            .chain(work.deferred.iter().map(|(id, _)| *id))
-            .collect();
+        let ids = work.ended_claims();
         let before: HashMap<Uuid, Uuid> = {
             let claims = lock(&self.claims);
             ids.iter()
@@ -415,32 +403,6 @@ impl PgStore {
             .first()
             .and_then(|row| row.get::<_, Option<i64>>(0))
             .and_then(DateTime::from_timestamp_millis))
-    }
-
-    /// Stores a new run and starts its first steps.
-    pub fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
-        self.write(|t| crate::store::start_run_in(t, new, None, now))
-    }
-
-    /// Cancels a running plan run.
-    pub fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
-        self.write(|t| {
-            require_run(t, run)?;
-            crate::store::cancel_run_in(t, run, now)
-        })
-    }
-
-    /// Runs again what did not succeed in a finished run.
-    pub fn retry_run(
-        &self,
-        run: Uuid,
-        only: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Retried, StoreError> {
-        self.write(|t| {
-            require_run(t, run)?;
-            crate::store::retry_run_in(t, run, only, now)
-        })
     }
 
     /// A run, its steps and its plan.
@@ -665,13 +627,6 @@ impl PgStore {
     }
 }
 
-fn require_run(t: &mut PgTxn<'_>, run: Uuid) -> Result<(), StoreError> {
-    match t.plan_run(run)? {
-        Some(_) => Ok(()),
-        None => Err(StoreError::RunNotFound(run)),
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -680,18 +635,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn is_conflict(err: &StoreError) -> bool {
     matches!(err, StoreError::Postgres { detail, .. }
         if detail.contains("(40P01)") || detail.contains("(40001)"))
-}
-
-/// A copy of `work` for one try of a settle (a try that conflicted is run again).
-fn copy_work(work: &SettleWork) -> SettleWork {
-    SettleWork {
-        outcomes: work.outcomes.clone(),
-        excerpts: work.excerpts.clone(),
-        returned: work.returned.clone(),
-        deferred: work.deferred.clone(),
-        plan_starts: work.plan_starts.clone(),
-        step_claim: work.step_claim,
-    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::outbox::TryOutcome;
-use super::rules;
 use super::txn::Writes;
 use super::{
     ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
     RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, UiSession,
 };
 use super::{OpenReport, StorageFault};
+use super::{plans, rules};
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
@@ -100,13 +100,6 @@ store_interface! {
     fn count_by_status(&self) -> Result<Vec<(StatusKind, u64)>, StoreError>;
     /// The earliest due time among Pending actions.
     fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Stores a new plan run and starts its first steps.
-    fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError>;
-    /// Cancels a running plan run.
-    fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError>;
-    /// Runs again what did not succeed in a finished plan run.
-    fn retry_run(&self, run: Uuid, only: Option<&str>, now: DateTime<Utc>)
-        -> Result<Retried, StoreError>;
     /// A plan run, its steps and its plan.
     fn get_run(&self, run: Uuid) -> Result<Option<RunDetail>, StoreError>;
     /// Plan runs matching `filter`, newest first.
@@ -201,6 +194,23 @@ store_interface! {
         /// `service::prepare_edit`), unless it changed since `seen` was read.
         fn replace_edited(&self, seen: &Action, new: &Action, now: DateTime<Utc>)
             -> Result<Action, StoreError> = |t| rules::replace_edited_in(t, seen, new, now);
+        /// Stores a new plan run and starts its first steps (Pending actions, due now).
+        fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> =
+            |t| plans::start_run_in(t, new, None, now);
+        /// Cancels a running plan run: steps not started are canceled now, running ones
+        /// finish, and the run ends `canceled` when they have.
+        fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> =
+            |t| {
+                plans::require_run(t, run)?;
+                plans::cancel_run_in(t, run, now)
+            };
+        /// Runs again what did not succeed in a finished plan run (or `only` and what
+        /// follows it).
+        fn retry_run(&self, run: Uuid, only: Option<&str>, now: DateTime<Utc>)
+            -> Result<Retried, StoreError> = |t| {
+                plans::require_run(t, run)?;
+                plans::retry_run_in(t, run, only, now)
+            };
         /// Removes an action that is not Running, with its index entries.
         fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);
     }

@@ -63,7 +63,7 @@ pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
 pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
-pub(crate) use plans::{cached_graph, cancel_run_in, graph_from, retry_run_in, start_run_in};
+pub(crate) use plans::{cached_graph, graph_from};
 pub use sessions::UiSession;
 pub(crate) use webhooks::DEDUPE_WINDOW_MS;
 pub use webhooks::Ingested;
@@ -188,7 +188,7 @@ impl<'tx> Tables<'tx> {
 }
 
 /// What one settle records besides claiming.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SettleWork {
     /// Finished runs and the status each ends in.
     pub outcomes: Vec<(Uuid, ActionStatus)>,
@@ -204,6 +204,18 @@ pub struct SettleWork {
     pub plan_starts: Vec<(Uuid, crate::plan::NewRun)>,
     /// How many steps of one run the claim may take.
     pub step_claim: StepClaim,
+}
+
+impl SettleWork {
+    /// The actions whose claim this work ends: finished, handed back or deferred.
+    pub fn ended_claims(&self) -> Vec<Uuid> {
+        self.outcomes
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.returned.iter().copied())
+            .chain(self.deferred.iter().map(|(id, _)| *id))
+            .collect()
+    }
 }
 
 /// Which actions `list` returns.

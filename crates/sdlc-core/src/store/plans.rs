@@ -23,9 +23,9 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::decode_json;
 use super::rules::{finish_in, put, transition};
 use super::txn::Txn;
-use super::{Tables, decode_json};
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::plan::decide::{self, Change, RunStatus, StepStatus};
@@ -902,6 +902,14 @@ pub(crate) fn retry_run_in(
     })
 }
 
+/// Refuses a run id that names no run.
+pub(crate) fn require_run(t: &mut impl Txn, run: Uuid) -> Result<(), StoreError> {
+    match t.plan_run(run)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::RunNotFound(run)),
+    }
+}
+
 /// What `retry_run` started again.
 #[derive(Debug, Clone)]
 pub struct Retried {
@@ -946,53 +954,6 @@ pub struct RunDetail {
 }
 
 impl super::ActionDb {
-    /// Stores a new run and starts its first steps (they are Pending actions, due now).
-    pub fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
-        let tx = self.begin_write()?;
-        let run = {
-            let mut t = Tables::open(&tx)?;
-            start_run_in(&mut t, new, None, now)?
-        };
-        self.db.commit(tx)?;
-        Ok(run)
-    }
-
-    /// Cancels a running plan run (see `cancel_run_in`).
-    pub fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
-        let tx = self.begin_write()?;
-        let header = {
-            let mut t = Tables::open(&tx)?;
-            self.require_run(&mut t, run)?;
-            cancel_run_in(&mut t, run, now)?
-        };
-        self.db.commit(tx)?;
-        Ok(header)
-    }
-
-    /// Runs again what did not succeed in a finished run.
-    pub fn retry_run(
-        &self,
-        run: Uuid,
-        only: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Retried, StoreError> {
-        let tx = self.begin_write()?;
-        let result = {
-            let mut t = Tables::open(&tx)?;
-            self.require_run(&mut t, run)?;
-            retry_run_in(&mut t, run, only, now)?
-        };
-        self.db.commit(tx)?;
-        Ok(result)
-    }
-
-    fn require_run(&self, t: &mut Tables<'_>, run: Uuid) -> Result<(), StoreError> {
-        match t.plan_run(run)? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::RunNotFound(run)),
-        }
-    }
-
     /// A run, its steps and its plan.
     pub fn get_run(&self, run: Uuid) -> Result<Option<RunDetail>, StoreError> {
         let tx = self.db.begin_read()?;
