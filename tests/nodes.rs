@@ -97,10 +97,13 @@ fn three_nodes_share_2000_actions_due_at_once_and_run_each_exactly_once() {
         let ran: usize = runs_by_label(&nodes).values().sum();
         (ran >= 2000).then_some(())
     });
-    // Let any late double run show up before counting.
-    let counts = nodes[1].sdlc_ok(&["orchestrate", "status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&counts).unwrap();
-    assert_eq!(status["actions"]["completed"], 2000, "{status}");
+    // A tool logs its label before its outcome is committed: wait for the store to say all
+    // 2000 completed (after which nothing can run again), then count the starts.
+    wait_for("2000 completed", Duration::from_secs(30), || {
+        let counts = nodes[1].sdlc_ok(&["orchestrate", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&counts).unwrap();
+        (status["actions"]["completed"] == 2000).then_some(())
+    });
     let runs = runs_by_label(&nodes);
     assert_eq!(runs.len(), 2000);
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
