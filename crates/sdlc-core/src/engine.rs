@@ -15,14 +15,15 @@
 //! there is no room (see `Pool::has_room`) waits for that batch too: under a burst of
 //! webhooks it would otherwise cost a commit per request. An action claimed ahead is Running
 //! in the database before its tool starts; if the daemon dies then, the run log proves it
-//! never started (see [`crate::orphans`]) and recovery hands it back to Pending instead of
+//! never started (see [`crate::orphans`]; on a store several nodes share, the start mark
+//! each tool waits for, see `start_gate`) and recovery hands it back to Pending instead of
 //! failing it. One that waits longer than `READY_MAX_WAIT` (the runs turned long) is handed
-//! back at once. With long runs, or without a run log, nothing is claimed ahead.
+//! back at once. With long runs, or with no such proof, nothing is claimed ahead.
 //!
 //! Claiming early. An action coming due within `CLAIM_LEAD` is claimed at once, as of its due
 //! time, and waits in the ready queue until then (the last `PRECISE_WAIT` slept on the loop's
 //! thread): the claim's commit is behind it when it comes due, so its tool starts on time
-//! rather than a commit late. Without a run log nothing is claimed early.
+//! rather than a commit late. Without that proof nothing is claimed early.
 //!
 //! Tool runs are tasks in a `JoinSet`; the loop never awaits one, so a slow tool never stops
 //! it from ticking. Database work goes through `spawn_blocking` (a commit waits for fsync).
@@ -202,6 +203,9 @@ struct RunDone {
     is_step: bool,
     /// The first and last lines of what the run printed (see `tool::log_excerpt`).
     log_excerpt: Option<String>,
+    /// Never started: the claim became another node's first (see [`crate::start_gate`]).
+    /// Nothing is recorded for it.
+    lost: bool,
 }
 
 impl RunDone {
@@ -215,6 +219,7 @@ impl RunDone {
             plan_start: None,
             is_step: false,
             log_excerpt: None,
+            lost: false,
         }
     }
 }
@@ -239,6 +244,8 @@ struct Pool {
     average_run: Option<Duration>,
     /// Where runs are logged while they live (for orphan detection after a crash).
     run_log: Option<Arc<crate::orphans::RunLog>>,
+    /// On a shared store, what each tool waits for before it starts.
+    start_gate: Option<crate::start_gate::StartGate>,
     /// Events settles committed, still to be exported (in order).
     new_events: Vec<RunEvent>,
     /// The plan run of each task running a plan step, and how many of each run's steps run:
@@ -300,10 +307,18 @@ impl Pool {
 
     /// How many actions to keep claimed ahead of free slots (see the module header).
     fn lookahead(&self, max: usize) -> usize {
-        match (self.average_run, &self.run_log) {
-            (Some(average), Some(_)) if average < SHORT_RUN => max * LOOKAHEAD_PER_SLOT,
+        match self.average_run {
+            Some(average) if average < SHORT_RUN && self.starts_provable() => {
+                max * LOOKAHEAD_PER_SLOT
+            }
             _ => 0,
         }
+    }
+
+    /// Whether recovery after a crash can tell a claimed action that never started from one
+    /// that ran: the run log says so, or (on a shared store) the start marks.
+    fn starts_provable(&self) -> bool {
+        self.run_log.is_some() || self.start_gate.is_some()
     }
 
     /// Whether due work would be claimed now: a slot is idle, or the ready queue is down to
@@ -348,10 +363,10 @@ impl Pool {
         self.tasks.is_empty() && self.ready.is_empty()
     }
 
-    /// How long before its due time an action is claimed: `CLAIM_LEAD`, or nothing without a
-    /// run log (recovery could not tell an action claimed early from one that ran).
+    /// How long before its due time an action is claimed: `CLAIM_LEAD`, or nothing without
+    /// proof of starts (recovery could not tell an action claimed early from one that ran).
     fn claim_lead(&self) -> Duration {
-        if self.run_log.is_some() {
+        if self.starts_provable() {
             CLAIM_LEAD
         } else {
             Duration::ZERO
@@ -494,6 +509,14 @@ impl Engine {
             None => None,
         };
 
+        let start_gate = if self.db.shared() {
+            Some(
+                crate::start_gate::StartGate::new(self.db.clone())
+                    .context("cannot start the start gate's thread")?,
+            )
+        } else {
+            None
+        };
         let max = self.config.max_concurrency.max(1);
         let mut pool = Pool {
             tasks: JoinSet::new(),
@@ -503,6 +526,7 @@ impl Engine {
             ready: VecDeque::new(),
             average_run: None,
             run_log,
+            start_gate,
             new_events: Vec::new(),
             step_tasks: HashMap::new(),
             steps_running: HashMap::new(),
@@ -767,6 +791,7 @@ impl Engine {
                 self.config.root.clone(),
                 self.config.limits,
                 pool.run_log.clone(),
+                pool.start_gate.clone(),
             ));
             pool.ids.insert(task.id(), id);
             if let Some(run) = step_run {
@@ -789,6 +814,11 @@ impl Engine {
         summary: &mut EngineSummary,
         next_due_cache: &mut Option<DateTime<Utc>>,
     ) -> bool {
+        // Runs whose claim another node took never started: nothing of theirs is recorded.
+        pool.done.retain(|run| !run.lost);
+        if pool.done.is_empty() {
+            pool.first_done_at = None;
+        }
         let outcomes: Vec<(Uuid, ActionStatus)> = pool
             .done
             .iter()
@@ -1078,11 +1108,33 @@ async fn run_action(
     root: PathBuf,
     mut limits: RunLimits,
     run_log: Option<Arc<crate::orphans::RunLog>>,
+    start_gate: Option<crate::start_gate::StartGate>,
 ) -> RunDone {
-    let started = std::time::Instant::now();
     if let Some(plan_id) = &action.plan {
-        return prepare_plan_run(&action, plan_id, &root, started).await;
+        // Starting a plan run only reads the plan: nothing to mark, doing it again is safe.
+        return prepare_plan_run(&action, plan_id, &root, std::time::Instant::now()).await;
     }
+    if let Some(gate) = start_gate {
+        use crate::start_gate::Admission;
+        match gate.admit(action.id).await {
+            Admission::Start => {}
+            Admission::Lost => {
+                return RunDone {
+                    lost: true,
+                    ..RunDone::ended(action.id, ActionStatus::Running, Duration::ZERO)
+                };
+            }
+            Admission::Failed(reason) => {
+                warn!(id = %action.id, "not started: its start could not be marked ({reason}); trying again shortly");
+                return RunDone {
+                    deferred: true,
+                    is_step: action.step.is_some(),
+                    ..RunDone::ended(action.id, ActionStatus::Failed { reason }, Duration::ZERO)
+                };
+            }
+        }
+    }
+    let started = std::time::Instant::now();
     let mut deferred = false;
     let mut excerpt = None;
     if let Some(ms) = action.timeout_ms {

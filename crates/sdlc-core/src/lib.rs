@@ -11,6 +11,7 @@
 //! - [`tool`]: finding, describing and running tools; mapping a run to a status.
 //! - [`service`]: checks shared by every way of adding an action (CLI, API).
 //! - [`engine`]: the tick loop: claim due actions, run them in a bounded pool, record results.
+//! - `start_gate`: on a shared store, a tool starts only once its start is marked.
 //! - [`daemon_file`]: the file a running daemon publishes so other commands can reach it.
 //! - [`orphans`]: the run log, and killing tools a SIGKILLed daemon left running.
 //! - [`private_file`]: creating the database's companion files for their owner only.
@@ -34,6 +35,7 @@ pub mod private_file;
 pub mod project;
 pub mod schedule;
 pub mod service;
+mod start_gate;
 pub mod store;
 pub mod tool;
 pub mod view;

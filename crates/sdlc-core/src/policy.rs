@@ -353,7 +353,9 @@ mod tests {
             action.recurrence = Some(Recurrence::Every { interval_ms: interval_s as u64 * 1_000 });
             let now = t(gap_s);
             let (runs, skips, next) = replay(action, now, runs_overlap);
-            proptest::prop_assert!(runs <= CATCH_UP_ALL_CAP, "{} runs", runs);
+            // The latest slot before now is due, not missed: when a full replay ends on it
+            // (the gap is just over the cap in slots) it runs as well.
+            proptest::prop_assert!(runs <= CATCH_UP_ALL_CAP + 1, "{} runs", runs);
             proptest::prop_assert!(skips.len() <= 2, "{:?}", skips);
             if let Some(next) = next {
                 // Back on schedule: the next slot after now, not later.

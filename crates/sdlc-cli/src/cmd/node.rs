@@ -91,6 +91,7 @@ fn renew_and_recover(pg: &PgStore, node: &str, waker: &Waker) {
             info!(
                 interrupted = report.interrupted.len(),
                 retried = report.retried,
+                returned = report.returned.len(),
                 "recovered the runs of nodes that stopped renewing their lease"
             );
             waker.wake();

@@ -138,6 +138,15 @@ const MIGRATIONS: &[Migration] = &[
                   record bytea NOT NULL
               );",
     },
+    Migration {
+        version: 3,
+        what: "which claims' tools were started",
+        // `started_claim` is the claim under which the action's tool was started (written
+        // before the tool starts): a dead node's claim without it provably never started.
+        // Running rows from before it are taken as started, since nothing proves otherwise.
+        sql: "ALTER TABLE sdlc_actions ADD COLUMN started_claim uuid;
+              UPDATE sdlc_actions SET started_claim = claim WHERE status = 2;",
+    },
 ];
 
 /// The schema version this build writes.
@@ -149,6 +158,11 @@ const MIGRATION_LOCK: i64 = 0x7364_6c63;
 /// Applies what `client`'s database lacks, all or nothing. A database already at this
 /// build's schema is only read (no lock: commands connect often and at once).
 pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), StoreError> {
+    migrate_to(client, url, LATEST_SCHEMA)
+}
+
+/// Applies the migrations up to version `target` (the latest, but for tests of a migration).
+fn migrate_to(client: &mut postgres::Client, url: &str, target: i64) -> Result<(), StoreError> {
     let current = client
         .query_opt(
             "SELECT version FROM sdlc_schema WHERE to_regclass('sdlc_schema') IS NOT NULL",
@@ -157,7 +171,7 @@ pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), St
         .ok()
         .flatten()
         .map(|row| row.get::<_, i64>(0));
-    if current == Some(LATEST_SCHEMA) {
+    if current == Some(target) {
         return Ok(());
     }
     let mut tx = client
@@ -180,7 +194,10 @@ pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), St
             supported: LATEST_SCHEMA,
         });
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
         tx.batch_execute(migration.sql).map_err(|e| {
             failed(
                 url,
@@ -192,11 +209,11 @@ pub(super) fn migrate(client: &mut postgres::Client, url: &str) -> Result<(), St
             )
         })?;
     }
-    if found < LATEST_SCHEMA {
+    if found < target {
         tx.execute(
             "INSERT INTO sdlc_schema (version) VALUES ($1)
              ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
-            &[&LATEST_SCHEMA],
+            &[&target],
         )
         .map_err(|e| failed(url, "cannot record the schema version", e))?;
     }
@@ -220,4 +237,48 @@ pub(super) fn stored_version(
         .query_opt("SELECT version FROM sdlc_schema", &[])
         .map_err(|e| failed(url, "cannot read the schema version", e))?;
     Ok(row.map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_actions_of_a_schema_2_database_count_as_started_after_migrating() {
+        let url = sdlc_pgtest::Cluster::shared()
+            .expect("the PostgreSQL tests need a server")
+            .fresh_database()
+            .unwrap();
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        migrate_to(&mut client, &url, 2).unwrap();
+        let (running, pending, claim) = (
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        for (id, status, claim) in [(running, 2i16, Some(claim)), (pending, 1, None)] {
+            client
+                .execute(
+                    "INSERT INTO sdlc_actions (id, status, series, updated_at, created_at, tool,
+                         label, run_ids, recurring, claim, record)
+                     VALUES ($1, $2, $1, 0, 0, 't', 'l', '{}', false, $3, '')",
+                    &[&id, &status, &claim],
+                )
+                .unwrap();
+        }
+        migrate(&mut client, &url).unwrap();
+        let started: Vec<(uuid::Uuid, bool)> = client
+            .query(
+                "SELECT id, started_claim IS NOT DISTINCT FROM claim AND claim IS NOT NULL
+                 FROM sdlc_actions ORDER BY id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut expected = vec![(running, true), (pending, false)];
+        expected.sort();
+        assert_eq!(started, expected);
+    }
 }

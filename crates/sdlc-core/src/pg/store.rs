@@ -138,8 +138,9 @@ impl PgStore {
 
     /// Recovers the claims of nodes presumed dead and, with `own`, every claim left under
     /// this node's name (or, before it joined, under no node): the process that held the
-    /// name before is gone, since a live name is refused. `started` applies to those own
-    /// claims only: it is this machine's record of which of them it had started.
+    /// name before is gone, since a live name is refused. A claim whose tool was not marked
+    /// started (see [`PgStore::mark_started`]) goes back to Pending; `started`, this
+    /// machine's run log, adds to the marks for this node's own claims.
     fn recover(
         &self,
         now: DateTime<Utc>,
@@ -150,11 +151,18 @@ impl PgStore {
         let report = self.write_at(
             now,
             |t| {
-                let expired = t.expired_claims(now.timestamp_millis(), None)?;
-                let mut report = rules::recover_in(t, expired, now, None)?;
+                let (expired, marked) = t.expired_claims(now.timestamp_millis(), None)?;
+                let mut report = rules::recover_in(t, expired, now, Some(&marked))?;
                 if own {
-                    let left = t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
-                    let mine = rules::recover_in(t, left, now, started)?;
+                    let (left, marked) =
+                        t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
+                    // A tool started by this build was marked first; the run log may also
+                    // know of one started before the mark existed.
+                    let started: HashSet<Uuid> = match started {
+                        Some(logged) => marked.union(logged).copied().collect(),
+                        None => marked,
+                    };
+                    let mine = rules::recover_in(t, left, now, Some(&started))?;
                     report.interrupted.extend(mine.interrupted);
                     report.retried += mine.retried;
                     report.returned.extend(mine.returned);
@@ -163,8 +171,11 @@ impl PgStore {
             },
             |report| !report.interrupted.is_empty() || !report.returned.is_empty(),
         )?;
-        for id in report.interrupted.iter().chain(&report.returned) {
+        for id in &report.interrupted {
             tracing::warn!(action = %id, "recovered a run its node left (dead, or stopped renewing its lease)");
+        }
+        for id in &report.returned {
+            tracing::info!(action = %id, "its node left it claimed but never started its tool: pending again");
         }
         Ok(report)
     }
@@ -341,6 +352,43 @@ impl PgStore {
         started: Option<&HashSet<Uuid>>,
     ) -> Result<RecoveryReport, StoreError> {
         self.recover(now, true, started)
+    }
+
+    /// Marks the tools of `ids` (claimed by this process) as about to start, in one
+    /// statement: each row whose stored claim is still this process's gets that claim as its
+    /// `started_claim`, which is what recovery of a dead node reads. Answers the ids marked;
+    /// the others were recovered by another node meanwhile (this one stopped renewing its
+    /// lease), are no longer this process's, and must not start.
+    pub fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let (held, tokens): (Vec<Uuid>, Vec<Uuid>) = {
+            let claims = lock(&self.claims);
+            ids.iter()
+                .filter_map(|id| Some((*id, *claims.get(id)?)))
+                .unzip()
+        };
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "UPDATE sdlc_actions a SET started_claim = m.claim
+                 FROM unnest($1::uuid[], $2::uuid[]) AS m(id, claim)
+                 WHERE a.id = m.id AND a.claim = m.claim AND a.status = 2
+                 RETURNING a.id",
+                &[&held, &tokens],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot mark tools as started", e))?;
+        let marked: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        if marked.len() < ids.len() {
+            let mut claims = lock(&self.claims);
+            for id in ids.iter().filter(|id| !marked.contains(id)) {
+                tracing::warn!(
+                    action = %id,
+                    "not started: the action is no longer this node's claim \
+                     (another node recovered it after this one stopped renewing its lease)"
+                );
+                claims.remove(id);
+            }
+        }
+        Ok(marked)
     }
 
     /// Stores a manual run of the action `id`, due at once, outside its schedule.
@@ -605,7 +653,7 @@ impl PgStore {
         let returned = self.write_at(
             now,
             |t| {
-                let mine = t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
+                let (mine, _) = t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
                 let mut returned = Vec::new();
                 for id in mine.into_iter().filter(|id| !known.contains(id)) {
                     let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;

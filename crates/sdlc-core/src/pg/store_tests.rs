@@ -99,6 +99,7 @@ fn a_node_that_stops_renewing_has_its_runs_recovered_and_its_late_outcome_refuse
     let action = due("x", now);
     a.insert(&action).unwrap();
     assert_eq!(a.claim_due(now, 10).unwrap().len(), 1);
+    assert_eq!(a.mark_started(&[action.id]).unwrap(), vec![action.id]);
 
     // While a's lease holds, b leaves its run alone, even at b's own start.
     let soon = now + Duration::milliseconds(500);
@@ -152,6 +153,7 @@ fn a_late_outcome_is_refused_even_when_the_action_runs_again_elsewhere() {
     });
     a.insert(&action).unwrap();
     a.claim_due(now, 10).unwrap();
+    a.mark_started(&[action.id]).unwrap();
     let after = now + Duration::seconds(3);
     let report = b.recover_expired(after).unwrap();
     assert_eq!(report.retried, 1, "its policy retries it");
@@ -193,6 +195,54 @@ fn a_node_presumed_dead_learns_it_on_its_heartbeat_and_records_nothing_more() {
         a.get(action.id).unwrap().unwrap().status,
         ActionStatus::Running
     );
+}
+
+#[test]
+fn what_a_dead_node_claimed_but_never_started_goes_back_to_pending_unharmed() {
+    let url = fresh();
+    let now = Utc::now();
+    let a = node(&url, "a", 1_000, now);
+    let b = node(&url, "b", 60_000, now);
+    let actions: Vec<Action> = (0..3).map(|i| due(&format!("x{i}"), now)).collect();
+    a.insert_many(&actions).unwrap();
+    let claimed: Vec<Uuid> = a.claim_due(now, 10).unwrap().iter().map(|a| a.id).collect();
+    assert_eq!(claimed.len(), 3);
+    // a starts the tool of one of them (marking it first), then dies.
+    let started = claimed[0];
+    assert_eq!(a.mark_started(&[started]).unwrap(), vec![started]);
+
+    let after = now + Duration::seconds(3);
+    let report = b.recover_expired(after).unwrap();
+    assert_eq!(report.interrupted, vec![started], "{report:?}");
+    let mut returned = report.returned.clone();
+    returned.sort();
+    let mut expected = claimed[1..].to_vec();
+    expected.sort();
+    assert_eq!(returned, expected, "the two never started");
+    for id in &claimed[1..] {
+        let stored = b.get(*id).unwrap().unwrap();
+        assert_eq!(stored.status, ActionStatus::Pending);
+        assert!(
+            stored.attempts.is_empty(),
+            "no attempt was used: {stored:?}"
+        );
+    }
+    // b takes them and starts them under its own claims; a, back, can start none of them.
+    let again: Vec<Uuid> = b
+        .claim_due(after, 10)
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(again.len(), 2);
+    assert!(a.mark_started(&again).unwrap().is_empty());
+    assert_eq!(b.mark_started(&again).unwrap().len(), 2);
+    // Started under b's claim: if b died too, they would count as started.
+    b.db().forget_node("b").unwrap();
+    let c = node(&url, "c", 60_000, after);
+    let report = c.recover_expired(after + Duration::seconds(120)).unwrap();
+    assert_eq!(report.interrupted.len(), 2, "{report:?}");
+    assert!(report.returned.is_empty(), "{report:?}");
 }
 
 fn route(path: &str) -> crate::webhook::WebhookRoute {

@@ -9,7 +9,7 @@
 //! statement per table, whatever the number of rows, in id order so that writers lock rows
 //! in one order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -112,12 +112,13 @@ impl<'c> PgTxn<'c> {
     /// from the registry, or its own lease run out: then it is removed from the registry
     /// here, so that its next heartbeat tells it); or, with `left_by`, every Running action
     /// claimed under that node (None: under no node). Locked for recovery; those another
-    /// transaction is recovering are passed over.
+    /// transaction is recovering are passed over. With them, those whose tool was marked
+    /// started under the claim they hold (see `PgStore::mark_started`).
     pub(crate) fn expired_claims(
         &mut self,
         now_ms: i64,
         left_by: Option<Option<&str>>,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<(Vec<Uuid>, HashSet<Uuid>), StoreError> {
         self.send()?;
         let rows = match left_by {
             None => {
@@ -150,11 +151,17 @@ impl<'c> PgTxn<'c> {
         // Read them here, under the lock just taken.
         let rows = self.query(
             "cannot read expired claims",
-            "SELECT id, record FROM sdlc_actions WHERE id = ANY($1)",
+            "SELECT id, record, started_claim IS NOT DISTINCT FROM claim
+             FROM sdlc_actions WHERE id = ANY($1)",
             &[&ids],
         )?;
+        let started = rows
+            .iter()
+            .filter(|row| row.get::<_, bool>(2))
+            .map(|row| row.get(0))
+            .collect();
         self.cache_rows(&rows)?;
-        Ok(ids)
+        Ok((ids, started))
     }
 
     /// Sends what is left and commits. Returns the actions this transaction claimed, with

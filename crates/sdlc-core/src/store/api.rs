@@ -92,6 +92,11 @@ store_interface! {
     /// Recovers what a dead daemon left Running.
     fn startup_recovery_knowing(&self, now: DateTime<Utc>, started: Option<&HashSet<Uuid>>)
         -> Result<RecoveryReport, StoreError>;
+    /// Marks the tools of claimed actions as about to start, under this process's claims;
+    /// answers those it may start (the others were taken over by another node). On a shared
+    /// store a tool starts only once this answered: a dead node's claim without the mark
+    /// provably never started, and goes back to Pending.
+    fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
     /// Stores a manual run of an action, outside its schedule.
     fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
     /// Actions matching `filter`, newest first.

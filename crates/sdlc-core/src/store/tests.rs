@@ -345,6 +345,8 @@ fn an_interrupted_run_is_retried_when_its_policy_allows(db: &dyn Store) {
     });
     db.insert(&action).unwrap();
     db.claim_due(t(0), 1).unwrap();
+    // Its tool started (on PostgreSQL the mark says so; on redb every claim counts).
+    db.mark_started(&[action.id]).unwrap();
     let report = db.startup_recovery(t(50)).unwrap();
     assert_eq!(report.retried, 1);
     let got = db.get(action.id).unwrap().unwrap();
@@ -439,7 +441,14 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else(db: &dyn St
         recurring.clone(),
     ])
     .unwrap();
-    assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 3);
+    let claimed: Vec<Uuid> = db
+        .claim_due(t(10), 10)
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(claimed.len(), 3);
+    db.mark_started(&claimed).unwrap();
     db.complete(done.id, ok(), t(20)).unwrap();
 
     let report = db.startup_recovery(t(30)).unwrap();

@@ -1,0 +1,86 @@
+//! The start gate: on a store several nodes share (PostgreSQL), a claimed action's tool
+//! starts only once the store has marked it started under this process's claim
+//! (`Store::mark_started`). A node that dies leaves proof of what it never started, which
+//! the others' recovery hands back to Pending instead of failing it as interrupted; and a
+//! node that was presumed dead finds its old claims gone before it starts any of them.
+//!
+//! Marks wanted at once go in one statement: the gate's own thread (the store's client
+//! blocks) takes every request waiting when it turns, so under load a round trip serves
+//! many starts. On a redb file there is no gate: the run log is that proof.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::store::Store;
+
+/// What the gate answers for one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Marked: start the tool.
+    Start,
+    /// The claim is another node's now: do not start, record nothing.
+    Lost,
+    /// The mark could not be written (the store unreachable): the tool must not start.
+    Failed(String),
+}
+
+/// A handle on the gate; its thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub(crate) struct StartGate {
+    requests: mpsc::Sender<(Uuid, oneshot::Sender<Admission>)>,
+}
+
+impl StartGate {
+    /// Starts the gate's thread over `db`.
+    pub(crate) fn new(db: Arc<dyn Store>) -> std::io::Result<StartGate> {
+        let (requests, incoming) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sdlc-start-gate".to_string())
+            .spawn(move || serve(&*db, &incoming))?;
+        Ok(StartGate { requests })
+    }
+
+    /// Waits for the mark of action `id`.
+    pub(crate) async fn admit(&self, id: Uuid) -> Admission {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send((id, reply)).is_err() {
+            return Admission::Failed("the start gate has stopped".to_string());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Admission::Failed("the start gate has stopped".to_string()))
+    }
+}
+
+/// Marks every request waiting, one batch per store call, until every handle is gone.
+fn serve(db: &dyn Store, incoming: &mpsc::Receiver<(Uuid, oneshot::Sender<Admission>)>) {
+    while let Ok(first) = incoming.recv() {
+        let mut batch = vec![first];
+        batch.extend(incoming.try_iter());
+        let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        match crate::store::guarded(db, |db| db.mark_started(&ids)) {
+            Ok(marked) => {
+                let marked: HashSet<Uuid> = marked.into_iter().collect();
+                for (id, reply) in batch {
+                    let admission = if marked.contains(&id) {
+                        Admission::Start
+                    } else {
+                        Admission::Lost
+                    };
+                    // A run task that is gone (shutdown) needs no answer.
+                    let _ = reply.send(admission);
+                }
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Admission::Failed(reason.clone()));
+                }
+            }
+        }
+    }
+}
