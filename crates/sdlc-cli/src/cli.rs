@@ -66,6 +66,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ToolCommand,
     },
+    /// Print shell completions (e.g. `sdlc completions bash > ~/.local/share/bash-completion/completions/sdlc`)
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell)
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, in roff (e.g. `sdlc man > ~/.local/share/man/man1/sdlc.1`)
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub(crate) mod node;
 mod notify;
 mod plan;
 mod plan_follow;
+mod reference;
 mod schedule;
 mod show;
 mod status;
@@ -76,6 +77,12 @@ impl Project {
 
 /// Runs the command `cli` names; the exit code is decided here and in `main` only.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These describe the command line itself: they need no project.
+    match &cli.command {
+        Command::Completions { shell } => return reference::completions(*shell),
+        Command::Man => return reference::man(),
+        _ => {}
+    }
     let project = Project::resolve(&cli)?;
     match cli.command {
         Command::Orchestrate(args) => match args.command {
@@ -115,6 +122,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 schedule::next(&project, &id, usize::from(count)).await
             }
         },
+        // Answered above, before the project was looked for.
+        Command::Completions { shell } => reference::completions(shell),
+        Command::Man => reference::man(),
         Command::Tool { command } => match command {
             ToolCommand::List { json } => tool::list(&project, json).await,
             ToolCommand::Run {

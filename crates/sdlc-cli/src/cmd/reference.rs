@@ -1,0 +1,48 @@
+//! `sdlc completions SHELL` and `sdlc man`: the shell completions and the man page, generated
+//! from the clap definitions in `cli.rs`, so they always describe the binary that prints them.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::cli::Cli;
+
+/// Prints the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "sdlc", &mut script);
+    emit(&script)
+}
+
+/// Prints the man page (roff) of `sdlc` and of every subcommand, one after another: `man`
+/// shows the whole reference from one file.
+pub fn man() -> anyhow::Result<ExitCode> {
+    let mut page = Vec::new();
+    render(&Cli::command(), &mut page)?;
+    emit(&page)
+}
+
+/// Renders `command`'s page, then its subcommands' pages (named `sdlc-orchestrate-add`, ...).
+fn render(command: &clap::Command, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        let name = format!("{}-{}", command.get_name(), sub.get_name());
+        let sub = sub.clone().name(name);
+        render(&sub, out)?;
+    }
+    Ok(())
+}
+
+/// Writes generated text to stdout as it is (no terminal escaping: it is for a file or a pipe).
+fn emit(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(crate::output::OutputClosed.into())
+        }
+        Err(err) => Err(anyhow::Error::new(err).context("cannot write to stdout")),
+    }
+}
