@@ -248,6 +248,9 @@ async fn run_events(
         text
     };
     let ndjson = [(header::CONTENT_TYPE, "application/x-ndjson")];
+    // The run and its events are two reads: the run may have ended between them, and then
+    // its last event is among those read (the live feed will not bring it again).
+    let finished = finished || stored.iter().any(|e| e.event == "run_completed");
     if !follow || finished {
         return Ok((ndjson, lines(&stored)).into_response());
     }

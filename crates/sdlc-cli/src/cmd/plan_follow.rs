@@ -101,7 +101,8 @@ pub async fn events(project: &Project, run: Uuid, follow: bool) -> anyhow::Resul
         let mut failed = None;
         client
             .run_events(run, follow, 0, |event| match print_json(&event) {
-                Ok(()) => true,
+                // Nothing follows a run's end.
+                Ok(()) => event.event != "run_completed",
                 Err(err) => {
                     failed = Some(err);
                     false
