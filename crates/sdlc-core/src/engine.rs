@@ -271,6 +271,10 @@ impl Pool {
         match joined {
             Ok((task, run)) => {
                 self.ids.remove(&task);
+                if run.lost {
+                    // Never started, its claim another node's now: nothing to record.
+                    return;
+                }
                 // An average over the last ~8 runs.
                 self.average_run = Some(match self.average_run {
                     Some(average) => (average * 7 + run.duration) / 8,
@@ -814,11 +818,6 @@ impl Engine {
         summary: &mut EngineSummary,
         next_due_cache: &mut Option<DateTime<Utc>>,
     ) -> bool {
-        // Runs whose claim another node took never started: nothing of theirs is recorded.
-        pool.done.retain(|run| !run.lost);
-        if pool.done.is_empty() {
-            pool.first_done_at = None;
-        }
         let outcomes: Vec<(Uuid, ActionStatus)> = pool
             .done
             .iter()

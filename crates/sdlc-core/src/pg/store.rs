@@ -133,20 +133,14 @@ impl PgStore {
     /// back to Pending when its retry policy allows. Any live node may run this at any time;
     /// two at once recover different actions.
     pub fn recover_expired(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
-        self.recover(now, false, None)
+        self.recover(now, false)
     }
 
     /// Recovers the claims of nodes presumed dead and, with `own`, every claim left under
     /// this node's name (or, before it joined, under no node): the process that held the
     /// name before is gone, since a live name is refused. A claim whose tool was not marked
-    /// started (see [`PgStore::mark_started`]) goes back to Pending; `started`, this
-    /// machine's run log, adds to the marks for this node's own claims.
-    fn recover(
-        &self,
-        now: DateTime<Utc>,
-        own: bool,
-        started: Option<&HashSet<Uuid>>,
-    ) -> Result<RecoveryReport, StoreError> {
+    /// started (see [`PgStore::mark_started`]) goes back to Pending.
+    fn recover(&self, now: DateTime<Utc>, own: bool) -> Result<RecoveryReport, StoreError> {
         let node = self.node();
         let report = self.write_at(
             now,
@@ -156,13 +150,7 @@ impl PgStore {
                 if own {
                     let (left, marked) =
                         t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
-                    // A tool started by this build was marked first; the run log may also
-                    // know of one started before the mark existed.
-                    let started: HashSet<Uuid> = match started {
-                        Some(logged) => marked.union(logged).copied().collect(),
-                        None => marked,
-                    };
-                    let mine = rules::recover_in(t, left, now, Some(&started))?;
+                    let mine = rules::recover_in(t, left, now, Some(&marked))?;
                     report.interrupted.extend(mine.interrupted);
                     report.retried += mine.retried;
                     report.returned.extend(mine.returned);
@@ -344,14 +332,16 @@ impl PgStore {
 
     /// Recovery at start (see `ActionDb::startup_recovery_knowing`). The database is shared:
     /// what live nodes run is theirs, so what is recovered is the claims of nodes presumed
-    /// dead, and those left under this node's own name by the process that held it before
-    /// (`started`, this machine's run log, says which of those it had started).
+    /// dead, and those left under this node's own name by the process that held it before.
+    /// Which of them started is what the start marks say: every tool is marked before it
+    /// starts (and rows from before the marks count as started), so the run log (`_started`)
+    /// adds nothing here.
     pub fn startup_recovery_knowing(
         &self,
         now: DateTime<Utc>,
-        started: Option<&HashSet<Uuid>>,
+        _started: Option<&HashSet<Uuid>>,
     ) -> Result<RecoveryReport, StoreError> {
-        self.recover(now, true, started)
+        self.recover(now, true)
     }
 
     /// Marks the tools of `ids` (claimed by this process) as about to start, in one
@@ -376,7 +366,7 @@ impl PgStore {
                 &[&held, &tokens],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot mark tools as started", e))?;
-        let marked: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        let marked: HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
         if marked.len() < ids.len() {
             let mut claims = lock(&self.claims);
             for id in ids.iter().filter(|id| !marked.contains(id)) {
@@ -388,7 +378,7 @@ impl PgStore {
                 claims.remove(id);
             }
         }
-        Ok(marked)
+        Ok(marked.into_iter().collect())
     }
 
     /// Stores a manual run of the action `id`, due at once, outside its schedule.

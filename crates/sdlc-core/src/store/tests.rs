@@ -542,6 +542,8 @@ fn recovery_with_the_run_log_proof_hands_back_what_never_started(db: &dyn Store)
     db.insert_many(&[ran.clone(), claimed_only.clone()])
         .unwrap();
     assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 2);
+    // The tool of `ran` started: marked first (PostgreSQL's proof), and logged (redb's).
+    db.mark_started(&[ran.id]).unwrap();
     let started = std::collections::HashSet::from([ran.id]);
     let report = db.startup_recovery_knowing(t(30), Some(&started)).unwrap();
     assert_eq!(report.interrupted, vec![ran.id]);
