@@ -573,8 +573,19 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
         Duration::from_secs(5),
         || daemon.stderr().contains("still running").then_some(()),
     );
-    let action = project.find(&id);
-    assert!(action["reason"].as_str().unwrap().contains("interrupted"));
+    // Recovery marks the action after the orphan's kill is reported: wait for that commit.
+    let reason = wait_for(
+        "the interrupted action to be marked failed",
+        Duration::from_secs(10),
+        || {
+            let action = project.find(&id);
+            (action["status"] == "failed").then(|| action["reason"].as_str().map(str::to_string))
+        },
+    );
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("interrupted"),
+        "reason: {reason:?}"
+    );
 }
 
 /// Promise: claiming ahead never costs a run. The daemon claims short runs ahead of its free
