@@ -583,7 +583,10 @@ fn orphans_of_a_killed_daemon_are_killed_at_the_next_start() {
         },
     );
     assert!(
-        reason.as_deref().unwrap_or_default().contains("interrupted"),
+        reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("interrupted"),
         "reason: {reason:?}"
     );
 }

@@ -144,6 +144,11 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub idle_timeout: std::time::Duration,
 
+    /// Serve GET /metrics without a token to scrapers on this machine (loopback peers);
+    /// others still need the token
+    #[arg(long)]
+    pub metrics_open: bool,
+
     /// Answer 408 to a request (its body included) that takes longer than this
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: std::time::Duration,

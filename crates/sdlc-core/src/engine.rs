@@ -188,6 +188,7 @@ pub struct Engine {
     waker: Waker,
     export: std::sync::Mutex<EventExport>,
     stats: Arc<crate::engine_stats::EngineStats>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One run that ended, waiting to be recorded.
@@ -408,6 +409,7 @@ impl Engine {
             clock,
             config,
             stats,
+            metrics: Arc::default(),
             waker: Waker {
                 notify: Arc::new(Notify::new()),
                 runs: Arc::default(),
@@ -424,6 +426,11 @@ impl Engine {
     /// What the loop is doing (busy slots, last commit), updated as it turns.
     pub fn stats(&self) -> Arc<crate::engine_stats::EngineStats> {
         self.stats.clone()
+    }
+
+    /// What the loop counts for `/metrics` (runs, lateness, commits, plan runs).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// Where the plan runs' events are published as the loop exports them.
@@ -457,6 +464,7 @@ impl Engine {
             let expected = after.map_or(0, |seq| seq + 1);
             let contiguous = events.first().is_some_and(|first| first.seq == expected);
             if contiguous {
+                self.count_finished_runs(&events);
                 self.lock_export().export(run, &events);
                 continue;
             }
@@ -464,9 +472,20 @@ impl Engine {
                 .blocking(move |db| db.run_events(run, after, usize::MAX))
                 .await
             {
-                Ok(events) => self.lock_export().export(run, &events),
+                Ok(events) => {
+                    self.count_finished_runs(&events);
+                    self.lock_export().export(run, &events);
+                }
                 Err(err) => warn!(%run, "could not read the run's events to export: {err:#}"),
             }
+        }
+    }
+
+    /// Counts the plan runs that `events` (each exported once) end.
+    fn count_finished_runs(&self, events: &[RunEvent]) {
+        for event in events.iter().filter(|e| e.event == "run_completed") {
+            let status = event.detail.get("status").and_then(|s| s.as_str());
+            self.metrics.plan_run_finished(status.unwrap_or("unknown"));
         }
     }
 
@@ -796,6 +815,10 @@ impl Engine {
                 self.config.limits,
                 pool.run_log.clone(),
                 pool.start_gate.clone(),
+                StartWatch {
+                    metrics: self.metrics.clone(),
+                    clock: self.clock.clone(),
+                },
             ));
             pool.ids.insert(task.id(), id);
             if let Some(run) = step_run {
@@ -867,6 +890,7 @@ impl Engine {
         } else {
             StepClaim::WithinLimit
         };
+        let commit_began = Instant::now();
         let mut settled = match self
             .blocking(move |db| {
                 let work = SettleWork {
@@ -885,6 +909,8 @@ impl Engine {
         {
             Ok((settled, next_due)) => {
                 self.stats.committed(now);
+                self.metrics
+                    .committed(crate::metrics::Writer::Engine, commit_began.elapsed());
                 *next_due_cache = next_due;
                 if !returned.is_empty() {
                     debug!(count = returned.len(), "actions claimed ahead handed back");
@@ -980,7 +1006,12 @@ impl Engine {
         pool.new_events.append(&mut settled.events);
         for finished in &settled.finished {
             let action = &finished.action;
-            let duration_ms = durations.get(&action.id).map(|d| d.as_millis() as u64);
+            let duration = durations.get(&action.id).copied();
+            let duration_ms = duration.map(|d| d.as_millis() as u64);
+            if let Some(outcome) = run_outcome(&action.status) {
+                self.metrics
+                    .run_finished(&action.tool_name, outcome, duration);
+            }
             match &action.status {
                 ActionStatus::Pending => {
                     let retry_at = action.retry_at.map(|t| t.to_rfc3339());
@@ -1101,6 +1132,24 @@ impl Engine {
     }
 }
 
+/// The word `/metrics` counts a recorded run under (None: not the end of a run).
+fn run_outcome(status: &ActionStatus) -> Option<&'static str> {
+    match status {
+        ActionStatus::Completed { .. } => Some("completed"),
+        ActionStatus::Failed { .. } => Some("failed"),
+        // Recorded as failed, pending again for its retry.
+        ActionStatus::Pending => Some("retrying"),
+        ActionStatus::AwaitingApproval { .. } => Some("awaiting_approval"),
+        _ => None,
+    }
+}
+
+/// What a run needs to tell `/metrics` how late its tool started.
+struct StartWatch {
+    metrics: Arc<crate::metrics::Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
 /// Runs one claimed action's tool and maps the run to the status it ends in.
 async fn run_action(
     action: Action,
@@ -1108,6 +1157,7 @@ async fn run_action(
     mut limits: RunLimits,
     run_log: Option<Arc<crate::orphans::RunLog>>,
     start_gate: Option<crate::start_gate::StartGate>,
+    watch: StartWatch,
 ) -> RunDone {
     if let Some(plan_id) = &action.plan {
         // Starting a plan run only reads the plan: nothing to mark, doing it again is safe.
@@ -1133,6 +1183,9 @@ async fn run_action(
             }
         }
     }
+    watch
+        .metrics
+        .run_started(watch.clock.now() - action.due_at());
     let started = std::time::Instant::now();
     let mut deferred = false;
     let mut excerpt = None;

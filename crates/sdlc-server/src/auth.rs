@@ -4,8 +4,8 @@
 //! (`ui::session`).
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -17,24 +17,32 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
+    authorize(&state, request.method(), request.headers()).await?;
+    Ok(next.run(request).await)
+}
+
+/// Checks a request's credentials: the bearer token, or a dashboard session (with its CSRF
+/// proof for a change).
+pub async fn authorize(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
     if presented.is_none()
-        && let Some(found) = crate::ui::session::find(&state, request.headers()).await?
+        && let Some(found) = crate::ui::session::find(state, headers).await?
     {
-        if !crate::ui::session::is_safe(request.method()) {
-            crate::ui::session::check_csrf(request.headers(), &found.session)?;
+        if !crate::ui::session::is_safe(method) {
+            crate::ui::session::check_csrf(headers, &found.session)?;
         }
-        return Ok(next.run(request).await);
+        return Ok(());
     }
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token().as_bytes()) => {
-            Ok(next.run(request).await)
-        }
+        Some(token) if constant_time_eq(token.as_bytes(), state.token().as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong token: use the token in the daemon's .daemon.json file beside its database",

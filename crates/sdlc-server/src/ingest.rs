@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use sdlc_core::clock::Clock;
 use sdlc_core::engine::Waker;
+use sdlc_core::metrics::{Metrics, Writer};
 use sdlc_core::store::Ingested;
 use sdlc_core::store::Store;
 use sdlc_core::webhook::Delivery;
@@ -41,7 +42,12 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts the writer thread; it ends when every `Ingestor` is dropped. `engine` is woken
     /// after each batch that stored a new delivery.
-    pub fn start(db: Arc<dyn Store>, clock: Arc<dyn Clock>, engine: Waker) -> Ingestor {
+    pub fn start(
+        db: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        engine: Waker,
+        metrics: Arc<Metrics>,
+    ) -> Ingestor {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("webhook-writer".into())
@@ -49,7 +55,7 @@ impl Ingestor {
                 // Nothing joins this thread: holding the database only while storing a batch
                 // lets the daemon's last handle close it cleanly at shutdown.
                 let db = Arc::downgrade(&db);
-                move || write_batches(&db, clock.as_ref(), &engine, rx)
+                move || write_batches(&db, clock.as_ref(), &engine, &metrics, rx)
             })
             .expect("the webhook writer thread starts");
         Ingestor { tx }
@@ -72,6 +78,7 @@ fn write_batches(
     db: &Weak<dyn Store>,
     clock: &dyn Clock,
     engine: &Waker,
+    metrics: &Metrics,
     mut rx: mpsc::Receiver<(Delivery, Reply)>,
 ) {
     while let Some(first) = rx.blocking_recv() {
@@ -83,6 +90,7 @@ fn write_batches(
             }
         }
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.into_iter().unzip();
+        let began = std::time::Instant::now();
         let stored = match db.upgrade() {
             // A panic in the store fails this batch's requests, not every later one.
             Some(db) => {
@@ -103,6 +111,7 @@ fn write_batches(
         };
         match stored {
             Ok(results) => {
+                metrics.committed(Writer::Ingest, began.elapsed());
                 if results.iter().any(|result| !result.duplicate) {
                     engine.wake();
                 }

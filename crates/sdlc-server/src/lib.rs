@@ -13,6 +13,7 @@
 //! - [`delivery_log`]: the last webhook requests and what became of each.
 //! - [`listener`]: the accept loop: connection cap, idle and request timeouts.
 //! - [`auth`]: the bearer-token check every management request passes.
+//! - [`metrics_api`]: `GET /metrics`, the Prometheus exposition.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
 //! - [`ui`]: the dashboard at `/` (pages, login and sessions, the live event stream).
@@ -29,6 +30,7 @@ pub mod error;
 pub mod history_api;
 mod ingest;
 pub mod listener;
+pub mod metrics_api;
 pub mod notify_api;
 pub mod notify_sender;
 pub mod plans_api;
@@ -42,7 +44,7 @@ use std::future::Future;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use client::{ClientError, DaemonClient, Verdict};
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
                 // The ingress handler enforces --max-body itself, with a JSON 413.
                 .layer(DefaultBodyLimit::disable()),
         )
+        .route(metrics_api::PATH, get(metrics_api::scrape))
         .nest("/api/orchestrator", api::routes(state.clone()))
         .merge(ui::routes())
         .fallback(not_found)

@@ -70,8 +70,8 @@ pub async fn serve_with_limits(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // EMFILE and friends: log once a minute at most, back off, carry on.
                 if last_accept_error.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
@@ -91,6 +91,7 @@ pub async fn serve_with_limits(
         let connection = registry.add();
         tokio::spawn(serve_connection(
             stream,
+            peer,
             router.clone(),
             limits,
             connection,
@@ -107,14 +108,22 @@ pub async fn serve_with_limits(
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     connection: Arc<Connection>,
     registry: Registry,
 ) {
     let tracked = connection.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         let router = router.clone();
+        // Only `/metrics` asks who is calling (`--metrics-open`): other requests skip the
+        // extension's allocation.
+        if request.uri().path() == crate::metrics_api::PATH {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let busy = tracked.busy();
         async move {
             let response =

@@ -56,6 +56,7 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 /// Delivers notifications until `stop` resolves.
 pub async fn run(
     db: Arc<dyn Store>,
+    metrics: Arc<sdlc_core::metrics::Metrics>,
     config: SenderConfig,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -121,7 +122,7 @@ pub async fn run(
             }
         }
         yield_to_tick(&db).await;
-        let recorded = record(&db, tries, config.retry).await;
+        let recorded = record(&db, &metrics, tries, config.retry).await;
         if stopped {
             return;
         }
@@ -180,6 +181,7 @@ async fn yield_to_tick(db: &Arc<dyn Store>) {
 /// be recorded.
 async fn record(
     db: &Arc<dyn Store>,
+    metrics: &sdlc_core::metrics::Metrics,
     tries: Vec<(Notification, TryOutcome)>,
     retry: RetrySchedule,
 ) -> bool {
@@ -202,6 +204,12 @@ async fn record(
     for note in changed {
         let receiver = note.receiver.masked();
         let answer = note.last_answer.as_deref().unwrap_or("");
+        let outcome = match note.state {
+            DeliveryState::Sent => "sent",
+            DeliveryState::Pending => "retrying",
+            DeliveryState::Failed => "failed",
+        };
+        metrics.notification(note.receiver.kind.as_str(), outcome);
         match note.state {
             DeliveryState::Sent => info!(
                 id = %note.id, event = %note.event, task = %note.subject.task, %receiver,

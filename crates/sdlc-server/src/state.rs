@@ -12,6 +12,7 @@ use sdlc_core::store::Store;
 use sdlc_core::webhook::{Delivery, WebhookRoute};
 
 use sdlc_core::engine_stats::EngineStats;
+use sdlc_core::metrics::Metrics;
 
 use crate::delivery_log::{DeliveryLog, DeliveryRecord};
 use crate::ingest::Ingestor;
@@ -47,6 +48,10 @@ pub struct AppStateConfig {
     pub run_events: tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent>,
     /// The engine's figures for the dashboard (`Engine::stats`); None without an engine.
     pub engine_stats: Option<Arc<EngineStats>>,
+    /// What `/metrics` exports (`Engine::metrics`, shared with the engine).
+    pub metrics: Arc<Metrics>,
+    /// `--metrics-open`: `/metrics` answers a loopback peer without a token.
+    pub metrics_open: bool,
 }
 
 impl AppState {
@@ -63,6 +68,7 @@ impl AppState {
             config.db.clone(),
             config.clock.clone(),
             config.waker.clone(),
+            config.metrics.clone(),
         );
         let events = EventHub::new(config.clock.now().timestamp_millis());
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -165,8 +171,24 @@ impl AppState {
         &self.deliveries
     }
 
-    /// Notes one webhook request, and tells the dashboard when a page listens.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn metrics_open(&self) -> bool {
+        self.inner.metrics_open
+    }
+
+    /// Notes one webhook request (log, metrics), and tells the dashboard when a page listens.
     pub fn record_delivery(&self, record: DeliveryRecord) {
+        let route = if record.route_id.is_some() {
+            record.path.as_str()
+        } else {
+            ""
+        };
+        self.inner
+            .metrics
+            .delivery(route, record.outcome.as_str(), record.status);
         if self.events.has_clients() {
             self.events.publish(
                 "delivery",

@@ -94,6 +94,8 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
             run_events: engine.run_events(),
             engine_stats: Some(engine.stats()),
+            metrics: engine.metrics(),
+            metrics_open: args.metrics_open,
         })
     })
     .context("cannot read the webhook routes")?;
@@ -146,6 +148,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
     let (stop_sender, sender_stop) = watch::channel(false);
     let sender = tokio::spawn(sdlc_server::notify_sender::run(
         db.clone(),
+        engine.metrics(),
         sdlc_server::notify_sender::SenderConfig {
             retry: sdlc_core::notify::RetrySchedule {
                 first: args.notify_backoff,
