@@ -29,12 +29,35 @@ pub struct Cli {
     )]
     pub db: Option<String>,
 
+    /// The daemon's settings file (default: .sdlc/orchestrator.toml when it exists); flags and
+    /// environment variables override it
+    #[arg(long, global = true, env = "SDLC_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How logs are written on stderr: text, or one JSON object a line for log shippers
+    #[arg(
+        long,
+        global = true,
+        env = "SDLC_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {
@@ -243,6 +266,13 @@ pub enum OrchestrateCommand {
     /// Show whether a daemon serves the database, its storage's health and counts by status
     Status {
         /// Print the status as JSON (the same fields as GET /api/orchestrator/status)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the daemon's effective settings and where each came from (default, file,
+    /// environment, flag), secrets masked
+    Config {
+        /// Print them as JSON
         #[arg(long)]
         json: bool,
     },

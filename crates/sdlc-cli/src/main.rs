@@ -6,21 +6,33 @@
 //! - `cmd/*`: one file per command.
 //! - `backend`: reaches the database through a running daemon, or opens it directly.
 //! - `output`: tables and the human-readable record.
+//! - `config`: `.sdlc/orchestrator.toml`, applied as the flags' defaults.
+//! - `logging`: stderr logs as text or JSON (`--log-format`).
+//! - `systemd`: readiness and stopping notifications for a `Type=notify` unit.
 
 #[macro_use]
 mod output;
 mod backend;
 mod cli;
 mod cmd;
+mod config;
+mod logging;
+mod systemd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     quiet_contained_panics();
-    let cli = cli::Cli::parse();
-    init_logging(&cli);
+    let config::Parsed { cli, settings } = match config::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        // clap prints its own error with the usage, and exits 2 (0 for --help, --version).
+        Err(config::ParseError::CommandLine(err)) => err.exit(),
+        Err(config::ParseError::Config(err)) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,12 +43,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    match runtime.block_on(cmd::run(cli, settings)) {
         Ok(code) => code,
         // The reader went away (`| head`, a pager quit): nothing left to say to anyone.
         Err(err) if err.is::<output::OutputClosed>() => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            logging::error(&format!("{err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -54,24 +66,4 @@ fn quiet_contained_panics() {
             default(info);
         }
     }));
-}
-
-/// Logs go to stderr; stdout is each command's output. `RUST_LOG` wins over `-v`.
-fn init_logging(cli: &cli::Cli) {
-    let default = match (cli.is_daemon(), cli.verbose) {
-        (_, v) if v >= 2 => "debug",
-        (true, _) | (false, 1) => "info",
-        // A plan run followed here prints each step's outcome itself; the engine it may run
-        // in-process would say the same again for every failed step.
-        (false, _) if cli.follows_a_plan_run() => "warn,sdlc_core::engine=error",
-        (false, _) => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
 }

@@ -540,6 +540,7 @@ impl Engine {
         } else {
             None
         };
+        self.stats.set_ready();
         let max = self.config.max_concurrency.max(1);
         let mut pool = Pool {
             tasks: JoinSet::new(),

@@ -1,6 +1,7 @@
-//! What the engine is doing right now (busy slots, claimed ahead, its last commit), for the
-//! dashboard's health panel. The loop stores plain numbers once per turn; readers take a
-//! snapshot without locking anything the loop needs.
+//! What the engine is doing right now (busy slots, claimed ahead, its last commit, whether
+//! start-up recovery is done), for the dashboard's health panel, `/metrics` and readiness.
+//! The loop stores plain numbers once per turn; readers take a snapshot without locking
+//! anything the loop needs.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
@@ -17,6 +18,8 @@ pub struct EngineStats {
     commits: AtomicU64,
     /// Milliseconds since the epoch of the last settle's commit; 0 before the first.
     last_commit_ms: AtomicI64,
+    /// True once start-up recovery is committed and the loop runs.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// One reading of [`EngineStats`].
@@ -40,7 +43,17 @@ impl EngineStats {
             claimed_ahead: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
             last_commit_ms: AtomicI64::new(0),
+            ready: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Watches for the engine's start-up recovery to be done (then it turns true, for good).
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.send_replace(true);
     }
 
     pub(crate) fn set_load(&self, busy: usize, claimed_ahead: usize) {

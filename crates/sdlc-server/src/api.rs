@@ -470,14 +470,20 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "reopen_attempts": fault.reopen_attempts,
         }),
     };
-    Json(json!({
+    let mut answer = json!({
         "pid": std::process::id(),
         "root": state.root(),
         "db": state.db().location(),
         "storage": storage,
         "actions": counts,
         "webhook_inbox": inbox,
-    }))
+    });
+    // The engine's own view: how long it has run and how many of its slots are taken.
+    if let Some(stats) = state.engine_stats() {
+        let now = state.clock().now();
+        answer["engine"] = json!(stats.snapshot(now));
+    }
+    Json(answer)
 }
 
 async fn unknown_route() -> ApiError {

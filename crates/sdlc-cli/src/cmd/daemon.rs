@@ -120,20 +120,20 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         )
     })?;
     if let Some(pg) = &opened.pg {
-        eprintln!(
+        crate::logging::say(&format!(
             "sdlc orchestrate: node {} on PostgreSQL database {}, lease {}s",
             node,
             pg.location(),
             args.lease.as_secs_f64()
-        );
+        ));
     }
-    eprintln!(
+    crate::logging::say(&format!(
         "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
         project.db_shown(),
         args.tick_rate.as_secs_f64(),
         args.max_concurrency,
         limits.max_connections
-    );
+    ));
 
     // The server stops after the engine: requests that come while running tools finish
     // their grace period are still answered (what they add waits for the next start).
@@ -158,16 +158,26 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         },
         stopped(sender_stop),
     ));
+    // systemd's READY=1 once the engine has recovered what a dead daemon left (the
+    // listener is bound already): from then on every command sees the recovered state.
+    let mut recovered = engine.stats().ready();
+    let readiness = tokio::spawn(async move {
+        if recovered.wait_for(|ready| *ready).await.is_ok() {
+            crate::systemd::ready(bound);
+        }
+    });
     let engine_run = run_on_own_thread(engine, stopped(engine_stop));
     tokio::pin!(engine_run);
     let result = tokio::select! {
         result = &mut engine_run => result,
         () = shutdown_requested => {
             info!("shutdown requested");
+            crate::systemd::stopping();
             let _ = stop_engine.send(true);
             engine_run.await
         }
     };
+    readiness.abort();
     let _ = stop_server.send(true);
     let _ = stop_sender.send(true);
     if let Some(duties) = node_duties {

@@ -4,6 +4,7 @@ mod add;
 mod approve;
 mod cancel;
 mod check;
+mod config;
 mod daemon;
 mod edit;
 mod list;
@@ -76,7 +77,7 @@ impl Project {
 }
 
 /// Runs the command `cli` names; the exit code is decided here and in `main` only.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<ExitCode> {
     // These describe the command line itself: they need no project.
     match &cli.command {
         Command::Completions { shell } => return reference::completions(*shell),
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
             Some(OrchestrateCommand::Edit(args)) => edit::run(&project, args).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
+            Some(OrchestrateCommand::Config { json }) => config::run(&project, &settings, json),
             Some(OrchestrateCommand::Notifications {
                 status,
                 limit,

@@ -44,6 +44,20 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
         Some(info) => outln!("daemon:   running (pid {}, http://{})", info.pid, info.addr)?,
         None => outln!("daemon:   not running")?,
     }
+    if let Some(engine) = status["engine"].as_object() {
+        let uptime = engine["uptime_secs"].as_i64().unwrap_or(0);
+        outln!(
+            "uptime:   {} (since {})",
+            uptime_text(uptime),
+            engine["started_at"].as_str().unwrap_or("?")
+        )?;
+        outln!(
+            "slots:    {} busy of {}, {} claimed ahead",
+            engine["busy"],
+            engine["max_concurrency"],
+            engine["claimed_ahead"]
+        )?;
+    }
     outln!("database: {}", project.db_shown())?;
     let storage = &status["storage"];
     if storage["state"] == "ok" {
@@ -91,6 +105,18 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An uptime in its two largest units: `2d 3h`, `5h 12m`, `4m 10s`, `12s`.
+fn uptime_text(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 /// The nodes registered on the PostgreSQL database at `url`, for `status`.
 fn nodes(url: &str) -> anyhow::Result<Value> {
     let now = chrono::Utc::now();
@@ -110,4 +136,17 @@ fn nodes(url: &str) -> anyhow::Result<Value> {
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uptime_text;
+
+    #[test]
+    fn uptime_is_shown_in_its_two_largest_units() {
+        assert_eq!(uptime_text(12), "12s");
+        assert_eq!(uptime_text(250), "4m 10s");
+        assert_eq!(uptime_text(5 * 3600 + 12 * 60 + 9), "5h 12m");
+        assert_eq!(uptime_text(2 * 86_400 + 3 * 3600 + 59), "2d 3h");
+    }
 }
