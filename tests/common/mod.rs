@@ -353,7 +353,11 @@ impl Daemon {
                 );
             }
             stderr.lock().unwrap().push_str(&line);
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let announced = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = announced {
                 addr = rest.split(',').next().and_then(|a| a.trim().parse().ok());
             }
         }

@@ -167,6 +167,14 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub idle_timeout: std::time::Duration,
 
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve GET /metrics without a token to scrapers on this machine (loopback peers);
     /// others still need the token
     #[arg(long)]

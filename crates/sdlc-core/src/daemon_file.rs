@@ -21,6 +21,22 @@ pub struct DaemonInfo {
     pub token: String,
     pub db: PathBuf,
     pub started_at: DateTime<Utc>,
+    /// With `--tls-cert`: the hex SHA-256 of the certificate the listener presents, which the
+    /// CLI pins (it connects by address, so a name check could not pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sha256: Option<String>,
+}
+
+impl DaemonInfo {
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls_sha256.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
 }
 
 /// `<db>.daemon.json`.
@@ -101,6 +117,7 @@ mod tests {
             token: "secret".into(),
             db: db.to_path_buf(),
             started_at: Utc::now(),
+            tls_sha256: None,
         }
     }
 

@@ -63,13 +63,28 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl DaemonClient {
     pub fn new(info: &DaemonInfo) -> DaemonClient {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .no_proxy()
+            .no_proxy();
+        // Over TLS, the one certificate the daemon published; a file naming none that cannot
+        // be read leaves a client that fails to connect, saying so, like a dead daemon.
+        let builder = match info
+            .tls_sha256
+            .as_deref()
+            .map(crate::tls::pinned_client_config)
+        {
+            Some(Ok(config)) => builder.use_preconfigured_tls(config),
+            Some(Err(err)) => {
+                tracing::warn!("the daemon file's TLS fingerprint: {err}");
+                builder.https_only(true)
+            }
+            None => builder,
+        };
+        let http = builder
             .build()
-            .expect("a client with only a timeout and no proxy always builds");
+            .expect("a client with a timeout, no proxy and a rustls configuration builds");
         DaemonClient {
-            base: format!("http://{}/api/orchestrator", info.addr),
+            base: format!("{}/api/orchestrator", info.base_url()),
             token: info.token.clone(),
             http,
         }

@@ -12,6 +12,7 @@
 //! - `ingest`: the group-commit writer behind webhook ingress.
 //! - [`delivery_log`]: the last webhook requests and what became of each.
 //! - [`listener`]: the accept loop: connection cap, idle and request timeouts.
+//! - [`tls`]: HTTPS on the listener, and the CLI's pinned client side.
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`metrics_api`]: `GET /metrics`, the Prometheus exposition.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
@@ -36,6 +37,7 @@ pub mod notify_sender;
 pub mod plans_api;
 mod state;
 mod stream;
+pub mod tls;
 pub mod tools_api;
 pub mod ui;
 pub mod webhooks;
@@ -75,12 +77,14 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// Serves `router(state)` on `listener` within `limits` until `shutdown` completes.
+/// Serves `router(state)` on `listener` within `limits` (over TLS when `tls` is given) until
+/// `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve_with_limits(listener, router(state), limits, shutdown).await
+    listener::serve_with_limits(listener, router(state), limits, tls, shutdown).await
 }

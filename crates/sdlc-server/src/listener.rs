@@ -9,6 +9,9 @@
 //! sending its headers) rather than waiting behind it, so a flood of idle sockets cannot keep
 //! real clients out; only when every connection is busy is the new one closed at once.
 //!
+//! With TLS, the handshake happens on the connection's own task, within `idle_timeout`, so a
+//! client that never finishes one holds nothing but its slot.
+//!
 //! What it does not do: route or answer requests (`router` does).
 
 use std::collections::HashMap;
@@ -60,6 +63,7 @@ pub async fn serve_with_limits(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = Registry::default();
@@ -89,14 +93,37 @@ pub async fn serve_with_limits(
         }
         let _ = stream.set_nodelay(true);
         let connection = registry.add();
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            limits,
-            connection,
-            registry.clone(),
-        ));
+        let (router, registry) = (router.clone(), registry.clone());
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(
+                    stream, peer, router, limits, connection, registry,
+                ));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream));
+                    let outcome = tokio::select! {
+                        outcome = handshake => outcome,
+                        () = connection.evict.notified() => return registry.remove(connection.id),
+                        () = connection.close.notified() => return registry.remove(connection.id),
+                    };
+                    match outcome {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, limits, connection, registry)
+                                .await
+                        }
+                        // A failed or abandoned handshake: nothing was asked, nothing to answer.
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {err}");
+                            registry.remove(connection.id);
+                        }
+                        Err(_) => registry.remove(connection.id),
+                    }
+                });
+            }
+        }
     }
     registry.close_all();
     let deadline = Instant::now() + SHUTDOWN_DRAIN;
@@ -106,14 +133,16 @@ pub async fn serve_with_limits(
     Ok(())
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: std::net::SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     connection: Arc<Connection>,
     registry: Registry,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let tracked = connection.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         let router = router.clone();

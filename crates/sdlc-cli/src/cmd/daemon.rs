@@ -57,6 +57,10 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             "the last daemon did not stop cleanly; the database passed its integrity check"
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sdlc_server::tls::load(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "cannot listen on {}: pass --listen with a free address (127.0.0.1:0 picks any free port)",
@@ -111,6 +115,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             token,
             db: project.db_path.clone(),
             started_at: Utc::now(),
+            tls_sha256: tls.as_ref().map(|tls| tls.fingerprint.clone()),
         },
     )
     .with_context(|| {
@@ -127,8 +132,14 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             args.lease.as_secs_f64()
         ));
     }
+    if tls.is_none() && !bound.ip().is_loopback() {
+        warn!(
+            "listening on {bound} without TLS: tokens and webhook bodies cross the network in clear; pass --tls-cert and --tls-key, or listen on loopback behind a reverse proxy that terminates TLS (see README)"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     crate::logging::say(&format!(
-        "sdlc orchestrate: listening on http://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
+        "sdlc orchestrate: listening on {scheme}://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
         project.db_shown(),
         args.tick_rate.as_secs_f64(),
         args.max_concurrency,
@@ -143,6 +154,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         listener,
         state,
         limits,
+        tls.map(|tls| tls.acceptor),
         stopped(server_stop),
     ));
     let (stop_sender, sender_stop) = watch::channel(false);

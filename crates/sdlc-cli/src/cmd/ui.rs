@@ -25,7 +25,7 @@ pub async fn run(project: &Project, open: bool) -> anyhow::Result<ExitCode> {
         .get("path")
         .and_then(|p| p.as_str())
         .context("the daemon's answer has no login path: is it an older version?")?;
-    let url = format!("http://{}{path}", info.addr);
+    let url = format!("{}{path}", info.base_url());
     outln!("{url}")?;
     eprintln!("The address logs in once, within 10 minutes; the browser then keeps a session.");
     if open {
