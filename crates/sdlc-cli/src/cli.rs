@@ -167,6 +167,11 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub idle_timeout: std::time::Duration,
 
+    /// Read the daemon's management (admin) token from this file (mode 0600, first line)
+    /// instead of making a random one; SDLC_ORCHESTRATOR_TOKEN wins over it
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -322,6 +327,38 @@ pub enum OrchestrateCommand {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Named API tokens with a role (admin, operator, viewer): add, list, rm
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; prints its secret once (only its digest is stored)
+    Add {
+        /// Its name: letters, digits, '.', '_' or '-' (recorded as the approver of what it approves)
+        name: String,
+        /// viewer: read everything; operator: also add, run, pause, cancel, approve, reject;
+        /// admin: also webhook routes and tokens
+        #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+        role: sdlc_core::access::Role,
+    },
+    /// List the tokens: names, roles, when made and last used (never a secret)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token: it opens nothing from then on
+    Rm {
+        /// The token's name
+        name: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<sdlc_core::access::Role, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]

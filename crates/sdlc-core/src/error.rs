@@ -103,6 +103,12 @@ pub enum StoreError {
     #[error("no webhook route with id or path '{0}': see sdlc orchestrate webhook list")]
     RouteNotFound(String),
 
+    #[error("a token named '{0}' already exists: remove it first (token rm) or pick another name")]
+    TokenNameTaken(String),
+
+    #[error("no token named '{0}': see sdlc orchestrate token list")]
+    TokenNotFound(String),
+
     #[error(
         "action {id} is {status}: only a pending action (or the pending occurrence of a recurring one) can be paused"
     )]

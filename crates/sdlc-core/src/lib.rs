@@ -20,6 +20,7 @@
 //! - [`webhook`]: routes, deliveries and the templates that turn a delivery into input.
 //! - [`view`]: the flat JSON form of an action that the API and `--json` output share.
 
+pub mod access;
 pub mod clock;
 pub mod daemon_file;
 pub mod engine;

@@ -8,7 +8,7 @@
 //! `DELETE /webhooks/routes/{id or path}`, `GET /webhooks/deliveries` (the last requests and
 //! their outcomes), `POST /webhooks/preview` (a template rendered against a sample body). Tools: `GET /tools`, and `tools_api`. Daemon: `GET /status`,
 //! `POST /check` (verify the database file). Dashboard: `GET /events` (the live stream),
-//! `POST /ui/login-token`. Plans and runs: `plans_api`.
+//! `POST /ui/login-token`. Plans and runs: `plans_api`. Tokens: `tokens_api`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -55,6 +55,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(crate::history_api::routes())
         .merge(crate::notify_api::routes())
         .merge(crate::tools_api::routes())
+        .merge(crate::tokens_api::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))

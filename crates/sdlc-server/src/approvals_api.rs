@@ -1,15 +1,17 @@
 //! `POST /api/orchestrator/actions/{id}/approve` and `.../reject` with `{"by", "note"}` (both
-//! optional; `by` defaults to "api"): the decision on an action awaiting approval.
+//! optional; `by` defaults to the named token's name, else "api"): the decision on an action
+//! awaiting approval.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use sdlc_core::view::ActionView;
 
+use crate::auth::Caller;
 use crate::{ApiError, AppState, Verdict};
 
 pub fn routes() -> Router<AppState> {
@@ -28,27 +30,44 @@ pub struct Decision {
     pub note: Option<String>,
 }
 
-/// Who decided when the request does not say.
+/// Who decided when the request does not say and no named token made it.
 const DEFAULT_APPROVER: &str = "api";
 
 async fn approve(
     state: State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    decide(state, &id, &body, Verdict::Approve).await
+    decide(
+        state,
+        caller.map(|Extension(c)| c),
+        &id,
+        &body,
+        Verdict::Approve,
+    )
+    .await
 }
 
 async fn reject(
     state: State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
-    decide(state, &id, &body, Verdict::Reject).await
+    decide(
+        state,
+        caller.map(|Extension(c)| c),
+        &id,
+        &body,
+        Verdict::Reject,
+    )
+    .await
 }
 
 async fn decide(
     State(state): State<AppState>,
+    caller: Option<Caller>,
     id: &str,
     body: &[u8],
     verdict: Verdict,
@@ -59,6 +78,7 @@ async fn decide(
     let by = decision
         .by
         .filter(|by| !by.trim().is_empty())
+        .or_else(|| caller.and_then(|c| c.name))
         .unwrap_or_else(|| DEFAULT_APPROVER.to_string());
     sdlc_core::service::check_text("by", &by).map_err(ApiError::unprocessable)?;
     if let Some(note) = &decision.note {

@@ -230,6 +230,38 @@ impl DaemonClient {
             .await
     }
 
+    /// `GET /tokens`: the named tokens.
+    pub async fn list_tokens(&self) -> Result<Vec<sdlc_core::access::ApiToken>, ClientError> {
+        self.call::<(), _>(Method::GET, "/tokens", &[], None).await
+    }
+
+    /// `POST /tokens`: a new named token, with its secret.
+    pub async fn add_token(
+        &self,
+        name: &str,
+        role: sdlc_core::access::Role,
+    ) -> Result<sdlc_core::access::MintedToken, ClientError> {
+        let body = crate::tokens_api::NewToken {
+            name: name.to_string(),
+            role: role.to_string(),
+        };
+        self.call(Method::POST, "/tokens", &[], Some(&body)).await
+    }
+
+    /// `DELETE /tokens/{name}`.
+    pub async fn remove_token(
+        &self,
+        name: &str,
+    ) -> Result<sdlc_core::access::ApiToken, ClientError> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/tokens/{}", encode_segment(name)),
+            &[],
+            None,
+        )
+        .await
+    }
+
     /// Removes a route by id or path.
     pub async fn delete_route(&self, id_or_path: &str) -> Result<RouteView, ClientError> {
         let key = id_or_path.trim_start_matches('/');

@@ -56,9 +56,11 @@ impl From<StoreError> for ApiError {
         let status = match &err {
             StoreError::NotFound(_)
             | StoreError::RouteNotFound(_)
+            | StoreError::TokenNotFound(_)
             | StoreError::RunNotFound(_)
             | StoreError::NoSuchStep { .. } => StatusCode::NOT_FOUND,
             StoreError::DuplicatePath(_)
+            | StoreError::TokenNameTaken(_)
             | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
             | StoreError::NotPending { .. }

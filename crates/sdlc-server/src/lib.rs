@@ -6,6 +6,7 @@
 //! - [`api`]: `/api/orchestrator/...` handlers (actions, webhook routes, tools).
 //! - [`approvals_api`]: approving and rejecting actions that await approval.
 //! - [`plans_api`]: `/api/orchestrator/plans` and `/runs` (plans run by id, runs, events).
+//! - [`tokens_api`]: named API tokens (add, list, remove).
 //! - [`tools_api`]: a tool's meta, and trying it once.
 //! - `stream`: a response body fed by a channel (streamed JSON lines).
 //! - [`webhooks`]: `POST /webhooks/<path>` ingress (store durably, then 202).
@@ -38,6 +39,7 @@ pub mod plans_api;
 mod state;
 mod stream;
 pub mod tls;
+pub mod tokens_api;
 pub mod tools_api;
 pub mod ui;
 pub mod webhooks;

@@ -21,7 +21,7 @@ pub async fn scrape(State(state): State<AppState>, request: Request) -> Result<R
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
     if !(state.metrics_open() && loopback) {
-        auth::authorize(&state, request.method(), request.headers()).await?;
+        auth::authorize(&state, request.method(), PATH, request.headers()).await?;
     }
     // Prometheus asks for OpenMetrics first when it can read it; anything else gets the
     // classic text format.

@@ -32,6 +32,7 @@ pub struct AppState {
     login_tokens: Arc<LoginTokens>,
     deliveries: Arc<DeliveryLog>,
     tool_metas: Arc<crate::ui::tools::MetaCache>,
+    tokens: Arc<crate::auth::TokenCache>,
 }
 
 /// Everything the server needs from the daemon that hosts it.
@@ -87,6 +88,7 @@ impl AppState {
             login_tokens: Arc::default(),
             deliveries: Arc::default(),
             tool_metas: Arc::default(),
+            tokens: Arc::default(),
         })
     }
 
@@ -167,6 +169,11 @@ impl AppState {
     }
 
     /// The last webhook requests and their outcomes.
+    /// Named tokens recently looked up (`auth`).
+    pub fn token_cache(&self) -> &crate::auth::TokenCache {
+        &self.tokens
+    }
+
     pub fn deliveries(&self) -> &DeliveryLog {
         &self.deliveries
     }

@@ -82,10 +82,16 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
     for receiver in &notify.receivers {
         info!(kind = receiver.kind.as_str(), receiver = %receiver.masked(), "notifications go here");
     }
-    let token = std::env::var(TOKEN_ENV)
+    let token = match std::env::var(TOKEN_ENV)
         .ok()
         .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(random_token);
+    {
+        Some(token) => token,
+        None => match &args.token_file {
+            Some(path) => read_token_file(path)?,
+            None => random_token(),
+        },
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(db.clone(), clock.clone(), engine_config(project, args));
     let state = tokio::task::block_in_place(|| {
@@ -372,6 +378,31 @@ fn connectable(bound: SocketAddr) -> SocketAddr {
         }
         _ => bound,
     }
+}
+
+/// The management token kept in a file (`--token-file`): its first line, which must not be
+/// empty. A file others may read is refused, since the token opens everything.
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "the token file {} may be read by others (mode {:o}): chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the token file {} is empty: put the management token on its first line",
+            path.display()
+        );
+    }
+    Ok(token)
 }
 
 /// 256 bits from the OS's random source (uuid v4 draws on getrandom).

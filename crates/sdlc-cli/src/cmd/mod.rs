@@ -16,6 +16,7 @@ mod reference;
 mod schedule;
 mod show;
 mod status;
+mod token;
 mod tool;
 mod ui;
 mod webhook;
@@ -112,6 +113,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             }
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
+            Some(OrchestrateCommand::Token { command }) => token::run(&project, command).await,
             Some(OrchestrateCommand::Plan { command }) => {
                 plan::run(&project, &args.daemon, command).await
             }

@@ -147,6 +147,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: "ALTER TABLE sdlc_actions ADD COLUMN started_claim uuid;
               UPDATE sdlc_actions SET started_claim = claim WHERE status = 2;",
     },
+    Migration {
+        version: 4,
+        what: "named API tokens",
+        // `digest` is the SHA-256 of the token's secret (the secret is never stored).
+        sql: "CREATE TABLE sdlc_api_tokens (
+                  digest bytea PRIMARY KEY,
+                  name text NOT NULL UNIQUE,
+                  record bytea NOT NULL
+              );",
+    },
 ];
 
 /// The schema version this build writes.

@@ -11,6 +11,7 @@ mod nodes;
 mod outbox;
 mod sessions;
 mod store;
+mod tokens;
 mod txn;
 mod wake;
 mod webhooks;

@@ -20,6 +20,7 @@ use super::{
 };
 use super::{OpenReport, StorageFault};
 use super::{plans, rules};
+use crate::access::ApiToken;
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
@@ -165,6 +166,16 @@ store_interface! {
         -> Result<Option<UiSession>, StoreError>;
     /// Ends a dashboard session.
     fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError>;
+    /// Stores a named API token under the digest of its secret (refused when the name is taken).
+    fn add_api_token(&self, digest: [u8; 32], token: &ApiToken) -> Result<(), StoreError>;
+    /// Every named token, by name.
+    fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// The token whose secret has this digest.
+    fn api_token_by_digest(&self, digest: [u8; 32]) -> Result<Option<ApiToken>, StoreError>;
+    /// Removes the token named `name`; it no longer opens anything.
+    fn remove_api_token(&self, name: &str) -> Result<ApiToken, StoreError>;
+    /// Notes that the token with this digest was used at `at`.
+    fn touch_api_token(&self, digest: [u8; 32], at: DateTime<Utc>) -> Result<(), StoreError>;
 
     rules {
         /// Stores a new action.

@@ -48,6 +48,7 @@ mod record;
 pub(crate) mod rules;
 mod schedules;
 mod sessions;
+mod tokens;
 pub(crate) mod txn;
 mod webhooks;
 
@@ -801,6 +802,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         plans::create_tables(&tx)?;
         outbox::create_tables(&tx)?;
         sessions::create_tables(&tx)?;
+        tokens::create_tables(&tx)?;
         schedules::create_tables(&tx)?;
     }
     tx.commit()?;

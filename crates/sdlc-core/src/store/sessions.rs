@@ -22,6 +22,12 @@ pub struct UiSession {
     pub csrf: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The role of the token that logged it in; none for the daemon's own token (an admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::access::Role>,
+    /// The named token that logged it in, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
 }
 
 pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
@@ -105,6 +111,8 @@ mod tests {
             csrf: "c".into(),
             created_at: now,
             expires_at: now + chrono::Duration::hours(hours),
+            role: None,
+            token_name: None,
         };
         db.create_ui_session([1; 32], &session(1), now).unwrap();
         db.create_ui_session([2; 32], &session(3), now).unwrap();

@@ -271,20 +271,33 @@ async fn login_form(
     log_in(&state, form.token.trim(), next, true).await
 }
 
-/// Starts a session for a one-time login token, or (from the form) the management token.
-async fn log_in(state: &AppState, token: &str, next: String, management_too: bool) -> Response {
+/// Starts a session for a one-time login token (the daemon's own powers), or, from the form,
+/// the management token or a named token (that token's role).
+async fn log_in(state: &AppState, token: &str, next: String, tokens_too: bool) -> Response {
     let now = state.clock().now();
-    let accepted = state.login_tokens().redeem(token, now)
-        || (management_too
-            && crate::auth::constant_time_eq(token.as_bytes(), state.token().as_bytes()));
-    if !accepted {
+    let one_time = state
+        .login_tokens()
+        .redeem(token, now)
+        .then_some(crate::auth::Caller {
+            name: None,
+            role: sdlc_core::access::Role::Admin,
+        });
+    let caller = match one_time {
+        Some(caller) => Some(caller),
+        None if tokens_too => match crate::auth::token_caller(state, token).await {
+            Ok(caller) => caller,
+            Err(err) => return error_page(&err),
+        },
+        None => None,
+    };
+    let Some(caller) = caller else {
         return login_form_page(
             StatusCode::UNAUTHORIZED,
             next,
             "That token is not valid: login tokens work once, for 10 minutes. Run `sdlc orchestrate ui` for a new one.",
         );
-    }
-    match session::start(state).await {
+    };
+    match session::start(state, &caller).await {
         Ok((cookie, _)) => (
             StatusCode::SEE_OTHER,
             [(SET_COOKIE, cookie)],

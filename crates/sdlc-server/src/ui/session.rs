@@ -81,14 +81,20 @@ pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Starts a session: stores it and returns the `Set-Cookie` value and the session.
-pub async fn start(state: &AppState) -> Result<(HeaderValue, UiSession), ApiError> {
+/// Starts a session with `caller`'s powers: stores it and returns the `Set-Cookie` value and
+/// the session.
+pub async fn start(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+) -> Result<(HeaderValue, UiSession), ApiError> {
     let now = state.clock().now();
     let secret = random_secret();
     let session = UiSession {
         csrf: random_secret(),
         created_at: now,
         expires_at: now + SESSION_TTL,
+        role: caller.name.as_ref().map(|_| caller.role),
+        token_name: caller.name.clone(),
     };
     let stored = session.clone();
     let key = digest(&secret);
@@ -225,6 +231,8 @@ mod tests {
             csrf: "t0k".into(),
             created_at: Utc::now(),
             expires_at: Utc::now(),
+            role: None,
+            token_name: None,
         };
         let ours = [
             ("host", "127.0.0.1:7000"),

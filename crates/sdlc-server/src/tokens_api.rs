@@ -1,0 +1,56 @@
+//! `/api/orchestrator/tokens`: named API tokens (admin only, see `auth`). `GET` lists them
+//! (names, roles, created, last used; never a secret), `POST {"name", "role"}` makes one and
+//! answers its secret this once, `DELETE /tokens/{name}` removes one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use sdlc_core::access::{self, ApiToken, MintedToken, Role};
+
+use crate::api::JsonBody;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tokens", get(list).post(add))
+        .route("/tokens/{name}", delete(remove))
+}
+
+/// Body of `POST /tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    pub role: String,
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(state.with_db(|db| db.api_tokens()).await?))
+}
+
+async fn add(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
+    let role: Role = request.role.parse().map_err(ApiError::unprocessable)?;
+    let name = access::TokenName::parse(&request.name).map_err(ApiError::unprocessable)?;
+    let (secret, digest, token) = access::mint(&name, role, state.clock().now());
+    let stored = token.clone();
+    state
+        .with_db(move |db| db.add_api_token(digest, &stored))
+        .await?;
+    state.token_cache().clear();
+    Ok((StatusCode::CREATED, Json(MintedToken { token, secret })))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ApiToken>, ApiError> {
+    let removed = state.with_db(move |db| db.remove_api_token(&name)).await?;
+    state.token_cache().clear();
+    Ok(Json(removed))
+}

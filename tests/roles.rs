@@ -1,0 +1,336 @@
+//! Named tokens with roles, end to end on both backends: `token add` prints a secret once,
+//! each role against one endpoint of each kind (read, operate, administer) answers 200/201 or
+//! 403 naming the token and the role it needs, an approval made with a named token records
+//! its name, `token list` tells last use and never a secret, and a removed token opens
+//! nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Project, http, http_answer};
+use serde_json::Value;
+
+on_both_backends!(
+    each_role_gets_what_it_covers_and_403_for_the_rest,
+    tokens_are_listed_without_secrets_and_removed_tokens_open_nothing,
+    a_dashboard_session_has_the_role_of_the_token_that_logged_it_in,
+);
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// `token add NAME --role ROLE`: its secret, the one line on stdout.
+fn add_token(project: &Project, name: &str, role: &str) -> String {
+    let out = project.sdlc_ok(&["orchestrate", "token", "add", name, "--role", role]);
+    let secret = out.trim().to_string();
+    assert!(
+        secret.starts_with("sdlc_") && !secret.contains('\n'),
+        "{out}"
+    );
+    secret
+}
+
+fn each_role_gets_what_it_covers_and_403_for_the_rest(backend: Backend) {
+    let project = Project::on(backend);
+    project.tool("echo", r#"cat >/dev/null; printf '{"ok":true}'"#);
+    let gated = project.add(&["gated", "--tool", "echo", "--requires-approval"]);
+    let daemon = project.daemon(&[]);
+    let viewer = add_token(&project, "grafana", "viewer");
+    let operator = add_token(&project, "ci-bot", "operator");
+    let admin = add_token(&project, "ops.lead", "admin");
+    common::wait_for_status(
+        &project,
+        &gated,
+        "awaiting_approval",
+        Duration::from_secs(30),
+    );
+
+    let call = |token: &str, method: &str, path: &str, body: &str| {
+        let auth = bearer(token);
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        http(daemon.addr, method, path, &headers, body.as_bytes())
+    };
+    let add_body = r#"{"label":"by-token","tool_name":"echo","at":"now+1h"}"#;
+    let route_body = |path: &str| format!(r#"{{"path":"{path}","tool_name":"echo"}}"#);
+
+    // Reading: every role.
+    for token in [&viewer, &operator, &admin] {
+        let (status, body) = call(token, "GET", "/api/orchestrator/actions", "");
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(token, "GET", "/metrics", "");
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(token, "GET", "/api/orchestrator/webhooks/routes", "");
+        assert_eq!(status, 200, "{body}");
+    }
+    // Operating: operator and admin.
+    let (status, body) = call(&viewer, "POST", "/api/orchestrator/actions", add_body);
+    assert_eq!(status, 403, "{body}");
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let message = message["error"].as_str().unwrap();
+    assert!(
+        message.contains("'grafana'")
+            && message.contains("viewer")
+            && message.contains("needs operator"),
+        "{message}"
+    );
+    for token in [&operator, &admin] {
+        let (status, body) = call(token, "POST", "/api/orchestrator/actions", add_body);
+        assert_eq!(status, 201, "{body}");
+    }
+    // Administering: admin only.
+    for (token, name) in [(&viewer, "grafana"), (&operator, "ci-bot")] {
+        let (status, body) = call(
+            token,
+            "POST",
+            "/api/orchestrator/webhooks/routes",
+            &route_body("x"),
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains(name) && body.contains("needs admin"),
+            "{body}"
+        );
+        let (status, body) = call(token, "GET", "/api/orchestrator/tokens", "");
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = call(
+        &admin,
+        "POST",
+        "/api/orchestrator/webhooks/routes",
+        &route_body("deploy"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(&admin, "GET", "/api/orchestrator/tokens", "");
+    assert_eq!(status, 200, "{body}");
+    // A wrong token is 401, not 403.
+    let (status, _) = call("sdlc_not-a-token", "GET", "/api/orchestrator/actions", "");
+    assert_eq!(status, 401);
+
+    // An approval without `by` records the token's name.
+    let (status, body) = call(
+        &viewer,
+        "POST",
+        &format!("/api/orchestrator/actions/{gated}/approve"),
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = call(
+        &operator,
+        "POST",
+        &format!("/api/orchestrator/actions/{gated}/approve"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let approved = project.find(&gated);
+    assert_eq!(approved["approver"], "ci-bot", "{approved}");
+    assert!(daemon.stop().success());
+}
+
+fn tokens_are_listed_without_secrets_and_removed_tokens_open_nothing(backend: Backend) {
+    let project = Project::on(backend);
+    // Made without a daemon (on the database itself), used through one.
+    let viewer = add_token(&project, "grafana", "viewer");
+    let daemon = project.daemon(&[]);
+    let operator = add_token(&project, "ci-bot", "operator");
+    let auth = bearer(&viewer);
+    let (status, body) = http(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/status",
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Its use is noted (written beside the request, not in its way).
+    let listed = common::wait_for("grafana's last use", Duration::from_secs(30), || {
+        let listed: Vec<Value> =
+            serde_json::from_str(&project.sdlc_ok(&["orchestrate", "token", "list", "--json"]))
+                .unwrap();
+        listed
+            .iter()
+            .any(|t| t["name"] == "grafana" && t["last_used_at"].is_string())
+            .then_some(listed)
+    });
+    let names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ci-bot", "grafana"]);
+    let table = project.sdlc_ok(&["orchestrate", "token", "list"]);
+    for secret in [&viewer, &operator] {
+        assert!(
+            !table.contains(secret.as_str())
+                && !listed
+                    .iter()
+                    .any(|t| t.to_string().contains(secret.as_str()))
+        );
+    }
+    assert!(
+        table.contains("grafana") && table.contains("viewer") && table.contains("never"),
+        "{table}"
+    );
+
+    // Mistakes are refused naming what was wrong.
+    let out = project.sdlc(&["orchestrate", "token", "add", "grafana", "--role", "viewer"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a token named 'grafana' already exists")
+    );
+    let out = project.sdlc(&[
+        "orchestrate",
+        "token",
+        "add",
+        "bad name",
+        "--role",
+        "viewer",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a token name"));
+    let out = project.sdlc(&["orchestrate", "token", "add", "x", "--role", "root"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin, operator or viewer"));
+    let out = project.sdlc(&["orchestrate", "token", "rm", "nobody"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no token named 'nobody'"));
+
+    // Removed: it opens nothing (at once through this daemon; a command on a shared database
+    // reaches the daemons' caches within seconds).
+    project.sdlc_ok(&["orchestrate", "token", "rm", "grafana"]);
+    common::wait_for("the removed token refused", Duration::from_secs(30), || {
+        let (status, _) = http(
+            daemon.addr,
+            "GET",
+            "/api/orchestrator/status",
+            &[("Authorization", auth.as_str())],
+            b"",
+        );
+        (status == 401).then_some(())
+    });
+    assert!(daemon.stop().success());
+}
+
+fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Backend) {
+    let project = Project::on(backend);
+    project.tool("echo", r#"cat >/dev/null; printf '{"ok":true}'"#);
+    let daemon = project.daemon(&[]);
+    let id = project.add(&["held", "--tool", "echo", "--at", "now+1h"]);
+    let origin = format!("http://{}", daemon.addr);
+    let session_of = |secret: &str| {
+        let form = format!("token={secret}&next=%2F");
+        let posted = http_answer(
+            daemon.addr,
+            "POST",
+            "/login",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", origin.as_str()),
+            ],
+            form.as_bytes(),
+        );
+        assert_eq!(posted.status, 303, "{}", posted.body);
+        let cookie = posted
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = http_answer(daemon.addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = page
+            .body
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        (cookie, csrf)
+    };
+    let pause = format!("/api/orchestrator/actions/{id}/pause");
+    let viewer = add_token(&project, "watcher", "viewer");
+    let (cookie, csrf) = session_of(&viewer);
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
+    let answer = http_answer(daemon.addr, "POST", &pause, &headers, b"");
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.body.contains("'watcher'") && answer.body.contains("viewer"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(project.find(&id)["status"], "pending");
+
+    let operator = add_token(&project, "oncall", "operator");
+    let (cookie, csrf) = session_of(&operator);
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", origin.as_str()),
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
+    let answer = http_answer(daemon.addr, "POST", &pause, &headers, b"");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(project.find(&id)["status"], "paused");
+    // A wrong token logs nobody in.
+    let refused = http_answer(
+        daemon.addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", origin.as_str()),
+        ],
+        b"token=sdlc_wrong&next=%2F",
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn the_daemons_own_token_can_come_from_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "sdlc_from_the_file_0123456789\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = project.sdlc(&[
+        "orchestrate",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        path.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("may be read by others") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = project.daemon(&["--token-file", path.to_str().unwrap()]);
+    assert_eq!(daemon.token(&project), "sdlc_from_the_file_0123456789");
+    let (status, body) = http(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/tokens",
+        &[("Authorization", "Bearer sdlc_from_the_file_0123456789")],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(daemon.stop().success());
+
+    std::fs::write(&path, "\n").unwrap();
+    let out = project.sdlc(&[
+        "orchestrate",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        path.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+}
