@@ -83,3 +83,80 @@ fn the_man_page_covers_every_command_and_renders() {
         "every page has a synopsis"
     );
 }
+
+/// The committed `docs/openapi.json` is what this build generates, and what a daemon serves.
+#[test]
+fn the_committed_openapi_document_is_the_one_the_build_generates_and_serves() {
+    let generated = sdlc_outside_a_project(&["openapi"]);
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let committed = std::fs::read_to_string(committed_path).unwrap();
+    assert!(
+        generated == committed,
+        "docs/openapi.json differs from what this build generates: run `cargo run --bin sdlc -- openapi > docs/openapi.json` and commit it"
+    );
+    let document: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert!(operations >= 38, "only {operations} operations documented");
+    assert!(document["paths"]["/api/orchestrator/tokens"]["post"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // A daemon serves the same document to any token holder.
+    let project = common::Project::new();
+    let daemon = project.daemon(&[]);
+    let secret = project.sdlc_ok(&["orchestrate", "token", "add", "reader", "--role", "viewer"]);
+    let auth = format!("Bearer {}", secret.trim());
+    let (status, served) = common::http(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/openapi.json",
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(served, generated);
+    let (status, _) = common::http(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/openapi.json",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 401);
+    assert!(daemon.stop().success());
+}
+
+/// An error axum answers itself (a query it cannot read) comes in the API's JSON form too.
+#[test]
+fn every_api_error_is_json_even_a_query_the_server_cannot_read() {
+    let project = common::Project::new();
+    let daemon = project.daemon(&[]);
+    let token = daemon.token(&project);
+    let auth = format!("Bearer {token}");
+    let run = uuid::Uuid::new_v4();
+    let answer = common::http_answer(
+        daemon.addr,
+        "GET",
+        &format!("/api/orchestrator/runs/{run}/events?after=-1"),
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("after"), "{body}");
+    assert!(daemon.stop().success());
+}

@@ -96,6 +96,9 @@ pub enum Command {
     },
     /// Print the man page, in roff (e.g. `sdlc man > ~/.local/share/man/man1/sdlc.1`)
     Man,
+    /// Print the management API's OpenAPI 3.1 document (also served at
+    /// /api/orchestrator/openapi.json), to generate a client
+    Openapi,
 }
 
 #[derive(Debug, Args)]

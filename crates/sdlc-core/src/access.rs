@@ -14,7 +14,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What a token may do; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -52,7 +64,7 @@ impl FromStr for Role {
 }
 
 /// A named token as stored (its secret is not: only its digest, the store's key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub name: String,
     pub role: Role,
@@ -122,7 +134,7 @@ pub fn mint(name: &TokenName, role: Role, now: DateTime<Utc>) -> (String, [u8; 3
 }
 
 /// A token as `token add` answers it: the record and, this once, its secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MintedToken {
     #[serde(flatten)]
     pub token: ApiToken,

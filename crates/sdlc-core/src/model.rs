@@ -120,7 +120,7 @@ pub struct ApprovalSpec {
 }
 
 /// Where an approval stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     Pending,
@@ -212,7 +212,7 @@ pub struct SchedulePolicy {
 }
 
 /// When an occurrence is due while an earlier one of the series still runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overlap {
     /// Record the occurrence as Skipped and move on to the next slot.
@@ -235,7 +235,7 @@ impl std::fmt::Display for Overlap {
 }
 
 /// What happens to slots missed while the daemon was down (or the action was paused).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CatchUp {
     /// One run stands for all missed slots, then back on schedule.
@@ -273,7 +273,7 @@ pub struct RetryPolicy {
 }
 
 /// One finished attempt of an action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub started_at: Option<DateTime<Utc>>,
@@ -353,7 +353,19 @@ pub enum Recurrence {
 }
 
 /// The statuses without their payloads, for filters and indexes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     Pending,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::model::{Action, ActionStatus, StatusKind};
 
 /// A change worth telling people about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyEvent {
     /// A run completed and waits for a person.
@@ -97,7 +97,7 @@ pub fn parse_events<S: AsRef<str>>(given: &[S]) -> Result<Vec<NotifyEvent>, Stri
 }
 
 /// How a receiver wants its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiverKind {
     /// A Slack incoming webhook: `{"text": ...}`.
@@ -264,7 +264,7 @@ impl Subject {
 }
 
 /// Where one notification stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not yet acknowledged: due at `next_try_at`.

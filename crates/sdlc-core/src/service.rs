@@ -18,7 +18,7 @@ use crate::tool::{meta::read_meta, tool_script, validate_input};
 use crate::webhook::{DEFAULT_TEMPLATE, NewRoute, WebhookRoute, check_template, normalize_path};
 
 /// A request to add an action, as the CLI sends it and the API accepts it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAction {
     /// The id to give the action, chosen by the client so that a request repeated after a
     /// broken connection cannot store it twice; a new one when absent.
@@ -84,7 +84,7 @@ fn empty_object() -> Value {
 }
 
 /// A duration as a number of seconds or as text `parse_duration` reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DurationSpec {
     Seconds(f64),
@@ -110,7 +110,7 @@ impl DurationSpec {
 
 /// Changes to a pending or paused action (`PATCH /actions/{id}`, `edit <id>`): each field
 /// given replaces the action's own; the result passes the same checks as `add`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionEdit {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use crate::model::{
 };
 
 /// One action, flattened for people and scripts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionView {
     pub id: Uuid,
     pub label: String,

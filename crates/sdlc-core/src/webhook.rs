@@ -41,7 +41,7 @@ pub struct WebhookRoute {
 }
 
 /// A request to add a route, as the CLI sends it and the API accepts it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewRoute {
     pub path: String,
     /// The tool to run (empty when `plan` is given).
@@ -57,7 +57,7 @@ pub struct NewRoute {
 }
 
 /// A route as shown to people: the secret is never echoed, only whether there is one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteView {
     pub id: Uuid,
     pub path: String,

@@ -47,6 +47,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/webhooks/preview", post(preview_template))
         .route("/tools", get(list_tools))
         .route("/status", get(status))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/check", post(check))
         .route("/events", get(crate::ui::events::stream))
         .route("/ui/login-token", post(login_token))
@@ -59,10 +60,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, auth::require_token))
+        .layer(middleware::from_fn(json_errors))
 }
 
 /// Query of `GET /actions`. Strings, so a bad value gets our message, not a generic one.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub status: Option<String>,
     pub tool: Option<String>,
@@ -95,7 +98,7 @@ impl ListQuery {
 }
 
 /// Answer of `POST /actions`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddResponse {
     pub id: Uuid,
     pub action: ActionView,
@@ -103,7 +106,18 @@ pub struct AddResponse {
     pub warnings: Vec<String>,
 }
 
-async fn list_actions(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions",
+    tag = "actions",
+    summary = "List actions, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Actions", body = Vec<ActionView>),
+        (status = 400, description = "a bad filter", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_actions(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ActionView>>, ApiError> {
@@ -141,7 +155,20 @@ async fn list_actions(
     Ok(Json(actions.iter().map(ActionView::from).collect()))
 }
 
-async fn add_action(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions",
+    tag = "actions",
+    summary = "Add an action (a tool run or a plan start)",
+    request_body = NewAction,
+    responses(
+        (status = 201, description = "Added", body = AddResponse),
+        (status = 200, description = "An action with this `id` was added before from the same request: that one", body = AddResponse),
+        (status = 409, description = "An action with this `id` exists and is another one", body = crate::error::ErrorBody),
+        (status = 422, description = "the request cannot be stored: it names what is wrong", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn add_action(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<NewAction>,
 ) -> Result<(StatusCode, Json<AddResponse>), ApiError> {
@@ -178,7 +205,19 @@ async fn add_action(
     ))
 }
 
-async fn get_action(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/{id}",
+    tag = "actions",
+    summary = "One action",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    responses(
+        (status = 200, description = "The action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn get_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ActionView>, ApiError> {
@@ -191,7 +230,22 @@ async fn get_action(
 }
 
 /// `PATCH /actions/{id}`: an `ActionEdit`, checked as `add` checks a new action.
-async fn edit_action(
+#[utoipa::path(
+    patch,
+    path = "/api/orchestrator/actions/{id}",
+    tag = "actions",
+    summary = "Change a pending or paused action",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    request_body = sdlc_core::service::ActionEdit,
+    responses(
+        (status = 200, description = "The action as changed", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it started or changed meanwhile", body = crate::error::ErrorBody),
+        (status = 422, description = "the change cannot be stored", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn edit_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(edit): JsonBody<sdlc_core::service::ActionEdit>,
@@ -214,7 +268,20 @@ async fn edit_action(
     Ok(Json(ActionView::from(&stored)))
 }
 
-async fn cancel_action(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/cancel",
+    tag = "actions",
+    summary = "Cancel a pending action",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    responses(
+        (status = 200, description = "The canceled action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it is not pending", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn cancel_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ActionView>, ApiError> {
@@ -225,13 +292,28 @@ async fn cancel_action(
 }
 
 /// Body of `POST /actions/{id}/pause` (optional).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PauseRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-async fn pause_action(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/pause",
+    tag = "actions",
+    summary = "Hold an action",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    request_body(content = PauseRequest, description = "Optional"),
+    responses(
+        (status = 200, description = "The paused action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "nothing to pause", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn pause_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -253,7 +335,20 @@ async fn pause_action(
     Ok(Json(ActionView::from(&action)))
 }
 
-async fn resume_action(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/resume",
+    tag = "actions",
+    summary = "Release a paused action",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    responses(
+        (status = 200, description = "The resumed action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it is not paused", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn resume_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ActionView>, ApiError> {
@@ -264,7 +359,20 @@ async fn resume_action(
     Ok(Json(ActionView::from(&action)))
 }
 
-async fn run_action(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/run",
+    tag = "actions",
+    summary = "Fire one manual run now",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    responses(
+        (status = 201, description = "The new run", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it cannot run now", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn run_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
@@ -276,12 +384,25 @@ async fn run_action(
 }
 
 /// Query of `GET /actions/{id}/next`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NextQuery {
     pub count: Option<String>,
 }
 
-async fn next_runs(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/{id}/next",
+    tag = "actions",
+    summary = "The coming due times",
+    params(("id" = String, Path, description = "The action's id (a UUID)"), NextQuery),
+    responses(
+        (status = 200, description = "Due times, UTC", body = Vec<chrono::DateTime<chrono::Utc>>),
+        (status = 400, description = "not a UUID, or a bad count", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn next_runs(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<NextQuery>,
@@ -306,7 +427,20 @@ async fn next_runs(
     Ok(Json(sdlc_core::policy::coming_runs(&head, count)))
 }
 
-async fn delete_action(
+#[utoipa::path(
+    delete,
+    path = "/api/orchestrator/actions/{id}",
+    tag = "actions",
+    summary = "Remove an action that is not running",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    responses(
+        (status = 200, description = "The removed action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it is running", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn delete_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ActionView>, ApiError> {
@@ -315,12 +449,35 @@ async fn delete_action(
     Ok(Json(ActionView::from(&action)))
 }
 
-async fn list_routes(State(state): State<AppState>) -> Result<Json<Vec<RouteView>>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/webhooks/routes",
+    tag = "webhooks",
+    summary = "Webhook routes",
+    responses(
+        (status = 200, description = "Routes", body = Vec<RouteView>)
+    )
+)]
+pub(crate) async fn list_routes(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<RouteView>>, ApiError> {
     let routes = state.with_db(|db| db.routes()).await?;
     Ok(Json(routes.iter().map(RouteView::from).collect()))
 }
 
-async fn add_route(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/webhooks/routes",
+    tag = "webhooks",
+    summary = "Register a webhook route",
+    request_body = NewRoute,
+    responses(
+        (status = 201, description = "The route", body = RouteView),
+        (status = 409, description = "the path is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "the route cannot be stored", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn add_route(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<NewRoute>,
 ) -> Result<(StatusCode, Json<RouteView>), ApiError> {
@@ -332,7 +489,18 @@ async fn add_route(
     Ok((StatusCode::CREATED, Json(RouteView::from(&route))))
 }
 
-async fn delete_route(
+#[utoipa::path(
+    delete,
+    path = "/api/orchestrator/webhooks/routes/{key}",
+    tag = "webhooks",
+    summary = "Remove a route by id or path",
+    params(("key" = String, Path, description = "The route's id or path")),
+    responses(
+        (status = 200, description = "The removed route", body = RouteView),
+        (status = 404, description = "no such route", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn delete_route(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<RouteView>, ApiError> {
@@ -342,7 +510,8 @@ async fn delete_route(
 }
 
 /// Query of `GET /webhooks/deliveries`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     pub path: Option<String>,
     pub limit: Option<String>,
@@ -350,7 +519,18 @@ pub struct DeliveriesQuery {
 
 /// The last webhook requests, newest first (`delivery_log`): `?path=` one route's,
 /// `?limit=` at most that many (100 unless said, at most the log's size).
-async fn list_deliveries(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/webhooks/deliveries",
+    tag = "webhooks",
+    summary = "The last webhook requests and what became of each",
+    params(DeliveriesQuery),
+    responses(
+        (status = 200, description = "Requests, newest first", body = Vec<crate::delivery_log::DeliveryRecord>),
+        (status = 400, description = "a bad limit", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_deliveries(
     State(state): State<AppState>,
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Json<Vec<crate::delivery_log::DeliveryRecord>>, ApiError> {
@@ -382,7 +562,7 @@ async fn list_deliveries(
 }
 
 /// Body of `POST /webhooks/preview`: a template and a sample request.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     #[serde(alias = "template")]
@@ -395,9 +575,20 @@ pub struct PreviewRequest {
 }
 
 /// Renders a route's input template against a sample body, as ingress would.
-async fn preview_template(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/webhooks/preview",
+    tag = "webhooks",
+    summary = "Render an input template against a sample request",
+    request_body = PreviewRequest,
+    responses(
+        (status = 200, description = "`{\"input\"}`: the rendered input", body = PreviewAnswer),
+        (status = 422, description = "the template cannot be rendered", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn preview_template(
     JsonBody(request): JsonBody<PreviewRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PreviewAnswer>, ApiError> {
     sdlc_core::webhook::check_template(&request.input_template).map_err(ApiError::unprocessable)?;
     let delivery = sdlc_core::webhook::Delivery {
         id: Uuid::nil(),
@@ -415,26 +606,70 @@ async fn preview_template(
         body: request.body.into_bytes(),
     };
     let input = sdlc_core::webhook::render_input(&delivery).map_err(ApiError::unprocessable)?;
-    Ok(Json(json!({ "input": input })))
+    Ok(Json(PreviewAnswer { input }))
 }
 
-async fn list_tools(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(sdlc_core::tool::list_tools(state.root())))
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/tools",
+    tag = "tools",
+    summary = "The names of the project's tools",
+    responses(
+        (status = 200, description = "Tool names", body = Vec<String>)
+    )
+)]
+pub(crate) async fn list_tools(State(state): State<AppState>) -> Json<Vec<String>> {
+    Json(sdlc_core::tool::list_tools(state.root()))
 }
 
 /// `POST /ui/login-token`: a one-time token for the dashboard's login (`sdlc orchestrate ui`).
-async fn login_token(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/ui/login-token",
+    tag = "daemon",
+    summary = "A one-time dashboard login",
+    responses(
+        (status = 200, description = "The token, its expiry and the login path", body = LoginToken)
+    )
+)]
+pub(crate) async fn login_token(State(state): State<AppState>) -> Json<LoginToken> {
     let (token, expires_at) = state.login_tokens().mint(state.clock().now());
-    Json(json!({
-        "token": token,
-        "expires_at": expires_at,
-        "path": format!("/login?token={token}"),
-    }))
+    Json(LoginToken {
+        path: format!("/login?token={token}"),
+        token,
+        expires_at,
+    })
+}
+
+/// A one-time dashboard login.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginToken {
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Where to send the browser: `/login?token=...`.
+    pub path: String,
+}
+
+/// A template rendered against a sample request.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewAnswer {
+    /// The tool's input as the route would give it.
+    pub input: Value,
 }
 
 /// Verifies every page of the database (the file is closed and reopened around it, so other
 /// requests wait that long).
-async fn check(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/check",
+    tag = "daemon",
+    summary = "Verify the database",
+    responses(
+        (status = 200, description = "What the check found", body = Object),
+        (status = 500, description = "the check could not run", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn check(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     let repaired = state.with_db(|db| db.verify()).await?;
     Ok(Json(json!({
@@ -447,7 +682,16 @@ async fn check(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 /// The daemon's state. Answers even while the database refuses work: `storage` then says
 /// why (`state: "degraded"`, with the fault) and the counts it cannot read are null.
-async fn status(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/status",
+    tag = "daemon",
+    summary = "The daemon's state: storage, counts, inbox, engine",
+    responses(
+        (status = 200, description = "Status", body = Object)
+    )
+)]
+pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     let counted = state
         .with_db(|db| Ok((db.count_by_status()?, db.inbox_len()?)))
         .await;
@@ -485,6 +729,36 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         answer["engine"] = json!(stats.snapshot(now));
     }
     Json(answer)
+}
+
+/// Every error of the API is JSON: axum's own rejections (a query, path or body it could not
+/// read) come as text, and are answered in our `{"error": ...}` form instead, with the same
+/// status and reason.
+async fn json_errors(request: Request, next: middleware::Next) -> axum::response::Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    // Rejection texts are a line or two; anything longer is not one of them.
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    axum::response::IntoResponse::into_response(ApiError::new(status, message))
 }
 
 async fn unknown_route() -> ApiError {

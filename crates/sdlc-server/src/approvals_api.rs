@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Body of an approval decision.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     #[serde(default)]
@@ -33,7 +33,22 @@ pub struct Decision {
 /// Who decided when the request does not say and no named token made it.
 const DEFAULT_APPROVER: &str = "api";
 
-async fn approve(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/approve",
+    tag = "approvals",
+    summary = "Approve an action awaiting approval",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    request_body(content = Decision, description = "Optional"),
+    responses(
+        (status = 200, description = "The action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it is not awaiting approval", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn approve(
     state: State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
@@ -49,7 +64,22 @@ async fn approve(
     .await
 }
 
-async fn reject(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/actions/{id}/reject",
+    tag = "approvals",
+    summary = "Reject an action awaiting approval",
+    params(("id" = String, Path, description = "The action's id (a UUID)")),
+    request_body(content = Decision, description = "Optional"),
+    responses(
+        (status = 200, description = "The action", body = ActionView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such action", body = crate::error::ErrorBody),
+        (status = 409, description = "it is not awaiting approval", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn reject(
     state: State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,

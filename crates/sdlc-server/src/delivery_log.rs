@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub const KEPT: usize = 1000;
 
 /// What became of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryOutcome {
     Accepted,
@@ -62,7 +62,7 @@ impl DeliveryOutcome {
 }
 
 /// One request to `/webhooks/...`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     pub received_at: DateTime<Utc>,
     /// The path as requested (below `/webhooks/`), whether or not a route has it.

@@ -8,6 +8,13 @@ use axum::response::{IntoResponse, Response};
 use sdlc_core::StoreError;
 use serde_json::json;
 
+/// The body of every error answer, as the OpenAPI document describes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, and what to do about it.
+    pub error: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -35,7 +35,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Query of the history endpoints. Strings, so a bad value gets our message.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -130,14 +131,25 @@ impl HistoryQuery {
 }
 
 /// Answer of `GET /actions/paged`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryPageView {
     pub items: Vec<ActionView>,
     /// Pass as `cursor` for the next page; null on the last one.
     pub next_cursor: Option<String>,
 }
 
-async fn paged(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/paged",
+    tag = "history",
+    summary = "A page of the run history",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page", body = HistoryPageView),
+        (status = 400, description = "a bad filter or cursor", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn paged(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<HistoryPageView>, ApiError> {
@@ -184,7 +196,18 @@ fn export_response(
     response
 }
 
-async fn paged_jsonl(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/paged.jsonl",
+    tag = "history",
+    summary = "The history as JSON lines",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "One action a line", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "a bad filter or cursor", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn paged_jsonl(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
@@ -202,7 +225,18 @@ async fn paged_jsonl(
     ))
 }
 
-async fn paged_csv(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/paged.csv",
+    tag = "history",
+    summary = "The history as CSV (at most 10,000 rows)",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
+        (status = 400, description = "a bad filter or cursor", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn paged_csv(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {

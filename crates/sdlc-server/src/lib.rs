@@ -16,6 +16,7 @@
 //! - [`tls`]: HTTPS on the listener, and the CLI's pinned client side.
 //! - [`auth`]: the bearer-token check every management request passes.
 //! - [`metrics_api`]: `GET /metrics`, the Prometheus exposition.
+//! - [`openapi`]: the management API's OpenAPI 3.1 document.
 //! - [`error`]: `ApiError`, the one error type, answered as JSON.
 //! - [`client`]: `DaemonClient`, the CLI's side of the management API.
 //! - [`ui`]: the dashboard at `/` (pages, login and sessions, the live event stream).
@@ -35,6 +36,7 @@ pub mod listener;
 pub mod metrics_api;
 pub mod notify_api;
 pub mod notify_sender;
+pub mod openapi;
 pub mod plans_api;
 mod state;
 mod stream;

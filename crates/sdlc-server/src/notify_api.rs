@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// One notification as lists show it: its receiver's URL masked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: Uuid,
     pub event: NotifyEvent,
@@ -64,7 +64,8 @@ impl From<&Notification> for NotificationView {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     pub status: Option<String>,
     pub limit: Option<String>,
@@ -94,7 +95,18 @@ pub fn check_query(
     Ok((status, limit))
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/notifications",
+    tag = "notifications",
+    summary = "The notification outbox, newest first",
+    params(NotificationQuery),
+    responses(
+        (status = 200, description = "Notifications", body = Vec<NotificationView>),
+        (status = 400, description = "a bad filter", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<NotificationQuery>,
 ) -> Result<Json<Vec<NotificationView>>, ApiError> {
@@ -106,7 +118,17 @@ async fn list(
     Ok(Json(notes.iter().map(NotificationView::from).collect()))
 }
 
-async fn test(State(state): State<AppState>) -> Result<Json<Vec<TestAnswer>>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/notify/test",
+    tag = "notifications",
+    summary = "Send a test message to every receiver",
+    responses(
+        (status = 200, description = "Each receiver's answer", body = Vec<TestAnswer>),
+        (status = 422, description = "No receiver is configured", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn test(State(state): State<AppState>) -> Result<Json<Vec<TestAnswer>>, ApiError> {
     let config = state.with_db(|db| db.notify_config()).await?;
     if config.receivers.is_empty() {
         return Err(ApiError::unprocessable(

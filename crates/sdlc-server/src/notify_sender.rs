@@ -284,7 +284,7 @@ fn describe(err: &reqwest::Error, receiver: &Receiver) -> String {
 }
 
 /// One receiver's answer to `notify test`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TestAnswer {
     pub kind: ReceiverKind,
     /// The receiver's URL, masked.

@@ -37,7 +37,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Body of `POST /plans/{plan_id}/runs`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     #[serde(default)]
@@ -53,7 +53,7 @@ pub struct StartRequest {
 }
 
 /// Answer of `POST /plans/{plan_id}/runs` and `.../retry`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StartResponse {
     pub run_id: Uuid,
     pub run: RunSummary,
@@ -65,7 +65,7 @@ pub struct StartResponse {
 }
 
 /// Body of `POST /runs/{run_id}/retry`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     #[serde(default)]
@@ -73,7 +73,7 @@ pub struct RetryRequest {
 }
 
 /// Answer of `GET /runs`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunPage {
     pub runs: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; absent on the last one.
@@ -81,7 +81,18 @@ pub struct RunPage {
     pub next_cursor: Option<String>,
 }
 
-async fn list_plans(State(state): State<AppState>) -> Result<Json<Vec<PlanListing>>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/plans",
+    tag = "plans",
+    summary = "The plans of .sdlc/plans/ with their last run",
+    responses(
+        (status = 200, description = "Plans", body = Vec<PlanListing>)
+    )
+)]
+pub(crate) async fn list_plans(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<PlanListing>>, ApiError> {
     let mut plans = load::listings(state.root());
     for plan in &mut plans {
         let filter = RunFilter {
@@ -95,7 +106,20 @@ async fn list_plans(State(state): State<AppState>) -> Result<Json<Vec<PlanListin
     Ok(Json(plans))
 }
 
-async fn start_run(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/plans/{plan_id}/runs",
+    tag = "plans",
+    summary = "Start a run of a plan",
+    params(("plan_id" = String, Path, description = "The plan's id")),
+    request_body(content = StartRequest, description = "Optional"),
+    responses(
+        (status = 201, description = "The run", body = StartResponse),
+        (status = 404, description = "no such plan", body = crate::error::ErrorBody),
+        (status = 422, description = "the plan or its variables are wrong", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn start_run(
     State(state): State<AppState>,
     Path(plan_id): Path<String>,
     body: axum::body::Bytes,
@@ -140,7 +164,8 @@ async fn start_run(
 }
 
 /// Query of `GET /runs`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     pub plan: Option<String>,
     pub status: Option<String>,
@@ -148,7 +173,18 @@ pub struct RunsQuery {
     pub cursor: Option<String>,
 }
 
-async fn list_runs(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/runs",
+    tag = "plans",
+    summary = "Plan runs, newest first",
+    params(RunsQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 400, description = "a bad filter or cursor", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_runs(
     State(state): State<AppState>,
     Query(query): Query<RunsQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
@@ -192,7 +228,19 @@ fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("'{text}' is not a run id (a UUID)")))
 }
 
-async fn get_run(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/runs/{run_id}",
+    tag = "plans",
+    summary = "One run with its steps",
+    params(("run_id" = String, Path, description = "The run's id (a UUID)")),
+    responses(
+        (status = 200, description = "The run", body = RunDetailView),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such run", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn get_run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<RunDetailView>, ApiError> {
@@ -211,14 +259,27 @@ async fn get_run(
 }
 
 /// Query of `GET /runs/{run_id}/events`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     pub follow: Option<String>,
     /// Only events after this sequence number.
     pub after: Option<u64>,
 }
 
-async fn run_events(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/runs/{run_id}/events",
+    tag = "plans",
+    summary = "A run's events as JSON lines",
+    params(("run_id" = String, Path, description = "The run's id (a UUID)"), EventsQuery),
+    responses(
+        (status = 200, description = "One JSON event a line", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such run", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn run_events(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
     Query(query): Query<EventsQuery>,
@@ -304,7 +365,20 @@ async fn run_events(
     Ok((ndjson, Body::new(crate::stream::ChannelBody::new(receiver))).into_response())
 }
 
-async fn cancel_run(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/runs/{run_id}/cancel",
+    tag = "plans",
+    summary = "Cancel a run",
+    params(("run_id" = String, Path, description = "The run's id (a UUID)")),
+    responses(
+        (status = 200, description = "The run", body = RunSummary),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such run", body = crate::error::ErrorBody),
+        (status = 409, description = "it ended", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<RunSummary>, ApiError> {
@@ -315,7 +389,22 @@ async fn cancel_run(
     Ok(Json(RunSummary::from(&run)))
 }
 
-async fn retry_run(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/runs/{run_id}/retry",
+    tag = "plans",
+    summary = "Retry a run's failed steps",
+    params(("run_id" = String, Path, description = "The run's id (a UUID)")),
+    request_body(content = RetryRequest, description = "Optional"),
+    responses(
+        (status = 200, description = "The run", body = StartResponse),
+        (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "no such run or step", body = crate::error::ErrorBody),
+        (status = 409, description = "nothing to retry", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn retry_run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
     body: axum::body::Bytes,

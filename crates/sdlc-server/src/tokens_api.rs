@@ -20,18 +20,39 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Body of `POST /tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub name: String,
     pub role: String,
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/tokens",
+    tag = "tokens",
+    summary = "Named tokens (never a secret)",
+    responses(
+        (status = 200, description = "Tokens", body = Vec<ApiToken>)
+    )
+)]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
     Ok(Json(state.with_db(|db| db.api_tokens()).await?))
 }
 
-async fn add(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/tokens",
+    tag = "tokens",
+    summary = "Make a named token; its secret is answered this once",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token with its secret", body = MintedToken),
+        (status = 409, description = "the name is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad name or role", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn add(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
@@ -46,7 +67,18 @@ async fn add(
     Ok((StatusCode::CREATED, Json(MintedToken { token, secret })))
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/api/orchestrator/tokens/{name}",
+    tag = "tokens",
+    summary = "Remove a named token",
+    params(("name" = String, Path, description = "The token's name")),
+    responses(
+        (status = 200, description = "The removed token", body = ApiToken),
+        (status = 404, description = "no such token", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ApiToken>, ApiError> {

@@ -26,7 +26,19 @@ pub fn routes() -> Router<AppState> {
         .route("/tools/{name}/run", post(try_run))
 }
 
-async fn tool_meta(
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/tools/{name}",
+    tag = "tools",
+    summary = "A tool's --meta",
+    params(("name" = String, Path, description = "The tool's name")),
+    responses(
+        (status = 200, description = "Its meta", body = ToolMeta),
+        (status = 404, description = "no such tool", body = crate::error::ErrorBody),
+        (status = 422, description = "its --meta cannot be read", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn tool_meta(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ToolMeta>, ApiError> {
@@ -39,7 +51,7 @@ async fn tool_meta(
 }
 
 /// Body of `POST /tools/{name}/run`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TryRequest {
     #[serde(default = "empty_object")]
@@ -52,7 +64,20 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-async fn try_run(
+#[utoipa::path(
+    post,
+    path = "/api/orchestrator/tools/{name}/run",
+    tag = "tools",
+    summary = "Run a tool once, storing nothing",
+    params(("name" = String, Path, description = "The tool's name")),
+    request_body(content = TryRequest, description = "Optional"),
+    responses(
+        (status = 200, description = "Its answer", body = TryAnswer),
+        (status = 404, description = "no such tool", body = crate::error::ErrorBody),
+        (status = 422, description = "the input is wrong", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn try_run(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,

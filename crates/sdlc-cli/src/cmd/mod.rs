@@ -83,6 +83,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
     match &cli.command {
         Command::Completions { shell } => return reference::completions(*shell),
         Command::Man => return reference::man(),
+        Command::Openapi => return reference::openapi(),
         _ => {}
     }
     let project = Project::resolve(&cli)?;
@@ -129,6 +130,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
         // Answered above, before the project was looked for.
         Command::Completions { shell } => reference::completions(shell),
         Command::Man => reference::man(),
+        Command::Openapi => reference::openapi(),
         Command::Tool { command } => match command {
             ToolCommand::List { json } => tool::list(&project, json).await,
             ToolCommand::Run {

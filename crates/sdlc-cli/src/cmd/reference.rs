@@ -1,5 +1,7 @@
-//! `sdlc completions SHELL` and `sdlc man`: the shell completions and the man page, generated
-//! from the clap definitions in `cli.rs`, so they always describe the binary that prints them.
+//! `sdlc completions SHELL`, `sdlc man` and `sdlc openapi`: the shell completions and the man
+//! page, generated from the clap definitions in `cli.rs`, and the management API's OpenAPI
+//! document, generated from the server's handlers; so they always describe the binary that
+//! prints them.
 
 use std::process::ExitCode;
 
@@ -21,6 +23,11 @@ pub fn man() -> anyhow::Result<ExitCode> {
     let mut page = Vec::new();
     render(&Cli::command(), &mut page)?;
     emit(&page)
+}
+
+/// Prints the OpenAPI 3.1 document of the management API.
+pub fn openapi() -> anyhow::Result<ExitCode> {
+    emit(sdlc_server::openapi::json().as_bytes())
 }
 
 /// Renders `command`'s page, then its subcommands' pages (named `sdlc-orchestrate-add`, ...).

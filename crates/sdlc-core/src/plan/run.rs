@@ -112,7 +112,7 @@ pub struct StepRef {
 }
 
 /// A command step's process: run directly, never through a shell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandSpec {
     pub program: String,
     #[serde(default)]

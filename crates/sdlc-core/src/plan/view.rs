@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{PlanGraph, PlanRun, RunStatus, StepState, StepStatus};
 
 /// A run in a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub run_id: Uuid,
     pub plan_id: String,
@@ -63,7 +63,7 @@ impl From<&PlanRun> for RunSummary {
 }
 
 /// One step of a run, with what the plan declares of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepView {
     pub step_id: String,
     #[serde(default)]
@@ -90,7 +90,7 @@ pub struct StepView {
 }
 
 /// A run with all its steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunDetailView {
     #[serde(flatten)]
     pub run: RunSummary,
@@ -141,7 +141,7 @@ impl RunDetailView {
 }
 
 /// A plan of the project, for `plan list` and `GET /plans`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanListing {
     pub plan_id: String,
     #[serde(default)]

@@ -10,7 +10,7 @@ use super::ToolScript;
 use super::runner::{ExitKind, RunLimits, ToolMode, run_tool};
 
 /// What `tool --meta` prints. Unknown fields are kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolMeta {
     pub name: String,
     #[serde(default)]

@@ -13,7 +13,7 @@ use super::{RunLimits, ToolMode, log_excerpt, outcome_to_status, run_tool, tool_
 use crate::model::ActionStatus;
 
 /// What one try answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TryAnswer {
     pub ok: bool,
     /// The tool's answer when it succeeded.
