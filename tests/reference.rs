@@ -160,3 +160,100 @@ fn every_api_error_is_json_even_a_query_the_server_cannot_read() {
     assert!(body["error"].as_str().unwrap().contains("after"), "{body}");
     assert!(daemon.stop().success());
 }
+
+/// `docs/cli.md` is the reference this build prints, and README's command table names every
+/// command there is and no flag that is not.
+#[test]
+fn the_command_reference_and_readmes_table_are_in_step_with_the_binary() {
+    let generated = sdlc_outside_a_project(&["man", "--markdown"]);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md")).unwrap();
+    assert!(
+        generated == committed,
+        "docs/cli.md differs from what this build generates: run `cargo run --bin sdlc -- man --markdown > docs/cli.md` and commit it"
+    );
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let table = readme
+        .split("\n## Commands\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Commands section");
+    // Every command (a heading `## \`sdlc ...\`` in the reference) is in the table.
+    let listed = commands_in_table(table);
+    for heading in generated.lines().filter_map(|l| l.strip_prefix("## `")) {
+        let command = heading.trim_end_matches('`');
+        assert!(
+            listed.contains(command),
+            "README's command table lacks `{command}` (it lists {listed:?})"
+        );
+    }
+    // Every flag the table's command column names exists.
+    let flags: std::collections::BTreeSet<&str> = generated
+        .split("`--")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .next()
+        })
+        .collect();
+    let command_cells: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|row| row.split(" | ").next().unwrap())
+        .collect();
+    for mention in command_cells
+        .iter()
+        .flat_map(|cell| cell.split("--").skip(1))
+    {
+        let flag: String = mention
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if flag.is_empty() || !flag.chars().next().unwrap().is_ascii_lowercase() {
+            continue;
+        }
+        assert!(
+            flags.contains(flag.as_str()),
+            "README's command table names --{flag}, which no command has"
+        );
+    }
+}
+
+/// The commands README's table names: in each row, each `sdlc ...` (up to its first argument
+/// or flag, `a\|b` naming several), and each `word ...` after it in place of as many last
+/// words of the row's first command (`webhook rm` after `sdlc orchestrate webhook list`).
+fn commands_in_table(table: &str) -> std::collections::BTreeSet<String> {
+    let mut listed = std::collections::BTreeSet::from(["sdlc".to_string()]);
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = row.split(" | ").next().unwrap();
+        let mut first: Option<Vec<String>> = None;
+        for segment in first_cell.split('`').skip(1).step_by(2) {
+            let words: Vec<String> = segment
+                .split(' ')
+                .take_while(|w| !w.starts_with(['<', '[', '-', '(', '.']))
+                .map(str::to_string)
+                .collect();
+            let path = match &first {
+                _ if words.first().is_some_and(|w| w == "sdlc") => words,
+                Some(first) if words.len() <= first.len() => {
+                    let mut path = first[..first.len() - words.len()].to_vec();
+                    path.extend(words);
+                    path
+                }
+                _ => continue,
+            };
+            let (last, parent) = path.split_last().unwrap();
+            for name in last.split("\\|") {
+                let mut full = parent.to_vec();
+                full.push(name.to_string());
+                for end in 1..=full.len() {
+                    listed.insert(full[..end].join(" "));
+                }
+            }
+            first.get_or_insert(path);
+        }
+    }
+    listed
+}

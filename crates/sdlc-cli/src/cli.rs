@@ -95,7 +95,11 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the man page, in roff (e.g. `sdlc man > ~/.local/share/man/man1/sdlc.1`)
-    Man,
+    Man {
+        /// Print the whole command reference as Markdown instead (docs/cli.md)
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print the management API's OpenAPI 3.1 document (also served at
     /// /api/orchestrator/openapi.json), to generate a client
     Openapi,
@@ -120,9 +124,9 @@ pub struct DaemonArgs {
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
 
-    /// How many tools may run at once
-    #[arg(long, default_value_t = default_concurrency(), value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_concurrency: u16,
+    /// How many tools may run at once (default: four per core, at least 4, at most 64)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrency: Option<u16>,
 
     /// Default limit on one tool run (an action's --timeout overrides it)
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -225,8 +229,16 @@ pub struct DaemonArgs {
     pub notify_give_up: std::time::Duration,
 }
 
-/// Tool runs mostly wait on their processes, so more slots than cores pay off.
-fn default_concurrency() -> u16 {
+impl DaemonArgs {
+    /// `--max-concurrency`, or its default for this machine.
+    pub fn concurrency(&self) -> u16 {
+        self.max_concurrency.unwrap_or_else(default_concurrency)
+    }
+}
+
+/// Tool runs mostly wait on their processes, so more slots than cores pay off. Not a clap
+/// default, so that the generated reference (`docs/cli.md`) is the same on every machine.
+pub fn default_concurrency() -> u16 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     (cores * 4).clamp(4, 64) as u16
 }

@@ -9,13 +9,17 @@ use super::Project;
 use crate::config::Settings;
 
 pub fn run(project: &Project, settings: &Settings, as_json: bool) -> anyhow::Result<ExitCode> {
-    // The database has no default value in the flag: it is the project's file.
+    // Two settings have no default in their flags: the database is the project's file, and
+    // the concurrency depends on the machine.
     let mut entries = settings.entries.clone();
-    for setting in entries
-        .iter_mut()
-        .filter(|s| s.key == "db" && s.values.is_empty())
-    {
-        setting.values.push(project.db_shown());
+    for setting in entries.iter_mut().filter(|s| s.values.is_empty()) {
+        match setting.key.as_str() {
+            "db" => setting.values.push(project.db_shown()),
+            "max_concurrency" => setting
+                .values
+                .push(crate::cli::default_concurrency().to_string()),
+            _ => {}
+        }
     }
     let settings = &Settings {
         file: settings.file.clone(),

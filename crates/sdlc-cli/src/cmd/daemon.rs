@@ -148,7 +148,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         "sdlc orchestrate: listening on {scheme}://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
         project.db_shown(),
         args.tick_rate.as_secs_f64(),
-        args.max_concurrency,
+        args.concurrency(),
         limits.max_connections
     ));
 
@@ -247,7 +247,7 @@ pub(crate) fn engine_config(project: &Project, args: &DaemonArgs) -> EngineConfi
     EngineConfig {
         root: project.root.clone(),
         tick: args.tick_rate,
-        max_concurrency: usize::from(args.max_concurrency),
+        max_concurrency: usize::from(args.concurrency()),
         limits: RunLimits {
             timeout: args.timeout,
             nice: args.tool_nice,

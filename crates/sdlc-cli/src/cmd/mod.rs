@@ -82,7 +82,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
     // These describe the command line itself: they need no project.
     match &cli.command {
         Command::Completions { shell } => return reference::completions(*shell),
-        Command::Man => return reference::man(),
+        Command::Man { markdown } => return reference::man(*markdown),
         Command::Openapi => return reference::openapi(),
         _ => {}
     }
@@ -129,7 +129,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
         },
         // Answered above, before the project was looked for.
         Command::Completions { shell } => reference::completions(shell),
-        Command::Man => reference::man(),
+        Command::Man { markdown } => reference::man(markdown),
         Command::Openapi => reference::openapi(),
         Command::Tool { command } => match command {
             ToolCommand::List { json } => tool::list(&project, json).await,

@@ -19,10 +19,22 @@ pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
 
 /// Prints the man page (roff) of `sdlc` and of every subcommand, one after another: `man`
 /// shows the whole reference from one file.
-pub fn man() -> anyhow::Result<ExitCode> {
+pub fn man(markdown: bool) -> anyhow::Result<ExitCode> {
+    if markdown {
+        return emit(markdown_reference().as_bytes());
+    }
     let mut page = Vec::new();
     render(&Cli::command(), &mut page)?;
     emit(&page)
+}
+
+/// Every command, flag and default as Markdown: `docs/cli.md`, which a test keeps equal to it.
+fn markdown_reference() -> String {
+    let options = clap_markdown::MarkdownOptions::new()
+        .title("sdlc command reference".to_string())
+        .show_footer(false)
+        .show_table_of_contents(true);
+    clap_markdown::help_markdown_command_custom(&Cli::command(), &options)
 }
 
 /// Prints the OpenAPI 3.1 document of the management API.
