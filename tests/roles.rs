@@ -248,14 +248,17 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
         (cookie, csrf)
     };
     let pause = format!("/api/orchestrator/actions/{id}/pause");
-    let viewer = add_token(&project, "watcher", "viewer");
-    let (cookie, csrf) = session_of(&viewer);
-    let headers = [
-        ("Cookie", cookie.as_str()),
-        ("Origin", origin.as_str()),
-        ("X-CSRF-Token", csrf.as_str()),
-    ];
-    let answer = http_answer(daemon.addr, "POST", &pause, &headers, b"");
+    // Pauses the action from a page logged in with `secret`, as the page's script would.
+    let pause_from_a_page_of = |secret: &str| {
+        let (cookie, csrf) = session_of(secret);
+        let headers = [
+            ("Cookie", cookie.as_str()),
+            ("Origin", origin.as_str()),
+            ("X-CSRF-Token", csrf.as_str()),
+        ];
+        http_answer(daemon.addr, "POST", &pause, &headers, b"")
+    };
+    let answer = pause_from_a_page_of(&add_token(&project, "watcher", "viewer"));
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(
         answer.body.contains("'watcher'") && answer.body.contains("viewer"),
@@ -264,14 +267,7 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
     );
     assert_eq!(project.find(&id)["status"], "pending");
 
-    let operator = add_token(&project, "oncall", "operator");
-    let (cookie, csrf) = session_of(&operator);
-    let headers = [
-        ("Cookie", cookie.as_str()),
-        ("Origin", origin.as_str()),
-        ("X-CSRF-Token", csrf.as_str()),
-    ];
-    let answer = http_answer(daemon.addr, "POST", &pause, &headers, b"");
+    let answer = pause_from_a_page_of(&add_token(&project, "oncall", "operator"));
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(project.find(&id)["status"], "paused");
     // A wrong token logs nobody in.
