@@ -207,9 +207,10 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
     let daemon = project.daemon(&[]);
     let id = project.add(&["held", "--tool", "echo", "--at", "now+1h"]);
     let origin = format!("http://{}", daemon.addr);
-    let session_of = |secret: &str| {
+    // The dashboard's login form, posted from our own page.
+    let log_in_with = |secret: &str| {
         let form = format!("token={secret}&next=%2F");
-        let posted = http_answer(
+        http_answer(
             daemon.addr,
             "POST",
             "/login",
@@ -218,7 +219,10 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
                 ("Origin", origin.as_str()),
             ],
             form.as_bytes(),
-        );
+        )
+    };
+    let session_of = |secret: &str| {
+        let posted = log_in_with(secret);
         assert_eq!(posted.status, 303, "{}", posted.body);
         let cookie = posted
             .header("set-cookie")
@@ -262,16 +266,7 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(project.find(&id)["status"], "paused");
     // A wrong token logs nobody in.
-    let refused = http_answer(
-        daemon.addr,
-        "POST",
-        "/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Origin", origin.as_str()),
-        ],
-        b"token=sdlc_wrong&next=%2F",
-    );
+    let refused = log_in_with("sdlc_wrong");
     assert_eq!(refused.status, 401, "{}", refused.body);
     assert!(daemon.stop().success());
 }

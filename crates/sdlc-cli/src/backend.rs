@@ -151,10 +151,10 @@ pub async fn open_for_daemon(path: &Path) -> anyhow::Result<ActionDb> {
     loop {
         if let Some(other) = find_live(path) {
             bail!(
-                "another sdlc orchestrate (pid {}) is already running on {} (API at http://{}): stop it first, or pass --db for another database",
+                "another sdlc orchestrate (pid {}) is already running on {} (API at {}): stop it first, or pass --db for another database",
                 other.pid,
                 path.display(),
-                other.addr
+                other.base_url()
             );
         }
         // A daemon file whose process is gone: the last daemon died, so check the file.
@@ -198,9 +198,9 @@ pub async fn open_store_for_daemon(
     // The daemon file is the project's, whichever database it uses.
     if let Some(other) = find_live(path) {
         bail!(
-            "another sdlc orchestrate (pid {}) is already running in this project (API at http://{}): stop it first, or start this one from another folder (--root)",
+            "another sdlc orchestrate (pid {}) is already running in this project (API at {}): stop it first, or start this one from another folder (--root)",
             other.pid,
-            other.addr
+            other.base_url()
         );
     }
     let pg = tokio::task::block_in_place(|| -> Result<_, StoreError> {

@@ -157,6 +157,11 @@ fn with_file_defaults(
     file: Option<&Path>,
 ) -> anyhow::Result<clap::Command> {
     let keys = setting_keys();
+    // Environment variables left out of the checks, so their mistakes are not blamed on the file.
+    let without_env = |a: clap::Arg| a.env(None::<&str>);
+    let mut checker = Cli::command()
+        .mut_args(without_env)
+        .mut_subcommand("orchestrate", |o| o.mut_args(without_env));
     let file_name = file.map_or_else(String::new, |f| f.display().to_string());
     for (key, value) in table {
         if !keys.contains(key) {
@@ -180,10 +185,9 @@ fn with_file_defaults(
         }
         .expect("every setting key names an argument of the command");
         let values = values_of(key, value, arg, &file_name)?;
-        let is_switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
-        for value in values.iter().filter(|_| !is_switch) {
+        for value in values.iter().filter(|_| !is_switch(arg)) {
             let long = arg.get_long().expect("every setting is a long flag");
-            check_value(long, value, global).map_err(|reason| {
+            check_value(&mut checker, long, value, global).map_err(|reason| {
                 anyhow::anyhow!("bad value for '{key}' in {file_name}: {reason}")
             })?;
         }
@@ -197,20 +201,22 @@ fn with_file_defaults(
     Ok(command)
 }
 
-/// Checks one value with its argument's own parser, by parsing a command line that gives
-/// only it (environment variables left out, so their mistakes are not blamed on the file).
-fn check_value(long: &str, value: &str, global: bool) -> Result<(), String> {
+/// Checks one value with its argument's own parser, by parsing with `checker` a command line
+/// that gives only it.
+fn check_value(
+    checker: &mut clap::Command,
+    long: &str,
+    value: &str,
+    global: bool,
+) -> Result<(), String> {
     let flag = format!("--{long}={value}");
     let args = if global {
         vec!["sdlc".to_string(), flag, "orchestrate".to_string()]
     } else {
         vec!["sdlc".to_string(), "orchestrate".to_string(), flag]
     };
-    let without_env = |a: clap::Arg| a.env(None::<&str>);
-    Cli::command()
-        .mut_args(without_env)
-        .mut_subcommand("orchestrate", |o| o.mut_args(without_env))
-        .try_get_matches_from(args)
+    checker
+        .try_get_matches_from_mut(args)
         .map(|_| ())
         .map_err(|err| clap_reason(&err))
 }
@@ -222,7 +228,7 @@ fn values_of(
     arg: &clap::Arg,
     file: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let is_switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
+    let is_switch = is_switch(arg);
     let repeatable = matches!(arg.get_action(), ArgAction::Append);
     let scalar = |v: &toml::Value| -> anyhow::Result<String> {
         match v {
@@ -249,6 +255,11 @@ fn values_of(
         }
         single => Ok(vec![scalar(single)?]),
     }
+}
+
+/// Whether the argument is an on/off flag (`--metrics-open`), given as true or false.
+fn is_switch(arg: &clap::Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse)
 }
 
 /// The reason in a clap error, without its `error:` prefix and usage lines.

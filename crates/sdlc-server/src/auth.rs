@@ -63,7 +63,7 @@ pub async fn authorize(
     if caller.role < needed {
         let who = match &caller.name {
             Some(name) => format!("the token '{name}'"),
-            None => "this session".to_string(),
+            None => "the daemon's token".to_string(),
         };
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -41,7 +41,7 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match &daemon {
-        Some(info) => outln!("daemon:   running (pid {}, http://{})", info.pid, info.addr)?,
+        Some(info) => outln!("daemon:   running (pid {}, {})", info.pid, info.base_url())?,
         None => outln!("daemon:   not running")?,
     }
     if let Some(engine) = status["engine"].as_object() {
