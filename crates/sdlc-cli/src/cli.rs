@@ -347,6 +347,25 @@ pub enum OrchestrateCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Dashboard sessions: list the live ones, end one (rm)
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List the live sessions: id, the token that opened them, role, when made and when they expire
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session: its page must log in again
+    Rm {
+        /// The session's id, as `session list` shows it (a unique prefix is enough)
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

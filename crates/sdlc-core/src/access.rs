@@ -148,7 +148,10 @@ pub struct MintedToken {
 /// change needs an operator.
 pub fn required_role(method_is_read: bool, path: &str) -> Role {
     let path = path.trim_end_matches('/');
-    if path == "/tokens" || path.starts_with("/tokens/") || path == "/ui/login-token" {
+    let admin_only = ["/tokens", "/sessions"]
+        .iter()
+        .any(|root| path == *root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/')));
+    if admin_only || path == "/ui/login-token" {
         return Role::Admin;
     }
     let routes =

@@ -138,6 +138,24 @@ impl ApprovalState {
     }
 }
 
+/// Who decides an approval: the name the caller's credentials prove (a named token's name, or
+/// the person running a command on the file), and the name the request gave, if another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub name: String,
+    pub stated: Option<String>,
+}
+
+impl Decider {
+    /// A decider whose name is all there is to say.
+    pub fn named(name: impl Into<String>) -> Decider {
+        Decider {
+            name: name.into(),
+            stated: None,
+        }
+    }
+}
+
 /// The record of one approval: who decided, when, and what they said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -152,6 +170,10 @@ pub struct Approval {
     pub rejected_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Who the request said decided, when that is not `approver`: a named token's holder may
+    /// say on whose behalf they act, but the approver recorded is the token's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated_by: Option<String>,
     /// When it began waiting.
     pub requested_at: DateTime<Utc>,
     /// When waiting ends in a rejection if nobody decided.
@@ -173,6 +195,7 @@ impl Approval {
             approved_at: None,
             rejected_at: None,
             note: None,
+            stated_by: None,
             requested_at: now,
             deadline,
         }
@@ -182,12 +205,15 @@ impl Approval {
     pub fn decide(
         &mut self,
         state: ApprovalState,
-        by: Option<&str>,
+        by: Option<&Decider>,
         note: Option<String>,
         at: DateTime<Utc>,
     ) {
         self.state = state;
-        self.approver = by.map(str::to_string).or(self.approver.take());
+        if let Some(by) = by {
+            self.approver = Some(by.name.clone());
+            self.stated_by = by.stated.clone().filter(|stated| *stated != by.name);
+        }
         match state {
             ApprovalState::Approved => self.approved_at = Some(at),
             ApprovalState::Rejected => self.rejected_at = Some(at),

@@ -95,6 +95,9 @@ pub struct ActionView {
     pub approval_state: Option<crate::model::ApprovalState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver: Option<String>,
+    /// Who the decision's request said decided, when not the approver its token proves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +243,7 @@ impl From<&Action> for ActionView {
             command: action.command.clone(),
             approval_state: action.approval.as_ref().map(|a| a.state),
             approver: action.approval.as_ref().and_then(|a| a.approver.clone()),
+            stated_by: action.approval.as_ref().and_then(|a| a.stated_by.clone()),
             approved_at: action.approval.as_ref().and_then(|a| a.approved_at),
             rejected_at: action.approval.as_ref().and_then(|a| a.rejected_at),
             note: action.approval.as_ref().and_then(|a| a.note.clone()),

@@ -1,6 +1,6 @@
 //! `POST /api/orchestrator/actions/{id}/approve` and `.../reject` with `{"by", "note"}` (both
-//! optional; `by` defaults to the named token's name, else "api"): the decision on an action
-//! awaiting approval.
+//! optional): the decision on an action awaiting approval. The approver recorded is what the
+//! caller's credentials prove (see `decider`); a named token cannot sign for someone else.
 
 use axum::Json;
 use axum::Router;
@@ -9,6 +9,7 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use sdlc_core::model::Decider;
 use sdlc_core::view::ActionView;
 
 use crate::auth::Caller;
@@ -32,6 +33,24 @@ pub struct Decision {
 
 /// Who decided when the request does not say and no named token made it.
 const DEFAULT_APPROVER: &str = "api";
+
+/// The same, for a dashboard session opened with the daemon's own token.
+const DASHBOARD_APPROVER: &str = "dashboard";
+
+/// Who is recorded as deciding: a named token's name, whatever the body says (its `by` is
+/// kept beside it as `stated_by`); with the daemon's own token, whose holder owns the daemon,
+/// the body's `by`, else "api" (or "dashboard" from a page).
+fn decider(caller: Option<Caller>, stated: Option<String>) -> Decider {
+    match caller {
+        Some(Caller {
+            name: Some(name), ..
+        }) => Decider { name, stated },
+        Some(caller) if caller.via_session => {
+            Decider::named(stated.unwrap_or_else(|| DASHBOARD_APPROVER.to_string()))
+        }
+        _ => Decider::named(stated.unwrap_or_else(|| DEFAULT_APPROVER.to_string())),
+    }
+}
 
 #[utoipa::path(
     post,
@@ -105,12 +124,11 @@ async fn decide(
     let id = Uuid::parse_str(id)
         .map_err(|_| ApiError::bad_request(format!("'{id}' is not an action id (a UUID)")))?;
     let decision: Decision = crate::api::optional_json(body)?;
-    let by = decision
-        .by
-        .filter(|by| !by.trim().is_empty())
-        .or_else(|| caller.and_then(|c| c.name))
-        .unwrap_or_else(|| DEFAULT_APPROVER.to_string());
-    sdlc_core::service::check_text("by", &by).map_err(ApiError::unprocessable)?;
+    let stated = decision.by.filter(|by| !by.trim().is_empty());
+    if let Some(stated) = &stated {
+        sdlc_core::service::check_text("by", stated).map_err(ApiError::unprocessable)?;
+    }
+    let by = decider(caller, stated);
     if let Some(note) = &decision.note {
         sdlc_core::service::check_text("note", note).map_err(ApiError::unprocessable)?;
     }

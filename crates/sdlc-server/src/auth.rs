@@ -29,6 +29,23 @@ pub struct Caller {
     /// The named token's name; None for the daemon's own token or a session made with it.
     pub name: Option<String>,
     pub role: Role,
+    /// The SHA-256 of the token presented, or of the one that opened the session: what a
+    /// session started by this caller is checked against.
+    pub credential: [u8; 32],
+    /// Whether the request came from a dashboard page (a session) rather than a bearer token.
+    pub via_session: bool,
+}
+
+impl Caller {
+    /// The daemon's own authority, proven by its token (or a one-time login made with it).
+    pub fn daemon(state: &AppState) -> Caller {
+        Caller {
+            name: None,
+            role: Role::Admin,
+            credential: access::digest(state.token()),
+            via_session: false,
+        }
+    }
 }
 
 /// Middleware: lets the request through only with credentials whose role covers it.
@@ -92,10 +109,7 @@ async fn identify(
         if !crate::ui::session::is_safe(method) {
             crate::ui::session::check_csrf(headers, &found.session)?;
         }
-        return Ok(Caller {
-            name: found.session.token_name.clone(),
-            role: found.session.role.unwrap_or(Role::Admin),
-        });
+        return Ok(found.caller);
     }
     let Some(presented) = presented else {
         return Err(ApiError::new(
@@ -115,12 +129,46 @@ async fn identify(
 /// The caller a presented token stands for: the daemon's own, or a named one.
 pub async fn token_caller(state: &AppState, presented: &str) -> Result<Option<Caller>, ApiError> {
     if constant_time_eq(presented.as_bytes(), state.token().as_bytes()) {
-        return Ok(Some(Caller {
-            name: None,
-            role: Role::Admin,
-        }));
+        return Ok(Some(Caller::daemon(state)));
     }
-    let digest = access::digest(presented);
+    named_token_caller(state, access::digest(presented)).await
+}
+
+/// The caller a stored session stands for, checked against the token that opened it: the
+/// daemon's current token, or a named token that still exists under the same name (a token
+/// removed, or removed and added again, opens no session it opened before). None when that
+/// token no longer opens the API.
+pub async fn session_caller(
+    state: &AppState,
+    session: &sdlc_core::store::UiSession,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(digest) = session
+        .token_digest
+        .as_deref()
+        .and_then(sdlc_core::store::SessionListing::parse_id)
+    else {
+        return Ok(None);
+    };
+    let caller = if constant_time_eq(&digest, &access::digest(state.token())) {
+        Some(Caller::daemon(state))
+    } else {
+        named_token_caller(state, digest)
+            .await?
+            .filter(|caller| caller.name == session.token_name)
+    };
+    Ok(caller.map(|caller| Caller {
+        via_session: true,
+        ..caller
+    }))
+}
+
+/// 64 hex digits of a digest.
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The named token stored under `digest`, through the cache, as a caller.
+async fn named_token_caller(state: &AppState, digest: [u8; 32]) -> Result<Option<Caller>, ApiError> {
     let now = Instant::now();
     let (token, touch) = match state.token_cache().get(digest, now) {
         Some(cached) => cached,
@@ -147,6 +195,8 @@ pub async fn token_caller(state: &AppState, presented: &str) -> Result<Option<Ca
     Ok(Some(Caller {
         name: Some(token.name),
         role: token.role,
+        credential: digest,
+        via_session: false,
     }))
 }
 

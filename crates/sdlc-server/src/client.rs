@@ -262,6 +262,27 @@ impl DaemonClient {
         .await
     }
 
+    /// `GET /sessions`: the live dashboard sessions.
+    pub async fn list_sessions(
+        &self,
+    ) -> Result<Vec<sdlc_core::store::SessionListing>, ClientError> {
+        self.call::<(), _>(Method::GET, "/sessions", &[], None).await
+    }
+
+    /// `DELETE /sessions/{id}`.
+    pub async fn end_session(
+        &self,
+        id: &str,
+    ) -> Result<sdlc_core::store::SessionListing, ClientError> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/sessions/{}", encode_segment(id)),
+            &[],
+            None,
+        )
+        .await
+    }
+
     /// Removes a route by id or path.
     pub async fn delete_route(&self, id_or_path: &str) -> Result<RouteView, ClientError> {
         let key = id_or_path.trim_start_matches('/');

@@ -64,6 +64,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_)
             | StoreError::RouteNotFound(_)
             | StoreError::TokenNotFound(_)
+            | StoreError::SessionNotFound(_)
             | StoreError::RunNotFound(_)
             | StoreError::NoSuchStep { .. } => StatusCode::NOT_FOUND,
             StoreError::DuplicatePath(_)

@@ -56,6 +56,8 @@ use crate::error::ErrorBody;
         crate::tokens_api::list,
         crate::tokens_api::add,
         crate::tokens_api::remove,
+        crate::tokens_api::list_sessions,
+        crate::tokens_api::end_session,
         openapi_json,
     ),
     components(schemas(ErrorBody)),

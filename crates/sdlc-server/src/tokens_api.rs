@@ -1,6 +1,7 @@
 //! `/api/orchestrator/tokens`: named API tokens (admin only, see `auth`). `GET` lists them
 //! (names, roles, created, last used; never a secret), `POST {"name", "role"}` makes one and
-//! answers its secret this once, `DELETE /tokens/{name}` removes one.
+//! answers its secret this once, `DELETE /tokens/{name}` removes one. `GET /sessions` lists the
+//! live dashboard sessions, `DELETE /sessions/{id}` ends one.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use sdlc_core::access::{self, ApiToken, MintedToken, Role};
+use sdlc_core::store::SessionListing;
 
 use crate::api::JsonBody;
 use crate::{ApiError, AppState};
@@ -17,6 +19,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/tokens", get(list).post(add))
         .route("/tokens/{name}", delete(remove))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", delete(end_session))
 }
 
 /// Body of `POST /tokens`.
@@ -85,4 +89,62 @@ pub(crate) async fn remove(
     let removed = state.with_db(move |db| db.remove_api_token(&name)).await?;
     state.token_cache().clear();
     Ok(Json(removed))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/sessions",
+    tag = "tokens",
+    summary = "Live dashboard sessions (never a secret), newest first",
+    responses(
+        (status = 200, description = "Sessions", body = Vec<SessionListing>)
+    )
+)]
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SessionListing>>, ApiError> {
+    let now = state.clock().now();
+    let sessions = state.with_db(move |db| db.ui_sessions(now)).await?;
+    Ok(Json(
+        sessions
+            .iter()
+            .map(|(key, session)| SessionListing::new(key, session))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/orchestrator/sessions/{id}",
+    tag = "tokens",
+    summary = "End a dashboard session (its page must log in again)",
+    params(("id" = String, Path, description = "The session's id, as listed")),
+    responses(
+        (status = 200, description = "The session ended", body = SessionListing),
+        (status = 400, description = "not a session id", body = crate::error::ErrorBody),
+        (status = 404, description = "no such session", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn end_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionListing>, ApiError> {
+    let Some(key) = SessionListing::parse_id(&id) else {
+        return Err(ApiError::bad_request(format!(
+            "'{id}' is not a session id (64 hex digits, as sdlc orchestrate session list shows)"
+        )));
+    };
+    let now = state.clock().now();
+    let ended = state
+        .with_db(move |db| {
+            let Some(session) = db.ui_session(key, now)? else {
+                return Ok(None);
+            };
+            db.end_ui_session(key)?;
+            Ok(Some(SessionListing::new(&key, &session)))
+        })
+        .await?;
+    ended
+        .map(Json)
+        .ok_or_else(|| sdlc_core::StoreError::SessionNotFound(id).into())
 }

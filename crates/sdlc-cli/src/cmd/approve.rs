@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use chrono::Utc;
+use sdlc_core::model::Decider;
 use sdlc_core::view::ActionView;
 use sdlc_server::Verdict;
 
@@ -32,8 +33,8 @@ pub async fn run(
             |db| {
                 let now = Utc::now();
                 let action = match verdict {
-                    Verdict::Approve => db.approve(id, &by, note.clone(), now)?,
-                    Verdict::Reject => db.reject(id, &by, note.clone(), now)?,
+                    Verdict::Approve => db.approve(id, &Decider::named(&by), note.clone(), now)?,
+                    Verdict::Reject => db.reject(id, &Decider::named(&by), note.clone(), now)?,
                 };
                 Ok(ActionView::from(&action))
             },

@@ -16,6 +16,7 @@ mod reference;
 mod schedule;
 mod show;
 mod status;
+mod session;
 mod token;
 mod tool;
 mod ui;
@@ -115,6 +116,9 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
             Some(OrchestrateCommand::Token { command }) => token::run(&project, command).await,
+            Some(OrchestrateCommand::Session { command }) => {
+                session::run(&project, command).await
+            }
             Some(OrchestrateCommand::Plan { command }) => {
                 plan::run(&project, &args.daemon, command).await
             }

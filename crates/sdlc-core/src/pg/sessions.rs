@@ -70,4 +70,28 @@ impl PgStore {
             .map_err(|e| fail(self.db.shown_url(), "cannot end a session", e))?;
         Ok(removed > 0)
     }
+
+    /// The sessions not expired by `now`, with their keys, newest first.
+    pub fn ui_sessions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<([u8; 32], UiSession)>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT key, record FROM sdlc_ui_sessions WHERE expires_at > $1",
+                &[&now.timestamp_millis()],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot list sessions", e))?;
+        let mut live = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key: &[u8] = row.get(0);
+            let Ok(key) = <[u8; 32]>::try_from(key) else {
+                continue;
+            };
+            live.push((key, decode_json(Uuid::nil(), row.get(1))?));
+        }
+        crate::store::sessions::sort_newest_first(&mut live);
+        Ok(live)
+    }
 }

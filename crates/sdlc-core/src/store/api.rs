@@ -22,7 +22,7 @@ use super::{OpenReport, StorageFault};
 use super::{plans, rules};
 use crate::access::ApiToken;
 use crate::error::StoreError;
-use crate::model::{Action, ActionStatus, StatusKind};
+use crate::model::{Action, ActionStatus, Decider, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
 use crate::pg::PgStore;
 use crate::plan::{NewRun, PlanRun, RunEvent};
@@ -166,6 +166,8 @@ store_interface! {
         -> Result<Option<UiSession>, StoreError>;
     /// Ends a dashboard session.
     fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError>;
+    /// The live dashboard sessions with their keys, newest first.
+    fn ui_sessions(&self, now: DateTime<Utc>) -> Result<Vec<([u8; 32], UiSession)>, StoreError>;
     /// Stores a named API token under the digest of its secret (refused when the name is taken).
     fn add_api_token(&self, digest: [u8; 32], token: &ApiToken) -> Result<(), StoreError>;
     /// Every named token, by name.
@@ -201,10 +203,10 @@ store_interface! {
             |t| rules::resume_in(t, id, now);
         /// Approves an action awaiting approval: it completes with the result it waited
         /// with, and what waited on it goes on, in one transaction.
-        fn approve(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
+        fn approve(&self, id: Uuid, by: &Decider, note: Option<String>, now: DateTime<Utc>)
             -> Result<Action, StoreError> = |t| rules::approve_in(t, id, by, note.clone(), now);
         /// Rejects an action awaiting approval: it fails with `rejected by <by>: <note>`.
-        fn reject(&self, id: Uuid, by: &str, note: Option<String>, now: DateTime<Utc>)
+        fn reject(&self, id: Uuid, by: &Decider, note: Option<String>, now: DateTime<Utc>)
             -> Result<Action, StoreError> = |t| rules::reject_in(t, id, by, note.clone(), now);
         /// Replaces a pending or paused action by `new` (its edited form, checked by
         /// `service::prepare_edit`), unless it changed since `seen` was read.

@@ -47,7 +47,7 @@ mod plans;
 mod record;
 pub(crate) mod rules;
 mod schedules;
-mod sessions;
+pub(crate) mod sessions;
 mod tokens;
 pub(crate) mod txn;
 mod webhooks;
@@ -65,7 +65,7 @@ pub use plans::{
     CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
 };
 pub(crate) use plans::{cached_graph, graph_from};
-pub use sessions::UiSession;
+pub use sessions::{SessionListing, UiSession};
 pub(crate) use webhooks::DEDUPE_WINDOW_MS;
 pub use webhooks::Ingested;
 

@@ -666,7 +666,7 @@ pub(crate) fn resume_in(
 pub(crate) fn approve_in(
     t: &mut impl Txn,
     id: Uuid,
-    by: &str,
+    by: &crate::model::Decider,
     note: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
@@ -689,14 +689,15 @@ pub(crate) fn approve_in(
 pub(crate) fn reject_in(
     t: &mut impl Txn,
     id: Uuid,
-    by: &str,
+    by: &crate::model::Decider,
     note: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
     decide_approval_in(t, id, now, |old| {
+        let name = &by.name;
         let reason = match note.as_deref().filter(|n| !n.trim().is_empty()) {
-            Some(note) => format!("rejected by {by}: {note}"),
-            None => format!("rejected by {by}"),
+            Some(note) => format!("rejected by {name}: {note}"),
+            None => format!("rejected by {name}"),
         };
         let mut new = transition(old, ActionStatus::Failed { reason }, now)?;
         if let Some(approval) = &mut new.approval {

@@ -28,6 +28,52 @@ pub struct UiSession {
     /// The named token that logged it in, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_name: Option<String>,
+    /// The SHA-256 (hex) of the token that logged it in: the daemon's own (a one-time login
+    /// link is made with it) or a named one. The server checks on every request that this
+    /// token still opens the API, so a session ends with its token (removed, replaced by a
+    /// new one of the same name, or the daemon's token changed). A session stored without
+    /// it is not honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_digest: Option<String>,
+}
+
+/// A session as listed (`sdlc orchestrate session list`, `GET /sessions`): never its secret
+/// nor its CSRF token. Its id is the hex of the key it is stored under (the SHA-256 of the
+/// cookie's secret, which the id does not reveal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionListing {
+    pub id: String,
+    /// The named token that opened it; none for the daemon's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The role it was opened with.
+    pub role: crate::access::Role,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SessionListing {
+    pub fn new(key: &[u8; 32], session: &UiSession) -> SessionListing {
+        SessionListing {
+            id: key.iter().map(|b| format!("{b:02x}")).collect(),
+            token: session.token_name.clone(),
+            role: session.role.unwrap_or(crate::access::Role::Admin),
+            created_at: session.created_at,
+            expires_at: session.expires_at,
+        }
+    }
+
+    /// The key a listed id names (64 hex digits).
+    pub fn parse_id(id: &str) -> Option<[u8; 32]> {
+        if id.len() != 64 || !id.is_ascii() {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(key)
+    }
 }
 
 pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
@@ -85,6 +131,30 @@ impl ActionDb {
         self.db.commit(tx)?;
         Ok(removed)
     }
+
+    /// The sessions not expired by `now`, with their keys, newest first.
+    pub fn ui_sessions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<([u8; 32], UiSession)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(UI_SESSIONS)?;
+        let mut live = Vec::new();
+        for entry in table.iter()? {
+            let (key, bytes) = entry?;
+            let session: UiSession = decode_json(Uuid::nil(), bytes.value())?;
+            if session.expires_at > now {
+                live.push((key.value(), session));
+            }
+        }
+        sort_newest_first(&mut live);
+        Ok(live)
+    }
+}
+
+/// Sessions newest first (ties by key, so both backends list alike).
+pub(crate) fn sort_newest_first(sessions: &mut [([u8; 32], UiSession)]) {
+    sessions.sort_by(|(ka, a), (kb, b)| b.created_at.cmp(&a.created_at).then(ka.cmp(kb)));
 }
 
 #[cfg(test)]
@@ -113,6 +183,7 @@ mod tests {
             expires_at: now + chrono::Duration::hours(hours),
             role: None,
             token_name: None,
+            token_digest: None,
         };
         db.create_ui_session([1; 32], &session(1), now).unwrap();
         db.create_ui_session([2; 32], &session(3), now).unwrap();
@@ -122,6 +193,8 @@ mod tests {
         assert_eq!(db.ui_session([1; 32], later).unwrap(), None, "expired");
         // Making a session forgets the expired ones.
         db.create_ui_session([3; 32], &session(5), later).unwrap();
+        let live: Vec<[u8; 32]> = db.ui_sessions(later).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(live, [[2; 32], [3; 32]], "the live ones, with their keys");
         assert!(!db.end_ui_session([1; 32]).unwrap(), "already forgotten");
         assert!(db.end_ui_session([2; 32]).unwrap());
         assert_eq!(db.ui_session([2; 32], now).unwrap(), None, "ended");

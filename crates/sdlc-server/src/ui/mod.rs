@@ -215,12 +215,18 @@ pub struct LoginQuery {
     pub next: Option<String>,
 }
 
-/// Where to go after logging in: only a path on this site (never another origin).
+/// Where to go after logging in: only a path on this site (never another origin). Browsers
+/// drop tabs and newlines from a `Location` and read `\\` as `/`, so `/\t/evil.example`
+/// would leave the site: a path with any byte outside printable ASCII, or a backslash, is
+/// refused whole rather than cleaned, and what is left may not start with `//`.
 fn safe_next(next: Option<&str>) -> String {
+    let same_site = |path: &str| {
+        path.starts_with('/')
+            && !path.starts_with("//")
+            && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
-        }
+        Some(path) if same_site(path) => path.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -278,10 +284,7 @@ async fn log_in(state: &AppState, token: &str, next: String, tokens_too: bool) -
     let one_time = state
         .login_tokens()
         .redeem(token, now)
-        .then_some(crate::auth::Caller {
-            name: None,
-            role: sdlc_core::access::Role::Admin,
-        });
+        .then(|| crate::auth::Caller::daemon(state));
     let caller = match one_time {
         Some(caller) => Some(caller),
         None if tokens_too => match crate::auth::token_caller(state, token).await {
@@ -364,6 +367,9 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/x")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        for hidden in ["/\t/evil.example", "/\n/evil.example", "/\r/x", "/ /x", "/\u{7f}/x", "/é"] {
+            assert_eq!(safe_next(Some(hidden)), "/", "{hidden:?}");
+        }
         assert_eq!(safe_next(None), "/");
     }
 }

@@ -65,6 +65,8 @@ impl LoginTokens {
 pub struct SessionFound {
     pub key: [u8; 32],
     pub session: UiSession,
+    /// Who it stands for, as its token says now (see `auth::session_caller`).
+    pub caller: crate::auth::Caller,
 }
 
 /// A new random secret (244 random bits, hex).
@@ -95,6 +97,7 @@ pub async fn start(
         expires_at: now + SESSION_TTL,
         role: caller.name.as_ref().map(|_| caller.role),
         token_name: caller.name.clone(),
+        token_digest: Some(crate::auth::digest_hex(&caller.credential)),
     };
     let stored = session.clone();
     let key = digest(&secret);
@@ -115,15 +118,32 @@ pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("sdlc_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
 }
 
-/// The live session the request's cookie names, if any.
+/// The live session the request's cookie names, if any, and only while the token that opened
+/// it still opens the API; one whose token is gone is ended here.
 pub async fn find(state: &AppState, headers: &HeaderMap) -> Result<Option<SessionFound>, ApiError> {
     let Some(secret) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let key = digest(&secret);
     let now = state.clock().now();
-    let session = state.with_db(move |db| db.ui_session(key, now)).await?;
-    Ok(session.map(|session| SessionFound { key, session }))
+    let Some(session) = state.with_db(move |db| db.ui_session(key, now)).await? else {
+        return Ok(None);
+    };
+    match crate::auth::session_caller(state, &session).await? {
+        Some(caller) => Ok(Some(SessionFound {
+            key,
+            session,
+            caller,
+        })),
+        None => {
+            tracing::info!(
+                token = session.token_name.as_deref().unwrap_or("the daemon's"),
+                "a dashboard session ended: the token that opened it no longer opens the API"
+            );
+            state.with_db(move |db| db.end_ui_session(key)).await?;
+            Ok(None)
+        }
+    }
 }
 
 /// The value of cookie `name` in the request, if sent.
@@ -233,6 +253,7 @@ mod tests {
             expires_at: Utc::now(),
             role: None,
             token_name: None,
+            token_digest: None,
         };
         let ours = [
             ("host", "127.0.0.1:7000"),
