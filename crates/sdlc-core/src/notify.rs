@@ -354,10 +354,11 @@ impl Notification {
             NotifyEvent::PlanFailed => format!("Plan {} run {} failed", s.task, s.id),
             NotifyEvent::PlanSucceeded => format!("Plan {} run {} succeeded", s.task, s.id),
         };
-        match s.outputs_uri.as_deref().or(s.reason.as_deref()) {
+        let text = match s.outputs_uri.as_deref().or(s.reason.as_deref()) {
             Some(detail) => format!("{what}: {detail}"),
             None => what,
-        }
+        };
+        slack_escape(&text)
     }
 
     /// The request body for the receiver's kind.
@@ -382,6 +383,14 @@ impl Notification {
             }
         }
     }
+}
+
+/// Text made safe for Slack's `text` field: its control characters `&`, `<` and `>` are
+/// escaped, so a task name or a tool's reason cannot mention `<!channel>` or forge a link.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// How notifications are retried: the first retry after `first`, each next one after twice

@@ -69,10 +69,46 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(metrics_api::PATH, get(metrics_api::scrape))
-        .nest("/api/orchestrator", api::routes(state.clone()))
+        .nest(
+            "/api/orchestrator",
+            api::routes(state.clone()).layer(axum::middleware::map_response(data_headers)),
+        )
         .merge(ui::routes())
         .fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            transport_headers,
+        ))
         .with_state(state)
+}
+
+/// API answers are data: never sniffed as another type (a JSON string holding HTML must not
+/// render), never kept by a cache (they hold runs, tokens' names, secrets once).
+async fn data_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Under `--tls-cert`, every answer tells browsers to use HTTPS only for this host.
+async fn transport_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if state.https() {
+        response.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -20,6 +20,9 @@ use sdlc_core::store::outbox::{TryOutcome, queued};
 const ROUND: usize = 64;
 /// How much of a receiver's answer is kept with the notification.
 const ANSWER_CHARS: usize = 300;
+
+/// How much of a receiver's answer is read at most (what is kept is `ANSWER_CHARS` of it).
+const ANSWER_BYTES: usize = 4 * 1024;
 /// The longest an idle sender sleeps before looking at the outbox again (a wake-up comes with
 /// every queued notification; this only bounds a missed one).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
@@ -44,8 +47,11 @@ impl Default for SenderConfig {
 }
 
 /// An HTTP client for receivers (HTTPS with the Web PKI roots: Slack's endpoint is HTTPS).
+/// It follows no redirect: a receiver is a secret address, and a redirect would re-send the
+/// notification (and its idempotency key) wherever the answer points. A 3xx is a refusal.
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("sdlc-orchestrate/", env!("CARGO_PKG_VERSION")))
@@ -243,9 +249,15 @@ pub async fn send(
     match request.send().await {
         Ok(response) => {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
+            let head = read_head(response, ANSWER_BYTES).await;
+            let text = String::from_utf8_lossy(&head);
             let text: String = text.trim().chars().take(ANSWER_CHARS).collect();
-            let answer = if text.is_empty() {
+            let answer = if status.is_redirection() {
+                format!(
+                    "HTTP {}: a redirect, not followed (set the receiver to the address it redirects to)",
+                    status.as_u16()
+                )
+            } else if text.is_empty() {
                 format!("HTTP {}", status.as_u16())
             } else {
                 format!("HTTP {}: {text}", status.as_u16())
@@ -259,6 +271,19 @@ pub async fn send(
         // reqwest's message names the URL: only the masked form may be shown.
         Err(err) => TryOutcome::Refused(describe(&err, receiver)),
     }
+}
+
+/// The first `cap` bytes of an answer's body; the rest is never read (the connection is
+/// dropped), so a receiver answering without end costs nothing.
+async fn read_head(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut head = Vec::new();
+    while head.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk[..chunk.len().min(cap - head.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    head
 }
 
 fn describe(err: &reqwest::Error, receiver: &Receiver) -> String {

@@ -53,6 +53,9 @@ pub struct AppStateConfig {
     pub metrics: Arc<Metrics>,
     /// `--metrics-open`: `/metrics` answers a loopback peer without a token.
     pub metrics_open: bool,
+    /// Served over TLS (`--tls-cert`): session cookies are `Secure` and every answer carries
+    /// `Strict-Transport-Security`.
+    pub https: bool,
 }
 
 impl AppState {
@@ -180,6 +183,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub fn https(&self) -> bool {
+        self.inner.https
     }
 
     pub fn metrics_open(&self) -> bool {

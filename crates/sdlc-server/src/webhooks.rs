@@ -35,17 +35,13 @@ const PRIVATE_HEADERS: [&str; 4] = [
     "proxy-authorization",
 ];
 /// Parts of a header name that mark a credential (`X-Gitlab-Token`, `X-Api-Key`,
-/// `X-Hub-Signature-256`, ...): such headers are stored as `REDACTED`, so the database (and a
-/// template) shows that one came but never what it said. The signature was checked before.
-const CREDENTIAL_MARKS: [&str; 8] = [
-    "token",
-    "secret",
-    "signature",
-    "api-key",
-    "apikey",
-    "password",
-    "auth",
-    "credential",
+/// `X-Hub-Signature-256`, `X-Access-Key`, `X-Pwd`, `X-Session-Id`, ...): such headers are
+/// stored as `REDACTED`, so the database (and a template) shows that one came but never what
+/// it said. The marks are short on purpose: a header redacted that needed not be costs a
+/// template one value; one kept that was a secret leaks it. The signature was checked before.
+const CREDENTIAL_MARKS: [&str; 14] = [
+    "token", "secret", "sig", "key", "pass", "pwd", "auth", "cred", "session", "private",
+    "cookie", "jwt", "bearer", "otp",
 ];
 /// What a credential header's value is stored as.
 pub const REDACTED: &str = "[redacted]";
@@ -263,6 +259,14 @@ mod tests {
             ("x-api-key", "abc"),
             ("x-hub-signature-256", "sha256=abc"),
             ("x-auth-user", "abc"),
+            ("x-access-key", "abc"),
+            ("x-private-key", "abc"),
+            ("x-pwd", "abc"),
+            ("x-sig", "abc"),
+            ("x-creds", "abc"),
+            ("x-session-id", "abc"),
+            ("x-passphrase", "abc"),
+            ("x-jwt-assertion", "abc"),
             ("x-github-delivery", "1234"),
             ("idempotency-key", "k-1"),
             ("x-github-event", "push"),
@@ -278,6 +282,14 @@ mod tests {
             "x-api-key",
             "x-hub-signature-256",
             "x-auth-user",
+            "x-access-key",
+            "x-private-key",
+            "x-pwd",
+            "x-sig",
+            "x-creds",
+            "x-session-id",
+            "x-passphrase",
+            "x-jwt-assertion",
         ] {
             assert_eq!(kept[redacted], REDACTED, "{redacted}");
         }

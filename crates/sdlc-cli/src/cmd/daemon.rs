@@ -106,6 +106,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             engine_stats: Some(engine.stats()),
             metrics: engine.metrics(),
             metrics_open: args.metrics_open,
+            https: tls.is_some(),
         })
     })
     .context("cannot read the webhook routes")?;

@@ -169,3 +169,25 @@ mod tests {
         assert_eq!(truncate("héllo", 2), ("hé…".to_string(), true));
     }
 }
+
+/// Whether a tool-supplied address may be a link on a page: only `http:` and `https:` ones.
+/// A tool's `outputs_uri` is text it chose; `javascript:` or `data:` as an `href` would run in
+/// the dashboard's origin when clicked, so anything else is shown as text.
+pub fn is_web_link(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::is_web_link;
+
+    #[test]
+    fn only_http_addresses_are_links() {
+        assert!(is_web_link("https://ci.example/run/1"));
+        assert!(is_web_link("HTTP://ci.example"));
+        for text in ["javascript:alert(1)", "data:text/html,x", " javascript:x", "//evil.example", "file:///etc/passwd", " https://x"] {
+            assert!(!is_web_link(text), "{text}");
+        }
+    }
+}

@@ -31,6 +31,8 @@ pub struct CountCell {
 pub struct AwaitingItem {
     pub row: ActionRow,
     pub outputs_uri: String,
+    /// Whether `outputs_uri` may be a link (see `format::is_web_link`).
+    pub outputs_link: bool,
 }
 
 pub struct RunItem {
@@ -187,9 +189,13 @@ async fn overview_page(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Page
         awaiting: data
             .awaiting
             .iter()
-            .map(|action| AwaitingItem {
-                row: ActionRow::of(action, now),
-                outputs_uri: ActionView::from(action).outputs_uri.unwrap_or_default(),
+            .map(|action| {
+                let outputs_uri = ActionView::from(action).outputs_uri.unwrap_or_default();
+                AwaitingItem {
+                    row: ActionRow::of(action, now),
+                    outputs_link: format::is_web_link(&outputs_uri),
+                    outputs_uri,
+                }
             })
             .collect(),
         failures: data
@@ -376,6 +382,7 @@ pub struct ActionDetail {
     pub reason: String,
     pub log_excerpt: String,
     pub outputs_uri: String,
+    pub outputs_link: bool,
     pub approval: String,
     pub approver: String,
     pub note: String,
@@ -478,6 +485,7 @@ fn detail(action: &Action, head: Option<&Action>, now: DateTime<Utc>) -> ActionD
         reason: view.reason.clone().unwrap_or_default(),
         log_excerpt: view.log_excerpt.clone().unwrap_or_default(),
         outputs_uri: view.outputs_uri.clone().unwrap_or_default(),
+        outputs_link: view.outputs_uri.as_deref().is_some_and(format::is_web_link),
         approval: view
             .approval_state
             .map(|state| {

@@ -104,8 +104,10 @@ pub async fn start(
     state
         .with_db(move |db| db.create_ui_session(key, &stored, now))
         .await?;
+    // Over TLS the browser must never send it in clear (to an http:// address of the host).
+    let secure = if state.https() { "; Secure" } else { "" };
     let cookie = format!(
-        "{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         SESSION_TTL.num_seconds()
     );
     let cookie = HeaderValue::from_str(&cookie)
