@@ -571,6 +571,78 @@ fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice(backend: Backend) 
     daemon.stop();
 }
 
+/// The run's events as the database holds them (the API) and as its file holds them.
+fn events_in_db_and_file(
+    project: &Project,
+    daemon: &common::Daemon,
+    run: &str,
+) -> (Vec<Value>, Vec<Value>) {
+    let token = daemon.token(project);
+    let auth = format!("Bearer {token}");
+    let (code, body) = http(
+        daemon.addr,
+        "GET",
+        &format!("/api/orchestrator/runs/{run}/events"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let parse = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let file = project.root().join(format!(".sdlc/runs/{run}.jsonl"));
+    (
+        parse(&body),
+        parse(&std::fs::read_to_string(file).unwrap_or_default()),
+    )
+}
+
+fn events_committed_by_start_up_recovery_reach_the_event_file(backend: Backend) {
+    let project = Project::on(backend);
+    let log = project.runs_log();
+    write_plan(
+        &project,
+        "cut",
+        json!({"plan_id": "cut", "steps": [
+            sh("slow", &format!("echo slow >> {}; sleep 60", log.display())),
+            with(sh("after", "true"), json!({"depends_on": ["slow"]})),
+        ]}),
+    );
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let out = project.sdlc_ok(&["orchestrate", "plan", "run", "cut", "--detach"]);
+    let run = out.trim().to_string();
+    wait_for("the slow step to start", Duration::from_secs(20), || {
+        log_lines(&project)
+            .contains(&"slow".to_string())
+            .then_some(())
+    });
+    daemon.kill9();
+    // The next start fails the interrupted step and ends the run, in its recovery's commit.
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    wait_for("the run to end", Duration::from_secs(30), || {
+        (status(&project, &run)["status"] == "failed").then_some(())
+    });
+    let (in_db, in_file) = wait_for("the file to catch up", Duration::from_secs(20), || {
+        let (db, file) = events_in_db_and_file(&project, &daemon, &run);
+        (file.len() >= db.len()).then_some((db, file))
+    });
+    assert_eq!(
+        in_file, in_db,
+        "the file holds every event the database holds, in order"
+    );
+    assert_eq!(in_file.last().unwrap()["event"], "run_completed");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(project.root().join(format!(".sdlc/runs/{run}.jsonl")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the event file is the owner's only");
+    daemon.stop();
+}
+
 fn a_schedule_and_a_webhook_route_start_plans(backend: Backend) {
     let project = Project::on(backend);
     project.tool(
@@ -837,6 +909,7 @@ on_both_backends!(
     plan_retry_runs_only_what_did_not_succeed,
     a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it,
     a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice,
+    events_committed_by_start_up_recovery_reach_the_event_file,
     a_schedule_and_a_webhook_route_start_plans,
     the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails,
     no_more_steps_of_a_run_than_its_max_concurrency_run_at_once,

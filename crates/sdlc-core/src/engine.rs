@@ -129,6 +129,11 @@ pub const STOPPED_REASON: &str =
 /// How often the loop checks that the database file is still at its path (a stat).
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How many of the newest finished runs have their event files checked at start (a run that
+/// ended just before a kill is among the newest; older ones were exported by a daemon that
+/// lived on after them).
+const RECENT_RUNS_CAUGHT_UP: usize = 256;
+
 /// Wakes the loop at once (after an action is added or a webhook is stored).
 #[derive(Debug, Clone)]
 pub struct Waker {
@@ -481,6 +486,45 @@ impl Engine {
         }
     }
 
+    /// Announces, for the loop's first export, the runs whose event files may lag behind the
+    /// database: a daemon killed between a commit and its export, and the events start-up
+    /// recovery just committed (an interrupted step, the run's end). Every unfinished run is
+    /// checked, and the newest finished ones (a run that ended just before the kill).
+    async fn catch_up_event_files(&self, recovered: &[Uuid]) {
+        for run in recovered {
+            self.waker.announce_run(*run);
+        }
+        if self.config.runs_dir.is_none() {
+            return;
+        }
+        let listed = self
+            .blocking(|db| {
+                let mut runs = db.list_runs(&crate::store::RunFilter {
+                    status: Some(crate::plan::RunStatus::Running),
+                    ..Default::default()
+                })?;
+                runs.extend(db.list_runs(&crate::store::RunFilter {
+                    limit: Some(RECENT_RUNS_CAUGHT_UP),
+                    ..Default::default()
+                })?);
+                Ok(runs)
+            })
+            .await;
+        match listed {
+            Ok(runs) => {
+                let mut announced = self.waker.runs.lock().unwrap_or_else(|e| e.into_inner());
+                for run in runs {
+                    if !announced.contains(&run.run_id) {
+                        announced.push(run.run_id);
+                    }
+                }
+            }
+            Err(err) => {
+                warn!("could not list the runs whose event files to bring up to date: {err:#}")
+            }
+        }
+    }
+
     /// Counts the plan runs that `events` (each exported once) end.
     fn count_finished_runs(&self, events: &[RunEvent]) {
         for event in events.iter().filter(|e| e.event == "run_completed") {
@@ -524,6 +568,7 @@ impl Engine {
         for id in &recovery.returned {
             info!(%id, "action was claimed but not started when the last daemon stopped: pending again");
         }
+        self.catch_up_event_files(&recovery.runs).await;
         let run_log = match &self.config.run_log {
             Some(path) => Some(Arc::new(
                 crate::orphans::RunLog::create(path)

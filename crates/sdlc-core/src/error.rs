@@ -109,7 +109,9 @@ pub enum StoreError {
     #[error("no token named '{0}': see sdlc orchestrate token list")]
     TokenNotFound(String),
 
-    #[error("no live session '{0}': it ended or expired (sdlc orchestrate session list shows the live ones)")]
+    #[error(
+        "no live session '{0}': it ended or expired (sdlc orchestrate session list shows the live ones)"
+    )]
     SessionNotFound(String),
 
     #[error(

@@ -299,12 +299,12 @@ impl<W: std::io::Write> CsvWriter<W> {
             t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                 .unwrap_or_default()
         };
-        let text = |t: &Option<String>| t.clone().unwrap_or_default();
+        let text = |t: &Option<String>| neutral_cell(t.as_deref().unwrap_or_default());
         self.out
             .write_record([
                 a.id.to_string(),
-                a.label.clone(),
-                a.tool_name.clone(),
+                neutral_cell(&a.label),
+                neutral_cell(&a.tool_name),
                 text(&a.run_id),
                 a.status.to_string(),
                 time(Some(a.created_at)),
@@ -324,6 +324,17 @@ impl<W: std::io::Write> CsvWriter<W> {
     /// Flushes and hands back the output.
     pub fn finish(self) -> std::io::Result<W> {
         self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// A text cell a spreadsheet will not run: one that starts with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return is read as a formula by Excel, LibreOffice and Sheets, so it gets a
+/// leading `'` (OWASP's advice for CSV injection). Labels, reasons and addresses come from
+/// users and tools.
+pub fn neutral_cell(text: &str) -> String {
+    match text.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{text}"),
+        _ => text.to_string(),
     }
 }
 

@@ -168,7 +168,10 @@ pub fn digest_hex(digest: &[u8; 32]) -> String {
 }
 
 /// The named token stored under `digest`, through the cache, as a caller.
-async fn named_token_caller(state: &AppState, digest: [u8; 32]) -> Result<Option<Caller>, ApiError> {
+async fn named_token_caller(
+    state: &AppState,
+    digest: [u8; 32],
+) -> Result<Option<Caller>, ApiError> {
     let now = Instant::now();
     let (token, touch) = match state.token_cache().get(digest, now) {
         Some(cached) => cached,

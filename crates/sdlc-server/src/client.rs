@@ -266,7 +266,8 @@ impl DaemonClient {
     pub async fn list_sessions(
         &self,
     ) -> Result<Vec<sdlc_core::store::SessionListing>, ClientError> {
-        self.call::<(), _>(Method::GET, "/sessions", &[], None).await
+        self.call::<(), _>(Method::GET, "/sessions", &[], None)
+            .await
     }
 
     /// `DELETE /sessions/{id}`.

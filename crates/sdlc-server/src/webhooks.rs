@@ -40,8 +40,8 @@ const PRIVATE_HEADERS: [&str; 4] = [
 /// it said. The marks are short on purpose: a header redacted that needed not be costs a
 /// template one value; one kept that was a secret leaks it. The signature was checked before.
 const CREDENTIAL_MARKS: [&str; 14] = [
-    "token", "secret", "sig", "key", "pass", "pwd", "auth", "cred", "session", "private",
-    "cookie", "jwt", "bearer", "otp",
+    "token", "secret", "sig", "key", "pass", "pwd", "auth", "cred", "session", "private", "cookie",
+    "jwt", "bearer", "otp",
 ];
 /// What a credential header's value is stored as.
 pub const REDACTED: &str = "[redacted]";

@@ -14,9 +14,9 @@ mod plan;
 mod plan_follow;
 mod reference;
 mod schedule;
+mod session;
 mod show;
 mod status;
-mod session;
 mod token;
 mod tool;
 mod ui;
@@ -116,9 +116,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
             Some(OrchestrateCommand::Token { command }) => token::run(&project, command).await,
-            Some(OrchestrateCommand::Session { command }) => {
-                session::run(&project, command).await
-            }
+            Some(OrchestrateCommand::Session { command }) => session::run(&project, command).await,
             Some(OrchestrateCommand::Plan { command }) => {
                 plan::run(&project, &args.daemon, command).await
             }

@@ -94,6 +94,10 @@ fn renew_and_recover(pg: &PgStore, node: &str, waker: &Waker) {
                 returned = report.returned.len(),
                 "recovered the runs of nodes that stopped renewing their lease"
             );
+            // The plan runs it moved on have events to export, here as anywhere.
+            for run in report.runs {
+                waker.announce_run(run);
+            }
             waker.wake();
         }
         Ok(_) => {}

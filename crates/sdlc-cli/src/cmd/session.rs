@@ -75,9 +75,9 @@ async fn rm(project: &Project, prefix: &str) -> anyhow::Result<ExitCode> {
         .collect();
     let id = match matching.as_slice() {
         [one] => one.clone(),
-        [] => bail!(
-            "no live session '{prefix}': `sdlc orchestrate session list` shows the live ones"
-        ),
+        [] => {
+            bail!("no live session '{prefix}': `sdlc orchestrate session list` shows the live ones")
+        }
         _ => bail!(
             "'{prefix}' names {} sessions: give more of the id",
             matching.len()

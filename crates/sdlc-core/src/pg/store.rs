@@ -154,6 +154,7 @@ impl PgStore {
                     report.interrupted.extend(mine.interrupted);
                     report.retried += mine.retried;
                     report.returned.extend(mine.returned);
+                    report.runs.extend(mine.runs);
                 }
                 Ok(report)
             },

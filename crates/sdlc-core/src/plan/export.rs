@@ -87,11 +87,17 @@ pub fn file_of(dir: &Path, run: Uuid) -> PathBuf {
 }
 
 fn append(dir: &Path, run: Uuid, events: &[RunEvent]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::create_dir_all(dir)?;
+    // Events carry steps' results and variables: for the owner only, like the database.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(file_of(dir, run))?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     for event in events {
         let mut line = serde_json::to_vec(event).expect("an event always serializes");
         line.push(b'\n');

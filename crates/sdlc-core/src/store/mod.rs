@@ -250,6 +250,8 @@ pub struct RecoveryReport {
     /// Actions that were claimed ahead but whose tool never started: Pending again, due at
     /// once, their attempt not counted.
     pub returned: Vec<Uuid>,
+    /// The plan runs whose steps were among them (their events changed).
+    pub runs: Vec<Uuid>,
 }
 
 /// The result of finishing one run.

@@ -500,6 +500,12 @@ pub(crate) fn recover_in(
             // Waits for its plan run, which recovery of its steps carries on.
             continue;
         }
+        // A step's recovery commits events of its run, which its event file must get.
+        if let Some(step) = &old.step
+            && !report.runs.contains(&step.run_id)
+        {
+            report.runs.push(step.run_id);
+        }
         if started.is_some_and(|started| !started.contains(&id)) {
             return_in(t, &old, now, None)?;
             report.returned.push(id);

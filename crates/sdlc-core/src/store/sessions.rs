@@ -193,7 +193,12 @@ mod tests {
         assert_eq!(db.ui_session([1; 32], later).unwrap(), None, "expired");
         // Making a session forgets the expired ones.
         db.create_ui_session([3; 32], &session(5), later).unwrap();
-        let live: Vec<[u8; 32]> = db.ui_sessions(later).unwrap().into_iter().map(|(k, _)| k).collect();
+        let live: Vec<[u8; 32]> = db
+            .ui_sessions(later)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(live, [[2; 32], [3; 32]], "the live ones, with their keys");
         assert!(!db.end_ui_session([1; 32]).unwrap(), "already forgotten");
         assert!(db.end_ui_session([2; 32]).unwrap());

@@ -186,7 +186,14 @@ mod link_tests {
     fn only_http_addresses_are_links() {
         assert!(is_web_link("https://ci.example/run/1"));
         assert!(is_web_link("HTTP://ci.example"));
-        for text in ["javascript:alert(1)", "data:text/html,x", " javascript:x", "//evil.example", "file:///etc/passwd", " https://x"] {
+        for text in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            " javascript:x",
+            "//evil.example",
+            "file:///etc/passwd",
+            " https://x",
+        ] {
             assert!(!is_web_link(text), "{text}");
         }
     }

@@ -367,7 +367,14 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/x")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
-        for hidden in ["/\t/evil.example", "/\n/evil.example", "/\r/x", "/ /x", "/\u{7f}/x", "/é"] {
+        for hidden in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/x",
+            "/ /x",
+            "/\u{7f}/x",
+            "/é",
+        ] {
             assert_eq!(safe_next(Some(hidden)), "/", "{hidden:?}");
         }
         assert_eq!(safe_next(None), "/");
