@@ -747,3 +747,125 @@ fn a_database_replaced_under_the_daemon_is_saved_beside_it_and_writes_stop() {
     ]);
     assert!(shown.contains("\"pending\""), "{shown}");
 }
+
+/// Runs `sql` with psql on the PostgreSQL database at `url`.
+fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql (Debian's postgresql-client) runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// PostgreSQL's disk filling up: webhooks are answered 507 naming the database and saying the
+/// disk is full (never a bare 500), `status` says degraded, and once there is room again the
+/// daemon goes on and every acknowledged delivery runs.
+#[test]
+fn a_full_disk_under_postgres_is_507_and_degraded_then_resumes() {
+    let project = Project::new();
+    project.counting_tool("count");
+    let url = common::fresh_database();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    // This database's files on a small tmpfs of their own (a tablespace), the server's WAL
+    // and other databases where they were: only this database's disk fills.
+    let disk = Tmpfs::mount(project.root().join("pgspace"), "16m");
+    let chown = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&disk.path)
+        .status();
+    assert!(
+        chown.is_ok_and(|s| s.success()),
+        "the server runs as postgres"
+    );
+    let admin = url.replace(&format!("/{name}"), "/postgres");
+    psql(
+        &admin,
+        &format!(
+            "CREATE TABLESPACE space_{name} LOCATION '{}'",
+            disk.path.display()
+        ),
+    );
+    psql(
+        &admin,
+        &format!("ALTER DATABASE {name} SET TABLESPACE space_{name}"),
+    );
+
+    let daemon = project.daemon(&["--db", &url, "--tick-rate", "1"]);
+    let token = daemon.token(&project);
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "hook",
+        "--tool",
+        "count",
+        "--template",
+        "{}",
+        "--db",
+        &url,
+    ]);
+    let post = |body: &[u8]| http(daemon.addr, "POST", "/webhooks/hook", &[], body);
+    let mut acknowledged = Vec::new();
+    for i in 0..3 {
+        let (code, body) = post(format!("{{\"n\":{i}}}").as_bytes());
+        assert_eq!(code, 202, "{body}");
+        acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone());
+    }
+    let filler = fill(&disk.path);
+    let mut refusal = None;
+    for seed in 0..400u64 {
+        let (code, body) = post(&noise(seed + 1, 64 * 1024));
+        match code {
+            202 => acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
+            507 => {
+                refusal = Some(body);
+                break;
+            }
+            other => panic!("a webhook on a full PostgreSQL disk was answered {other}: {body}"),
+        }
+    }
+    let refusal = refusal.expect("the disk never filled");
+    assert!(
+        refusal.contains("no disk space") && refusal.contains(&name),
+        "the refusal must say the disk is full and which database: {refusal}"
+    );
+    let status = wait_for("status to say degraded", Duration::from_secs(10), || {
+        let status = api_status(&daemon, &token);
+        (status["storage"]["state"] == "degraded").then_some(status)
+    });
+    assert_eq!(status["storage"]["disk_full"], true, "{status}");
+    // It stays degraded while the disk is full: probing for room does not find any.
+    let status = wait_for("an attempt to find room", Duration::from_secs(15), || {
+        let status = api_status(&daemon, &token);
+        (status["storage"]["reopen_attempts"].as_u64() >= Some(1)).then_some(status)
+    });
+    assert_eq!(status["storage"]["state"], "degraded", "{status}");
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("the storage to recover", Duration::from_secs(30), || {
+        (api_status(&daemon, &token)["storage"]["state"] == "ok").then_some(())
+    });
+    let (code, body) = post(b"{\"after\":true}");
+    assert_eq!(code, 202, "{body}");
+    acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone());
+    for id in &acknowledged {
+        let id = id.as_str().unwrap();
+        wait_for(
+            &format!("delivery {id} to run"),
+            Duration::from_secs(30),
+            || {
+                let shown = project.sdlc(&["orchestrate", "show", id, "--json", "--db", &url]);
+                let action: Value = serde_json::from_slice(&shown.stdout).ok()?;
+                (action["status"] == "completed").then_some(())
+            },
+        );
+    }
+    assert!(daemon.stop().success());
+    // The tablespace goes with the test's database.
+    psql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+    psql(&admin, &format!("DROP TABLESPACE space_{name}"));
+}

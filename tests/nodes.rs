@@ -537,3 +537,170 @@ fn while_postgres_restarts_ingress_answers_503_and_every_202_is_stored_and_runs(
     assert!(runs.values().all(|n| *n == 1), "a delivery ran twice");
     assert!(daemon.stop().success());
 }
+
+/// A node paused past its lease again and again under webhook load (SIGSTOP, then SIGCONT)
+/// starts nothing the other node took over: every delivery's tool starts at most once, and
+/// every acknowledged delivery ends.
+#[test]
+fn a_node_paused_past_its_lease_again_and_again_starts_no_claim_it_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let url = fresh_database();
+    let (a, b) = (Project::on_database(&url), Project::on_database(&url));
+    for node in [&a, &b] {
+        node.tool(
+            "count",
+            &format!(
+                "echo \"$SDLC_ACTION_ID\" >> {}\nsleep 0.05\necho '{{\"ok\":true}}'",
+                node.runs_log().display()
+            ),
+        );
+    }
+    let node_a = a.daemon(&["--node", "a", "--lease", "2s"]);
+    let node_b = b.daemon(&["--node", "b", "--lease", "2s"]);
+    b.sdlc_ok(&["orchestrate", "webhook", "add", "push", "--tool", "count"]);
+    let runs_on = |p: &Project| {
+        std::fs::read_to_string(p.runs_log())
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let a_alive = || {
+        let status: serde_json::Value =
+            serde_json::from_str(&b.sdlc_ok(&["orchestrate", "status", "--json"])).unwrap();
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node"] == "a")
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    std::thread::scope(|s| {
+        // Webhooks to b, which never stops; both nodes claim them from the shared queue.
+        let load = {
+            let (stop, acked, addr) = (stop.clone(), acked.clone(), node_b.addr);
+            s.spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Acquire) && n < 20_000 {
+                    n += 1;
+                    if let Some((202, body)) =
+                        try_post(addr, "/webhooks/push", &format!("{{\"n\":{n}}}"))
+                    {
+                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(answer["id"].as_str().unwrap().to_string());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        for round in 1..=5 {
+            let before = runs_on(&a);
+            wait_for("a to run some of the load", Duration::from_secs(60), || {
+                (runs_on(&a) >= before + 5).then_some(())
+            });
+            node_a.signal(nix::sys::signal::Signal::SIGSTOP);
+            // Paused until b has presumed it dead (and recovered what it held).
+            wait_for("b to forget a", Duration::from_secs(30), || {
+                (!a_alive()).then_some(())
+            });
+            node_a.signal(nix::sys::signal::Signal::SIGCONT);
+            wait_for("a to join again", Duration::from_secs(30), || {
+                (node_a.stderr().matches("lease ran out").count() >= round && a_alive())
+                    .then_some(())
+            });
+        }
+        stop.store(true, Ordering::Release);
+        load.join().unwrap();
+    });
+    let acknowledged = acked.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 100,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+    let all = wait_for("every delivery to end", Duration::from_secs(60), || {
+        let all = b.list();
+        let open: Vec<String> = all
+            .iter()
+            .filter(|a| !matches!(a["status"].as_str(), Some("completed" | "failed")))
+            .map(|a| format!("{} {}", a["id"], a["status"]))
+            .collect();
+        if !open.is_empty() {
+            eprintln!("still open: {open:?}");
+            let mut dump = String::new();
+            for a in all
+                .iter()
+                .filter(|a| !matches!(a["status"].as_str(), Some("completed" | "failed")))
+            {
+                let id = a["id"].as_str().unwrap();
+                for (who, log) in [("A", node_a.stderr()), ("B", node_b.stderr())] {
+                    for line in log.lines().filter(|l| l.contains(id)) {
+                        dump.push_str(&format!("{who}: {line}\n"));
+                    }
+                }
+                dump.push_str(&format!("{a}\n"));
+            }
+            std::fs::write("/tmp/open.txt", &dump).unwrap();
+        }
+        (open.is_empty() && all.len() >= acknowledged.len()).then_some(all)
+    });
+    for id in &acknowledged {
+        assert!(all.iter().any(|a| a["id"] == id.as_str()), "{id} lost");
+    }
+    let mut starts: HashMap<String, usize> = HashMap::new();
+    for node in [&a, &b] {
+        for line in std::fs::read_to_string(node.runs_log())
+            .unwrap_or_default()
+            .lines()
+        {
+            *starts.entry(line.to_string()).or_insert(0) += 1;
+        }
+    }
+    let twice: Vec<&String> = starts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    if !twice.is_empty() {
+        let mut dump = String::new();
+        for id in &twice {
+            for (who, log) in [("A", node_a.stderr()), ("B", node_b.stderr())] {
+                for line in log.lines().filter(|l| l.contains(id.as_str())) {
+                    dump.push_str(&format!("{who}: {line}\n"));
+                }
+            }
+            dump.push_str(&format!("{}\n", b.find(id)));
+        }
+        std::fs::write("/tmp/twice.txt", &dump).unwrap();
+        std::fs::write("/tmp/twice-a.log", node_a.stderr()).unwrap();
+        std::fs::write("/tmp/twice-b.log", node_b.stderr()).unwrap();
+    }
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    // Each failure is a run a pause caught in flight (recovered as interrupted), never more.
+    for action in all.iter().filter(|a| a["status"] == "failed") {
+        let reason = action["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("interrupted"), "{action}");
+    }
+    let paused_refusals = node_a
+        .stderr()
+        .matches("lease ran out before the tool")
+        .count()
+        + node_a
+            .stderr()
+            .matches("no longer this node's claim")
+            .count();
+    eprintln!(
+        "acknowledged {}, started on a {}, on b {}, a's starts refused after a pause {paused_refusals}",
+        acknowledged.len(),
+        runs_on(&a),
+        runs_on(&b)
+    );
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
+}

@@ -214,6 +214,15 @@ pub struct DaemonArgs {
     )]
     pub notify_webhook: Vec<String>,
 
+    /// Read Slack incoming webhook URLs from this file (one a line, mode 0600), so they stay
+    /// out of argv
+    #[arg(long, value_name = "PATH")]
+    pub notify_slack_file: Option<PathBuf>,
+
+    /// Read --notify-webhook URLs from this file (one a line, mode 0600)
+    #[arg(long, value_name = "PATH")]
+    pub notify_webhook_file: Option<PathBuf>,
+
     /// Which events notify: awaiting_approval, failed, rejected (the default three),
     /// interrupted, plan_failed, plan_succeeded (comma-separated or repeated)
     #[arg(long, value_name = "EVENTS")]
@@ -562,8 +571,17 @@ pub enum WebhookCommand {
         #[arg(long, value_name = "TEXT")]
         template: Option<String>,
         /// Require X-Hub-Signature-256 (HMAC-SHA256 of the body with this secret)
-        #[arg(long, value_name = "SECRET")]
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "SDLC_WEBHOOK_SECRET",
+            hide_env_values = true,
+            conflicts_with = "secret_file"
+        )]
         secret: Option<String>,
+        /// Read the secret from this file (first line, mode 0600) instead: it stays out of argv
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
     },
     /// List the routes
     List {

@@ -17,6 +17,7 @@ mod cli;
 mod cmd;
 mod config;
 mod logging;
+mod secret_file;
 mod systemd;
 
 use std::process::ExitCode;

@@ -1212,7 +1212,7 @@ async fn run_action(
     if let Some(gate) = start_gate {
         use crate::start_gate::Admission;
         match gate.admit(action.id).await {
-            Admission::Start => {}
+            Admission::Start(start_by) => limits.start_by = start_by,
             Admission::Lost => {
                 return RunDone {
                     lost: true,

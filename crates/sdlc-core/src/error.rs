@@ -60,6 +60,14 @@ pub enum StoreError {
     )]
     PostgresUnreachable { url: String, detail: String },
 
+    /// PostgreSQL's disk is full (SQLSTATE 53100); `url` has its password masked. Like a
+    /// full disk under a redb file: the daemon holds its outcomes and goes on once there is
+    /// room.
+    #[error(
+        "PostgreSQL database {url} has no disk space left: {detail} (nothing was stored; free space on the database server's disk, the daemon goes on by itself)"
+    )]
+    PostgresDiskFull { url: String, detail: String },
+
     /// PostgreSQL refused; `url` has its password masked.
     #[error("PostgreSQL database {url}: {detail}")]
     Postgres { url: String, detail: String },
@@ -195,6 +203,9 @@ impl StoreError {
         if let StoreError::Unavailable { disk_full, .. } = self {
             return *disk_full;
         }
+        if matches!(self, StoreError::PostgresDiskFull { .. }) {
+            return true;
+        }
         let io = match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Storage(redb::Error::Io(source)) => Some(source),
@@ -229,6 +240,7 @@ impl StoreError {
             StoreError::Unavailable { .. }
                 | StoreError::Storage(redb::Error::DatabaseClosed)
                 | StoreError::PostgresUnreachable { .. }
+                | StoreError::PostgresDiskFull { .. }
         ) || self.io_failure().is_some()
     }
 }

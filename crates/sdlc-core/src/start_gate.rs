@@ -2,7 +2,10 @@
 //! starts only once the store has marked it started under this process's claim
 //! (`Store::mark_started`). A node that dies leaves proof of what it never started, which
 //! the others' recovery hands back to Pending instead of failing it as interrupted; and a
-//! node that was presumed dead finds its old claims gone before it starts any of them.
+//! node that was presumed dead finds its old claims gone before it starts any of them. The
+//! mark also says by when the tool must have started (its claim's lease, less a margin): the
+//! runner checks that at the spawn, so a node paused between the mark and the spawn starts
+//! nothing the others may have recovered meanwhile.
 //!
 //! Marks wanted at once go in one statement: the gate's own thread (the store's client
 //! blocks) takes every request waiting when it turns, so under load a round trip serves
@@ -20,8 +23,9 @@ use crate::store::Store;
 /// What the gate answers for one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Admission {
-    /// Marked: start the tool.
-    Start,
+    /// Marked: start the tool, before this instant of the boot clock when one is given (its
+    /// claim's lease, less a margin; see `Store::mark_starts`).
+    Start(Option<std::time::Duration>),
     /// The claim is another node's now: do not start, record nothing.
     Lost,
     /// The mark could not be written (the store unreachable): the tool must not start.
@@ -62,12 +66,17 @@ fn serve(db: &dyn Store, incoming: &mpsc::Receiver<(Uuid, oneshot::Sender<Admiss
         let mut batch = vec![first];
         batch.extend(incoming.try_iter());
         let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-        match crate::store::guarded(db, |db| db.mark_started(&ids)) {
-            Ok(marked) => {
-                let marked: HashSet<Uuid> = marked.into_iter().collect();
+        match crate::store::guarded(db, |db| db.mark_starts(&ids)) {
+            Ok(marks) => {
+                let marked: HashSet<Uuid> = marks.marked.into_iter().collect();
+                let lapsed: HashSet<Uuid> = marks.lapsed.into_iter().collect();
                 for (id, reply) in batch {
                     let admission = if marked.contains(&id) {
-                        Admission::Start
+                        Admission::Start(marks.start_by)
+                    } else if lapsed.contains(&id) {
+                        Admission::Failed(
+                            "too little of its claim's lease was left to start it".to_string(),
+                        )
                     } else {
                         Admission::Lost
                     };

@@ -273,6 +273,28 @@ fn notify_config(args: &DaemonArgs) -> anyhow::Result<sdlc_core::notify::NotifyC
         receivers
             .push(Receiver::new(ReceiverKind::Webhook, url.trim()).map_err(anyhow::Error::msg)?);
     }
+    // The same receivers kept out of argv: one URL a line.
+    let from_files = [
+        (
+            &args.notify_slack_file,
+            ReceiverKind::Slack,
+            "--notify-slack-file",
+        ),
+        (
+            &args.notify_webhook_file,
+            ReceiverKind::Webhook,
+            "--notify-webhook-file",
+        ),
+    ];
+    for (path, kind, flag) in from_files {
+        let Some(path) = path else { continue };
+        for url in crate::secret_file::lines(path, flag)? {
+            receivers.push(
+                Receiver::new(kind, &url)
+                    .map_err(|err| anyhow::anyhow!("{flag} {}: {err}", path.display()))?,
+            );
+        }
+    }
     let events = if args.notify_on.is_empty() {
         NotifyEvent::DEFAULT.to_vec()
     } else {
@@ -381,29 +403,9 @@ fn connectable(bound: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The management token kept in a file (`--token-file`): its first line, which must not be
-/// empty. A file others may read is refused, since the token opens everything.
+/// The management token kept in a file (`--token-file`): its first line.
 fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        anyhow::bail!(
-            "the token file {} may be read by others (mode {:o}): chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = text.lines().next().unwrap_or_default().trim().to_string();
-    if token.is_empty() {
-        anyhow::bail!(
-            "the token file {} is empty: put the management token on its first line",
-            path.display()
-        );
-    }
-    Ok(token)
+    crate::secret_file::first_line(path, "token")
 }
 
 /// 256 bits from the OS's random source (uuid v4 draws on getrandom).

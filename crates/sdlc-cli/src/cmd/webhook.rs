@@ -18,7 +18,12 @@ pub async fn run(project: &Project, command: WebhookCommand) -> anyhow::Result<E
             plan,
             template,
             secret,
+            secret_file,
         } => {
+            let secret = match secret_file {
+                Some(path) => Some(crate::secret_file::first_line(&path, "--secret-file")?),
+                None => secret,
+            };
             add(
                 project,
                 NewRoute {

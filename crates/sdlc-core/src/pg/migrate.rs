@@ -157,6 +157,13 @@ const MIGRATIONS: &[Migration] = &[
                   record bytea NOT NULL
               );",
     },
+    Migration {
+        version: 5,
+        what: "a table to probe for disk space",
+        // Written to (and rolled back) only while PostgreSQL's disk is full, to learn when
+        // there is room again (see `PgStore::reopen`).
+        sql: "CREATE TABLE sdlc_space_probe (b bytea NOT NULL);",
+    },
 ];
 
 /// The schema version this build writes.

@@ -95,10 +95,15 @@ impl PgDb {
     /// to date (see `migrate`). A database written by a newer sdlc is refused.
     pub fn connect(url: &str, connections: u32) -> Result<PgDb, StoreError> {
         let shown = shown_url(url);
-        let config: postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
+        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
             url: shown.clone(),
             detail: format!("not a PostgreSQL URL ({e}): use postgres://USER@HOST/DBNAME"),
         })?;
+        if config.get_password().is_none()
+            && let Some(password) = password_from_environment(&shown)?
+        {
+            config.password(password);
+        }
         // One connection of its own first: it fails at once with the server's own reason
         // (the pool would retry until its timeout), and it migrates.
         let mut first = config
@@ -167,8 +172,10 @@ fn failed(url: &str, what: &str, err: postgres::Error) -> StoreError {
             let code = db.code().code();
             let detail = format!("{what}: {} ({code})", db.message());
             // Class 08: connection exceptions; 57P01-57P03: the server is shutting down or
-            // starting up.
-            if code.starts_with("08") || code.starts_with("57P") {
+            // starting up; class 53 but 53100: out of memory or connections, for now.
+            if code == "53100" {
+                StoreError::PostgresDiskFull { url, detail }
+            } else if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
                 StoreError::PostgresUnreachable { url, detail }
             } else {
                 StoreError::Postgres { url, detail }
@@ -183,3 +190,34 @@ fn failed(url: &str, what: &str, err: postgres::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests;
+
+/// The variable that may hold the database's password, so it need not be in the URL (where
+/// `ps` and shell histories would show it).
+pub const PASSWORD_ENV: &str = "SDLC_DATABASE_PASSWORD";
+/// The variable that may name a file holding the password on its first line (a secrets mount).
+pub const PASSWORD_FILE_ENV: &str = "SDLC_DATABASE_PASSWORD_FILE";
+
+/// The password for a URL that has none: [`PASSWORD_ENV`], else the first line of the file
+/// [`PASSWORD_FILE_ENV`] names; none when neither is set.
+fn password_from_environment(shown: &str) -> Result<Option<String>, StoreError> {
+    if let Ok(password) = std::env::var(PASSWORD_ENV)
+        && !password.is_empty()
+    {
+        return Ok(Some(password));
+    }
+    let Some(path) = std::env::var_os(PASSWORD_FILE_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| StoreError::Postgres {
+        url: shown.to_string(),
+        detail: format!(
+            "cannot read the password file {} ({PASSWORD_FILE_ENV}): {e}",
+            std::path::Path::new(&path).display()
+        ),
+    })?;
+    Ok(text
+        .lines()
+        .next()
+        .map(|line| line.trim_end().to_string())
+        .filter(|p| !p.is_empty()))
+}

@@ -21,8 +21,8 @@ use crate::store::Store;
 use crate::store::changes::{ChangeFeed, Changes};
 use crate::store::txn::Txn;
 use crate::store::{
-    ListFilter, RecoveryReport, RunDetail, RunFilter, SettleWork, Settled, decode_json, outbox,
-    rules, status_byte,
+    ListFilter, RecoveryReport, RunDetail, RunFilter, SettleWork, Settled, StartMarks, decode_json,
+    outbox, rules, status_byte,
 };
 
 /// How many times a transaction aborted by a conflict is run again before the error is
@@ -103,19 +103,17 @@ impl PgStore {
     }
 
     /// Renews the lease of this node and of every claim it holds. Answers false when the
-    /// others presumed it dead meanwhile (its row was removed): its claims are then no longer
-    /// its own, every outcome it still reports for them is refused, and it must join again.
+    /// others presumed it dead meanwhile (its row was removed): it must join again. What they
+    /// recovered of its claims carries another claim token now, so every outcome this process
+    /// still reports for those is refused (`fenced`); a claim whose stored token is still the
+    /// one this process made was not taken over (a recovery skips rows locked at that moment,
+    /// and claims made after it), stays this process's, and is renewed once it joined again.
     pub fn heartbeat(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let Some(node) = self.node() else {
             return Ok(true);
         };
         let until = now + self.lease;
         if !self.db.heartbeat(&node, now, until)? {
-            // Its claims are void: no outcome of theirs may be recorded any more.
-            for token in lock(&self.claims).values_mut() {
-                *token = Uuid::nil();
-            }
-            *lock(&self.node) = None;
             return Ok(false);
         }
         let mut client = self.db.client()?;
@@ -133,23 +131,25 @@ impl PgStore {
     /// back to Pending when its retry policy allows. Any live node may run this at any time;
     /// two at once recover different actions.
     pub fn recover_expired(&self, now: DateTime<Utc>) -> Result<RecoveryReport, StoreError> {
-        self.recover(now, false)
+        self.recover(now, None)
     }
 
     /// Recovers the claims of nodes presumed dead and, with `own`, every claim left under
     /// this node's name (or, before it joined, under no node): the process that held the
     /// name before is gone, since a live name is refused. A claim whose tool was not marked
     /// started (see [`PgStore::mark_started`]) goes back to Pending.
-    fn recover(&self, now: DateTime<Utc>, own: bool) -> Result<RecoveryReport, StoreError> {
-        let node = self.node();
+    fn recover(
+        &self,
+        now: DateTime<Utc>,
+        own: Option<Option<&str>>,
+    ) -> Result<RecoveryReport, StoreError> {
         let report = self.write_at(
             now,
             |t| {
                 let (expired, marked) = t.expired_claims(now.timestamp_millis(), None)?;
                 let mut report = rules::recover_in(t, expired, now, Some(&marked))?;
-                if own {
-                    let (left, marked) =
-                        t.expired_claims(now.timestamp_millis(), Some(node.as_deref()))?;
+                if let Some(node) = own {
+                    let (left, marked) = t.expired_claims(now.timestamp_millis(), Some(node))?;
                     let mine = rules::recover_in(t, left, now, Some(&marked))?;
                     report.interrupted.extend(mine.interrupted);
                     report.retried += mine.retried;
@@ -342,35 +342,76 @@ impl PgStore {
         now: DateTime<Utc>,
         _started: Option<&HashSet<Uuid>>,
     ) -> Result<RecoveryReport, StoreError> {
-        self.recover(now, true)
+        let node = self.node();
+        self.recover(now, Some(node.as_deref()))
     }
 
     /// Marks the tools of `ids` (claimed by this process) as about to start, in one
-    /// statement: each row whose stored claim is still this process's gets that claim as its
-    /// `started_claim`, which is what recovery of a dead node reads. Answers the ids marked;
-    /// the others were recovered by another node meanwhile (this one stopped renewing its
-    /// lease), are no longer this process's, and must not start.
-    pub fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    /// statement: each row whose stored claim is still this process's, with more than a
+    /// margin of its lease left, gets that claim as its `started_claim`, which is what
+    /// recovery of a dead node reads. Answers the ids marked, and by when their tools must
+    /// have started (the earliest lease's end less the margin, on the boot clock: a node
+    /// paused after the mark must not start a tool once the others may have recovered its
+    /// claim). A claim still held whose lease is too short is `lapsed` (to be handed back);
+    /// the rest were recovered by another node meanwhile, are no longer this process's, and
+    /// must not start.
+    pub fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError> {
         let (held, tokens): (Vec<Uuid>, Vec<Uuid>) = {
             let claims = lock(&self.claims);
             ids.iter()
                 .filter_map(|id| Some((*id, *claims.get(id)?)))
                 .unzip()
         };
+        let margin = self.start_margin();
+        // Read before the statement: the deadline is then no later than the true one.
+        let asked_on_boot_clock = crate::clock::boot_clock();
+        let asked_at = Utc::now().timestamp_millis();
         let mut client = self.db.client()?;
+        // Every row still held, with its lease end where it was marked (null where the lease
+        // is too short). The outer select sees the rows as before the update, whose claim and
+        // status it does not change.
         let rows = client
             .query(
-                "UPDATE sdlc_actions a SET started_claim = m.claim
-                 FROM unnest($1::uuid[], $2::uuid[]) AS m(id, claim)
-                 WHERE a.id = m.id AND a.claim = m.claim AND a.status = 2
-                 RETURNING a.id",
-                &[&held, &tokens],
+                "WITH m AS (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS m(id, claim)),
+                 marked AS (
+                     UPDATE sdlc_actions a SET started_claim = m.claim FROM m
+                     WHERE a.id = m.id AND a.claim = m.claim AND a.status = 2
+                         AND a.lease_until > $3
+                     RETURNING a.id, a.lease_until)
+                 SELECT a.id, marked.lease_until FROM sdlc_actions a
+                 JOIN m ON a.id = m.id AND a.claim = m.claim AND a.status = 2
+                 LEFT JOIN marked ON marked.id = a.id",
+                &[&held, &tokens, &(asked_at + margin.as_millis() as i64)],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot mark tools as started", e))?;
-        let marked: HashSet<Uuid> = rows.iter().map(|row| row.get(0)).collect();
-        if marked.len() < ids.len() {
+        let mut marks = StartMarks::default();
+        let mut earliest_end: Option<i64> = None;
+        for row in &rows {
+            let id: Uuid = row.get(0);
+            match row.get::<_, Option<i64>>(1) {
+                Some(lease_until) => {
+                    marks.marked.push(id);
+                    earliest_end = Some(earliest_end.map_or(lease_until, |e| e.min(lease_until)));
+                }
+                None => {
+                    tracing::warn!(
+                        action = %id,
+                        "not started: too little of its claim's lease is left to start it \
+                         (this node fell behind renewing it); handed back"
+                    );
+                    marks.lapsed.push(id);
+                }
+            }
+        }
+        if let Some(end) = earliest_end {
+            let left = u64::try_from(end - asked_at).unwrap_or(0);
+            let left = std::time::Duration::from_millis(left).saturating_sub(margin);
+            marks.start_by = Some(asked_on_boot_clock + left);
+        }
+        let answered: HashSet<Uuid> = marks.marked.iter().chain(&marks.lapsed).copied().collect();
+        if answered.len() < ids.len() {
             let mut claims = lock(&self.claims);
-            for id in ids.iter().filter(|id| !marked.contains(id)) {
+            for id in ids.iter().filter(|id| !answered.contains(id)) {
                 tracing::warn!(
                     action = %id,
                     "not started: the action is no longer this node's claim \
@@ -379,7 +420,16 @@ impl PgStore {
                 claims.remove(id);
             }
         }
-        Ok(marked.into_iter().collect())
+        Ok(marks)
+    }
+
+    /// How much of a claim's lease must be left to start its tool: a quarter of the lease
+    /// (the heartbeat renews it every third, so a node keeping up always has more), covering
+    /// the time from the check to the spawn and the clocks of nodes differing a little.
+    fn start_margin(&self) -> std::time::Duration {
+        (self.lease / 4)
+            .to_std()
+            .unwrap_or(std::time::Duration::ZERO)
     }
 
     /// Stores a manual run of the action `id`, due at once, outside its schedule.
@@ -533,13 +583,28 @@ impl PgStore {
     }
 
     /// Reaches PostgreSQL again after a fault (the pool makes new connections as it needs
-    /// them): the fault is cleared once a query answers.
+    /// them): the fault is cleared once a query answers, or, after a full disk, once a write
+    /// that needs new space succeeds (rolled back: it only proves there is room).
     pub fn reopen(&self) -> Result<(), StoreError> {
+        let disk_full = lock(&self.fault).as_ref().is_some_and(|f| f.disk_full);
+        let url = self.db.shown_url();
         let reached = self.db.client().and_then(|mut client| {
-            client
-                .simple_query("SELECT 1")
-                .map(|_| ())
-                .map_err(|e| fail(self.db.shown_url(), "cannot reach the server", e))
+            if !disk_full {
+                return client
+                    .simple_query("SELECT 1")
+                    .map(|_| ())
+                    .map_err(|e| fail(url, "cannot reach the server", e));
+            }
+            let mut tx = client
+                .transaction()
+                .map_err(|e| fail(url, "cannot begin a transaction", e))?;
+            tx.execute(
+                "INSERT INTO sdlc_space_probe (b) VALUES ($1)",
+                &[&space_probe()],
+            )
+            .map_err(|e| fail(url, "no room yet", e))?;
+            // Dropping the transaction rolls the probe back.
+            Ok(())
         });
         match reached {
             Ok(()) => {
@@ -557,16 +622,26 @@ impl PgStore {
         }
     }
 
-    /// Notes `err` as the store's fault when it says PostgreSQL cannot be reached.
+    /// Notes `err` as the store's fault when it says PostgreSQL cannot be reached or has no
+    /// disk space left.
     fn observe(&self, err: &StoreError) {
-        if let StoreError::PostgresUnreachable { detail, .. } = err {
+        let (detail, disk_full) = match err {
+            StoreError::PostgresUnreachable { detail, .. } => (detail, false),
+            StoreError::PostgresDiskFull { detail, .. } => (detail, true),
+            _ => return,
+        };
+        {
             let mut fault = lock(&self.fault);
             if fault.is_none() {
-                tracing::error!(db = %self.db.shown_url(), "PostgreSQL cannot be reached: {detail}");
+                if disk_full {
+                    tracing::error!(db = %self.db.shown_url(), "PostgreSQL has no disk space left: {detail}");
+                } else {
+                    tracing::error!(db = %self.db.shown_url(), "PostgreSQL cannot be reached: {detail}");
+                }
                 *fault = Some(crate::store::StorageFault {
                     since: Utc::now(),
                     detail: detail.clone(),
-                    disk_full: false,
+                    disk_full,
                     reopen_attempts: 0,
                     file_gone: false,
                     damaged: false,
@@ -679,3 +754,17 @@ fn is_conflict(err: &StoreError) -> bool {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+/// What the disk-space probe writes: 256 KiB that do not compress (PostgreSQL would shrink a
+/// repeated byte to nothing), so storing them needs new pages, as real writes do.
+fn space_probe() -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..256 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}

@@ -177,24 +177,31 @@ fn a_late_outcome_is_refused_even_when_the_action_runs_again_elsewhere() {
 }
 
 #[test]
-fn a_node_presumed_dead_learns_it_on_its_heartbeat_and_records_nothing_more() {
+fn a_node_presumed_dead_learns_it_on_its_heartbeat_and_records_only_what_was_not_taken_over() {
     let url = fresh();
     let now = Utc::now();
     let a = node(&url, "a", 1_000, now);
-    let action = due("x", now);
-    a.insert(&action).unwrap();
+    let b = node(&url, "b", 60_000, now);
+    let (taken, kept) = (due("taken", now), due("kept", now));
+    a.insert(&taken).unwrap();
     a.claim_due(now, 10).unwrap();
-    // The others forget it (as they do once its lease has run out).
-    a.db().forget_node("a").unwrap();
-    assert!(!a.heartbeat(now).unwrap(), "its row is gone");
+    // b presumes a dead, recovers the claim whose lease ran out and takes it...
+    let later = now + Duration::seconds(3);
+    let report = b.recover_expired(later).unwrap();
+    assert_eq!(report.returned, vec![taken.id], "{report:?}");
+    assert_eq!(b.claim_due(later, 10).unwrap().len(), 1);
+    // ...while a, not knowing yet, claims another one.
+    a.insert(&kept).unwrap();
+    assert_eq!(a.claim_due(later, 10).unwrap().len(), 1);
+    assert!(!a.heartbeat(later).unwrap(), "its row is gone");
+    // What b took over is b's; what a claimed and nobody took over is still a's to record.
     assert!(matches!(
-        a.complete(action.id, ok(), now).unwrap_err(),
+        a.complete(taken.id, ok(), later).unwrap_err(),
         StoreError::ClaimLost { .. }
     ));
-    assert_eq!(
-        a.get(action.id).unwrap().unwrap().status,
-        ActionStatus::Running
-    );
+    a.complete(kept.id, ok(), later).unwrap();
+    assert_eq!(a.get(kept.id).unwrap().unwrap().status, ok());
+    b.complete(taken.id, ok(), later).unwrap();
 }
 
 #[test]

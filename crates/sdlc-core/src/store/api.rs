@@ -16,7 +16,7 @@ use super::outbox::TryOutcome;
 use super::txn::Writes;
 use super::{
     ActionDb, Bodies, Finished, HistoryCursor, HistoryFilter, HistoryPage, Ingested, ListFilter,
-    RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, UiSession,
+    RecoveryReport, Retried, RunDetail, RunFilter, SettleWork, Settled, StartMarks, UiSession,
 };
 use super::{OpenReport, StorageFault};
 use super::{plans, rules};
@@ -97,7 +97,7 @@ store_interface! {
     /// answers those it may start (the others were taken over by another node). On a shared
     /// store a tool starts only once this answered: a dead node's claim without the mark
     /// provably never started, and goes back to Pending.
-    fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
+    fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError>;
     /// Stores a manual run of an action, outside its schedule.
     fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
     /// Actions matching `filter`, newest first.
@@ -233,6 +233,11 @@ store_interface! {
         fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);
     }
     provided {
+        /// The ids [`Store::mark_starts`] marked.
+        fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+            Ok(self.mark_starts(ids)?.marked)
+        }
+
         /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes
         /// Running (attempt + 1) in one transaction, and is returned.
         fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError> {

@@ -254,6 +254,20 @@ pub struct RecoveryReport {
     pub runs: Vec<Uuid>,
 }
 
+/// What marking tools as started answers (`Store::mark_starts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartMarks {
+    /// Marked: their tools may start, by `start_by`.
+    pub marked: Vec<Uuid>,
+    /// Still this process's claims, but their lease is too close to its end to start a tool
+    /// under it: not marked, to be handed back.
+    pub lapsed: Vec<Uuid>,
+    /// When the marked claims' leases (the earliest of them), less a margin, run out, on
+    /// [`crate::clock::boot_clock`]: a tool not started by then must not start, since another
+    /// node may have recovered its claim. None where claims have no lease (redb).
+    pub start_by: Option<std::time::Duration>,
+}
+
 /// The result of finishing one run.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -576,9 +590,12 @@ impl ActionDb {
     /// Marks the tools of the claimed actions `ids` as about to start; answers those this
     /// process may start. A redb file has one writer, so every claim is this process's, and
     /// its run log (see [`crate::orphans`]) is the record of which tools started: all of
-    /// `ids` are answered, with nothing written.
-    pub fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        Ok(ids.to_vec())
+    /// `ids` are answered, with nothing written, and no claim has a lease to run out.
+    pub fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError> {
+        Ok(StartMarks {
+            marked: ids.to_vec(),
+            ..StartMarks::default()
+        })
     }
 
     /// Stores a manual run of the action `id` (any occurrence of its series): same tool,

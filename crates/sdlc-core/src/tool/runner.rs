@@ -50,6 +50,10 @@ pub struct RunLimits {
     /// How many steps nicer than the daemon the tool runs, set right after it starts (0: the
     /// daemon's own priority).
     pub nice: u8,
+    /// On a shared store, the instant of [`crate::clock::boot_clock`] by which the tool must
+    /// have started: checked just before the spawn, and past it the run is not started
+    /// (`ExitKind::Deferred`), since its claim's lease may have run out meanwhile.
+    pub start_by: Option<Duration>,
 }
 
 impl Default for RunLimits {
@@ -59,6 +63,7 @@ impl Default for RunLimits {
             max_stdout: 4 * 1024 * 1024,
             stderr_tail: 8 * 1024,
             nice: 0,
+            start_by: None,
         }
     }
 }
@@ -249,6 +254,17 @@ async fn run_process(
             "not started: could not record the run in the run log ({err})"
         )));
     }
+    // The last moment before the spawn: a daemon paused (SIGSTOP, a VM frozen) after its
+    // start was marked must not start the tool once its claim's lease may be gone.
+    if limits
+        .start_by
+        .is_some_and(|by| crate::clock::boot_clock() >= by)
+    {
+        if let Some(at) = record_at {
+            at.log.ended(at.action);
+        }
+        return not_started(ExitKind::Deferred(LEASE_LAPSED.to_string()));
+    }
     let mut child = match spawn_retrying_busy(&mut command).await {
         Ok(child) => child,
         Err(err) => {
@@ -374,6 +390,9 @@ async fn spawn_retrying_busy(
         }
     }
 }
+
+/// Why a spawn was not made: the claim's lease ran out before it (see `RunLimits::start_by`).
+const LEASE_LAPSED: &str = "not started: its claim's lease ran out before the tool could start (this node was paused or fell behind); handed back";
 
 /// Bytes read from a pipe, and whether some were dropped.
 #[derive(Debug, Default)]

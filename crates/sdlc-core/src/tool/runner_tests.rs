@@ -343,3 +343,37 @@ printf '{"ok":true,"data":{"nice":%s}}' "$(cut -d' ' -f19 /proc/self/stat)""#,
     // Relative to the daemon's own niceness, like nice(1).
     assert_eq!(nice_of(&run), (ours + 7).min(19));
 }
+
+#[tokio::test]
+async fn a_tool_whose_lease_ran_out_before_its_spawn_is_not_started() {
+    let project = Project::new();
+    let marker = project.root().join("ran");
+    let script = project.tool(
+        "late",
+        &format!("touch {}\necho '{{\"ok\":true}}'", marker.display()),
+    );
+    // A deadline already past: the daemon was paused between the start mark and the spawn.
+    let lapsed = RunLimits {
+        start_by: Some(crate::clock::boot_clock().saturating_sub(Duration::from_millis(1))),
+        ..limits(5_000)
+    };
+    let run = project.run(&script, lapsed).await;
+    assert!(
+        matches!(&run.exit, ExitKind::Deferred(reason) if reason.contains("lease ran out")),
+        "{:?}",
+        run.exit
+    );
+    assert_eq!(run.pid, None);
+    assert!(!marker.exists(), "the tool must not have run");
+    // With the deadline ahead, the same tool runs.
+    let current = RunLimits {
+        start_by: Some(crate::clock::boot_clock() + Duration::from_secs(30)),
+        ..limits(5_000)
+    };
+    let run = project.run(&script, current).await;
+    assert!(
+        matches!(&run.exit, ExitKind::Exited(status) if status.success()),
+        "{run:?}"
+    );
+    assert!(marker.exists());
+}
