@@ -631,23 +631,6 @@ fn a_node_paused_past_its_lease_again_and_again_starts_no_claim_it_lost() {
             .filter(|a| !matches!(a["status"].as_str(), Some("completed" | "failed")))
             .map(|a| format!("{} {}", a["id"], a["status"]))
             .collect();
-        if !open.is_empty() {
-            eprintln!("still open: {open:?}");
-            let mut dump = String::new();
-            for a in all
-                .iter()
-                .filter(|a| !matches!(a["status"].as_str(), Some("completed" | "failed")))
-            {
-                let id = a["id"].as_str().unwrap();
-                for (who, log) in [("A", node_a.stderr()), ("B", node_b.stderr())] {
-                    for line in log.lines().filter(|l| l.contains(id)) {
-                        dump.push_str(&format!("{who}: {line}\n"));
-                    }
-                }
-                dump.push_str(&format!("{a}\n"));
-            }
-            std::fs::write("/tmp/open.txt", &dump).unwrap();
-        }
         (open.is_empty() && all.len() >= acknowledged.len()).then_some(all)
     });
     for id in &acknowledged {
@@ -667,20 +650,6 @@ fn a_node_paused_past_its_lease_again_and_again_starts_no_claim_it_lost() {
         .filter(|(_, n)| **n > 1)
         .map(|(id, _)| id)
         .collect();
-    if !twice.is_empty() {
-        let mut dump = String::new();
-        for id in &twice {
-            for (who, log) in [("A", node_a.stderr()), ("B", node_b.stderr())] {
-                for line in log.lines().filter(|l| l.contains(id.as_str())) {
-                    dump.push_str(&format!("{who}: {line}\n"));
-                }
-            }
-            dump.push_str(&format!("{}\n", b.find(id)));
-        }
-        std::fs::write("/tmp/twice.txt", &dump).unwrap();
-        std::fs::write("/tmp/twice-a.log", node_a.stderr()).unwrap();
-        std::fs::write("/tmp/twice-b.log", node_b.stderr()).unwrap();
-    }
     assert!(twice.is_empty(), "ran twice: {twice:?}");
     // Each failure is a run a pause caught in flight (recovered as interrupted), never more.
     for action in all.iter().filter(|a| a["status"] == "failed") {

@@ -15,6 +15,7 @@ on_both_backends!(
     each_role_gets_what_it_covers_and_403_for_the_rest,
     tokens_are_listed_without_secrets_and_removed_tokens_open_nothing,
     a_dashboard_session_has_the_role_of_the_token_that_logged_it_in,
+    a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body,
 );
 
 fn bearer(token: &str) -> String {
@@ -315,4 +316,150 @@ fn the_daemons_own_token_can_come_from_a_private_file() {
         path.to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
+}
+
+/// A session cookie and the page's CSRF token, after the login form is posted with `secret`.
+fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String) {
+    let origin = format!("http://{addr}");
+    let form = format!("token={secret}&next=%2F");
+    let posted = http_answer(
+        addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", origin.as_str()),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let cookie = posted.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let page = http_answer(addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
+fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(
+    backend: Backend,
+) {
+    let project = Project::on(backend);
+    project.tool("echo", r#"cat >/dev/null; printf '{"ok":true}'"#);
+    let first = project.add(&["first", "--tool", "echo", "--requires-approval"]);
+    let second = project.add(&["second", "--tool", "echo", "--requires-approval"]);
+    let daemon = project.daemon(&[]);
+    for id in [&first, &second] {
+        common::wait_for_status(&project, id, "awaiting_approval", Duration::from_secs(30));
+    }
+    let origin = format!("http://{}", daemon.addr);
+    let oncall = add_token(&project, "oncall", "operator");
+    let (cookie, csrf) = log_in_with_form(daemon.addr, &oncall);
+    let from_page = |method: &str, path: &str, body: &str| {
+        http_answer(
+            daemon.addr,
+            method,
+            path,
+            &[
+                ("Cookie", cookie.as_str()),
+                ("Origin", origin.as_str()),
+                ("X-CSRF-Token", csrf.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+
+    // The page may say anyone decided: the approver is the token behind its session.
+    let answer = from_page(
+        "POST",
+        &format!("/api/orchestrator/actions/{first}/approve"),
+        r#"{"by":"the-cto"}"#,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let approved = project.find(&first);
+    assert_eq!(approved["approver"], "oncall", "{approved}");
+    assert_eq!(approved["stated_by"], "the-cto", "{approved}");
+    // So may a bearer token.
+    let (status, body) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/orchestrator/actions/{second}/reject"),
+        &[("Authorization", &bearer(&oncall)), ("Content-Type", "application/json")],
+        br#"{"by":"someone-else","note":"not now"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let rejected = project.find(&second);
+    assert_eq!(rejected["approver"], "oncall", "{rejected}");
+    assert_eq!(rejected["reason"], "rejected by oncall: not now", "{rejected}");
+
+    // Sessions are listed with the token that opened them, never a secret.
+    let listed: Vec<Value> =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["token"], "oncall");
+    assert_eq!(listed[0]["role"], "operator");
+    let secret = cookie.split_once('=').unwrap().1;
+    assert!(!serde_json::to_string(&listed).unwrap().contains(secret));
+
+    // Removing the token ends its session, pages and API alike: at once through this
+    // daemon; on PostgreSQL, where the command writes the database itself, as soon as the
+    // daemon hears of it (well within the 5 s its token cache would keep it otherwise).
+    project.sdlc_ok(&["orchestrate", "token", "rm", "oncall"]);
+    common::wait_for("the session to end", Duration::from_secs(3), || {
+        let page = http_answer(daemon.addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
+        (page.status == 303).then_some(())
+    });
+    let page = http_answer(daemon.addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
+    assert!(
+        page.status == 303 && page.header("location").is_some_and(|l| l.starts_with("/login")),
+        "{} {:?}",
+        page.status,
+        page.header("location")
+    );
+    let answer = from_page("GET", "/api/orchestrator/actions", "");
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    // A new token of the same name (and another role) does not bring it back.
+    let _again = add_token(&project, "oncall", "admin");
+    let answer = from_page("GET", "/api/orchestrator/actions", "");
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    let listed: Vec<Value> =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+
+    // An admin ends a live session by a prefix of its id.
+    let (cookie, _) = log_in_with_form(daemon.addr, &daemon.token(&project));
+    let listed: Vec<Value> =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+    let id = listed[0]["id"].as_str().unwrap();
+    project.sdlc_ok(&["orchestrate", "session", "rm", &id[..12]]);
+    let answer = http_answer(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/actions",
+        &[("Cookie", cookie.as_str())],
+        b"",
+    );
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    let out = project.sdlc(&["orchestrate", "session", "rm", &id[..12]]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live session"));
+
+    // API answers are data: not sniffed, not cached.
+    let answer = http_answer(
+        daemon.addr,
+        "GET",
+        "/api/orchestrator/actions",
+        &[("Authorization", &bearer(&daemon.token(&project)))],
+        b"",
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert!(daemon.stop().success());
 }

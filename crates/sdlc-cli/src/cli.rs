@@ -485,12 +485,16 @@ pub enum PlanCommand {
         #[arg(long)]
         no_notify: bool,
     },
-    /// Show a run: its progress, every step and the graph
+    /// Show a run: its progress, its steps and the graph (the first 50 steps of a large run,
+    /// those that need a look first, with counts of the rest)
     Status {
         /// The run's id
         run_id: String,
         #[arg(long)]
         json: bool,
+        /// Every step of a large run, not only the first 50
+        #[arg(long)]
+        all: bool,
     },
     /// List the plans in .sdlc/plans/ with their last run
     List {

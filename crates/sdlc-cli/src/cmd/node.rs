@@ -51,6 +51,11 @@ pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: Option<AppSta
                         warn!("cannot reload the webhook routes: {err}");
                     }
                 }
+                Wake::Tokens => {
+                    if let Some(server) = &server {
+                        server.token_cache().clear();
+                    }
+                }
             });
         }));
     }

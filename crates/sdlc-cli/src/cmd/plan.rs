@@ -50,7 +50,9 @@ pub async fn run(
         PlanCommand::Events { run_id, follow } => {
             plan_follow::events(project, parse_run_id(&run_id)?, follow).await
         }
-        PlanCommand::Status { run_id, json } => status(project, parse_run_id(&run_id)?, json).await,
+        PlanCommand::Status { run_id, json, all } => {
+            status(project, parse_run_id(&run_id)?, json, all).await
+        }
         PlanCommand::List { json } => list(project, json).await,
         PlanCommand::Runs {
             plan,
@@ -201,7 +203,7 @@ async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(project: &Project, run: Uuid, json: bool) -> anyhow::Result<ExitCode> {
+async fn status(project: &Project, run: Uuid, json: bool, all: bool) -> anyhow::Result<ExitCode> {
     let detail: RunDetailView = project
         .backend()
         .route_read(
@@ -218,12 +220,24 @@ async fn status(project: &Project, run: Uuid, json: bool) -> anyhow::Result<Exit
         outln!("{}", serde_json::to_string_pretty(&detail)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    out!("{}", describe_run(&detail))?;
+    let shown = if all { usize::MAX } else { STEPS_SHOWN };
+    out!("{}", describe_run(&detail, shown))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The run's header, its steps as a table, and the graph drawn as text.
-pub fn describe_run(detail: &RunDetailView) -> String {
+/// How many steps `plan status` lists without `--all`: a run of thousands of steps is
+/// summarised (counts by status, and the steps that need a look first), not printed whole.
+const STEPS_SHOWN: usize = 50;
+
+/// How many of a step's dependencies the graph names, and how deep it indents: a fan-in of
+/// thousands or a chain of thousands would otherwise print quadratically much.
+const DEPENDENCIES_NAMED: usize = 5;
+const DEPTH_DRAWN: usize = 12;
+
+/// The run's header, its steps as a table, and the graph drawn as text; at most `shown`
+/// steps (failed, awaiting approval, running and retrying ones first, then the rest in plan
+/// order) and, past that, how many by status instead of the graph.
+pub fn describe_run(detail: &RunDetailView, shown: usize) -> String {
     let run = &detail.run;
     let mut text = format!(
         "run {}  plan {}{}  {}  {}% ({}/{} steps)  {}\n",
@@ -246,7 +260,21 @@ pub fn describe_run(detail: &RunDetailView) -> String {
     }
     let header = ["STEP", "STATUS", "ATTEMPT", "DURATION", "REASON"];
     let mut rows = Vec::new();
-    for step in &detail.steps_detail {
+    let steps = &detail.steps_detail;
+    let bounded = steps.len() > shown;
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    if bounded {
+        // Those that need a look first; a stable sort keeps plan order within each.
+        let urgency = |status: StepStatus| match status {
+            StepStatus::Failed => 0,
+            StepStatus::AwaitingApproval => 1,
+            StepStatus::Running | StepStatus::Retrying => 2,
+            _ => 3,
+        };
+        order.sort_by_key(|&i| urgency(steps[i].status));
+        order.truncate(shown);
+    }
+    for step in order.iter().map(|&i| &steps[i]) {
         rows.push([
             step.step_id.clone(),
             step.status.to_string(),
@@ -256,6 +284,23 @@ pub fn describe_run(detail: &RunDetailView) -> String {
         ]);
     }
     text.push_str(&table(header, &rows));
+    if bounded {
+        let mut counts: Vec<(StepStatus, usize)> = Vec::new();
+        for step in steps {
+            match counts.iter_mut().find(|(s, _)| *s == step.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((step.status, 1)),
+            }
+        }
+        let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        text.push_str(&format!(
+            "... {} more steps not listed ({} in all: {}); --all lists every step, --json gives them as data\n",
+            steps.len() - shown,
+            steps.len(),
+            counts.join(", ")
+        ));
+        return text;
+    }
     text.push_str("graph:\n");
     text.push_str(&draw_graph(detail));
     text
@@ -301,14 +346,23 @@ fn draw_graph(detail: &RunDetailView) -> String {
         let step = &steps[i];
         let d = depth[i].unwrap_or(0);
         let arrow = if d == 0 { "" } else { "└─ " };
-        let after = if step.depends_on.is_empty() {
-            String::new()
+        let after = match step.depends_on.len() {
+            0 => String::new(),
+            n if n > DEPENDENCIES_NAMED => format!(
+                "  <- {} and {} more",
+                step.depends_on[..DEPENDENCIES_NAMED].join(", "),
+                n - DEPENDENCIES_NAMED
+            ),
+            _ => format!("  <- {}", step.depends_on.join(", ")),
+        };
+        let deep = if d > DEPTH_DRAWN {
+            format!("(depth {d}) ")
         } else {
-            format!("  <- {}", step.depends_on.join(", "))
+            String::new()
         };
         text.push_str(&format!(
-            "  {}{}{} {}{after}\n",
-            "   ".repeat(d.saturating_sub(1)),
+            "  {}{}{deep}{} {}{after}\n",
+            "   ".repeat(d.min(DEPTH_DRAWN).saturating_sub(1)),
             arrow,
             mark(step.status),
             step.step_id

@@ -1,5 +1,7 @@
 //! Named API tokens on PostgreSQL (see `store::tokens`): the digest is the key, the name a
-//! unique column, so two commands adding one name at once cannot both succeed.
+//! unique column, so two commands adding one name at once cannot both succeed. Adding or
+//! removing one notifies every node (`wake::TOKENS_CHANNEL`), which forgets what it cached of
+//! the tokens: a removed token, and the sessions it opened, stop working at once everywhere.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -16,12 +18,15 @@ impl PgStore {
         let mut client = self.db.client()?;
         let added = client
             .execute(
-                "INSERT INTO sdlc_api_tokens (digest, name, record) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
+                "WITH added AS (
+                     INSERT INTO sdlc_api_tokens (digest, name, record) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING RETURNING name)
+                 SELECT pg_notify($4, '') FROM added",
                 &[
                     &digest.as_slice(),
                     &token.name,
                     &encode_json(Uuid::nil(), token)?,
+                    &super::wake::TOKENS_CHANNEL,
                 ],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot store a token", e))?;
@@ -61,8 +66,9 @@ impl PgStore {
         let mut client = self.db.client()?;
         let rows = client
             .query(
-                "DELETE FROM sdlc_api_tokens WHERE name = $1 RETURNING record",
-                &[&name],
+                "WITH removed AS (DELETE FROM sdlc_api_tokens WHERE name = $1 RETURNING record)
+                 SELECT record, pg_notify($2, '') FROM removed",
+                &[&name, &super::wake::TOKENS_CHANNEL],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot remove a token", e))?;
         match rows.first() {

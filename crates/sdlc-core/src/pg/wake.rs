@@ -15,6 +15,8 @@ use super::PgStore;
 pub(crate) const CHANNEL: &str = "sdlc_wake";
 /// The channel of webhook route changes: each node reloads the routes it serves.
 pub(crate) const ROUTES_CHANNEL: &str = "sdlc_routes";
+/// The channel of named token changes: each node forgets the tokens it cached.
+pub(crate) const TOKENS_CHANNEL: &str = "sdlc_tokens";
 
 /// What a notification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub enum Wake {
     Due,
     /// A webhook route was added or removed.
     Routes,
+    /// A named token was added or removed.
+    Tokens,
 }
 
 /// How often a quiet listener looks whether it should stop.
@@ -48,7 +52,9 @@ impl PgStore {
                 }
             };
             if let Err(err) =
-                client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}"))
+                client.batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}; LISTEN {TOKENS_CHANNEL}"
+            ))
             {
                 tracing::warn!("wake-ups: cannot listen: {err}");
                 std::thread::sleep(backoff);
@@ -56,6 +62,7 @@ impl PgStore {
             }
             backoff = Duration::from_millis(100);
             wake(Wake::Routes);
+            wake(Wake::Tokens);
             wake(Wake::Due);
             while !stop.load(Ordering::Acquire) {
                 let mut notifications = client.notifications();
@@ -63,9 +70,10 @@ impl PgStore {
                 match first {
                     Ok(Some(first)) => {
                         // Drain what came with it: one wake-up of each kind for the burst.
-                        let (mut due, mut routes) = (false, false);
+                        let (mut due, mut routes, mut tokens) = (false, false, false);
                         let mut note = |channel: &str| match channel {
                             ROUTES_CHANNEL => routes = true,
+                            TOKENS_CHANNEL => tokens = true,
                             _ => due = true,
                         };
                         note(first.channel());
@@ -74,6 +82,9 @@ impl PgStore {
                         }
                         if routes {
                             wake(Wake::Routes);
+                        }
+                        if tokens {
+                            wake(Wake::Tokens);
                         }
                         if due {
                             wake(Wake::Due);

@@ -48,6 +48,16 @@ fn one(source: &str, message: String) -> Problems {
 pub fn read(root: &Path, spec: &str) -> Result<(PlanGraph, PathBuf), Problems> {
     let path = resolve(root, spec);
     let source = path.display().to_string();
+    let by_id = !spec.contains('/') && !spec.ends_with(".json");
+    if by_id && let Some(outside) = outside_project(root, &path) {
+        return Err(one(
+            &source,
+            format!(
+                "it leads outside the project (to {}): a plan run by its id, as the API and schedules do, must be a file of the project; copy it into .sdlc/plans, or run it by its path",
+                outside.display()
+            ),
+        ));
+    }
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err)
@@ -84,6 +94,15 @@ pub fn read(root: &Path, spec: &str) -> Result<(PlanGraph, PathBuf), Problems> {
         ));
     }
     Ok((graph, path))
+}
+
+/// Where `path` really is when a link takes it out of the project at `root` (the plans are
+/// as trusted as the project's own files: a link to elsewhere would let whoever can write
+/// there choose what the daemon runs); None when it stays inside or does not exist.
+fn outside_project(root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let root = std::fs::canonicalize(root).ok()?;
+    (!real.starts_with(&root)).then_some(real)
 }
 
 /// Every tool a step names exists; every input with no `${...}` left passes its tool's
