@@ -178,6 +178,22 @@ fn pages_need_a_session_and_every_page_answers_with_one(backend: Backend) {
     ];
     let refused = http_answer(daemon.addr, "POST", "/login", &evil, form.as_bytes());
     assert_eq!(refused.status, 403, "{}", refused.body);
+
+    // After a login, only a path of this site: not one a browser would read as another
+    // origin once it drops a tab or a newline, or reads a backslash as a slash.
+    for next in [
+        "%2F%09%2Fevil.example",
+        "%2F%0A%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+    ] {
+        let url = project.sdlc_ok(&["orchestrate", "ui"]);
+        let path = &url.trim()[url.trim().find("/login").unwrap()..];
+        let answer = http_answer(daemon.addr, "GET", &format!("{path}&next={next}"), &[], b"");
+        assert_eq!(answer.status, 303, "{next}: {}", answer.body);
+        assert_eq!(answer.header("location"), Some("/"), "{next}");
+    }
 }
 
 fn changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it(backend: Backend) {

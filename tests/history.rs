@@ -313,6 +313,25 @@ fn the_csv_export_parses_with_a_real_csv_parser(backend: Backend) {
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     assert_eq!(reader.headers().unwrap().len(), 13);
     assert_eq!(reader.records().count(), 2);
+
+    // A cell a spreadsheet would run as a formula is neutralised with a leading quote.
+    let formula = project.add(&[
+        "=HYPERLINK(\"http://evil.example\")",
+        "--tool",
+        "ok",
+        "--run-id",
+        "week-50",
+    ]);
+    wait_for_status(&project, &formula, "completed", Duration::from_secs(20));
+    let (status, body) = get(
+        &daemon,
+        &token,
+        "/api/orchestrator/actions/paged.csv?run_id=week-50",
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let row = reader.records().next().unwrap().unwrap();
+    assert_eq!(&row[1], "'=HYPERLINK(\"http://evil.example\")");
 }
 
 fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs(backend: Backend) {

@@ -673,3 +673,36 @@ fn a_node_paused_past_its_lease_again_and_again_starts_no_claim_it_lost() {
     assert!(node_a.stop().success());
     assert!(node_b.stop().success());
 }
+
+/// The database's password may come from the environment or a file, not the URL: a file that
+/// cannot be read is named with the variable that named it.
+#[test]
+fn the_database_password_can_come_from_a_file() {
+    let url = fresh_database();
+    let project = Project::on_database(&url);
+    let missing = project.root().join("no-such-password");
+    let out = project
+        .command(&["orchestrate", "list"])
+        .env("SDLC_DATABASE_PASSWORD_FILE", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SDLC_DATABASE_PASSWORD_FILE") && stderr.contains("no-such-password"),
+        "{stderr}"
+    );
+    // The test server trusts loopback, so any password from a readable file lets it in.
+    let file = project.root().join("password");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let out = project
+        .command(&["orchestrate", "list"])
+        .env("SDLC_DATABASE_PASSWORD_FILE", &file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -380,3 +380,120 @@ on_both_backends!(
     a_plan_gate_and_the_runs_end_notify_and_a_plans_notify_on_reaches_its_steps,
     a_run_the_daemons_death_cut_off_is_told_as_interrupted_by_the_next_start,
 );
+
+/// A receiver on loopback that reads each request whole, then lets `reply` write the answer.
+fn raw_receiver(reply: impl Fn(&mut std::net::TcpStream) + Send + 'static) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            reply(&mut stream);
+        }
+    });
+    addr
+}
+
+fn rss_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// A receiver that redirects is refused, the redirect not followed (the message and its
+/// idempotency key must not go where an answer points); one that answers without end is read
+/// a few KiB and costs the daemon no memory. Both are given in a 0600 file, not on argv.
+#[test]
+fn receivers_that_redirect_or_answer_without_end_are_refused_and_cost_nothing() {
+    use std::io::Write;
+    let project = Project::new();
+    let elsewhere = Receiver::start(0, 200);
+    let target = elsewhere.url("stolen");
+    let redirecting = raw_receiver(move |stream| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let endless = raw_receiver(|stream| {
+        // 100 MB announced and sent until the daemon hangs up.
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\nConnection: close\r\n\r\n"
+        );
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..1600 {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let file = project.root().join("receivers");
+    std::fs::write(
+        &file,
+        format!("http://{redirecting}/hook\nhttp://{endless}/hook\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file_arg = file.to_str().unwrap();
+    // A file others may read is refused, naming it.
+    let out = project.sdlc(&[
+        "orchestrate",
+        "--notify-webhook-file",
+        file_arg,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let daemon = project.daemon(&["--notify-webhook-file", file_arg]);
+    let before = rss_mib(daemon.pid());
+    let out = project.sdlc(&["orchestrate", "notify", "test"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("HTTP 302") && text.contains("not followed"),
+        "{text}"
+    );
+    assert!(elsewhere.received().is_empty(), "the redirect was followed");
+    let endless_line = text
+        .lines()
+        .find(|l| l.contains(&endless.to_string()))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(endless_line.starts_with("ok"), "{text}");
+    assert!(
+        endless_line.len() < 1000,
+        "the answer is cut: {endless_line}"
+    );
+    let after = rss_mib(daemon.pid());
+    assert!(
+        after < before + 32,
+        "reading the endless answer grew the daemon from {before} to {after} MiB"
+    );
+    assert!(daemon.stop().success());
+}

@@ -643,6 +643,96 @@ fn events_committed_by_start_up_recovery_reach_the_event_file(backend: Backend) 
     daemon.stop();
 }
 
+fn a_plan_linked_from_outside_the_project_is_refused(backend: Backend) {
+    let project = Project::on(backend);
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("ran");
+    let file = outside.path().join("evil.json");
+    std::fs::write(
+        &file,
+        serde_json::to_string(
+            &json!({"plan_id": "evil", "steps": [sh("x", &format!("touch {}", marker.display()))]}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let plans = project.root().join(".sdlc/plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::os::unix::fs::symlink(&file, plans.join("evil.json")).unwrap();
+    let (code, _, stderr) = run_plan(&project, &["evil"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("leads outside the project"), "{stderr}");
+    // The API runs plans by id only, and refuses it the same way.
+    let daemon = project.daemon(&[]);
+    let token = daemon.token(&project);
+    let (status, body) = http(
+        daemon.addr,
+        "POST",
+        "/api/orchestrator/plans/evil/runs",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        b"{}",
+    );
+    assert!((400..500).contains(&status), "{status}: {body}");
+    assert!(body.contains("leads outside the project"), "{body}");
+    daemon.stop();
+    assert!(!marker.exists(), "the linked plan ran");
+    // A link that stays inside the project is a plan like any other.
+    std::fs::remove_file(plans.join("evil.json")).unwrap();
+    let inside = project.root().join("plans-elsewhere");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::write(
+        inside.join("fine.json"),
+        serde_json::to_string(&json!({"plan_id": "fine", "steps": [sh("x", "true")]})).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(inside.join("fine.json"), plans.join("fine.json")).unwrap();
+    let (code, stdout, stderr) = run_plan(&project, &["fine"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+fn the_status_of_a_run_of_5000_steps_is_a_bounded_summary(backend: Backend) {
+    let project = Project::on(backend);
+    // One failing step that the 4,999 others wait for: the run ends at once, every step
+    // stored, 4,999 of them canceled.
+    let mut steps = vec![sh("gate", "exit 3")];
+    for i in 1..5000 {
+        steps.push(with(
+            sh(&format!("s{i}"), "true"),
+            json!({"depends_on": ["gate"]}),
+        ));
+    }
+    write_plan(&project, "wide", json!({"plan_id": "wide", "steps": steps}));
+    let (code, stdout, stderr) = run_plan(&project, &["wide"]);
+    assert_ne!(code, 0, "{stderr}");
+    let run = run_id_of(&stdout);
+    let shown = project.sdlc_ok(&["orchestrate", "plan", "status", &run]);
+    assert!(shown.len() < 20_000, "{} bytes", shown.len());
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("gate") && l.contains("failed")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("4950 more steps not listed (5000 in all"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1 failed, 4999 canceled") && shown.contains("--all"),
+        "{shown}"
+    );
+    let all = project.sdlc_ok(&["orchestrate", "plan", "status", &run, "--all"]);
+    assert!(all.lines().filter(|l| l.starts_with('s')).count() >= 4999);
+    assert!(
+        all.len() < 2_000_000,
+        "--all is linear in the steps: {} bytes",
+        all.len()
+    );
+}
+
 fn a_schedule_and_a_webhook_route_start_plans(backend: Backend) {
     let project = Project::on(backend);
     project.tool(
@@ -910,6 +1000,8 @@ on_both_backends!(
     a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it,
     a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice,
     events_committed_by_start_up_recovery_reach_the_event_file,
+    a_plan_linked_from_outside_the_project_is_refused,
+    the_status_of_a_run_of_5000_steps_is_a_bounded_summary,
     a_schedule_and_a_webhook_route_start_plans,
     the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails,
     no_more_steps_of_a_run_than_its_max_concurrency_run_at_once,

@@ -333,7 +333,13 @@ fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String
         form.as_bytes(),
     );
     assert_eq!(posted.status, 303, "{}", posted.body);
-    let cookie = posted.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let cookie = posted
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let page = http_answer(addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
     assert_eq!(page.status, 200, "{}", page.body);
     let csrf = page
@@ -346,9 +352,7 @@ fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String
     (cookie, csrf)
 }
 
-fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(
-    backend: Backend,
-) {
+fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(backend: Backend) {
     let project = Project::on(backend);
     project.tool("echo", r#"cat >/dev/null; printf '{"ok":true}'"#);
     let first = project.add(&["first", "--tool", "echo", "--requires-approval"]);
@@ -390,17 +394,24 @@ fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(
         daemon.addr,
         "POST",
         &format!("/api/orchestrator/actions/{second}/reject"),
-        &[("Authorization", &bearer(&oncall)), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &bearer(&oncall)),
+            ("Content-Type", "application/json"),
+        ],
         br#"{"by":"someone-else","note":"not now"}"#,
     );
     assert_eq!(status, 200, "{body}");
     let rejected = project.find(&second);
     assert_eq!(rejected["approver"], "oncall", "{rejected}");
-    assert_eq!(rejected["reason"], "rejected by oncall: not now", "{rejected}");
+    assert_eq!(
+        rejected["reason"], "rejected by oncall: not now",
+        "{rejected}"
+    );
 
     // Sessions are listed with the token that opened them, never a secret.
     let listed: Vec<Value> =
-        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"]))
+            .unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["token"], "oncall");
     assert_eq!(listed[0]["role"], "operator");
@@ -417,7 +428,10 @@ fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(
     });
     let page = http_answer(daemon.addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
     assert!(
-        page.status == 303 && page.header("location").is_some_and(|l| l.starts_with("/login")),
+        page.status == 303
+            && page
+                .header("location")
+                .is_some_and(|l| l.starts_with("/login")),
         "{} {:?}",
         page.status,
         page.header("location")
@@ -429,13 +443,15 @@ fn a_session_ends_with_its_token_and_an_approval_records_the_token_not_the_body(
     let answer = from_page("GET", "/api/orchestrator/actions", "");
     assert_eq!(answer.status, 401, "{}", answer.body);
     let listed: Vec<Value> =
-        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"]))
+            .unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 
     // An admin ends a live session by a prefix of its id.
     let (cookie, _) = log_in_with_form(daemon.addr, &daemon.token(&project));
     let listed: Vec<Value> =
-        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"])).unwrap();
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "session", "list", "--json"]))
+            .unwrap();
     let id = listed[0]["id"].as_str().unwrap();
     project.sdlc_ok(&["orchestrate", "session", "rm", &id[..12]]);
     let answer = http_answer(

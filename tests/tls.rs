@@ -48,6 +48,19 @@ fn https(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = https_answer(addr, cert_der, method, path, headers, body);
+    (status, body)
+}
+
+/// [`https`], with the answer's head (status line and headers) too.
+fn https_answer(
+    addr: SocketAddr,
+    cert_der: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der.to_vec().into()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -84,11 +97,11 @@ fn https(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP answer over TLS: {answer:?}"));
-    let body = answer
+    let (head, body) = answer
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
 }
 
 fn tls_daemon(project: &Project, certificate: &Certificate) -> common::Daemon {
@@ -149,9 +162,26 @@ fn webhooks_the_api_and_the_cli_work_over_https() {
     );
     assert_eq!(status, 200, "{body}");
 
-    // The dashboard's login address is an https one.
+    // The dashboard's login address is an https one; the session it opens is for HTTPS only
+    // (a Secure cookie), and every answer tells the browser to keep to HTTPS (HSTS).
     let login = project.sdlc_ok(&["orchestrate", "ui"]);
     assert!(login.starts_with("https://"), "{login}");
+    let path = &login.trim()[login.trim().find("/login").unwrap()..];
+    let (status, head, _) = https_answer(daemon.addr, &certificate.der, "GET", path, &[], "");
+    assert_eq!(status, 303, "{head}");
+    let head = head.to_ascii_lowercase();
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly"),
+        "{cookie}"
+    );
+    assert!(
+        head.contains("strict-transport-security: max-age="),
+        "{head}"
+    );
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(daemon.addr).unwrap();

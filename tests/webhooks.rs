@@ -171,6 +171,32 @@ fn refused_requests_store_nothing(backend: Backend) {
         "a refused request was stored"
     );
 
+    // A route's secret may come from a private file instead of argv.
+    let secret_file = project.root().join("hook-secret");
+    std::fs::write(&secret_file, "from-a-file\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    project.sdlc_ok(&[
+        "orchestrate",
+        "webhook",
+        "add",
+        "filed",
+        "--tool",
+        "count",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let (status, answer) = post(daemon.addr, "/webhooks/filed", small, &[]);
+    assert_eq!(status, 401, "{answer}");
+    let signature = sdlc_server::webhooks::sign("from-a-file", small.as_bytes());
+    let (status, answer) = post(
+        daemon.addr,
+        "/webhooks/filed",
+        small,
+        &[("X-Hub-Signature-256", &signature)],
+    );
+    assert_eq!(status, 202, "{answer}");
+
     // The correctly signed request goes through.
     let signature = sdlc_server::webhooks::sign("s3cret", small.as_bytes());
     let (status, answer) = post(

@@ -450,6 +450,15 @@ mod tests {
     }
 
     #[test]
+    fn slack_text_cannot_mention_channels_or_forge_links() {
+        assert_eq!(
+            slack_escape("Task <!channel> & <https://evil.example|click>"),
+            "Task &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"
+        );
+        assert_eq!(slack_escape("plain: fine"), "plain: fine");
+    }
+
+    #[test]
     fn only_final_changes_are_events() {
         let running = action(ActionStatus::Running);
         let awaiting = action(ActionStatus::AwaitingApproval { result: json!({}) });

@@ -51,11 +51,9 @@ impl PgStore {
                     continue;
                 }
             };
-            if let Err(err) =
-                client.batch_execute(&format!(
+            if let Err(err) = client.batch_execute(&format!(
                 "LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}; LISTEN {TOKENS_CHANNEL}"
-            ))
-            {
+            )) {
                 tracing::warn!("wake-ups: cannot listen: {err}");
                 std::thread::sleep(backoff);
                 continue;
