@@ -1,7 +1,8 @@
 //! Figure 7, plans: (a) a plan of N independent trivial command steps at `max_concurrency` 8
 //! against `xargs -P 8` running the same command N times; (b) a chain of steps, each
 //! depending on the previous: the gap from one step's end to the next one's start, from the
-//! steps' own clocks; (c) `plan check` of a generated 10,000-step plan, the whole command.
+//! steps' own clocks; (c) `plan check` of a generated 10,000-step plan, the whole command;
+//! (d) a fan-out of 10,000 steps waiting on one, per step, against a chain's per step.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,6 +22,66 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     independent(sizes).await?;
     chain(sizes).await?;
     check(sizes)?;
+    fan_out(sizes).await?;
+    Ok(())
+}
+
+/// 7d: one step with N dependents (their readiness decided in the commit that records it,
+/// then N runs at `max_concurrency` 8) against a chain of trivial steps, each run's stored
+/// duration divided by its steps; alternating rounds, medians. A fan-out must cost no more
+/// per step than a chain: nothing in a run may grow with its width.
+async fn fan_out(sizes: &Sizes) -> anyhow::Result<()> {
+    let (n, chained, rounds) = if sizes.quick {
+        (500, 50, 1)
+    } else {
+        (10_000, 1_000, 3)
+    };
+    let project = Project::new()?;
+    let step = project.tool("step", TRIVIAL_STEP)?;
+    let mut wide = vec![json!({"id": "root", "command": step})];
+    wide.extend((0..n).map(|i| {
+        json!({"id": format!("s{i}"), "command": step, "args": [i.to_string()], "depends_on": ["root"]})
+    }));
+    write_plan(
+        &project,
+        &json!({"plan_id": "fan", "globals": {"max_concurrency": CONCURRENCY}, "steps": wide}),
+    )?;
+    let chain: Vec<Value> = (0..chained)
+        .map(|i| {
+            let mut s = json!({"id": format!("s{i}"), "command": step, "args": [i.to_string()]});
+            if i > 0 {
+                s["depends_on"] = json!([format!("s{}", i - 1)]);
+            }
+            s
+        })
+        .collect();
+    write_plan(&project, &json!({"plan_id": "line", "steps": chain}))?;
+    let c = CONCURRENCY.to_string();
+    let daemon = Daemon::start(&project, &["--tick-rate", "60", "--max-concurrency", &c])?;
+    let per_step = |run: &Value, steps: usize| {
+        Duration::from_millis(run["duration_ms"].as_u64().unwrap_or(0)) / steps as u32
+    };
+    let (mut fans, mut chains) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let run = run_through(&daemon, "fan", Duration::from_secs(900)).await?;
+        fans.push(per_step(&run, n + 1));
+        let run = run_through(&daemon, "line", Duration::from_secs(900)).await?;
+        chains.push(per_step(&run, chained));
+    }
+    daemon.stop()?;
+    let (fan, line) = (median(fans), median(chains));
+    let ratio = fan.as_secs_f64() / line.as_secs_f64();
+    report(
+        &format!("7d. fan-out: one step, then {n} steps that wait for it, max_concurrency {CONCURRENCY}"),
+        &format!("{:.3} ms a step (run start to end as stored)", fan.as_secs_f64() * 1e3),
+        &format!(
+            "a chain of {chained} of the same steps: {:.3} ms a step; medians of {rounds} alternating rounds",
+            line.as_secs_f64() * 1e3
+        ),
+        Some(ratio),
+        "ratio <= 1.0",
+        ratio <= 1.0,
+    );
     Ok(())
 }
 
