@@ -72,8 +72,13 @@ async fn fan_out(sizes: &Sizes) -> anyhow::Result<()> {
     let (fan, line) = (median(fans), median(chains));
     let ratio = fan.as_secs_f64() / line.as_secs_f64();
     report(
-        &format!("7d. fan-out: one step, then {n} steps that wait for it, max_concurrency {CONCURRENCY}"),
-        &format!("{:.3} ms a step (run start to end as stored)", fan.as_secs_f64() * 1e3),
+        &format!(
+            "7d. fan-out: one step, then {n} steps that wait for it, max_concurrency {CONCURRENCY}"
+        ),
+        &format!(
+            "{:.3} ms a step (run start to end as stored)",
+            fan.as_secs_f64() * 1e3
+        ),
         &format!(
             "a chain of {chained} of the same steps: {:.3} ms a step; medians of {rounds} alternating rounds",
             line.as_secs_f64() * 1e3
