@@ -63,6 +63,23 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Posts incompressible 64 KiB bodies until one is answered 507, noting the ids of those
+/// acknowledged meanwhile; returns the refusal's body. Any other answer fails the test.
+fn post_until_refused(
+    post: &dyn Fn(&[u8]) -> (u16, String),
+    acknowledged: &mut Vec<Value>,
+) -> String {
+    for seed in 0..400u64 {
+        let (code, body) = post(&noise(seed + 1, 64 * 1024));
+        match code {
+            202 => acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
+            507 => return body,
+            other => panic!("a webhook on a full disk was answered {other}: {body}"),
+        }
+    }
+    panic!("the disk never filled")
+}
+
 fn token_of(db: &Path) -> String {
     let file = format!("{}.daemon.json", db.display());
     let info: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
@@ -157,19 +174,7 @@ fn a_full_disk_degrades_the_daemon_which_resumes_once_space_is_back() {
     let slow = project.add(&["slow", "--tool", "slow", "--db", &db_arg]);
     common::wait_for_status_in(&project, &slow, "running", &db_arg);
     let filler = fill(&disk.path);
-    let mut refusal = None;
-    for seed in 0..400u64 {
-        let (code, body) = post(&noise(seed + 1, 64 * 1024));
-        match code {
-            202 => acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
-            507 => {
-                refusal = Some(body);
-                break;
-            }
-            other => panic!("a webhook on a full disk was answered {other}: {body}"),
-        }
-    }
-    let refusal = refusal.expect("the disk never filled");
+    let refusal = post_until_refused(&post, &mut acknowledged);
     assert!(
         refusal.contains("full") && refusal.contains(&db_arg),
         "the refusal must say the disk is full and where: {refusal}"
@@ -816,19 +821,7 @@ fn a_full_disk_under_postgres_is_507_and_degraded_then_resumes() {
         acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone());
     }
     let filler = fill(&disk.path);
-    let mut refusal = None;
-    for seed in 0..400u64 {
-        let (code, body) = post(&noise(seed + 1, 64 * 1024));
-        match code {
-            202 => acknowledged.push(serde_json::from_str::<Value>(&body).unwrap()["id"].clone()),
-            507 => {
-                refusal = Some(body);
-                break;
-            }
-            other => panic!("a webhook on a full PostgreSQL disk was answered {other}: {body}"),
-        }
-    }
-    let refusal = refusal.expect("the disk never filled");
+    let refusal = post_until_refused(&post, &mut acknowledged);
     assert!(
         refusal.contains("no disk space") && refusal.contains(&name),
         "the refusal must say the disk is full and which database: {refusal}"

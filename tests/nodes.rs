@@ -249,6 +249,32 @@ fn a_stopped_node_has_its_run_recovered_elsewhere_and_its_late_outcome_is_refuse
     assert!(node_b.stop().success());
 }
 
+/// Posts deliveries to `/webhooks/push` on the `live` nodes in turn, `pause` apart, until
+/// `stop` is set (at most 20,000), noting the id of each one acknowledged.
+fn post_load(
+    live: &std::sync::Mutex<Vec<std::net::SocketAddr>>,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::Mutex<Vec<String>>,
+    pause: Duration,
+) {
+    let mut n = 0usize;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) && n < 20_000 {
+        n += 1;
+        let addr = {
+            let live = live.lock().unwrap();
+            live[n % live.len()]
+        };
+        if let Some((202, body)) = try_post(addr, "/webhooks/push", &format!("{{\"n\":{n}}}")) {
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            acked
+                .lock()
+                .unwrap()
+                .push(answer["id"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(pause);
+    }
+}
+
 /// POSTs `body` to `path` on `addr`; None when the node does not answer (it was killed).
 fn try_post(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
@@ -301,26 +327,7 @@ fn killing_a_node_again_and_again_under_load_loses_nothing_acknowledged_and_runs
     std::thread::scope(|s| {
         let load = {
             let (live, stop, acked) = (live.clone(), stop.clone(), acked.clone());
-            s.spawn(move || {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Acquire) {
-                    n += 1;
-                    let addr = {
-                        let live = live.lock().unwrap();
-                        live[n % live.len()]
-                    };
-                    if let Some((202, body)) =
-                        try_post(addr, "/webhooks/push", &format!("{{\"n\":{n}}}"))
-                    {
-                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push(answer["id"].as_str().unwrap().to_string());
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
+            s.spawn(move || post_load(&live, &stop, &acked, Duration::from_millis(20)))
         };
         for incarnation in 1..=3 {
             // Let node 0 take some of the work under load, then kill it mid-run.
@@ -581,23 +588,9 @@ fn a_node_paused_past_its_lease_again_and_again_starts_no_claim_it_lost() {
     std::thread::scope(|s| {
         // Webhooks to b, which never stops; both nodes claim them from the shared queue.
         let load = {
-            let (stop, acked, addr) = (stop.clone(), acked.clone(), node_b.addr);
-            s.spawn(move || {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Acquire) && n < 20_000 {
-                    n += 1;
-                    if let Some((202, body)) =
-                        try_post(addr, "/webhooks/push", &format!("{{\"n\":{n}}}"))
-                    {
-                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push(answer["id"].as_str().unwrap().to_string());
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
+            let (stop, acked) = (stop.clone(), acked.clone());
+            let live = Mutex::new(vec![node_b.addr]);
+            s.spawn(move || post_load(&live, &stop, &acked, Duration::from_millis(5)))
         };
         for round in 1..=5 {
             let before = runs_on(&a);

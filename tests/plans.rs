@@ -525,6 +525,20 @@ fn a_run_through_a_daemon_is_the_daemons_and_the_command_follows_it(backend: Bac
     daemon.stop();
 }
 
+/// Starts a run of `plan` on a daemon and SIGKILLs the daemon once its step `slow` has
+/// logged its start; returns the run's id.
+fn start_then_kill_while_slow_runs(project: &Project, plan: &str) -> String {
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let out = project.sdlc_ok(&["orchestrate", "plan", "run", plan, "--detach"]);
+    wait_for("the slow step to start", Duration::from_secs(20), || {
+        log_lines(project)
+            .contains(&"slow".to_string())
+            .then_some(())
+    });
+    daemon.kill9();
+    out.trim().to_string()
+}
+
 fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice(backend: Backend) {
     let project = Project::on(backend);
     let once = project.root().join("slow.once");
@@ -542,15 +556,7 @@ fn a_daemon_killed_mid_plan_resumes_it_and_no_step_runs_twice(backend: Backend) 
             with(sh("last", &note("last")), json!({"depends_on": ["slow"]})),
         ]}),
     );
-    let daemon = project.daemon(&["--tick-rate", "60"]);
-    let out = project.sdlc_ok(&["orchestrate", "plan", "run", "long", "--detach"]);
-    let run = out.trim().to_string();
-    wait_for("the slow step to start", Duration::from_secs(20), || {
-        log_lines(&project)
-            .contains(&"slow".to_string())
-            .then_some(())
-    });
-    daemon.kill9();
+    let run = start_then_kill_while_slow_runs(&project, "long");
     assert_eq!(status(&project, &run)["status"], "running");
     let daemon = project.daemon(&["--tick-rate", "60"]);
     wait_for("the run to end", Duration::from_secs(30), || {
@@ -611,15 +617,7 @@ fn events_committed_by_start_up_recovery_reach_the_event_file(backend: Backend) 
             with(sh("after", "true"), json!({"depends_on": ["slow"]})),
         ]}),
     );
-    let daemon = project.daemon(&["--tick-rate", "60"]);
-    let out = project.sdlc_ok(&["orchestrate", "plan", "run", "cut", "--detach"]);
-    let run = out.trim().to_string();
-    wait_for("the slow step to start", Duration::from_secs(20), || {
-        log_lines(&project)
-            .contains(&"slow".to_string())
-            .then_some(())
-    });
-    daemon.kill9();
+    let run = start_then_kill_while_slow_runs(&project, "cut");
     // The next start fails the interrupted step and ends the run, in its recovery's commit.
     let daemon = project.daemon(&["--tick-rate", "60"]);
     wait_for("the run to end", Duration::from_secs(30), || {

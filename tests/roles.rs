@@ -208,41 +208,8 @@ fn a_dashboard_session_has_the_role_of_the_token_that_logged_it_in(backend: Back
     let daemon = project.daemon(&[]);
     let id = project.add(&["held", "--tool", "echo", "--at", "now+1h"]);
     let origin = format!("http://{}", daemon.addr);
-    // The dashboard's login form, posted from our own page.
-    let log_in_with = |secret: &str| {
-        let form = format!("token={secret}&next=%2F");
-        http_answer(
-            daemon.addr,
-            "POST",
-            "/login",
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Origin", origin.as_str()),
-            ],
-            form.as_bytes(),
-        )
-    };
-    let session_of = |secret: &str| {
-        let posted = log_in_with(secret);
-        assert_eq!(posted.status, 303, "{}", posted.body);
-        let cookie = posted
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let page = http_answer(daemon.addr, "GET", "/", &[("Cookie", cookie.as_str())], b"");
-        assert_eq!(page.status, 200, "{}", page.body);
-        let csrf = page
-            .body
-            .split("name=\"csrf-token\" content=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_string();
-        (cookie, csrf)
-    };
+    let log_in_with = |secret: &str| post_login_form(daemon.addr, secret);
+    let session_of = |secret: &str| log_in_with_form(daemon.addr, secret);
     let pause = format!("/api/orchestrator/actions/{id}/pause");
     // Pauses the action from a page logged in with `secret`, as the page's script would.
     let pause_from_a_page_of = |secret: &str| {
@@ -318,11 +285,11 @@ fn the_daemons_own_token_can_come_from_a_private_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
 }
 
-/// A session cookie and the page's CSRF token, after the login form is posted with `secret`.
-fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String) {
+/// The dashboard's login form posted with `secret`, from our own page.
+fn post_login_form(addr: std::net::SocketAddr, secret: &str) -> common::HttpAnswer {
     let origin = format!("http://{addr}");
     let form = format!("token={secret}&next=%2F");
-    let posted = http_answer(
+    http_answer(
         addr,
         "POST",
         "/login",
@@ -331,7 +298,12 @@ fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String
             ("Origin", origin.as_str()),
         ],
         form.as_bytes(),
-    );
+    )
+}
+
+/// A session cookie and the page's CSRF token, after the login form is posted with `secret`.
+fn log_in_with_form(addr: std::net::SocketAddr, secret: &str) -> (String, String) {
+    let posted = post_login_form(addr, secret);
     assert_eq!(posted.status, 303, "{}", posted.body);
     let cookie = posted
         .header("set-cookie")
