@@ -579,7 +579,7 @@ impl Engine {
 
         let start_gate = if self.db.shared() {
             Some(
-                crate::start_gate::StartGate::new(self.db.clone())
+                crate::start_gate::StartGate::new(self.db.clone(), self.clock.clone())
                     .context("cannot start the start gate's thread")?,
             )
         } else {

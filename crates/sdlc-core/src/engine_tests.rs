@@ -237,7 +237,8 @@ async fn startup_recovers_runs_a_dead_daemon_left_running(h: Harness) {
     let stale = h.add("stale", "ok", chrono::Duration::zero());
     // A dead daemon claimed it and started its tool.
     h.store(|db| db.claim_due(Utc::now(), 10)).unwrap();
-    h.store(move |db| db.mark_started(&[stale.id])).unwrap();
+    h.store(move |db| db.mark_started(&[stale.id], Utc::now()))
+        .unwrap();
     let pending = h.add("pending", "ok", chrono::Duration::zero());
     let (_waker, stop, handle) = h.start(h.config(Duration::from_secs(60), 2));
     h.wait_until("pending completed", |a| {

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::store::Store;
 
 /// What the gate answers for one action.
@@ -40,11 +41,11 @@ pub(crate) struct StartGate {
 
 impl StartGate {
     /// Starts the gate's thread over `db`.
-    pub(crate) fn new(db: Arc<dyn Store>) -> std::io::Result<StartGate> {
+    pub(crate) fn new(db: Arc<dyn Store>, clock: Arc<dyn Clock>) -> std::io::Result<StartGate> {
         let (requests, incoming) = mpsc::channel();
         std::thread::Builder::new()
             .name("sdlc-start-gate".to_string())
-            .spawn(move || serve(&*db, &incoming))?;
+            .spawn(move || serve(&*db, &*clock, &incoming))?;
         Ok(StartGate { requests })
     }
 
@@ -61,12 +62,17 @@ impl StartGate {
 }
 
 /// Marks every request waiting, one batch per store call, until every handle is gone.
-fn serve(db: &dyn Store, incoming: &mpsc::Receiver<(Uuid, oneshot::Sender<Admission>)>) {
+fn serve(
+    db: &dyn Store,
+    clock: &dyn Clock,
+    incoming: &mpsc::Receiver<(Uuid, oneshot::Sender<Admission>)>,
+) {
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
         batch.extend(incoming.try_iter());
         let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-        match crate::store::guarded(db, |db| db.mark_starts(&ids)) {
+        let now = clock.now();
+        match crate::store::guarded(db, |db| db.mark_starts(&ids, now)) {
             Ok(marks) => {
                 let marked: HashSet<Uuid> = marks.marked.into_iter().collect();
                 let lapsed: HashSet<Uuid> = marks.lapsed.into_iter().collect();

@@ -134,27 +134,24 @@ pub async fn token_caller(state: &AppState, presented: &str) -> Result<Option<Ca
     named_token_caller(state, access::digest(presented)).await
 }
 
-/// The caller a stored session stands for, checked against the token that opened it: the
-/// daemon's current token, or a named token that still exists under the same name (a token
-/// removed, or removed and added again, opens no session it opened before). None when that
-/// token no longer opens the API.
+/// The caller a stored session stands for: the daemon's owner for a session opened with its
+/// authority; for one opened with a named token, that token, while it still exists under the
+/// same name (a token removed, or removed and added again, opens no session it opened
+/// before). None when that token no longer opens the API.
 pub async fn session_caller(
     state: &AppState,
     session: &sdlc_core::store::UiSession,
 ) -> Result<Option<Caller>, ApiError> {
-    let Some(digest) = session
-        .token_digest
-        .as_deref()
-        .and_then(sdlc_core::store::SessionListing::parse_id)
-    else {
-        return Ok(None);
-    };
-    let caller = if constant_time_eq(&digest, &access::digest(state.token())) {
-        Some(Caller::daemon(state))
-    } else {
-        named_token_caller(state, digest)
-            .await?
-            .filter(|caller| caller.name == session.token_name)
+    let caller = match (&session.token_name, session.token_digest.as_deref()) {
+        // The daemon's own authority: its owner's, whatever token the daemon has now.
+        (None, _) => Some(Caller::daemon(state)),
+        (Some(_), None) => None,
+        (Some(_), Some(hex)) => match sdlc_core::store::SessionListing::parse_id(hex) {
+            Some(digest) => named_token_caller(state, digest)
+                .await?
+                .filter(|caller| caller.name == session.token_name),
+            None => None,
+        },
     };
     Ok(caller.map(|caller| Caller {
         via_session: true,

@@ -1,6 +1,6 @@
 //! `sdlc orchestrate session list|rm`: the dashboard's live sessions, through the daemon when
 //! one runs, on the database otherwise. A session also ends by itself when the token that
-//! opened it stops opening the API (removed, replaced, or the daemon's token changed).
+//! opened it stops opening the API (removed, or replaced by one of the same name).
 
 use std::process::ExitCode;
 

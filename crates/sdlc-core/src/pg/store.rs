@@ -349,13 +349,14 @@ impl PgStore {
     /// Marks the tools of `ids` (claimed by this process) as about to start, in one
     /// statement: each row whose stored claim is still this process's, with more than a
     /// margin of its lease left, gets that claim as its `started_claim`, which is what
-    /// recovery of a dead node reads. Answers the ids marked, and by when their tools must
+    /// recovery of a dead node reads (`now` is the time on the engine's clock, which the
+    /// leases are written on). Answers the ids marked, and by when their tools must
     /// have started (the earliest lease's end less the margin, on the boot clock: a node
     /// paused after the mark must not start a tool once the others may have recovered its
     /// claim). A claim still held whose lease is too short is `lapsed` (to be handed back);
     /// the rest were recovered by another node meanwhile, are no longer this process's, and
     /// must not start.
-    pub fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError> {
+    pub fn mark_starts(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<StartMarks, StoreError> {
         let (held, tokens): (Vec<Uuid>, Vec<Uuid>) = {
             let claims = lock(&self.claims);
             ids.iter()
@@ -363,9 +364,10 @@ impl PgStore {
                 .unzip()
         };
         let margin = self.start_margin();
-        // Read before the statement: the deadline is then no later than the true one.
+        // Read before the statement: the deadline is then no later than the true one. `now`
+        // is on the clock the leases were written with (the engine's).
         let asked_on_boot_clock = crate::clock::boot_clock();
-        let asked_at = Utc::now().timestamp_millis();
+        let asked_at = now.timestamp_millis();
         let mut client = self.db.client()?;
         // Every row still held, with its lease end where it was marked (null where the lease
         // is too short). The outer select sees the rows as before the update, whose claim and

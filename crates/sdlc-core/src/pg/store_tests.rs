@@ -99,7 +99,7 @@ fn a_node_that_stops_renewing_has_its_runs_recovered_and_its_late_outcome_refuse
     let action = due("x", now);
     a.insert(&action).unwrap();
     assert_eq!(a.claim_due(now, 10).unwrap().len(), 1);
-    assert_eq!(a.mark_started(&[action.id]).unwrap(), vec![action.id]);
+    assert_eq!(a.mark_started(&[action.id], now).unwrap(), vec![action.id]);
 
     // While a's lease holds, b leaves its run alone, even at b's own start.
     let soon = now + Duration::milliseconds(500);
@@ -153,7 +153,7 @@ fn a_late_outcome_is_refused_even_when_the_action_runs_again_elsewhere() {
     });
     a.insert(&action).unwrap();
     a.claim_due(now, 10).unwrap();
-    a.mark_started(&[action.id]).unwrap();
+    a.mark_started(&[action.id], now).unwrap();
     let after = now + Duration::seconds(3);
     let report = b.recover_expired(after).unwrap();
     assert_eq!(report.retried, 1, "its policy retries it");
@@ -216,7 +216,7 @@ fn what_a_dead_node_claimed_but_never_started_goes_back_to_pending_unharmed() {
     assert_eq!(claimed.len(), 3);
     // a starts the tool of one of them (marking it first), then dies.
     let started = claimed[0];
-    assert_eq!(a.mark_started(&[started]).unwrap(), vec![started]);
+    assert_eq!(a.mark_started(&[started], now).unwrap(), vec![started]);
 
     let after = now + Duration::seconds(3);
     let report = b.recover_expired(after).unwrap();
@@ -242,8 +242,8 @@ fn what_a_dead_node_claimed_but_never_started_goes_back_to_pending_unharmed() {
         .map(|a| a.id)
         .collect();
     assert_eq!(again.len(), 2);
-    assert!(a.mark_started(&again).unwrap().is_empty());
-    assert_eq!(b.mark_started(&again).unwrap().len(), 2);
+    assert!(a.mark_started(&again, after).unwrap().is_empty());
+    assert_eq!(b.mark_started(&again, after).unwrap().len(), 2);
     // Started under b's claim: if b died too, they would count as started.
     b.db().forget_node("b").unwrap();
     let c = node(&url, "c", 60_000, after);
@@ -372,4 +372,24 @@ fn two_nodes_receiving_the_same_delivery_id_at_once_store_it_once() {
         assert!(answers.iter().all(|a| a.id == stored[0].id), "{answers:?}");
     }
     assert_eq!(nodes[0].list(&ListFilter::default()).unwrap().len(), 20);
+}
+
+#[test]
+fn a_claim_too_close_to_its_leases_end_is_not_marked_and_a_mark_says_when_to_start_by() {
+    let url = fresh();
+    let now = Utc::now();
+    let a = node(&url, "a", 1_000, now);
+    let (early, late) = (due("early", now), due("late", now));
+    a.insert_many(&[early.clone(), late.clone()]).unwrap();
+    assert_eq!(a.claim_due(now, 10).unwrap().len(), 2);
+    // Well within the lease: marked, to start before its end less the margin.
+    let marks = a.mark_starts(&[early.id], now).unwrap();
+    assert_eq!(marks.marked, vec![early.id]);
+    let left = marks.start_by.unwrap() - crate::clock::boot_clock();
+    assert!(left <= std::time::Duration::from_millis(750), "{left:?}");
+    assert!(left >= std::time::Duration::from_millis(500), "{left:?}");
+    // 900 ms into a 1 s lease: held, but not marked; handed back rather than started.
+    let marks = a.mark_starts(&[late.id], now + Duration::milliseconds(900)).unwrap();
+    assert!(marks.marked.is_empty(), "{marks:?}");
+    assert_eq!(marks.lapsed, vec![late.id]);
 }

@@ -97,7 +97,7 @@ store_interface! {
     /// answers those it may start (the others were taken over by another node). On a shared
     /// store a tool starts only once this answered: a dead node's claim without the mark
     /// provably never started, and goes back to Pending.
-    fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError>;
+    fn mark_starts(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<StartMarks, StoreError>;
     /// Stores a manual run of an action, outside its schedule.
     fn run_now(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError>;
     /// Actions matching `filter`, newest first.
@@ -234,8 +234,8 @@ store_interface! {
     }
     provided {
         /// The ids [`Store::mark_starts`] marked.
-        fn mark_started(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-            Ok(self.mark_starts(ids)?.marked)
+        fn mark_started(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+            Ok(self.mark_starts(ids, now)?.marked)
         }
 
         /// Claims up to `limit` actions due at or before `now`, earliest first: each becomes

@@ -591,7 +591,7 @@ impl ActionDb {
     /// process may start. A redb file has one writer, so every claim is this process's, and
     /// its run log (see [`crate::orphans`]) is the record of which tools started: all of
     /// `ids` are answered, with nothing written, and no claim has a lease to run out.
-    pub fn mark_starts(&self, ids: &[Uuid]) -> Result<StartMarks, StoreError> {
+    pub fn mark_starts(&self, ids: &[Uuid], _now: DateTime<Utc>) -> Result<StartMarks, StoreError> {
         Ok(StartMarks {
             marked: ids.to_vec(),
             ..StartMarks::default()

@@ -28,11 +28,12 @@ pub struct UiSession {
     /// The named token that logged it in, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_name: Option<String>,
-    /// The SHA-256 (hex) of the token that logged it in: the daemon's own (a one-time login
-    /// link is made with it) or a named one. The server checks on every request that this
-    /// token still opens the API, so a session ends with its token (removed, replaced by a
-    /// new one of the same name, or the daemon's token changed). A session stored without
-    /// it is not honoured.
+    /// The SHA-256 (hex) of the named token that logged it in. The server checks on every
+    /// request that this token still opens the API, so a session ends with its token
+    /// (removed, or replaced by a new one of the same name). A session of a named token
+    /// stored without it is not honoured. Sessions opened with the daemon's own authority (a
+    /// login link, or its token) have none: they are the daemon owner's, and outlive a
+    /// restart that gives the daemon a new token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_digest: Option<String>,
 }

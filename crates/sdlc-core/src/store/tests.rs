@@ -346,7 +346,7 @@ fn an_interrupted_run_is_retried_when_its_policy_allows(db: &dyn Store) {
     db.insert(&action).unwrap();
     db.claim_due(t(0), 1).unwrap();
     // Its tool started (on PostgreSQL the mark says so; on redb every claim counts).
-    db.mark_started(&[action.id]).unwrap();
+    db.mark_started(&[action.id], t(0)).unwrap();
     let report = db.startup_recovery(t(50)).unwrap();
     assert_eq!(report.retried, 1);
     let got = db.get(action.id).unwrap().unwrap();
@@ -448,7 +448,7 @@ fn startup_recovery_fails_interrupted_runs_and_keeps_everything_else(db: &dyn St
         .map(|a| a.id)
         .collect();
     assert_eq!(claimed.len(), 3);
-    db.mark_started(&claimed).unwrap();
+    db.mark_started(&claimed, t(10)).unwrap();
     db.complete(done.id, ok(), t(20)).unwrap();
 
     let report = db.startup_recovery(t(30)).unwrap();
@@ -543,7 +543,7 @@ fn recovery_with_the_run_log_proof_hands_back_what_never_started(db: &dyn Store)
         .unwrap();
     assert_eq!(db.claim_due(t(10), 10).unwrap().len(), 2);
     // The tool of `ran` started: marked first (PostgreSQL's proof), and logged (redb's).
-    db.mark_started(&[ran.id]).unwrap();
+    db.mark_started(&[ran.id], t(10)).unwrap();
     let started = std::collections::HashSet::from([ran.id]);
     let report = db.startup_recovery_knowing(t(30), Some(&started)).unwrap();
     assert_eq!(report.interrupted, vec![ran.id]);

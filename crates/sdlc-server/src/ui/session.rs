@@ -97,7 +97,10 @@ pub async fn start(
         expires_at: now + SESSION_TTL,
         role: caller.name.as_ref().map(|_| caller.role),
         token_name: caller.name.clone(),
-        token_digest: Some(crate::auth::digest_hex(&caller.credential)),
+        token_digest: caller
+            .name
+            .as_ref()
+            .map(|_| crate::auth::digest_hex(&caller.credential)),
     };
     let stored = session.clone();
     let key = digest(&secret);
