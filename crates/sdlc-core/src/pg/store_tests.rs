@@ -389,7 +389,9 @@ fn a_claim_too_close_to_its_leases_end_is_not_marked_and_a_mark_says_when_to_sta
     assert!(left <= std::time::Duration::from_millis(750), "{left:?}");
     assert!(left >= std::time::Duration::from_millis(500), "{left:?}");
     // 900 ms into a 1 s lease: held, but not marked; handed back rather than started.
-    let marks = a.mark_starts(&[late.id], now + Duration::milliseconds(900)).unwrap();
+    let marks = a
+        .mark_starts(&[late.id], now + Duration::milliseconds(900))
+        .unwrap();
     assert!(marks.marked.is_empty(), "{marks:?}");
     assert_eq!(marks.lapsed, vec![late.id]);
 }
