@@ -486,37 +486,35 @@ impl Engine {
         }
     }
 
-    /// Announces, for the loop's first export, the runs whose event files may lag behind the
-    /// database: a daemon killed between a commit and its export, and the events start-up
-    /// recovery just committed (an interrupted step, the run's end). Every unfinished run is
-    /// checked, and the newest finished ones (a run that ended just before the kill).
+    /// Announces, for the loop's first export, the runs whose event files lag behind the
+    /// database: those whose steps start-up recovery just moved on (an interrupted step, the
+    /// run's end), and, among the newest runs, any a daemon killed between a commit and its
+    /// export left behind (a run that ended just before the kill is among the newest). An
+    /// older unfinished run is brought up to date by its next event, whose export reads what
+    /// is missing from the database. Costs one bounded listing and a file tail per listed run.
     async fn catch_up_event_files(&self, recovered: &[Uuid]) {
         for run in recovered {
             self.waker.announce_run(*run);
         }
-        if self.config.runs_dir.is_none() {
+        let Some(dir) = self.config.runs_dir.clone() else {
             return;
-        }
+        };
         let listed = self
             .blocking(|db| {
-                let mut runs = db.list_runs(&crate::store::RunFilter {
-                    status: Some(crate::plan::RunStatus::Running),
-                    ..Default::default()
-                })?;
-                runs.extend(db.list_runs(&crate::store::RunFilter {
+                db.list_runs(&crate::store::RunFilter {
                     limit: Some(RECENT_RUNS_CAUGHT_UP),
                     ..Default::default()
-                })?);
-                Ok(runs)
+                })
             })
             .await;
         match listed {
             Ok(runs) => {
-                let mut announced = self.waker.runs.lock().unwrap_or_else(|e| e.into_inner());
-                for run in runs {
-                    if !announced.contains(&run.run_id) {
-                        announced.push(run.run_id);
-                    }
+                for run in runs.iter().filter(|run| {
+                    crate::plan::export::next_in_file(&crate::plan::export::file_of(
+                        &dir, run.run_id,
+                    )) < run.next_seq
+                }) {
+                    self.waker.announce_run(run.run_id);
                 }
             }
             Err(err) => {

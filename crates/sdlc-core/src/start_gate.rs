@@ -1,6 +1,6 @@
 //! The start gate: on a store several nodes share (PostgreSQL), a claimed action's tool
 //! starts only once the store has marked it started under this process's claim
-//! (`Store::mark_started`). A node that dies leaves proof of what it never started, which
+//! (`Store::mark_starts`). A node that dies leaves proof of what it never started, which
 //! the others' recovery hands back to Pending instead of failing it as interrupted; and a
 //! node that was presumed dead finds its old claims gone before it starts any of them. The
 //! mark also says by when the tool must have started (its claim's lease, less a margin): the

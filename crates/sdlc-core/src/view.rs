@@ -357,16 +357,6 @@ struct WebhookFields {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn formula_cells_are_neutralised() {
-        for formula in ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
-            assert_eq!(super::neutral_cell(formula), format!("'{formula}"));
-        }
-        for plain in ["report, weekly", "a=b", "", "'quoted"] {
-            assert_eq!(super::neutral_cell(plain), plain);
-        }
-    }
-
     use super::*;
     use serde_json::json;
 
@@ -388,5 +378,15 @@ mod tests {
         );
         assert_eq!(outputs_uri_of(&json!({"outputs_uri": "  "})), None);
         assert_eq!(outputs_uri_of(&json!({"ok": true})), None);
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for formula in ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutral_cell(formula), format!("'{formula}"));
+        }
+        for plain in ["report, weekly", "a=b", "", "'quoted"] {
+            assert_eq!(neutral_cell(plain), plain);
+        }
     }
 }

@@ -29,20 +29,20 @@ pub struct Caller {
     /// The named token's name; None for the daemon's own token or a session made with it.
     pub name: Option<String>,
     pub role: Role,
-    /// The SHA-256 of the token presented, or of the one that opened the session: what a
-    /// session started by this caller is checked against.
-    pub credential: [u8; 32],
+    /// The SHA-256 of the named token presented (or of the one that opened the session): what
+    /// a session this caller starts is checked against. None for the daemon's own authority.
+    pub token_digest: Option<[u8; 32]>,
     /// Whether the request came from a dashboard page (a session) rather than a bearer token.
     pub via_session: bool,
 }
 
 impl Caller {
     /// The daemon's own authority, proven by its token (or a one-time login made with it).
-    pub fn daemon(state: &AppState) -> Caller {
+    pub fn daemon() -> Caller {
         Caller {
             name: None,
             role: Role::Admin,
-            credential: access::digest(state.token()),
+            token_digest: None,
             via_session: false,
         }
     }
@@ -129,7 +129,7 @@ async fn identify(
 /// The caller a presented token stands for: the daemon's own, or a named one.
 pub async fn token_caller(state: &AppState, presented: &str) -> Result<Option<Caller>, ApiError> {
     if constant_time_eq(presented.as_bytes(), state.token().as_bytes()) {
-        return Ok(Some(Caller::daemon(state)));
+        return Ok(Some(Caller::daemon()));
     }
     named_token_caller(state, access::digest(presented)).await
 }
@@ -142,26 +142,25 @@ pub async fn session_caller(
     state: &AppState,
     session: &sdlc_core::store::UiSession,
 ) -> Result<Option<Caller>, ApiError> {
-    let caller = match (&session.token_name, session.token_digest.as_deref()) {
-        // The daemon's own authority: its owner's, whatever token the daemon has now.
-        (None, _) => Some(Caller::daemon(state)),
-        (Some(_), None) => None,
-        (Some(_), Some(hex)) => match sdlc_core::store::SessionListing::parse_id(hex) {
-            Some(digest) => named_token_caller(state, digest)
-                .await?
-                .filter(|caller| caller.name == session.token_name),
-            None => None,
-        },
-    };
-    Ok(caller.map(|caller| Caller {
+    let via_session = |caller: Caller| Caller {
         via_session: true,
         ..caller
-    }))
-}
-
-/// 64 hex digits of a digest.
-pub fn digest_hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    // The daemon's own authority: its owner's, whatever token the daemon has now.
+    if session.token_name.is_none() {
+        return Ok(Some(via_session(Caller::daemon())));
+    }
+    let Some(digest) = session
+        .token_digest
+        .as_deref()
+        .and_then(sdlc_core::store::SessionListing::parse_id)
+    else {
+        return Ok(None);
+    };
+    let caller = named_token_caller(state, digest).await?;
+    Ok(caller
+        .filter(|caller| caller.name == session.token_name)
+        .map(via_session))
 }
 
 /// The named token stored under `digest`, through the cache, as a caller.
@@ -195,7 +194,7 @@ async fn named_token_caller(
     Ok(Some(Caller {
         name: Some(token.name),
         role: token.role,
-        credential: digest,
+        token_digest: Some(digest),
         via_session: false,
     }))
 }

@@ -135,16 +135,9 @@ pub(crate) async fn end_session(
         )));
     };
     let now = state.clock().now();
-    let ended = state
-        .with_db(move |db| {
-            let Some(session) = db.ui_session(key, now)? else {
-                return Ok(None);
-            };
-            db.end_ui_session(key)?;
-            Ok(Some(SessionListing::new(&key, &session)))
-        })
-        .await?;
-    ended
-        .map(Json)
-        .ok_or_else(|| sdlc_core::StoreError::SessionNotFound(id).into())
+    match state.with_db(move |db| db.end_ui_session(key)).await? {
+        // An expired session still stored is as good as gone.
+        Some(session) if session.expires_at > now => Ok(Json(SessionListing::new(&key, &session))),
+        _ => Err(sdlc_core::StoreError::SessionNotFound(id).into()),
+    }
 }

@@ -285,14 +285,11 @@ pub fn describe_run(detail: &RunDetailView, shown: usize) -> String {
     }
     text.push_str(&table(header, &rows));
     if bounded {
-        let mut counts: Vec<(StepStatus, usize)> = Vec::new();
-        for step in steps {
-            match counts.iter_mut().find(|(s, _)| *s == step.status) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((step.status, 1)),
-            }
-        }
-        let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        // The run's stored counts, in the order of a step's life.
+        let counts: Vec<String> = StepStatus::ALL
+            .iter()
+            .filter_map(|s| Some(format!("{} {s}", run.counts.get(s.as_str())?)))
+            .collect();
         text.push_str(&format!(
             "... {} more steps not listed ({} in all: {}); --all lists every step, --json gives them as data\n",
             steps.len() - shown,

@@ -88,12 +88,9 @@ async fn rm(project: &Project, prefix: &str) -> anyhow::Result<ExitCode> {
         .backend()
         .route(
             async |client| client.end_session(&id).await,
-            |db| {
-                let Some(session) = db.ui_session(key, Utc::now())? else {
-                    return Err(sdlc_core::StoreError::SessionNotFound(id.clone()));
-                };
-                db.end_ui_session(key)?;
-                Ok(SessionListing::new(&key, &session))
+            |db| match db.end_ui_session(key)? {
+                Some(session) => Ok(SessionListing::new(&key, &session)),
+                None => Err(sdlc_core::StoreError::SessionNotFound(id.clone())),
             },
         )
         .await?;

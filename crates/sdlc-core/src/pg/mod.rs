@@ -188,9 +188,6 @@ fn failed(url: &str, what: &str, err: postgres::Error) -> StoreError {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// The variable that may hold the database's password, so it need not be in the URL (where
 /// `ps` and shell histories would show it).
 pub const PASSWORD_ENV: &str = "SDLC_DATABASE_PASSWORD";
@@ -221,3 +218,6 @@ fn password_from_environment(shown: &str) -> Result<Option<String>, StoreError> 
         .map(|line| line.trim_end().to_string())
         .filter(|p| !p.is_empty()))
 }
+
+#[cfg(test)]
+mod tests;

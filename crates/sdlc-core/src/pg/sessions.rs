@@ -59,16 +59,18 @@ impl PgStore {
             .transpose()
     }
 
-    /// Ends the session stored under `key` (logout). Whether there was one.
-    pub fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError> {
+    /// Ends the session stored under `key` (logout); the session it was, if there was one.
+    pub fn end_ui_session(&self, key: [u8; 32]) -> Result<Option<UiSession>, StoreError> {
         let mut client = self.db.client()?;
-        let removed = client
-            .execute(
-                "DELETE FROM sdlc_ui_sessions WHERE key = $1",
+        let rows = client
+            .query(
+                "DELETE FROM sdlc_ui_sessions WHERE key = $1 RETURNING record",
                 &[&key.as_slice()],
             )
             .map_err(|e| fail(self.db.shown_url(), "cannot end a session", e))?;
-        Ok(removed > 0)
+        rows.first()
+            .map(|row| decode_json(Uuid::nil(), row.get(0)))
+            .transpose()
     }
 
     /// The sessions not expired by `now`, with their keys, newest first.

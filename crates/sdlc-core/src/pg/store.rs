@@ -632,24 +632,24 @@ impl PgStore {
             StoreError::PostgresDiskFull { detail, .. } => (detail, true),
             _ => return,
         };
-        {
-            let mut fault = lock(&self.fault);
-            if fault.is_none() {
-                if disk_full {
-                    tracing::error!(db = %self.db.shown_url(), "PostgreSQL has no disk space left: {detail}");
-                } else {
-                    tracing::error!(db = %self.db.shown_url(), "PostgreSQL cannot be reached: {detail}");
-                }
-                *fault = Some(crate::store::StorageFault {
-                    since: Utc::now(),
-                    detail: detail.clone(),
-                    disk_full,
-                    reopen_attempts: 0,
-                    file_gone: false,
-                    damaged: false,
-                });
-            }
+        let mut fault = lock(&self.fault);
+        if fault.is_some() {
+            return;
         }
+        let what = if disk_full {
+            "PostgreSQL has no disk space left"
+        } else {
+            "PostgreSQL cannot be reached"
+        };
+        tracing::error!(db = %self.db.shown_url(), "{what}: {detail}");
+        *fault = Some(crate::store::StorageFault {
+            since: Utc::now(),
+            detail: detail.clone(),
+            disk_full,
+            reopen_attempts: 0,
+            file_gone: false,
+            damaged: false,
+        });
     }
 
     /// Nothing to report: PostgreSQL recovers its own files.

@@ -107,13 +107,81 @@ fn append(dir: &Path, run: Uuid, events: &[RunEvent]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The sequence number after the last whole line of a run's file (0 when missing).
-fn next_in_file(path: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(path) else {
+/// The sequence number after the last whole line of a run's file (0 when missing). Reads
+/// the file's end only (a run of thousands of steps has a file of megabytes), the whole file
+/// only when no whole event is in that end.
+pub fn next_in_file(path: &Path) -> u64 {
+    use std::io::{Read, Seek, SeekFrom};
+    let last_event = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<RunEvent>(line).ok())
+            .map(|event| event.seq + 1)
+    };
+    let Ok(mut file) = std::fs::File::open(path) else {
         return 0;
     };
-    text.lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<RunEvent>(line).ok())
-        .map_or(0, |event| event.seq + 1)
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL_READ)))
+        .is_ok()
+        && file.read_to_end(&mut tail).is_ok()
+        && let Some(next) = last_event(&tail)
+    {
+        return next;
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|text| last_event(&text))
+        .unwrap_or(0)
+}
+
+/// How much of the end of an event file is read to find its last event: an event's line is
+/// usually far shorter, and when one is not, the whole file is read.
+const TAIL_READ: u64 = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(run: Uuid, seq: u64, padding: usize) -> RunEvent {
+        let mut detail = serde_json::Map::new();
+        detail.insert("reason".into(), "x".repeat(padding).into());
+        RunEvent {
+            seq,
+            event: "step_failed".into(),
+            ts: chrono::Utc::now(),
+            run_id: run,
+            step_id: Some("s".into()),
+            detail,
+        }
+    }
+
+    #[test]
+    fn the_next_sequence_number_is_read_from_the_files_end_whatever_its_lines_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = Uuid::new_v4();
+        assert_eq!(next_in_file(&file_of(dir.path(), run)), 0, "no file yet");
+        // Long lines first, a short one last: found in the tail.
+        append(
+            dir.path(),
+            run,
+            &[event(run, 0, 200_000), event(run, 1, 10)],
+        )
+        .unwrap();
+        assert_eq!(next_in_file(&file_of(dir.path(), run)), 2);
+        // A last line longer than the tail read: found by reading the whole file.
+        append(dir.path(), run, &[event(run, 2, 100_000)]).unwrap();
+        assert_eq!(next_in_file(&file_of(dir.path(), run)), 3);
+        // A line cut short by a crash does not count.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file_of(dir.path(), run))
+            .unwrap();
+        file.write_all(br#"{"seq":3,"event":"step_sta"#).unwrap();
+        assert_eq!(next_in_file(&file_of(dir.path(), run)), 3);
+    }
 }

@@ -165,7 +165,7 @@ store_interface! {
     fn ui_session(&self, key: [u8; 32], now: DateTime<Utc>)
         -> Result<Option<UiSession>, StoreError>;
     /// Ends a dashboard session.
-    fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError>;
+    fn end_ui_session(&self, key: [u8; 32]) -> Result<Option<UiSession>, StoreError>;
     /// The live dashboard sessions with their keys, newest first.
     fn ui_sessions(&self, now: DateTime<Utc>) -> Result<Vec<([u8; 32], UiSession)>, StoreError>;
     /// Stores a named API token under the digest of its secret (refused when the name is taken).

@@ -56,7 +56,7 @@ pub struct SessionListing {
 impl SessionListing {
     pub fn new(key: &[u8; 32], session: &UiSession) -> SessionListing {
         SessionListing {
-            id: key.iter().map(|b| format!("{b:02x}")).collect(),
+            id: hex::encode(key),
             token: session.token_name.clone(),
             role: session.role.unwrap_or(crate::access::Role::Admin),
             created_at: session.created_at,
@@ -64,16 +64,9 @@ impl SessionListing {
         }
     }
 
-    /// The key a listed id names (64 hex digits).
+    /// The key a listed id names (64 hex digits; a stored token digest is written alike).
     pub fn parse_id(id: &str) -> Option<[u8; 32]> {
-        if id.len() != 64 || !id.is_ascii() {
-            return None;
-        }
-        let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(key)
+        hex::decode(id).ok()?.try_into().ok()
     }
 }
 
@@ -125,10 +118,13 @@ impl ActionDb {
         Ok((session.expires_at > now).then_some(session))
     }
 
-    /// Ends the session stored under `key` (logout). Whether there was one.
-    pub fn end_ui_session(&self, key: [u8; 32]) -> Result<bool, StoreError> {
+    /// Ends the session stored under `key` (logout); the session it was, if there was one.
+    pub fn end_ui_session(&self, key: [u8; 32]) -> Result<Option<UiSession>, StoreError> {
         let tx = self.begin_write()?;
-        let removed = tx.open_table(UI_SESSIONS)?.remove(key)?.is_some();
+        let removed = match tx.open_table(UI_SESSIONS)?.remove(key)? {
+            Some(bytes) => Some(decode_json(Uuid::nil(), bytes.value())?),
+            None => None,
+        };
         self.db.commit(tx)?;
         Ok(removed)
     }
@@ -201,8 +197,11 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(live, [[2; 32], [3; 32]], "the live ones, with their keys");
-        assert!(!db.end_ui_session([1; 32]).unwrap(), "already forgotten");
-        assert!(db.end_ui_session([2; 32]).unwrap());
+        assert!(
+            db.end_ui_session([1; 32]).unwrap().is_none(),
+            "already forgotten"
+        );
+        assert_eq!(db.end_ui_session([2; 32]).unwrap(), Some(session(3)));
         assert_eq!(db.ui_session([2; 32], now).unwrap(), None, "ended");
         assert!(db.ui_session([3; 32], later).unwrap().is_some());
     }

@@ -143,6 +143,14 @@ impl ActionRow {
     }
 }
 
+/// Whether a tool-supplied address may be a link on a page: only `http:` and `https:` ones.
+/// A tool's `outputs_uri` is text it chose; `javascript:` or `data:` as an `href` would run in
+/// the dashboard's origin when clicked, so anything else is shown as text.
+pub fn is_web_link(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,19 +176,6 @@ mod tests {
         assert_eq!(truncate("héllo", 10), ("héllo".to_string(), false));
         assert_eq!(truncate("héllo", 2), ("hé…".to_string(), true));
     }
-}
-
-/// Whether a tool-supplied address may be a link on a page: only `http:` and `https:` ones.
-/// A tool's `outputs_uri` is text it chose; `javascript:` or `data:` as an `href` would run in
-/// the dashboard's origin when clicked, so anything else is shown as text.
-pub fn is_web_link(uri: &str) -> bool {
-    let lower = uri.to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
-}
-
-#[cfg(test)]
-mod link_tests {
-    use super::is_web_link;
 
     #[test]
     fn only_http_addresses_are_links() {

@@ -284,7 +284,7 @@ async fn log_in(state: &AppState, token: &str, next: String, tokens_too: bool) -
     let one_time = state
         .login_tokens()
         .redeem(token, now)
-        .then(|| crate::auth::Caller::daemon(state));
+        .then(crate::auth::Caller::daemon);
     let caller = match one_time {
         Some(caller) => Some(caller),
         None if tokens_too => match crate::auth::token_caller(state, token).await {

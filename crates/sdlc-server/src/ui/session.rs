@@ -97,10 +97,7 @@ pub async fn start(
         expires_at: now + SESSION_TTL,
         role: caller.name.as_ref().map(|_| caller.role),
         token_name: caller.name.clone(),
-        token_digest: caller
-            .name
-            .as_ref()
-            .map(|_| crate::auth::digest_hex(&caller.credential)),
+        token_digest: caller.token_digest.map(hex::encode),
     };
     let stored = session.clone();
     let key = digest(&secret);
