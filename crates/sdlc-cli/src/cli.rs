@@ -160,6 +160,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_keep)]
     pub keep: Option<std::time::Duration>,
 
+    /// The most bytes of a run's stdout and stderr its log keeps (the first quarter and the
+    /// newest lines, with a note between); 0 keeps no logs
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=256 * 1024 * 1024))]
+    pub log_cap: u64,
+
     /// Largest webhook body accepted, in bytes (larger ones get 413 and are not stored)
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
     pub max_body: u64,
@@ -266,6 +271,9 @@ pub enum OrchestrateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a run's whole log: what its tool (or a plan step's command) printed on stdout
+    /// and stderr, the latest attempt unless --attempt says which
+    Logs(LogsArgs),
     /// Change a pending or paused action (or a recurring action's next occurrence), with the
     /// checks of add; prints its id
     Edit(EditArgs),
@@ -744,6 +752,29 @@ fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Retention of at least a minute: a shorter one would delete what just finished.
+/// `sdlc orchestrate logs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// The action's id (a plan step's too: see plan status --json)
+    pub id: String,
+    /// Keep printing the lines of a running run as they come, until it ends (a pending
+    /// action: until it has run)
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only what it printed on stdout
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Only what it printed on stderr
+    #[arg(long)]
+    pub stderr: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Which attempt of a retried action (1 is the first); default the latest
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
+}
+
 fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
     let duration = parse_duration(text)?;
     if duration < std::time::Duration::from_secs(60) {

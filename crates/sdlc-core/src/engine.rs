@@ -54,7 +54,7 @@ use crate::plan::export::EventExport;
 use crate::plan::{NewRun, RunEvent};
 use crate::store::{SettleWork, Settled, StepClaim, Store};
 use crate::tool::{
-    RunLimits, RunRecordAt, ToolMode, command_outcome, find_program, log_excerpt,
+    RunLimits, RunRecordAt, RunWatch, ToolMode, command_outcome, find_program, log_excerpt,
     outcome_to_status, run_command_recorded, run_tool_recorded, tool_script,
 };
 
@@ -80,6 +80,9 @@ pub struct EngineConfig {
     pub kill_orphans: bool,
     /// Where plan runs' event logs are written (`<run_id>.jsonl`); None: not written.
     pub runs_dir: Option<PathBuf>,
+    /// The most bytes of a run's output its stored log keeps (see [`crate::logs`]); 0: no
+    /// logs are kept.
+    pub log_cap: usize,
 }
 
 /// How many finished actions one pruning pass deletes: small enough that a pass never holds
@@ -194,6 +197,7 @@ pub struct Engine {
     export: std::sync::Mutex<EventExport>,
     stats: Arc<crate::engine_stats::EngineStats>,
     metrics: Arc<crate::metrics::Metrics>,
+    live_logs: Arc<crate::logs::LiveLogs>,
 }
 
 /// One run that ended, waiting to be recorded.
@@ -209,6 +213,8 @@ struct RunDone {
     is_step: bool,
     /// The first and last lines of what the run printed (see `tool::log_excerpt`).
     log_excerpt: Option<String>,
+    /// Everything it printed, in its stored form (see [`crate::logs`]); None when nothing.
+    log: Option<Vec<u8>>,
     /// Never started: the claim became another node's first (see [`crate::start_gate`]).
     /// Nothing is recorded for it.
     lost: bool,
@@ -225,6 +231,7 @@ impl RunDone {
             plan_start: None,
             is_step: false,
             log_excerpt: None,
+            log: None,
             lost: false,
         }
     }
@@ -415,6 +422,7 @@ impl Engine {
             config,
             stats,
             metrics: Arc::default(),
+            live_logs: Arc::default(),
             waker: Waker {
                 notify: Arc::new(Notify::new()),
                 runs: Arc::default(),
@@ -436,6 +444,11 @@ impl Engine {
     /// What the loop counts for `/metrics` (runs, lateness, commits, plan runs).
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
         self.metrics.clone()
+    }
+
+    /// The logs of the runs in flight, for readers that follow them.
+    pub fn live_logs(&self) -> Arc<crate::logs::LiveLogs> {
+        self.live_logs.clone()
     }
 
     /// Where the plan runs' events are published as the loop exports them.
@@ -857,11 +870,13 @@ impl Engine {
                 action,
                 self.config.root.clone(),
                 self.config.limits,
-                pool.run_log.clone(),
                 pool.start_gate.clone(),
                 StartWatch {
                     metrics: self.metrics.clone(),
                     clock: self.clock.clone(),
+                    run_log: pool.run_log.clone(),
+                    logs: (self.config.log_cap > 0)
+                        .then(|| (self.live_logs.clone(), self.config.log_cap)),
                 },
             ));
             pool.ids.insert(task.id(), id);
@@ -897,6 +912,12 @@ impl Engine {
             .filter(|run| !run.deferred && run.plan_start.is_none())
             .map(|run| (run.id, run.log_excerpt.clone()))
             .collect();
+        let logs: Vec<(Uuid, Vec<u8>)> = pool
+            .done
+            .iter_mut()
+            .filter(|run| !run.deferred && run.plan_start.is_none())
+            .filter_map(|run| Some((run.id, run.log.take()?)))
+            .collect();
         let plan_starts: Vec<(Uuid, NewRun)> = pool
             .done
             .iter()
@@ -923,6 +944,9 @@ impl Engine {
         let now = self.clock.now();
         let batch = outcomes.clone();
         let deferred_again = deferred.clone();
+        // Kept for a record one by one, should the batch be refused.
+        let mut excerpts_again: HashMap<Uuid, Option<String>> = excerpts.iter().cloned().collect();
+        let mut logs_again: HashMap<Uuid, Vec<u8>> = logs.iter().cloned().collect();
         let returned_ids: Vec<Uuid> = returned.iter().map(|(action, _)| action.id).collect();
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
@@ -940,6 +964,7 @@ impl Engine {
                 let work = SettleWork {
                     outcomes: batch,
                     excerpts,
+                    logs,
                     returned: returned_ids,
                     deferred,
                     plan_starts,
@@ -985,8 +1010,17 @@ impl Engine {
                 );
                 let mut finished = Vec::new();
                 for (id, status) in outcomes {
-                    match self.blocking(move |db| db.complete(id, status, now)).await {
-                        Ok(done) => finished.push(done),
+                    let work = SettleWork {
+                        outcomes: vec![(id, status)],
+                        excerpts: excerpts_again.remove(&id).map(|e| (id, e)).into_iter().collect(),
+                        logs: logs_again.remove(&id).map(|l| (id, l)).into_iter().collect(),
+                        ..SettleWork::default()
+                    };
+                    match self.blocking(move |db| db.settle_work(work, now, now, 0)).await {
+                        Ok(done) if done.finished.is_empty() => {
+                            error!(%id, "could not record the outcome of a run: {}", crate::StoreError::ClaimLost { id });
+                        }
+                        Ok(done) => finished.extend(done.finished),
                         Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
                     }
                 }
@@ -1044,6 +1078,8 @@ impl Engine {
             .drain(..)
             .map(|run| (run.id, run.duration))
             .collect();
+        // Their outcomes and logs are stored (or were refused): readers read the store now.
+        self.live_logs.forget(durations.keys().copied());
         if let Some(log) = &pool.run_log {
             log.settled(settled.finished.iter().map(|f| f.action.id));
         }
@@ -1188,10 +1224,14 @@ fn run_outcome(status: &ActionStatus) -> Option<&'static str> {
     }
 }
 
-/// What a run needs to tell `/metrics` how late its tool started.
+/// What watches a run: `/metrics` (how late its tool started), the run log (for orphan
+/// detection), and its live log.
 struct StartWatch {
     metrics: Arc<crate::metrics::Metrics>,
     clock: Arc<dyn Clock>,
+    run_log: Option<Arc<crate::orphans::RunLog>>,
+    /// Where the run's live log goes, and its cap (None: no logs kept).
+    logs: Option<(Arc<crate::logs::LiveLogs>, usize)>,
 }
 
 /// Runs one claimed action's tool and maps the run to the status it ends in.
@@ -1199,7 +1239,6 @@ async fn run_action(
     action: Action,
     root: PathBuf,
     mut limits: RunLimits,
-    run_log: Option<Arc<crate::orphans::RunLog>>,
     start_gate: Option<crate::start_gate::StartGate>,
     watch: StartWatch,
 ) -> RunDone {
@@ -1230,6 +1269,10 @@ async fn run_action(
     watch
         .metrics
         .run_started(watch.clock.now() - action.due_at());
+    let log = watch
+        .logs
+        .as_ref()
+        .map(|(logs, cap)| logs.start(action.id, *cap));
     let started = std::time::Instant::now();
     let mut deferred = false;
     let mut excerpt = None;
@@ -1245,10 +1288,13 @@ async fn run_action(
         env.push(("SDLC_RUN_ID".to_string(), step.run_id.to_string()));
         env.push(("SDLC_STEP_ID".to_string(), step.step_id.clone()));
     }
-    let record_at = run_log.map(|log| RunRecordAt {
-        log,
-        action: action.id,
-    });
+    let run_watch = RunWatch {
+        record: watch.run_log.map(|log| RunRecordAt {
+            log,
+            action: action.id,
+        }),
+        log: log.clone(),
+    };
     if let Some(command) = &action.command {
         let status = match command_place(command, &root) {
             Err(reason) => ActionStatus::Failed { reason },
@@ -1261,7 +1307,7 @@ async fn run_action(
                     &root,
                     &env,
                     &limits,
-                    record_at.as_ref(),
+                    &run_watch,
                 )
                 .await;
                 if let crate::tool::runner::ExitKind::Deferred(reason) = &run.exit {
@@ -1269,6 +1315,7 @@ async fn run_action(
                     deferred = true;
                 }
                 excerpt = log_excerpt(&run, true);
+                note_exit(log.as_deref(), &run.exit);
                 command_outcome(&run)
             }
         };
@@ -1276,6 +1323,7 @@ async fn run_action(
             deferred,
             is_step: action.step.is_some(),
             log_excerpt: excerpt,
+            log: end_log(log.as_deref(), deferred),
             ..RunDone::ended(action.id, status, started.elapsed())
         };
     }
@@ -1291,7 +1339,7 @@ async fn run_action(
                 &root,
                 &env,
                 &limits,
-                record_at.as_ref(),
+                &run_watch,
             )
             .await;
             if let crate::tool::runner::ExitKind::Deferred(reason) = &run.exit {
@@ -1299,6 +1347,7 @@ async fn run_action(
                 deferred = true;
             }
             excerpt = log_excerpt(&run, false);
+            note_exit(log.as_deref(), &run.exit);
             outcome_to_status(&run)
         }
     };
@@ -1306,8 +1355,37 @@ async fn run_action(
         deferred,
         is_step: action.step.is_some(),
         log_excerpt: excerpt,
+        log: end_log(log.as_deref(), deferred),
         ..RunDone::ended(action.id, status, started.elapsed())
     }
+}
+
+/// Adds to a run's log how the daemon ended it, when it did (timeout, too much output) or
+/// the run never started.
+fn note_exit(log: Option<&crate::logs::LiveLog>, exit: &crate::tool::runner::ExitKind) {
+    use crate::tool::runner::ExitKind;
+    let Some(log) = log else { return };
+    match exit {
+        ExitKind::Exited(_) | ExitKind::Deferred(_) => {}
+        ExitKind::TimedOut(limit) => log.note(format!(
+            "[sdlc: killed after its timeout of {}]",
+            crate::tool::outcome::human_duration(*limit)
+        )),
+        ExitKind::StdoutOverflow(cap) => log.note(format!(
+            "[sdlc: killed: it printed more than {cap} bytes on stdout]"
+        )),
+        ExitKind::SpawnFailed(reason) => log.note(format!("[sdlc: did not start: {reason}]")),
+    }
+}
+
+/// Ends a run's live log: its stored form, unless the run never started (deferred: it runs
+/// again, and its log is that run's).
+fn end_log(log: Option<&crate::logs::LiveLog>, deferred: bool) -> Option<Vec<u8>> {
+    let lines = log?.end();
+    if deferred {
+        return None;
+    }
+    crate::logs::encode(&lines)
 }
 
 /// The program (absolute) and working directory of a command step, or why it cannot run.

@@ -73,6 +73,7 @@ impl Harness {
             run_log: None,
             kill_orphans: true,
             runs_dir: None,
+            log_cap: crate::logs::DEFAULT_CAP,
         }
     }
 

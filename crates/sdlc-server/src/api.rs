@@ -3,7 +3,7 @@
 //!
 //! Actions: `GET /actions` (filters `status`, `tool`, `limit`), `POST /actions`,
 //! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel|pause|resume|run`,
-//! `GET /actions/{id}/next?count=N`.
+//! `GET /actions/{id}/next?count=N`, `GET /actions/{id}/log` (`logs_api`).
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
 //! `DELETE /webhooks/routes/{id or path}`, `GET /webhooks/deliveries` (the last requests and
 //! their outcomes), `POST /webhooks/preview` (a template rendered against a sample body). Tools: `GET /tools`, and `tools_api`. Daemon: `GET /status`,
@@ -40,6 +40,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/actions/{id}/resume", post(resume_action))
         .route("/actions/{id}/run", post(run_action))
         .route("/actions/{id}/next", get(next_runs))
+        .route("/actions/{id}/log", get(crate::logs_api::action_log))
         .route("/webhooks", get(list_routes).post(add_route))
         .route("/webhooks/routes", get(list_routes).post(add_route))
         .route("/webhooks/routes/{*key}", delete(delete_route))

@@ -56,6 +56,8 @@ pub struct DaemonClient {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// For answers read as they come (followed logs and events): no overall timeout.
+    streaming: reqwest::Client,
 }
 
 /// Adding an action may run the tool's `--meta`, which the daemon bounds at 15 s.
@@ -63,9 +65,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl DaemonClient {
     pub fn new(info: &DaemonInfo) -> DaemonClient {
+        DaemonClient {
+            base: format!("{}/api/orchestrator", info.base_url()),
+            token: info.token.clone(),
+            http: DaemonClient::http(info, Some(REQUEST_TIMEOUT)),
+            streaming: DaemonClient::http(info, None),
+        }
+    }
+
+    /// An HTTP client for the daemon `info` describes, with `timeout` on each request.
+    fn http(info: &DaemonInfo, timeout: Option<Duration>) -> reqwest::Client {
         let builder = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
             .no_proxy();
+        let builder = match timeout {
+            Some(timeout) => builder.timeout(timeout),
+            None => builder,
+        };
         // Over TLS, the one certificate the daemon published; a file naming none that cannot
         // be read leaves a client that fails to connect, saying so, like a dead daemon.
         let builder = match info
@@ -80,14 +96,9 @@ impl DaemonClient {
             }
             None => builder,
         };
-        let http = builder
+        builder
             .build()
-            .expect("a client with a timeout, no proxy and a rustls configuration builds");
-        DaemonClient {
-            base: format!("{}/api/orchestrator", info.base_url()),
-            token: info.token.clone(),
-            http,
-        }
+            .expect("a client with a timeout, no proxy and a rustls configuration builds")
     }
 
     /// `POST /ui/login-token`: a one-time dashboard login, `{"token", "expires_at", "path"}`.
@@ -391,42 +402,15 @@ impl DaemonClient {
         from_seq: u64,
         mut each: impl FnMut(RunEvent) -> bool,
     ) -> Result<(), ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()
-            .expect("a client with a connect timeout and no proxy always builds");
         let mut query = vec![("follow", if follow { "1" } else { "0" }.to_string())];
         if let Some(after) = from_seq.checked_sub(1) {
             query.push(("after", after.to_string()));
         }
-        let interrupted = |err: reqwest::Error| ClientError::Interrupted {
-            addr: self.base.clone(),
-            detail: err.to_string(),
-        };
-        let mut response = http
-            .get(format!("{}/runs/{run}/events", self.base))
-            .bearer_auth(&self.token)
-            .query(&query)
-            .send()
-            .await
-            .map_err(|err| {
-                if err.is_connect() {
-                    ClientError::Unreachable {
-                        addr: self.base.clone(),
-                        detail: err.to_string(),
-                    }
-                } else {
-                    interrupted(err)
-                }
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.map_err(interrupted)?;
-            return Err(api_error(status, &bytes));
-        }
+        let mut response = self
+            .open_stream(&format!("/runs/{run}/events"), &query)
+            .await?;
         let mut pending: Vec<u8> = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(interrupted)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.interrupted(e))? {
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -439,6 +423,62 @@ impl DaemonClient {
             }
         }
         Ok(())
+    }
+
+    /// `GET /actions/{id}/log` with `query`, each chunk of text handed to `each` as it
+    /// arrives (with `follow=1`, until the run ends).
+    pub async fn action_log(
+        &self,
+        id: Uuid,
+        query: &[(&str, String)],
+        mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let mut response = self.open_stream(&format!("/actions/{id}/log"), query).await?;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.interrupted(e))? {
+            if each(&chunk).is_err() {
+                // The reader went away (a closed pipe): nothing more to print.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupted(&self, err: reqwest::Error) -> ClientError {
+        ClientError::Interrupted {
+            addr: self.base.clone(),
+            detail: err.to_string(),
+        }
+    }
+
+    /// A GET whose answer is read as it comes, with no overall timeout.
+    async fn open_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = self
+            .streaming
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await
+            .map_err(|err| {
+                if err.is_connect() {
+                    ClientError::Unreachable {
+                        addr: self.base.clone(),
+                        detail: err.to_string(),
+                    }
+                } else {
+                    self.interrupted(err)
+                }
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.interrupted(e))?;
+            return Err(api_error(status, &bytes));
+        }
+        Ok(response)
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

@@ -33,6 +33,7 @@ pub mod error;
 pub mod history_api;
 mod ingest;
 pub mod listener;
+pub mod logs_api;
 pub mod metrics_api;
 pub mod notify_api;
 pub mod notify_sender;

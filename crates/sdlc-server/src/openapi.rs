@@ -21,6 +21,7 @@ use crate::error::ErrorBody;
         crate::api::list_actions,
         crate::api::add_action,
         crate::api::get_action,
+        crate::logs_api::action_log,
         crate::api::edit_action,
         crate::api::cancel_action,
         crate::api::pause_action,

@@ -45,6 +45,8 @@ pub struct AppStateConfig {
     pub clock: Arc<dyn Clock>,
     /// Largest webhook body accepted, in bytes.
     pub max_body: usize,
+    /// The logs of the runs in flight (`Engine::live_logs`).
+    pub live_logs: Arc<sdlc_core::logs::LiveLogs>,
     /// The engine's feed of plan runs' events (`Engine::run_events`).
     pub run_events: tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent>,
     /// The engine's figures for the dashboard (`Engine::stats`); None without an engine.
@@ -214,6 +216,10 @@ impl AppState {
 
     pub fn engine_stats(&self) -> Option<&Arc<EngineStats>> {
         self.inner.engine_stats.as_ref()
+    }
+
+    pub fn live_logs(&self) -> &Arc<sdlc_core::logs::LiveLogs> {
+        &self.inner.live_logs
     }
 
     pub fn run_events(&self) -> &tokio::sync::broadcast::Sender<sdlc_core::plan::RunEvent> {

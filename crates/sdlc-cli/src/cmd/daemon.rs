@@ -102,6 +102,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             token: token.clone(),
             clock,
             max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            live_logs: engine.live_logs(),
             run_events: engine.run_events(),
             engine_stats: Some(engine.stats()),
             metrics: engine.metrics(),
@@ -259,6 +260,7 @@ pub(crate) fn engine_config(project: &Project, args: &DaemonArgs) -> EngineConfi
         run_log: Some(sdlc_core::orphans::run_log_path(&project.db_path)),
         kill_orphans: !args.keep_orphans,
         runs_dir: Some(sdlc_core::plan::load::runs_dir(&project.root)),
+        log_cap: usize::try_from(args.log_cap).unwrap_or(usize::MAX),
     }
 }
 

@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod edit;
 mod list;
+mod logs;
 pub(crate) mod node;
 mod notify;
 mod plan;
@@ -96,6 +97,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
             Some(OrchestrateCommand::Edit(args)) => edit::run(&project, args).await,
+            Some(OrchestrateCommand::Logs(args)) => logs::run(&project, &args).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
             Some(OrchestrateCommand::Config { json }) => config::run(&project, &settings, json),
             Some(OrchestrateCommand::Notifications {

@@ -164,6 +164,18 @@ const MIGRATIONS: &[Migration] = &[
         // there is room again (see `PgStore::reopen`).
         sql: "CREATE TABLE sdlc_space_probe (b bytea NOT NULL);",
     },
+    Migration {
+        version: 6,
+        what: "whole run logs",
+        // One row per finished attempt that printed anything (`crate::logs`' stored form),
+        // gone with its action.
+        sql: "CREATE TABLE sdlc_run_logs (
+                  action_id uuid NOT NULL REFERENCES sdlc_actions (id) ON DELETE CASCADE,
+                  attempt integer NOT NULL,
+                  log bytea NOT NULL,
+                  PRIMARY KEY (action_id, attempt)
+              );",
+    },
 ];
 
 /// The schema version this build writes.

@@ -278,6 +278,24 @@ impl PgStore {
             .transpose()
     }
 
+    /// The stored logs of action `id`, oldest attempt first.
+    pub fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError> {
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT attempt, log FROM sdlc_run_logs WHERE action_id = $1 ORDER BY attempt",
+                &[&id],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a run's logs", e))?;
+        Ok(rows
+            .iter()
+            .map(|row| crate::logs::StoredLog {
+                attempt: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+                bytes: row.get(1),
+            })
+            .collect())
+    }
+
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
     pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let Some(action) = self.get(id)? else {

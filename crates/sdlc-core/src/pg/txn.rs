@@ -45,6 +45,8 @@ pub(crate) struct PgTxn<'c> {
     new_events: Vec<RunEvent>,
     notify_config: Option<Option<NotifyConfig>>,
     unsent_notes: Vec<Notification>,
+    /// Run logs to store: action, attempt, stored form.
+    unsent_logs: Vec<(Uuid, i32, Vec<u8>)>,
     /// The node claims are made for (None: a command, not a daemon), and until when (Unix
     /// ms) they hold unless renewed.
     claimant: Option<String>,
@@ -73,6 +75,7 @@ impl<'c> PgTxn<'c> {
             new_events: Vec::new(),
             notify_config: None,
             unsent_notes: Vec::new(),
+            unsent_logs: Vec::new(),
             claimant: None,
             lease_until: 0,
             new_claims: HashMap::new(),
@@ -245,7 +248,26 @@ impl<'c> PgTxn<'c> {
         self.send_actions()?;
         self.send_heads()?;
         self.send_plans()?;
-        self.send_notes()
+        self.send_notes()?;
+        self.send_logs()
+    }
+
+    fn send_logs(&mut self) -> Result<(), StoreError> {
+        if self.unsent_logs.is_empty() {
+            return Ok(());
+        }
+        let unsent = std::mem::take(&mut self.unsent_logs);
+        let ids: Vec<Uuid> = unsent.iter().map(|(id, _, _)| *id).collect();
+        let attempts: Vec<i32> = unsent.iter().map(|(_, attempt, _)| *attempt).collect();
+        let logs: Vec<&[u8]> = unsent.iter().map(|(_, _, log)| log.as_slice()).collect();
+        self.execute(
+            "cannot store run logs",
+            "INSERT INTO sdlc_run_logs (action_id, attempt, log)
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::bytea[])
+             ON CONFLICT (action_id, attempt) DO UPDATE SET log = excluded.log",
+            &[&ids, &attempts, &logs],
+        )?;
+        Ok(())
     }
 
     fn send_actions(&mut self) -> Result<(), StoreError> {
@@ -833,6 +855,12 @@ impl Txn for PgTxn<'_> {
 
     fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError> {
         self.unsent_notes.push(note.clone());
+        Ok(())
+    }
+
+    fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError> {
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        self.unsent_logs.push((id, attempt, log.to_vec()));
         Ok(())
     }
 }

@@ -81,6 +81,8 @@ store_interface! {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<super::Changes>;
     /// The action with this id.
     fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
+    /// The stored logs of action `id`'s finished attempts, oldest first.
+    fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError>;
     /// The newest occurrence of the series `id` belongs to.
     fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
     /// The engine's one write per wake-up: turns acknowledged webhook deliveries into

@@ -42,6 +42,7 @@ pub(crate) mod changes;
 mod handle;
 mod history;
 pub mod integrity;
+mod logs;
 pub mod outbox;
 mod plans;
 mod record;
@@ -86,6 +87,9 @@ pub use webhooks::Ingested;
 ///    excerpts, the notification outbox (an older build would leave the index stale).
 /// 9: the history index has a series dimension and the recurring series are indexed (both
 ///    added at open to an older file), and dashboard sessions are stored.
+///
+/// The `run_logs` table (whole run logs) needs no bump: an older build never reads it, and
+/// only leaves the logs of the actions it prunes behind.
 pub const SCHEMA_VERSION: u64 = 9;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
@@ -144,6 +148,8 @@ pub(crate) struct Tables<'tx> {
     plans: Option<plans::PlanTables<'tx>>,
     /// The notification outbox, opened when a change is worth telling.
     outbox: Option<outbox::OutboxTables<'tx>>,
+    /// The run logs, opened when a log is written or an action removed.
+    logs: Option<Table<'tx, [u8; 20], &'static [u8]>>,
     actions: Table<'tx, u128, &'static [u8]>,
     bodies: Table<'tx, u128, &'static [u8]>,
     due: Table<'tx, [u8; 24], ()>,
@@ -160,6 +166,7 @@ impl<'tx> Tables<'tx> {
             tx,
             plans: None,
             outbox: None,
+            logs: None,
             actions: tx.open_table(ACTIONS)?,
             bodies: tx.open_table(ACTION_BODIES)?,
             due: tx.open_table(DUE)?,
@@ -179,6 +186,14 @@ impl<'tx> Tables<'tx> {
         Ok(self.plans.as_mut().expect("opened just above"))
     }
 
+    /// The run logs table of this transaction, opened on first use.
+    fn logs(&mut self) -> Result<&mut Table<'tx, [u8; 20], &'static [u8]>, StoreError> {
+        if self.logs.is_none() {
+            self.logs = Some(self.tx.open_table(logs::RUN_LOGS)?);
+        }
+        Ok(self.logs.as_mut().expect("opened just above"))
+    }
+
     /// The outbox tables of this transaction, opened on first use.
     fn outbox(&mut self) -> Result<&mut outbox::OutboxTables<'tx>, StoreError> {
         if self.outbox.is_none() {
@@ -195,6 +210,9 @@ pub struct SettleWork {
     pub outcomes: Vec<(Uuid, ActionStatus)>,
     /// The log excerpt of each finished run (see `tool::log_excerpt`), by action.
     pub excerpts: Vec<(Uuid, Option<String>)>,
+    /// The whole log of each finished run that printed anything, in its stored form (see
+    /// [`crate::logs`]), by action: stored as the log of the attempt that ended.
+    pub logs: Vec<(Uuid, Vec<u8>)>,
     /// Actions claimed ahead whose tool never started (see [`ActionDb::return_unstarted`]).
     pub returned: Vec<Uuid>,
     /// Claimed actions whose tool could not start for a passing lack of resources: handed
@@ -823,6 +841,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         sessions::create_tables(&tx)?;
         tokens::create_tables(&tx)?;
         schedules::create_tables(&tx)?;
+        logs::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())

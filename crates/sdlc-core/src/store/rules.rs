@@ -408,6 +408,7 @@ pub(crate) fn settle_in(
     let SettleWork {
         outcomes,
         excerpts,
+        logs,
         returned,
         deferred,
         plan_starts,
@@ -449,6 +450,7 @@ pub(crate) fn settle_in(
     };
     let mut finished = Vec::with_capacity(outcomes.len());
     let mut excerpts: HashMap<Uuid, Option<String>> = excerpts.into_iter().collect();
+    let mut logs: HashMap<Uuid, Vec<u8>> = logs.into_iter().collect();
     for (id, outcome) in outcomes {
         let mut old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
         if let Some(excerpt) = excerpts.remove(&id) {
@@ -461,6 +463,9 @@ pub(crate) fn settle_in(
                 from: old.status.kind(),
                 to: outcome.kind(),
             });
+        }
+        if let Some(log) = logs.remove(&id) {
+            t.put_log(id, old.attempt, &log)?;
         }
         finished.push(finish_in(t, &old, outcome, now)?);
     }

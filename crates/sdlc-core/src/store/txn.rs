@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::record::{get_in, remove_in, write_in, write_light_in};
 use super::{
-    Tables, due_key, encode_json, forget_head_if, history, id_from_key, index, plans, schedules,
-    status_range, unindex, webhooks,
+    Tables, due_key, encode_json, forget_head_if, history, id_from_key, index, logs, plans,
+    schedules, status_range, unindex, webhooks,
 };
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
@@ -93,6 +93,10 @@ pub(crate) trait Txn {
     fn notify_config(&mut self) -> Result<Option<&NotifyConfig>, StoreError>;
     /// Queues a new notification.
     fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError>;
+
+    /// Stores the log of attempt `attempt` of action `id` (see [`crate::logs`]); it goes
+    /// when the action is removed.
+    fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError>;
 }
 
 /// A backend that runs the store's rules in write transactions of its own: the write
@@ -137,6 +141,7 @@ impl Txn for Tables<'_> {
         unindex(self, old)?;
         history::reindex(self, Some(old), None)?;
         remove_in(self, old.id)?;
+        logs::remove_all(self.logs()?, old.id)?;
         forget_head_if(self, old.series, old.id)
     }
 
@@ -296,5 +301,10 @@ impl Txn for Tables<'_> {
 
     fn add_notification(&mut self, note: &Notification) -> Result<(), StoreError> {
         self.outbox()?.put(None, note)
+    }
+
+    fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError> {
+        self.logs()?.insert(logs::key(id, attempt), log)?;
+        Ok(())
     }
 }

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 pub use meta::{ToolMeta, validate_input};
 pub use outcome::{command_outcome, log_excerpt, outcome_to_status};
 pub use runner::{
-    RunLimits, RunRecordAt, ToolMode, ToolRun, run_command_recorded, run_tool, run_tool_recorded,
+    RunLimits, RunRecordAt, RunWatch, ToolMode, ToolRun, run_command_recorded, run_tool,
+    run_tool_recorded,
 };
 
 use crate::error::ToolError;

@@ -214,7 +214,7 @@ fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| "unknown signal".to_string())
 }
 
-fn human_duration(d: std::time::Duration) -> String {
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

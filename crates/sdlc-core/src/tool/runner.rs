@@ -140,7 +140,7 @@ pub async fn run_tool(
     env: &[(String, String)],
     limits: &RunLimits,
 ) -> ToolRun {
-    run_tool_recorded(script, mode, input, root, env, limits, None).await
+    run_tool_recorded(script, mode, input, root, env, limits, &RunWatch::default()).await
 }
 
 /// Makes process `pid` `nice` steps nicer than the daemon (at most 19; its children inherit
@@ -172,8 +172,17 @@ pub struct RunRecordAt {
     pub action: uuid::Uuid,
 }
 
+/// What the engine keeps of a run while it lives, besides its result: its record in the run
+/// log, and its whole output for readers that follow it (see [`crate::logs`]).
+#[derive(Debug, Clone, Default)]
+pub struct RunWatch {
+    pub record: Option<RunRecordAt>,
+    pub log: Option<std::sync::Arc<crate::logs::LiveLog>>,
+}
+
 /// [`run_tool`] that also keeps a run record (pid and start time) while the tool's process
-/// group may be alive, so a daemon that dies mid-run leaves a trace its successor can act on.
+/// group may be alive, so a daemon that dies mid-run leaves a trace its successor can act on,
+/// and feeds what it prints to `watch.log`.
 pub async fn run_tool_recorded(
     script: &ToolScript,
     mode: ToolMode,
@@ -181,7 +190,7 @@ pub async fn run_tool_recorded(
     root: &Path,
     env: &[(String, String)],
     limits: &RunLimits,
-    record_at: Option<&RunRecordAt>,
+    watch: &RunWatch,
 ) -> ToolRun {
     let mut command = tokio::process::Command::new(&script.program);
     command
@@ -193,7 +202,7 @@ pub async fn run_tool_recorded(
         .env_remove(MANAGEMENT_TOKEN_ENV)
         .envs(env.iter().map(|(k, v)| (k, v)));
     let input_bytes = serde_json::to_vec(input).expect("a JSON value always serializes");
-    run_process(command, &script.program, input_bytes, limits, record_at).await
+    run_process(command, &script.program, input_bytes, limits, watch).await
 }
 
 /// Runs a plan's command step: `program` (an absolute path) with `args`, from `cwd`, with
@@ -206,7 +215,7 @@ pub async fn run_command_recorded(
     root: &Path,
     env: &[(String, String)],
     limits: &RunLimits,
-    record_at: Option<&RunRecordAt>,
+    watch: &RunWatch,
 ) -> ToolRun {
     let mut command = tokio::process::Command::new(program);
     command
@@ -215,7 +224,7 @@ pub async fn run_command_recorded(
         .env("SDLC_ROOT", root)
         .env_remove(MANAGEMENT_TOKEN_ENV)
         .envs(env.iter().map(|(k, v)| (k, v)));
-    run_process(command, program, Vec::new(), limits, record_at).await
+    run_process(command, program, Vec::new(), limits, watch).await
 }
 
 /// Spawns `command` (its program, arguments, directory and environment set), writes
@@ -225,8 +234,10 @@ async fn run_process(
     program: &Path,
     input_bytes: Vec<u8>,
     limits: &RunLimits,
-    record_at: Option<&RunRecordAt>,
+    watch: &RunWatch,
 ) -> ToolRun {
+    let record_at = watch.record.as_ref();
+    let log = watch.log.as_deref();
     let started = Instant::now();
     let deadline = started + limits.timeout;
     command
@@ -306,10 +317,12 @@ async fn run_process(
     let read_stdout = read_capped(
         child.stdout.take().expect("stdout is piped"),
         limits.max_stdout,
+        log,
     );
     let read_stderr = read_tail(
         child.stderr.take().expect("stderr is piped"),
         limits.stderr_tail,
+        log,
     );
     tokio::pin!(feed_stdin, read_stdout, read_stderr);
 
@@ -406,15 +419,33 @@ struct Captured {
 /// How much of the start of stderr is kept besides its tail.
 pub const STDERR_HEAD: usize = 1024;
 
-/// Reads until EOF or until more than `cap` bytes arrived (then stops, marking truncation).
-/// Reads straight into the result: most tools print a few hundred bytes, and a zeroed 64 KiB
-/// buffer per run cost more than the reading.
-async fn read_capped(pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
+/// Reads until EOF or until more than `cap` bytes arrived (then stops, marking truncation),
+/// handing each chunk to `log` as it comes. Reads straight into the result: most tools print
+/// a few hundred bytes, and a zeroed 64 KiB buffer per run cost more than the reading.
+async fn read_capped(
+    pipe: impl AsyncRead + Unpin,
+    cap: usize,
+    log: Option<&crate::logs::LiveLog>,
+) -> Captured {
     // One byte past the cap tells a tool that printed too much from one that printed exactly
     // `cap` bytes.
     let mut bytes = Vec::new();
-    // A read error ends the output like EOF; what was read before it is kept.
-    let _ = pipe.take(cap as u64 + 1).read_to_end(&mut bytes).await;
+    let mut pipe = pipe.take(cap as u64 + 1);
+    loop {
+        if bytes.capacity() - bytes.len() < 1024 {
+            bytes.reserve(bytes.capacity().max(4096));
+        }
+        let before = bytes.len();
+        // A read error ends the output like EOF; what was read before it is kept.
+        match pipe.read_buf(&mut bytes).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(log) = log {
+                    log.push(crate::logs::Stream::Stdout, &bytes[before..]);
+                }
+            }
+        }
+    }
     let truncated = bytes.len() > cap;
     bytes.truncate(cap);
     Captured {
@@ -424,8 +455,12 @@ async fn read_capped(pipe: impl AsyncRead + Unpin, cap: usize) -> Captured {
     }
 }
 
-/// Reads until EOF, keeping only the last `keep` bytes.
-async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
+/// Reads until EOF, keeping only the last `keep` bytes (and handing every chunk to `log`).
+async fn read_tail(
+    mut pipe: impl AsyncRead + Unpin,
+    keep: usize,
+    log: Option<&crate::logs::LiveLog>,
+) -> Captured {
     let mut tail: Vec<u8> = Vec::new();
     let mut truncated = false;
     let mut head = Vec::new();
@@ -440,6 +475,9 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Captured {
                 };
             }
             Ok(n) => {
+                if let Some(log) = log {
+                    log.push(crate::logs::Stream::Stderr, &chunk[..n]);
+                }
                 tail.extend_from_slice(&chunk[..n]);
                 if tail.len() > keep {
                     // Until the first cut the tail still starts at the first byte.
