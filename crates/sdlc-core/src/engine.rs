@@ -596,6 +596,10 @@ impl Engine {
         } else {
             None
         };
+        let log_flusher = (self.db.shared() && self.config.log_cap > 0).then(|| {
+            tokio::spawn(flush_live_logs(self.db.clone(), self.live_logs.clone())).abort_handle()
+        });
+        let _stop_flusher = AbortOnDrop(log_flusher);
         self.stats.set_ready();
         let max = self.config.max_concurrency.max(1);
         let mut pool = Pool {
@@ -1212,6 +1216,39 @@ impl Engine {
     }
 }
 
+/// How often, on a shared store, what runs in flight printed is written for followers on
+/// other nodes.
+const LOG_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// On a shared store: every `LOG_FLUSH_EVERY`, writes the logs of the runs in flight that
+/// printed more since (a reader on another node follows them from the store).
+async fn flush_live_logs(db: Arc<dyn Store>, logs: Arc<crate::logs::LiveLogs>) {
+    loop {
+        tokio::time::sleep(LOG_FLUSH_EVERY).await;
+        let unflushed = logs.take_unflushed();
+        if unflushed.is_empty() {
+            continue;
+        }
+        let db = db.clone();
+        let written =
+            tokio::task::spawn_blocking(move || db.put_partial_logs(&unflushed)).await;
+        if let Ok(Err(err)) = written {
+            debug!("could not write the logs of runs in flight: {err}");
+        }
+    }
+}
+
+/// Aborts a task when dropped (the log flusher, when the loop ends).
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 /// The word `/metrics` counts a recorded run under (None: not the end of a run).
 fn run_outcome(status: &ActionStatus) -> Option<&'static str> {
     match status {
@@ -1272,7 +1309,7 @@ async fn run_action(
     let log = watch
         .logs
         .as_ref()
-        .map(|(logs, cap)| logs.start(action.id, *cap));
+        .map(|(logs, cap)| logs.start(action.id, action.attempt, *cap));
     let started = std::time::Instant::now();
     let mut deferred = false;
     let mut excerpt = None;

@@ -5,8 +5,9 @@
 //!
 //! Following: while the run is in flight on this daemon, its live log (`logs::live`) feeds
 //! the answer; otherwise (it waits to start, runs on another node, or its outcome is being
-//! committed) the answer looks again every `FOLLOW_POLL` and, once the action is finished,
-//! sends what its stored log holds past what was sent.
+//! committed) the answer looks again every `FOLLOW_POLL` and sends what the stored log holds
+//! past what was sent (on PostgreSQL a node writes its runs' logs every second while they
+//! run), until the action is finished.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +126,8 @@ pub(crate) async fn action_log(
         if !first.is_empty() && sender.send(first).await.is_err() {
             return;
         }
-        let _ = follow_log(&state, id, live, next, follow_filter, &sender).await;
+        let followed = attempt.unwrap_or(0);
+        let _ = follow_log(&state, id, live, next, followed, follow_filter, &sender).await;
     });
     Ok((headers, Body::new(crate::stream::ChannelBody::new(receiver))).into_response())
 }
@@ -137,6 +139,7 @@ async fn follow_log(
     id: Uuid,
     mut live: Option<Arc<LiveLog>>,
     mut sent: u64,
+    mut followed: u32,
     filter: LogFilter,
     sender: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(), ()> {
@@ -168,6 +171,7 @@ async fn follow_log(
         }
         if let Some(found) = state.live_logs().get(id) {
             // It started here meanwhile: its live log has every line from the first.
+            followed = found.attempt;
             live = Some(found);
             sent = 0;
             continue;
@@ -175,12 +179,17 @@ async fn follow_log(
         let Ok(Some(action)) = state.with_db(move |db| db.get(id)).await else {
             return Ok(());
         };
-        if matches!(
-            action.status.kind(),
-            StatusKind::Pending | StatusKind::Running
-        ) {
+        let kind = action.status.kind();
+        if action.attempt != followed {
+            // A retry (or its first run) started: its log begins anew.
+            followed = action.attempt;
+            sent = 0;
+        }
+        if action.attempt == 0 {
             continue;
         }
+        // Running elsewhere (its node writes what it printed every second), or finished:
+        // what is stored past what was sent.
         let attempt = Some(action.attempt);
         let Ok(stored) = state
             .with_db(move |db| stored_lines(db, id, attempt))
@@ -189,7 +198,11 @@ async fn follow_log(
             return Ok(());
         };
         let lines = stored.map(|(_, lines)| lines).unwrap_or_default();
-        let rest = lines.into_iter().skip(sent as usize).collect();
-        return send(rest).await;
+        let rest: Vec<LogLine> = lines.into_iter().skip(sent as usize).collect();
+        sent += rest.len() as u64;
+        send(rest).await?;
+        if !matches!(kind, StatusKind::Running | StatusKind::Pending) {
+            return Ok(());
+        }
     }
 }

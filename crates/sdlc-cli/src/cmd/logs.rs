@@ -66,7 +66,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
         )
         .await
         .map_err(|err| match err.downcast_ref::<sdlc_server::ClientError>() {
-            Some(sdlc_server::ClientError::Api { status: 404, .. }) => {
+            Some(sdlc_server::ClientError::Api {
+                status: 404,
+                message,
+            }) if message.starts_with("no action with id") => {
                 anyhow!("no action with id {id}: see sdlc orchestrate list")
             }
             _ => err,
@@ -80,6 +83,14 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
     };
     let (action, lines) =
         found.ok_or_else(|| anyhow!("no action with id {id}: see sdlc orchestrate list"))?;
+    if let Some(asked) = args.attempt
+        && asked > action.attempt.max(1)
+    {
+        anyhow::bail!(
+            "action {id} has no attempt {asked}: it has run {} time(s)",
+            action.attempt
+        );
+    }
     let printed = lines.len();
     out!("{}", String::from_utf8_lossy(&to_text(&filter.apply(lines))))?;
     if !args.follow || args.attempt.is_some() || !is_unfinished(&action) {
@@ -92,8 +103,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
         );
         return Ok(ExitCode::SUCCESS);
     }
-    // On PostgreSQL another node runs it: its log is stored when it ends.
+    // On PostgreSQL a node runs it, writing what it printed every second while it runs.
     let follow_filter = LogFilter { tail: None, ..filter };
+    let mut printed = printed;
+    let mut attempt = action.attempt;
     loop {
         tokio::time::sleep(POLL).await;
         let found = project
@@ -104,25 +117,27 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
                     let Some(action) = db.get(id)? else {
                         return Ok(None);
                     };
-                    if is_unfinished(&action) {
-                        return Ok(Some(None));
-                    }
                     let lines = stored_lines(db, id, Some(action.attempt))?;
-                    Ok(Some(Some(lines.map(|(_, lines)| lines).unwrap_or_default())))
+                    Ok(Some((action, lines.map(|(_, lines)| lines).unwrap_or_default())))
                 },
             )
             .await?;
-        match found {
-            None => return Ok(ExitCode::SUCCESS),
-            Some(None) => continue,
-            Some(Some(lines)) => {
-                let rest: Vec<_> = lines.into_iter().skip(printed).collect();
-                out!(
-                    "{}",
-                    String::from_utf8_lossy(&to_text(&follow_filter.apply(rest)))
-                )?;
-                return Ok(ExitCode::SUCCESS);
-            }
+        let Some((action, lines)) = found else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        if action.attempt != attempt {
+            // A retry (or its first run) started: its log begins anew.
+            attempt = action.attempt;
+            printed = 0;
+        }
+        let rest: Vec<_> = lines.into_iter().skip(printed).collect();
+        printed += rest.len();
+        out!(
+            "{}",
+            String::from_utf8_lossy(&to_text(&follow_filter.apply(rest)))
+        )?;
+        if !is_unfinished(&action) {
+            return Ok(ExitCode::SUCCESS);
         }
     }
 }

@@ -18,16 +18,22 @@ use super::{LogCapture, LogLine, Stream};
 /// One run's capture, shared between its runner and its readers.
 #[derive(Debug)]
 pub struct LiveLog {
+    /// The attempt of the action this run is.
+    pub attempt: u32,
     capture: Mutex<LogCapture>,
+    /// How many lines were there when the log was last written to a shared store.
+    flushed: std::sync::atomic::AtomicU64,
     /// Woken at each chunk the run prints, and when it ends.
     changed: Notify,
     ended: std::sync::atomic::AtomicBool,
 }
 
 impl LiveLog {
-    pub fn new(cap: usize) -> LiveLog {
+    pub fn new(attempt: u32, cap: usize) -> LiveLog {
         LiveLog {
+            attempt,
             capture: Mutex::new(LogCapture::new(cap)),
+            flushed: std::sync::atomic::AtomicU64::new(0),
             changed: Notify::new(),
             ended: std::sync::atomic::AtomicBool::new(false),
         }
@@ -108,9 +114,9 @@ impl LiveLogs {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new log for the run of action `id`, bounded by `cap` bytes.
-    pub fn start(&self, id: Uuid, cap: usize) -> Arc<LiveLog> {
-        let log = Arc::new(LiveLog::new(cap));
+    /// A new log for attempt `attempt` of action `id`, bounded by `cap` bytes.
+    pub fn start(&self, id: Uuid, attempt: u32, cap: usize) -> Arc<LiveLog> {
+        let log = Arc::new(LiveLog::new(attempt, cap));
         self.lock().insert(id, log.clone());
         log
     }
@@ -118,6 +124,29 @@ impl LiveLogs {
     /// The log of action `id`'s run in flight here, if any.
     pub fn get(&self, id: Uuid) -> Option<Arc<LiveLog>> {
         self.lock().get(&id).cloned()
+    }
+
+    /// The runs still going that printed more since the last call: action, attempt and the
+    /// stored form of every line kept so far (for a shared store, `put_partial_logs`).
+    pub fn take_unflushed(&self) -> Vec<(Uuid, u32, Vec<u8>)> {
+        let runs: Vec<(Uuid, Arc<LiveLog>)> =
+            self.lock().iter().map(|(id, log)| (*id, log.clone())).collect();
+        let mut unflushed = Vec::new();
+        for (id, log) in runs {
+            if log.has_ended() {
+                continue;
+            }
+            let (lines, next) = log.snapshot();
+            let before = log
+                .flushed
+                .swap(next, std::sync::atomic::Ordering::AcqRel);
+            if next > before
+                && let Some(stored) = super::encode(&lines)
+            {
+                unflushed.push((id, log.attempt, stored));
+            }
+        }
+        unflushed
     }
 
     /// Forgets the runs of `ids` (their outcomes and logs are stored).
@@ -137,7 +166,7 @@ mod tests {
     async fn a_follower_wakes_for_each_line_and_at_the_end() {
         let logs = Arc::new(LiveLogs::default());
         let id = Uuid::new_v4();
-        let log = logs.start(id, super::super::DEFAULT_CAP);
+        let log = logs.start(id, 1, super::super::DEFAULT_CAP);
         let follower = {
             let log = logs.get(id).unwrap();
             tokio::spawn(async move {
@@ -162,5 +191,25 @@ mod tests {
         assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec(), b"thr".to_vec()]);
         logs.forget([id]);
         assert!(logs.get(id).is_none());
+    }
+
+    #[test]
+    fn only_runs_that_printed_more_are_flushed_again() {
+        let logs = LiveLogs::default();
+        let quiet = Uuid::new_v4();
+        let busy = Uuid::new_v4();
+        logs.start(quiet, 1, 4096);
+        let log = logs.start(busy, 2, 4096);
+        log.push(Stream::Stdout, b"one\n");
+        let first = logs.take_unflushed();
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].0, first[0].1), (busy, 2));
+        assert!(logs.take_unflushed().is_empty(), "nothing new");
+        log.push(Stream::Stdout, b"two\n");
+        let again = logs.take_unflushed();
+        assert_eq!(super::super::decode(&again[0].2).unwrap().len(), 2);
+        log.end();
+        log.push(Stream::Stdout, b"three\n");
+        assert!(logs.take_unflushed().is_empty(), "an ended run's log is its settle's");
     }
 }

@@ -167,12 +167,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 6,
         what: "whole run logs",
-        // One row per finished attempt that printed anything (`crate::logs`' stored form),
-        // gone with its action.
+        // One row per attempt that printed anything (`crate::logs`' stored form), gone with
+        // its action. `partial`: what a run still going had printed when its node last
+        // wrote it (so followers on other nodes see it); the final log replaces it, and a
+        // late partial write never replaces a final one.
         sql: "CREATE TABLE sdlc_run_logs (
                   action_id uuid NOT NULL REFERENCES sdlc_actions (id) ON DELETE CASCADE,
                   attempt integer NOT NULL,
                   log bytea NOT NULL,
+                  partial boolean NOT NULL DEFAULT false,
                   PRIMARY KEY (action_id, attempt)
               );",
     },

@@ -296,6 +296,35 @@ impl PgStore {
             .collect())
     }
 
+    /// Stores what runs still going printed so far (action, attempt, stored form), for
+    /// followers on other nodes; never over an attempt's final log.
+    pub fn put_partial_logs(&self, logs: &[(Uuid, u32, Vec<u8>)]) -> Result<(), StoreError> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = logs.iter().map(|(id, _, _)| *id).collect();
+        let attempts: Vec<i32> = logs
+            .iter()
+            .map(|(_, attempt, _)| i32::try_from(*attempt).unwrap_or(i32::MAX))
+            .collect();
+        let bytes: Vec<&[u8]> = logs.iter().map(|(_, _, log)| log.as_slice()).collect();
+        let mut client = self.db.client()?;
+        client
+            .execute(
+                // Only for actions still stored and running: a run's final log may have been
+                // committed since this snapshot was taken.
+                "INSERT INTO sdlc_run_logs (action_id, attempt, log, partial)
+                 SELECT r.id, r.attempt, r.log, true
+                 FROM unnest($1::uuid[], $2::int4[], $3::bytea[]) AS r(id, attempt, log)
+                 JOIN sdlc_actions a ON a.id = r.id AND a.status = 2
+                 ON CONFLICT (action_id, attempt) DO UPDATE SET log = excluded.log
+                 WHERE sdlc_run_logs.partial",
+                &[&ids, &attempts, &bytes],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot store running logs", e))?;
+        Ok(())
+    }
+
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
     pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let Some(action) = self.get(id)? else {

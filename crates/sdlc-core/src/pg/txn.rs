@@ -264,7 +264,7 @@ impl<'c> PgTxn<'c> {
             "cannot store run logs",
             "INSERT INTO sdlc_run_logs (action_id, attempt, log)
              SELECT * FROM unnest($1::uuid[], $2::int4[], $3::bytea[])
-             ON CONFLICT (action_id, attempt) DO UPDATE SET log = excluded.log",
+             ON CONFLICT (action_id, attempt) DO UPDATE SET log = excluded.log, partial = false",
             &[&ids, &attempts, &logs],
         )?;
         Ok(())

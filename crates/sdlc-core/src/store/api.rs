@@ -81,8 +81,12 @@ store_interface! {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<super::Changes>;
     /// The action with this id.
     fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
-    /// The stored logs of action `id`'s finished attempts, oldest first.
+    /// The stored logs of action `id`'s attempts, oldest first (on a shared store, a running
+    /// attempt's as its node last wrote it).
     fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError>;
+    /// Stores what runs in flight printed so far, for readers on other nodes (a shared
+    /// store only; see `PgStore::put_partial_logs`).
+    fn put_partial_logs(&self, logs: &[(Uuid, u32, Vec<u8>)]) -> Result<(), StoreError>;
     /// The newest occurrence of the series `id` belongs to.
     fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
     /// The engine's one write per wake-up: turns acknowledged webhook deliveries into

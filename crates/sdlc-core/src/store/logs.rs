@@ -34,6 +34,12 @@ pub(super) fn remove_all(
 }
 
 impl ActionDb {
+    /// Nothing to do on redb: one process owns the file, and readers follow a running run's
+    /// log through it (`logs::live`).
+    pub fn put_partial_logs(&self, _logs: &[(Uuid, u32, Vec<u8>)]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The stored logs of action `id`, oldest attempt first.
     pub fn run_logs(&self, id: Uuid) -> Result<Vec<StoredLog>, StoreError> {
         let tx = self.db.begin_read()?;

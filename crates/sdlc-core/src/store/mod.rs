@@ -676,6 +676,7 @@ impl ActionDb {
                     history::reindex(&mut t, Some(&action), None)?;
                     t.actions.remove(id.as_u128())?;
                     t.bodies.remove(id.as_u128())?;
+                    logs::remove_all(t.logs()?, id)?;
                     forget_head_if(&mut t, action.series, id)?;
                     pruned += 1;
                 }

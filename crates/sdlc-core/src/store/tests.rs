@@ -1520,6 +1520,47 @@ fn the_recurring_series_are_listed_by_their_heads() {
     assert_eq!(heads(&db), vec![format!("other:{}", other.id)]);
 }
 
+fn a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it(db: &dyn Store) {
+    use crate::logs::{LogLine, encode, stored_lines};
+    let action = Action {
+        retry: Some(crate::model::RetryPolicy {
+            retries: 1,
+            backoff_ms: 0,
+            fixed: true,
+        }),
+        ..scheduled("logged", 0)
+    };
+    db.insert(&action).unwrap();
+    let log = |text: &str| encode(&[LogLine::note(text)]).unwrap();
+    let settle_with_log = |status: ActionStatus, text: &str, at: i64| {
+        let work = SettleWork {
+            outcomes: vec![(action.id, status)],
+            logs: vec![(action.id, log(text))],
+            ..SettleWork::default()
+        };
+        db.settle_work(work, t(at), t(at), 0).unwrap()
+    };
+    assert_eq!(db.claim_due(t(10), 1).unwrap().len(), 1);
+    // A partial log of the running attempt, as a node writes it for followers elsewhere.
+    db.put_partial_logs(&[(action.id, 1, log("so far"))]).unwrap();
+    let failed = ActionStatus::Failed {
+        reason: "no".into(),
+    };
+    settle_with_log(failed, "first", 20);
+    // A partial write that comes after the outcome never replaces the final log.
+    db.put_partial_logs(&[(action.id, 1, log("late"))]).unwrap();
+    assert_eq!(db.claim_due(t(1_000), 1).unwrap().len(), 1, "the retry");
+    settle_with_log(ok(), "second", 1_100);
+    let text = |attempt| {
+        let (n, lines) = stored_lines(db, action.id, attempt).unwrap().unwrap();
+        (n, String::from_utf8(lines[0].text.clone()).unwrap())
+    };
+    assert_eq!(text(None), (2, "second".to_string()));
+    assert_eq!(text(Some(1)), (1, "first".to_string()));
+    assert_eq!(db.prune_finished(t(5_000), 10).unwrap(), 1);
+    assert!(db.run_logs(action.id).unwrap().is_empty(), "gone with the action");
+}
+
 /// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store
 /// behaves the same on both (the conformance suite).
 macro_rules! on_both {
@@ -1567,4 +1608,5 @@ on_both!(
     deleting_the_newest_occurrence_ends_its_series,
     an_edit_lands_only_on_the_action_it_was_made_from,
     the_change_feed_tells_what_each_commit_changed_once_committed,
+    a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it,
 );
