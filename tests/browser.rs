@@ -120,6 +120,35 @@ fn an_action_runs_and_its_row_turns_completed_without_a_reload() {
 }
 
 #[test]
+fn an_action_page_shows_its_log_while_it_runs() {
+    let project = Project::new();
+    let go = project.root().join("go-on");
+    project.tool(
+        "build",
+        &format!(
+            "cat > /dev/null\necho 'compiling step 1 <b>bold</b>' >&2\n\
+             while [ ! -e {go} ]; do sleep 0.05; done\n\
+             echo 'step 2 done'\necho '{{\"ok\": true}}'",
+            go = go.display()
+        ),
+    );
+    let daemon = project.daemon(&[]);
+    let id = project.add(&["build", "--tool", "build"]);
+    wait_for_status(&project, &id, "running", Duration::from_secs(20));
+    let seen = scenario(&project, &daemon, "log", json!({ "id": id, "go": go }));
+    let live = seen["live"].as_str().unwrap();
+    assert!(live.contains("compiling step 1 <b>bold</b>"), "{seen}");
+    assert!(
+        !live.contains("step 2"),
+        "shown before the tool went on: {seen}"
+    );
+    let whole = seen["whole"].as_str().unwrap();
+    assert!(whole.ends_with("step 2 done\n{\"ok\": true}\n"), "{seen}");
+    assert_eq!(seen["markup"], 0, "a tool's output is text, never markup");
+    assert_eq!(project.find(&id)["status"], "completed");
+}
+
+#[test]
 fn history_filters_pages_and_downloads_the_csv() {
     let project = Project::new();
     project.counting_tool("echo");

@@ -67,8 +67,15 @@ fn a_runs_whole_output_is_kept_and_filtered(backend: Backend) {
     // Without a daemon the command reads the database itself.
     assert_eq!(logs(&project, &[&id]), all);
     if backend == Backend::Redb {
-        let mode = std::fs::metadata(project.db_path()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the database (and the logs in it) is its owner's");
+        let mode = std::fs::metadata(project.db_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the database (and the logs in it) is its owner's"
+        );
     }
 }
 
@@ -87,7 +94,10 @@ fn a_log_past_its_cap_keeps_head_and_tail_and_says_what_was_left_out(backend: Ba
     assert!(log.len() < 16384 + 512, "{} bytes kept", log.len());
     assert!(log.starts_with("line 0 of the flood\n"), "{log}");
     assert!(log.contains("line 19999 of the flood\n"), "{log}");
-    assert!(log.contains("left out here"), "the note between head and tail: {log}");
+    assert!(
+        log.contains("left out here"),
+        "the note between head and tail: {log}"
+    );
 }
 
 fn each_attempt_keeps_its_own_log(backend: Backend) {
@@ -103,7 +113,15 @@ fn each_attempt_keeps_its_own_log(backend: Backend) {
         ),
     );
     let _daemon = project.daemon(&[]);
-    let id = project.add(&["flaky", "--tool", "flaky", "--retries", "1", "--backoff", "1s"]);
+    let id = project.add(&[
+        "flaky",
+        "--tool",
+        "flaky",
+        "--retries",
+        "1",
+        "--backoff",
+        "1s",
+    ]);
     wait_for_status(&project, &id, "completed", Duration::from_secs(30));
     assert_eq!(
         logs(&project, &[&id, "--stderr"]),
@@ -158,7 +176,10 @@ fn follow_prints_lines_while_the_tool_runs_and_ends_with_it(backend: Backend) {
 
 fn a_removed_action_takes_its_log_with_it(backend: Backend) {
     let project = Project::on(backend);
-    project.tool("say", "cat > /dev/null\necho said >&2\necho '{\"ok\": true}'");
+    project.tool(
+        "say",
+        "cat > /dev/null\necho said >&2\necho '{\"ok\": true}'",
+    );
     let daemon = project.daemon(&[]);
     let id = project.add(&["say", "--tool", "say"]);
     wait_for_status(&project, &id, "completed", Duration::from_secs(30));

@@ -115,7 +115,14 @@ fn a_failing_action_with_retries_notifies_once_after_its_last_attempt(backend: B
     let project = Project::on(backend);
     project.tool("flaky", "cat > /dev/null\necho 'boom' >&2\nexit 1");
     let hook = Receiver::start(0, 200);
-    let daemon = project.daemon(&["--tick-rate", "60", "--notify-webhook", &hook.url("hook")]);
+    let daemon = project.daemon(&[
+        "--tick-rate",
+        "60",
+        "--notify-webhook",
+        &hook.url("hook"),
+        "--public-url",
+        "https://ci.example.com:7711/",
+    ]);
     let id = project.add(&[
         "dx.check",
         "--tool",
@@ -150,6 +157,11 @@ fn a_failing_action_with_retries_notifies_once_after_its_last_attempt(backend: B
             .contains("exited with status 1")
     );
     assert_eq!(body["log_excerpt"], "boom");
+    assert_eq!(
+        body["log_url"],
+        format!("https://ci.example.com:7711/actions/{id}#log"),
+        "the notice links to the run's log"
+    );
     assert_eq!(
         got[0].header("idempotency-key"),
         body["id"].as_str(),

@@ -5,7 +5,7 @@
 // the database afterwards. A scenario prints one JSON line with what it saw, or throws
 // (exit 1, with the reason on stderr). Every wait is for a condition, never a fixed time.
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 
 const base = process.env.SDLC_BASE;
 const loginUrl = process.env.SDLC_LOGIN;
@@ -137,6 +137,22 @@ const scenarios = {
     await page.getByRole("heading", { name: "Input" }).waitFor();
     await shot(page, "action");
     return { pages, total: seen.size, failed };
+  },
+
+  // A running action's page shows its log as the tool prints it, and the rest once it ends.
+  async log(browser) {
+    const { page, errors } = await loggedIn(browser);
+    await page.goto(base + "/actions/" + args.id);
+    const box = page.locator("pre[data-log]");
+    // The tool waits for the file before its second line: this one came live.
+    await page.waitForFunction(() => document.querySelector("pre[data-log]").textContent.includes("compiling step 1"));
+    const live = await box.textContent();
+    writeFileSync(args.go, "");
+    await page.waitForFunction(() => document.querySelector("pre[data-log]").dataset.loaded === "1");
+    const whole = await box.textContent();
+    await shot(page, "action-log");
+    check(errors.length === 0, `page errors: ${errors.join("; ")}`);
+    return { live, whole, markup: await box.evaluate((el) => el.children.length) };
   },
 
   // Approve an awaiting action from the overview with a note; its entry leaves the list.

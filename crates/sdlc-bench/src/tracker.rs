@@ -270,6 +270,7 @@ async fn lateness_with(
             &NotifyConfig {
                 receivers: vec![receiver],
                 events: NotifyEvent::DEFAULT.to_vec(),
+                public_url: None,
             },
             Utc::now(),
         )?;

@@ -233,6 +233,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "EVENTS")]
     pub notify_on: Vec<String>,
 
+    /// The address people reach the dashboard at (such as https://ci.example.com:7711):
+    /// notifications then link to the run's page and its log
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Wait before retrying a notification the receiver refused; doubles each time (at most
     /// 15m apart)
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -773,6 +778,22 @@ pub struct LogsArgs {
     /// Which attempt of a retried action (1 is the first); default the latest
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub attempt: Option<u32>,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("'{text}': give the dashboard's address as http(s)://HOST[:PORT]")
+        })?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ', '<', '>', '|']) {
+        return Err(format!(
+            "'{text}': give the dashboard's address as http(s)://HOST[:PORT][/PATH], without a query"
+        ));
+    }
+    Ok(url.to_string())
 }
 
 fn parse_keep(text: &str) -> Result<std::time::Duration, String> {

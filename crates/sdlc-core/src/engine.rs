@@ -1016,11 +1016,22 @@ impl Engine {
                 for (id, status) in outcomes {
                     let work = SettleWork {
                         outcomes: vec![(id, status)],
-                        excerpts: excerpts_again.remove(&id).map(|e| (id, e)).into_iter().collect(),
-                        logs: logs_again.remove(&id).map(|l| (id, l)).into_iter().collect(),
+                        excerpts: excerpts_again
+                            .remove(&id)
+                            .map(|e| (id, e))
+                            .into_iter()
+                            .collect(),
+                        logs: logs_again
+                            .remove(&id)
+                            .map(|l| (id, l))
+                            .into_iter()
+                            .collect(),
                         ..SettleWork::default()
                     };
-                    match self.blocking(move |db| db.settle_work(work, now, now, 0)).await {
+                    match self
+                        .blocking(move |db| db.settle_work(work, now, now, 0))
+                        .await
+                    {
                         Ok(done) if done.finished.is_empty() => {
                             error!(%id, "could not record the outcome of a run: {}", crate::StoreError::ClaimLost { id });
                         }
@@ -1230,8 +1241,7 @@ async fn flush_live_logs(db: Arc<dyn Store>, logs: Arc<crate::logs::LiveLogs>) {
             continue;
         }
         let db = db.clone();
-        let written =
-            tokio::task::spawn_blocking(move || db.put_partial_logs(&unflushed)).await;
+        let written = tokio::task::spawn_blocking(move || db.put_partial_logs(&unflushed)).await;
         if let Ok(Err(err)) = written {
             debug!("could not write the logs of runs in flight: {err}");
         }

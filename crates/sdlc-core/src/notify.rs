@@ -173,6 +173,9 @@ pub fn mask_url(url: &str) -> String {
 pub struct NotifyConfig {
     pub receivers: Vec<Receiver>,
     pub events: Vec<NotifyEvent>,
+    /// The dashboard's address (`--public-url`): notifications link to the run's log there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// The event that the change `old` -> `new` of an action is, if any (`old` None: `new` is
@@ -221,6 +224,9 @@ pub struct Subject {
     pub reason: Option<String>,
     #[serde(default)]
     pub approval_state: Option<String>,
+    /// The run's log on the dashboard (set when the daemon knows its `--public-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
     /// When the change happened.
     pub at: DateTime<Utc>,
 }
@@ -240,7 +246,22 @@ impl Subject {
                 .approval
                 .as_ref()
                 .map(|a| a.state.as_str().to_string()),
+            log_url: None,
             at,
+        }
+    }
+
+    /// Links the subject to its run's log on the dashboard at `public_url` (an action's;
+    /// a plan run has none of its own).
+    pub fn link_log(&mut self, public_url: Option<&str>) {
+        if let Some(base) = public_url
+            && self.run_id.as_deref() != Some(self.id.to_string().as_str())
+        {
+            self.log_url = Some(format!(
+                "{}/actions/{}#log",
+                base.trim_end_matches('/'),
+                self.id
+            ));
         }
     }
 
@@ -258,6 +279,7 @@ impl Subject {
             log_excerpt: None,
             reason,
             approval_state: None,
+            log_url: None,
             at,
         }
     }
@@ -358,7 +380,10 @@ impl Notification {
             Some(detail) => format!("{what}: {detail}"),
             None => what,
         };
-        slack_escape(&text)
+        match &s.log_url {
+            Some(url) => format!("{} (<{}|log>)", slack_escape(&text), slack_escape(url)),
+            None => slack_escape(&text),
+        }
     }
 
     /// The request body for the receiver's kind.
@@ -378,6 +403,7 @@ impl Notification {
                     "log_excerpt": s.log_excerpt,
                     "reason": s.reason,
                     "approval_state": s.approval_state,
+                    "log_url": s.log_url,
                     "at": s.at,
                 })
             }
@@ -524,6 +550,15 @@ mod tests {
         assert_eq!(
             n.body(),
             json!({"text": "Task seo.validate awaiting approval: https://github.com/o/r/pull/123"})
+        );
+        let mut linked = n.clone();
+        linked.subject.link_log(Some("https://ci.example.com/"));
+        assert_eq!(
+            linked.body()["text"],
+            format!(
+                "Task seo.validate awaiting approval: https://github.com/o/r/pull/123 (<https://ci.example.com/actions/{}#log|log>)",
+                a.id
+            )
         );
     }
 

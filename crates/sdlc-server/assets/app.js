@@ -266,6 +266,36 @@ document.addEventListener("submit", (event) => {
   }
 });
 
+// --- run logs ---------------------------------------------------------------------------
+
+// Fills each log box from the API; a running run's log is read as a stream until it ends.
+// Text goes in as text: a tool's output is never markup.
+async function showLog(box) {
+  const follow = box.dataset.follow === "1";
+  const url = box.dataset.log + (follow ? "?follow=1" : "");
+  box.textContent = "";
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) { box.textContent = "the log could not be read: " + response.status; return; }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const stuck = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+      box.textContent += decoder.decode(value, { stream: true });
+      if (stuck) box.scrollTop = box.scrollHeight;
+    }
+    box.textContent += decoder.decode();
+    if (box.textContent === "") box.textContent = "(it printed nothing)";
+    box.dataset.loaded = "1";
+  } catch (err) {
+    box.textContent += "\n[the log's stream broke off: reload to read on]";
+  }
+}
+
+for (const box of document.querySelectorAll("pre[data-log]")) showLog(box);
+
 refreshTimes();
 setInterval(refreshTimes, 15000);
 connect();

@@ -433,7 +433,9 @@ impl DaemonClient {
         query: &[(&str, String)],
         mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), ClientError> {
-        let mut response = self.open_stream(&format!("/actions/{id}/log"), query).await?;
+        let mut response = self
+            .open_stream(&format!("/actions/{id}/log"), query)
+            .await?;
         while let Some(chunk) = response.chunk().await.map_err(|e| self.interrupted(e))? {
             if each(&chunk).is_err() {
                 // The reader went away (a closed pipe): nothing more to print.

@@ -74,7 +74,10 @@ pub(crate) async fn action_log(
         .with_db(move |db| db.get(id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
-    if query.attempt.is_some_and(|a| a == 0 || a > action.attempt.max(1)) {
+    if query
+        .attempt
+        .is_some_and(|a| a == 0 || a > action.attempt.max(1))
+    {
         return Err(ApiError::not_found(format!(
             "action {id} has no attempt {}: it has run {} time(s)",
             query.attempt.unwrap_or(0),
@@ -106,14 +109,20 @@ pub(crate) async fn action_log(
         }
     };
     let headers = [
-        (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+        (
+            header::CONTENT_TYPE,
+            "text/plain; charset=utf-8".to_string(),
+        ),
         (
             header::HeaderName::from_static("x-sdlc-attempt"),
             attempt.map_or_else(String::new, |a| a.to_string()),
         ),
     ];
     let first = to_text(&filter.apply(lines));
-    let waiting = matches!(action.status.kind(), StatusKind::Pending | StatusKind::Running);
+    let waiting = matches!(
+        action.status.kind(),
+        StatusKind::Pending | StatusKind::Running
+    );
     if !follow || !(current || (waiting && query.attempt.is_none())) {
         return Ok((headers, first).into_response());
     }
@@ -129,7 +138,11 @@ pub(crate) async fn action_log(
         let followed = attempt.unwrap_or(0);
         let _ = follow_log(&state, id, live, next, followed, follow_filter, &sender).await;
     });
-    Ok((headers, Body::new(crate::stream::ChannelBody::new(receiver))).into_response())
+    Ok((
+        headers,
+        Body::new(crate::stream::ChannelBody::new(receiver)),
+    )
+        .into_response())
 }
 
 /// Sends the lines of action `id`'s run past the first `sent` until it ends (see the
@@ -191,10 +204,7 @@ async fn follow_log(
         // Running elsewhere (its node writes what it printed every second), or finished:
         // what is stored past what was sent.
         let attempt = Some(action.attempt);
-        let Ok(stored) = state
-            .with_db(move |db| stored_lines(db, id, attempt))
-            .await
-        else {
+        let Ok(stored) = state.with_db(move |db| stored_lines(db, id, attempt)).await else {
             return Ok(());
         };
         let lines = stored.map(|(_, lines)| lines).unwrap_or_default();

@@ -302,7 +302,11 @@ fn notify_config(args: &DaemonArgs) -> anyhow::Result<sdlc_core::notify::NotifyC
     } else {
         parse_events(&args.notify_on).map_err(anyhow::Error::msg)?
     };
-    Ok(NotifyConfig { receivers, events })
+    Ok(NotifyConfig {
+        receivers,
+        events,
+        public_url: args.public_url.clone(),
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit (a daemon holding many connections

@@ -32,7 +32,12 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
     if let Some(stream) = filter.stream {
         query.push((
             "stream",
-            if stream == Stream::Stdout { "stdout" } else { "stderr" }.to_string(),
+            if stream == Stream::Stdout {
+                "stdout"
+            } else {
+                "stderr"
+            }
+            .to_string(),
         ));
     }
     if let Some(tail) = args.tail {
@@ -51,7 +56,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
             async |client| {
                 client
                     .action_log(id, &query, |chunk| {
-                        printer.lock().unwrap_or_else(|e| e.into_inner()).take(chunk)
+                        printer
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .take(chunk)
                     })
                     .await
                     .map(|()| None)
@@ -92,7 +100,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
         );
     }
     let printed = lines.len();
-    out!("{}", String::from_utf8_lossy(&to_text(&filter.apply(lines))))?;
+    out!(
+        "{}",
+        String::from_utf8_lossy(&to_text(&filter.apply(lines)))
+    )?;
     if !args.follow || args.attempt.is_some() || !is_unfinished(&action) {
         return Ok(ExitCode::SUCCESS);
     }
@@ -104,7 +115,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     // On PostgreSQL a node runs it, writing what it printed every second while it runs.
-    let follow_filter = LogFilter { tail: None, ..filter };
+    let follow_filter = LogFilter {
+        tail: None,
+        ..filter
+    };
     let mut printed = printed;
     let mut attempt = action.attempt;
     loop {
@@ -118,7 +132,10 @@ pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode>
                         return Ok(None);
                     };
                     let lines = stored_lines(db, id, Some(action.attempt))?;
-                    Ok(Some((action, lines.map(|(_, lines)| lines).unwrap_or_default())))
+                    Ok(Some((
+                        action,
+                        lines.map(|(_, lines)| lines).unwrap_or_default(),
+                    )))
                 },
             )
             .await?;

@@ -66,8 +66,7 @@ impl LiveLog {
                 capture.lines()
             }
         };
-        self.ended
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
         self.changed.notify_waiters();
         lines
     }
@@ -129,17 +128,18 @@ impl LiveLogs {
     /// The runs still going that printed more since the last call: action, attempt and the
     /// stored form of every line kept so far (for a shared store, `put_partial_logs`).
     pub fn take_unflushed(&self) -> Vec<(Uuid, u32, Vec<u8>)> {
-        let runs: Vec<(Uuid, Arc<LiveLog>)> =
-            self.lock().iter().map(|(id, log)| (*id, log.clone())).collect();
+        let runs: Vec<(Uuid, Arc<LiveLog>)> = self
+            .lock()
+            .iter()
+            .map(|(id, log)| (*id, log.clone()))
+            .collect();
         let mut unflushed = Vec::new();
         for (id, log) in runs {
             if log.has_ended() {
                 continue;
             }
             let (lines, next) = log.snapshot();
-            let before = log
-                .flushed
-                .swap(next, std::sync::atomic::Ordering::AcqRel);
+            let before = log.flushed.swap(next, std::sync::atomic::Ordering::AcqRel);
             if next > before
                 && let Some(stored) = super::encode(&lines)
             {
@@ -188,7 +188,10 @@ mod tests {
         log.push(Stream::Stderr, b"two\nthr");
         log.end();
         let seen = follower.await.unwrap();
-        assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec(), b"thr".to_vec()]);
+        assert_eq!(
+            seen,
+            vec![b"one".to_vec(), b"two".to_vec(), b"thr".to_vec()]
+        );
         logs.forget([id]);
         assert!(logs.get(id).is_none());
     }
@@ -210,6 +213,9 @@ mod tests {
         assert_eq!(super::super::decode(&again[0].2).unwrap().len(), 2);
         log.end();
         log.push(Stream::Stdout, b"three\n");
-        assert!(logs.take_unflushed().is_empty(), "an ended run's log is its settle's");
+        assert!(
+            logs.take_unflushed().is_empty(),
+            "an ended run's log is its settle's"
+        );
     }
 }

@@ -157,8 +157,7 @@ impl LogCapture {
         self.pushed += 1;
         let line = LogLine { stream, text };
         let head_cap = self.cap / 4;
-        if self.tail.is_empty() && self.left_out_lines == 0 && self.head_bytes + size <= head_cap
-        {
+        if self.tail.is_empty() && self.left_out_lines == 0 && self.head_bytes + size <= head_cap {
             self.head_bytes += size;
             self.head.push(line);
             return;

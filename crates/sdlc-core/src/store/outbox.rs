@@ -117,7 +117,8 @@ pub(super) fn enqueue_in(
     if config.receivers.is_empty() || (notify_on.is_none() && !config.events.contains(&event)) {
         return Ok(());
     }
-    let subject = subject();
+    let mut subject = subject();
+    subject.link_log(config.public_url.as_deref());
     let notes: Vec<Notification> = config
         .receivers
         .iter()
@@ -390,6 +391,7 @@ mod tests {
                 Receiver::new(ReceiverKind::Webhook, "http://127.0.0.1:9/hook").unwrap(),
             ],
             events: events.to_vec(),
+            public_url: None,
         }
     }
 

@@ -1542,7 +1542,8 @@ fn a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it(db: &dyn
     };
     assert_eq!(db.claim_due(t(10), 1).unwrap().len(), 1);
     // A partial log of the running attempt, as a node writes it for followers elsewhere.
-    db.put_partial_logs(&[(action.id, 1, log("so far"))]).unwrap();
+    db.put_partial_logs(&[(action.id, 1, log("so far"))])
+        .unwrap();
     let failed = ActionStatus::Failed {
         reason: "no".into(),
     };
@@ -1558,7 +1559,10 @@ fn a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it(db: &dyn
     assert_eq!(text(None), (2, "second".to_string()));
     assert_eq!(text(Some(1)), (1, "first".to_string()));
     assert_eq!(db.prune_finished(t(5_000), 10).unwrap(), 1);
-    assert!(db.run_logs(action.id).unwrap().is_empty(), "gone with the action");
+    assert!(
+        db.run_logs(action.id).unwrap().is_empty(),
+        "gone with the action"
+    );
 }
 
 /// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store

@@ -394,6 +394,10 @@ pub struct ActionDetail {
     pub can_decide: bool,
     pub can_edit: bool,
     pub can_delete: bool,
+    /// Its log is shown as it grows (it runs, or waits to).
+    pub follow_log: bool,
+    /// Whether it ran (or runs): there may be a log to show.
+    pub has_run: bool,
 }
 
 #[derive(askama::Template)]
@@ -517,6 +521,8 @@ fn detail(action: &Action, head: Option<&Action>, now: DateTime<Utc>) -> ActionD
         can_decide: kind == StatusKind::AwaitingApproval,
         can_edit: action.step.is_none() && matches!(kind, StatusKind::Pending | StatusKind::Paused),
         can_delete: kind != StatusKind::Running,
+        follow_log: matches!(kind, StatusKind::Pending | StatusKind::Running),
+        has_run: action.attempt > 0 && action.plan.is_none(),
     }
 }
 
