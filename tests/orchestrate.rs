@@ -31,6 +31,69 @@ fn by_id(actions: &[Value], id: &str) -> Value {
         .unwrap_or_else(|| panic!("no action {id} in {actions:#?}"))
 }
 
+/// README's Quick start as a new user types it, with the demo tool the repository ships.
+#[test]
+fn the_quick_start_works_with_the_shipped_demo_tool() {
+    let project = Project::new();
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sdlc/tools/hello/tool");
+    let dir = project.root().join(".sdlc/tools/hello");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&shipped, dir.join("tool")).unwrap();
+
+    assert!(project.sdlc_ok(&["tool", "list"]).contains("hello"));
+    let tried = project.sdlc_ok(&["tool", "run", "hello", "--input", r#"{"name": "Ada"}"#]);
+    assert!(tried.contains("Hello, Ada!"), "{tried}");
+    let id = project.add(&[
+        "greet",
+        "--tool",
+        "hello",
+        "--input",
+        r#"{"name": "Ada"}"#,
+        "--at",
+        "now+1s",
+    ]);
+    let _daemon = project.daemon(&["--tick-rate", "10"]);
+    let done = common::wait_for_status(&project, &id, "completed", Duration::from_secs(20));
+    assert_eq!(done["result"]["data"]["greeting"], "Hello, Ada!");
+    let shown = project.sdlc_ok(&["orchestrate", "show", &id]);
+    assert!(shown.contains("Hello, Ada!"), "{shown}");
+    let log = project.sdlc_ok(&["orchestrate", "logs", &id]);
+    assert!(log.starts_with("hello: looking up Ada\n"), "{log}");
+    assert!(log.contains("hello: done\n"), "{log}");
+
+    let oops = project.add(&["oops", "--tool", "hello", "--input", r#"{"fail": true}"#]);
+    let failed = common::wait_for_status(&project, &oops, "failed", Duration::from_secs(20));
+    assert!(
+        failed["reason"].as_str().unwrap().contains("asked to fail"),
+        "{failed}"
+    );
+    assert!(
+        project
+            .sdlc_ok(&["orchestrate", "logs", &oops])
+            .contains("hello: asked to fail")
+    );
+    // `show` says why, and how the run went, without --json.
+    let why = project.sdlc_ok(&["orchestrate", "show", &oops]);
+    assert!(why.contains("reason:\n  asked to fail"), "{why}");
+    assert!(
+        why.contains("log excerpt (the whole log: sdlc orchestrate logs"),
+        "{why}"
+    );
+    assert!(why.contains("  hello: asked to fail"), "{why}");
+    // The schema the tool declares refuses what it cannot greet.
+    let refused = project.sdlc(&[
+        "orchestrate",
+        "add",
+        "bad",
+        "--tool",
+        "hello",
+        "--input",
+        r#"{"nme": "x"}"#,
+    ]);
+    assert!(!refused.status.success());
+}
+
 /// The milestone's acceptance test, step by step.
 #[test]
 fn milestone_one_acceptance() {

@@ -193,6 +193,36 @@ pub fn action_record(a: &ActionView) -> String {
         lines.push(field("timeout", format!("{secs}s")));
     }
     lines.push(field("attempt", a.attempt));
+    if let Some(ms) = a.duration_ms {
+        lines.push(field("duration", format!("{:.3}s", ms as f64 / 1000.0)));
+    }
+    if let Some(run) = &a.run_id {
+        lines.push(field("run_id", run));
+    }
+    if let (Some(run), Some(step)) = (a.plan_run_id, &a.step_id) {
+        lines.push(field("step", format!("{step} of plan run {run}")));
+    }
+    if let Some(uri) = &a.outputs_uri {
+        lines.push(field("outputs", uri));
+    }
+    if let Some(state) = a.approval_state {
+        let mut text = state.as_str().to_string();
+        if let Some(by) = &a.approver {
+            text.push_str(&format!(" by {by}"));
+        }
+        if let Some(stated) = &a.stated_by {
+            text.push_str(&format!(" (for {stated})"));
+        }
+        if let Some(at) = a.approved_at.or(a.rejected_at) {
+            text.push_str(&format!(" at {}", long_time(at)));
+        }
+        if let Some(note) = &a.note {
+            text.push_str(&format!(": \"{note}\""));
+        }
+        lines.push(field("approval", text));
+    } else if a.requires_approval {
+        lines.push(field("approval", "required before it completes"));
+    }
     lines.push(field("created_at", long_time(a.created_at)));
     lines.push(field("updated_at", long_time(a.updated_at)));
     if let Some(t) = a.started_at {
@@ -225,6 +255,13 @@ pub fn action_record(a: &ActionView) -> String {
     }
     if let Some(reason) = &a.reason {
         lines.push(format!("reason:\n{}", indent(reason)));
+    }
+    if let Some(excerpt) = &a.log_excerpt {
+        lines.push(format!(
+            "log excerpt (the whole log: sdlc orchestrate logs {}):\n{}",
+            a.id,
+            indent(excerpt)
+        ));
     }
     lines.join("\n") + "\n"
 }

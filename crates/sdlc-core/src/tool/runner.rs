@@ -329,13 +329,13 @@ async fn run_process(
     let mut stdin_fed = false;
     let mut stdout_done: Option<Captured> = None;
     let mut stderr_done: Option<Captured> = None;
+    // `biased`, stderr first: when both pipes hold output at once (a fast tool, or a daemon
+    // busy elsewhere), the log takes what the tool printed on stderr before its result on
+    // stdout, the order of the tool protocol. Order across two pipes is otherwise unknowable.
     let exit = loop {
         tokio::select! {
-            status = child.wait() => break match status {
-                Ok(status) => ExitKind::Exited(status),
-                Err(err) => ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}")),
-            },
-            () = &mut feed_stdin, if !stdin_fed => stdin_fed = true,
+            biased;
+            captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
             captured = &mut read_stdout, if stdout_done.is_none() => {
                 let overflowed = captured.truncated;
                 stdout_done = Some(captured);
@@ -345,7 +345,11 @@ async fn run_process(
                     break ExitKind::StdoutOverflow(limits.max_stdout);
                 }
             }
-            captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
+            status = child.wait() => break match status {
+                Ok(status) => ExitKind::Exited(status),
+                Err(err) => ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}")),
+            },
+            () = &mut feed_stdin, if !stdin_fed => stdin_fed = true,
             _ = tokio::time::sleep_until(deadline) => {
                 kill_group(pid);
                 let _ = child.wait().await;
@@ -361,8 +365,9 @@ async fn run_process(
     let drain_until = Instant::now() + PIPE_GRACE;
     while stdout_done.is_none() || stderr_done.is_none() {
         tokio::select! {
-            captured = &mut read_stdout, if stdout_done.is_none() => stdout_done = Some(captured),
+            biased;
             captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
+            captured = &mut read_stdout, if stdout_done.is_none() => stdout_done = Some(captured),
             _ = tokio::time::sleep_until(drain_until) => break,
         }
     }
