@@ -380,6 +380,16 @@ fn variables_and_results_of_earlier_steps_are_substituted(backend: Backend) {
              "input": {"scope": "${SCOPE}", "files": "${steps.version.result.files}", "branch": "${BRANCH}"}},
         ]}),
     );
+    // A misspelt name is refused, naming the ones the plan knows, before anything runs.
+    let (code, stdout, stderr) = run_plan(
+        &project,
+        &["subst", "--var", "SCOPE=all", "--var", "BRANCH=main", "--var", "REMOT=fork"],
+    );
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("--var REMOT: the plan has no variable REMOT (it knows BRANCH, REMOTE, SCOPE)"),
+        "{stderr}"
+    );
     let (code, stdout, stderr) = run_plan(
         &project,
         &["subst", "--var", "SCOPE=all", "--var", "BRANCH=main"],
@@ -865,6 +875,9 @@ fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails(bac
     )
     .unwrap();
     std::fs::write(root.join("README.md"), "demo\n").unwrap();
+    // The project's test suite, which the plan finds by itself: a branch adding broken.txt
+    // fails it.
+    std::fs::write(root.join("Makefile"), "test:\n\ttest ! -e broken.txt\n").unwrap();
     git(root, &["add", "."]);
     git(root, &["commit", "-q", "-m", "start"]);
     git(
@@ -888,20 +901,17 @@ fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails(bac
     assert!(!git(origin.path(), &["ls-tree", "main", "feature.txt"]).is_empty());
 
     let before = git(origin.path(), &["rev-parse", "main"]);
-    let (code, stdout, _) = run_plan(
-        &project,
-        &[
-            "safe-merge",
-            "--var",
-            "BRANCH=broken",
-            "--var",
-            "CHECK=test -f nothing-here",
-        ],
-    );
+    git(root, &["reset", "-q", "--hard", "origin/main"]);
+    let (code, stdout, _) = run_plan(&project, &["safe-merge", "--var", "BRANCH=broken"]);
     assert_eq!(code, 1, "{stdout}");
     let detail = status(&project, &run_id_of(&stdout));
     assert_eq!(step(&detail, "check")["status"], "failed");
     assert_eq!(step(&detail, "push")["status"], "canceled");
+    let check = project.find(step(&detail, "check")["action_id"].as_str().unwrap());
+    assert!(
+        check["log_excerpt"].as_str().unwrap_or("").contains("test ! -e broken.txt"),
+        "the project's own tests ran: {check}"
+    );
     assert_eq!(
         git(origin.path(), &["rev-parse", "main"]),
         before,

@@ -190,12 +190,28 @@ pub fn new_run(
     now: DateTime<Utc>,
 ) -> Result<NewRun, Problems> {
     let mut problems = Vec::new();
+    let known = graph.known_vars();
     for name in given.keys() {
         if !vars::is_var_name(name) {
             problems.push(Problem {
                 step: None,
                 message: format!(
                     "--var {name}: a variable name uses letters, digits and underscores"
+                ),
+            });
+        } else if !known.contains(name) {
+            // A misspelt name would otherwise be dropped without a word, and the run would
+            // go on with the plan's default.
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            problems.push(Problem {
+                step: None,
+                message: format!(
+                    "--var {name}: the plan has no variable {name} ({}); check its spelling",
+                    if names.is_empty() {
+                        "it uses none".to_string()
+                    } else {
+                        format!("it knows {}", names.join(", "))
+                    }
                 ),
             });
         }

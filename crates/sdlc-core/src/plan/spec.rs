@@ -210,6 +210,16 @@ impl PlanGraph {
         needed
     }
 
+    /// Every variable a run may be given: those the plan declares and those its steps use.
+    pub fn known_vars(&self) -> std::collections::BTreeSet<String> {
+        let mut known: std::collections::BTreeSet<String> =
+            self.plan.vars.keys().cloned().collect();
+        for step in &self.plan.steps {
+            known.extend(step_var_names(step));
+        }
+        known
+    }
+
     /// The variable names `vars` lacks, each with a step that uses it.
     pub fn missing_vars(&self, vars: &BTreeMap<String, String>) -> Vec<Problem> {
         self.required_vars()
