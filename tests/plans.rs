@@ -383,11 +383,21 @@ fn variables_and_results_of_earlier_steps_are_substituted(backend: Backend) {
     // A misspelt name is refused, naming the ones the plan knows, before anything runs.
     let (code, stdout, stderr) = run_plan(
         &project,
-        &["subst", "--var", "SCOPE=all", "--var", "BRANCH=main", "--var", "REMOT=fork"],
+        &[
+            "subst",
+            "--var",
+            "SCOPE=all",
+            "--var",
+            "BRANCH=main",
+            "--var",
+            "REMOT=fork",
+        ],
     );
     assert_ne!(code, 0, "{stdout}");
     assert!(
-        stderr.contains("--var REMOT: the plan has no variable REMOT (it knows BRANCH, REMOTE, SCOPE)"),
+        stderr.contains(
+            "--var REMOT: the plan has no variable REMOT (it knows BRANCH, REMOTE, SCOPE)"
+        ),
         "{stderr}"
     );
     let (code, stdout, stderr) = run_plan(
@@ -909,7 +919,10 @@ fn the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails(bac
     assert_eq!(step(&detail, "push")["status"], "canceled");
     let check = project.find(step(&detail, "check")["action_id"].as_str().unwrap());
     assert!(
-        check["log_excerpt"].as_str().unwrap_or("").contains("test ! -e broken.txt"),
+        check["log_excerpt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("test ! -e broken.txt"),
         "the project's own tests ran: {check}"
     );
     assert_eq!(

@@ -251,10 +251,12 @@ impl From<&Action> for ActionView {
             duration_ms: {
                 let end = match action.status {
                     ActionStatus::AwaitingApproval { .. } => Some(action.updated_at),
+                    // Running again (a retry): the end of an earlier attempt is not its end.
+                    _ if !action.status.kind().is_finished() => None,
                     _ => action.finished_at,
                 };
                 end.zip(action.started_at)
-                    .map(|(end, start)| (end - start).num_milliseconds())
+                    .map(|(end, start)| crate::plan::run::elapsed_ms(start, end))
             },
             outputs_uri: result_of(&action.status).and_then(outputs_uri_of),
             log_excerpt: action.log_excerpt.clone(),

@@ -57,8 +57,7 @@ impl PlanRun {
     }
 
     pub fn duration_ms(&self) -> Option<i64> {
-        self.finished_at
-            .map(|end| (end - self.created_at).num_milliseconds())
+        self.finished_at.map(|end| elapsed_ms(self.created_at, end))
     }
 }
 
@@ -81,9 +80,21 @@ pub struct StepState {
 }
 
 impl StepState {
+    /// From the step's first start to its end; None until it has ended (a retried step is
+    /// running again: the end of an earlier attempt is not its end).
     pub fn duration_ms(&self) -> Option<i64> {
-        Some((self.finished_at? - self.started_at?).num_milliseconds())
+        if !self.status.is_finished() {
+            return None;
+        }
+        Some(elapsed_ms(self.started_at?, self.finished_at?))
     }
+}
+
+/// Milliseconds from `start` to `end`, never negative: a start recorded as of a due time
+/// (claimed a few milliseconds early) or a clock stepped back must not show a run that ended
+/// before it began.
+pub fn elapsed_ms(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
+    (end - start).num_milliseconds().max(0)
 }
 
 /// One line of a run's event log.
@@ -353,5 +364,34 @@ pub fn vars_from_input(input: &Value) -> Result<BTreeMap<String, String>, String
         other => Err(format!(
             "a plan's variables are a JSON object of names to text, not {other}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn a_steps_duration_is_never_negative_and_waits_for_its_end() {
+        let mut state = StepState {
+            step_id: "s".into(),
+            status: StepStatus::Succeeded,
+            action: None,
+            attempt: 2,
+            reason: None,
+            started_at: Some(at(1_000)),
+            finished_at: Some(at(3_500)),
+        };
+        assert_eq!(state.duration_ms(), Some(2_500));
+        // Started as of a due time a little after the recorded end: zero, not negative.
+        state.started_at = Some(at(3_502));
+        assert_eq!(state.duration_ms(), Some(0));
+        // Retrying: the end kept from the failed attempt is not the step's end.
+        state.status = StepStatus::Retrying;
+        assert_eq!(state.duration_ms(), None);
     }
 }
