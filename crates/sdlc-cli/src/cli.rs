@@ -282,10 +282,15 @@ pub enum OrchestrateCommand {
     /// Change a pending or paused action (or a recurring action's next occurrence), with the
     /// checks of add; prints its id
     Edit(EditArgs),
-    /// Cancel a pending action (for a recurring action: its next occurrence, ending it)
+    /// Cancel an action: a running one is stopped (SIGTERM to its process group, SIGKILL
+    /// after --grace) and ends canceled; a pending one is canceled before it runs (for a
+    /// recurring action: its next occurrence, ending the series)
     Cancel {
         /// The action's id
         id: String,
+        /// How long a running tool has after SIGTERM before SIGKILL
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+        grace: std::time::Duration,
     },
     /// Hold an action (or a recurring action's next occurrence): it never fires until resumed
     Pause {
@@ -531,10 +536,14 @@ pub enum PlanCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Cancel a run: steps not started are canceled, running ones finish
+    /// Cancel a run: steps not started are canceled, running ones are stopped (SIGTERM, then
+    /// SIGKILL after --grace)
     Cancel {
         /// The run's id
         run_id: String,
+        /// How long a running step has after SIGTERM before SIGKILL
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+        grace: std::time::Duration,
     },
     /// Run again the failed, canceled and skipped steps of a finished run, keeping what succeeded
     Retry {

@@ -142,6 +142,7 @@ const RECENT_RUNS_CAUGHT_UP: usize = 256;
 pub struct Waker {
     notify: Arc<Notify>,
     runs: Arc<std::sync::Mutex<Vec<Uuid>>>,
+    stops: Arc<crate::stops::Stops>,
 }
 
 impl Waker {
@@ -157,6 +158,12 @@ impl Waker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
+    }
+
+    /// Asks the run of action `id` in flight here (or about to start) to stop: SIGTERM to
+    /// its process group, SIGKILL after `grace`. The store holds the request already.
+    pub fn stop(&self, id: Uuid, by: &str, grace: Duration) {
+        self.stops.request(id, by, grace);
     }
 
     /// Wakes the loop and has it export the new events of plan run `run` (started,
@@ -426,6 +433,7 @@ impl Engine {
             waker: Waker {
                 notify: Arc::new(Notify::new()),
                 runs: Arc::default(),
+                stops: Arc::default(),
             },
             export: std::sync::Mutex::new(export),
         }
@@ -881,6 +889,7 @@ impl Engine {
                     run_log: pool.run_log.clone(),
                     logs: (self.config.log_cap > 0)
                         .then(|| (self.live_logs.clone(), self.config.log_cap)),
+                    stops: self.waker.stops.clone(),
                 },
             ));
             pool.ids.insert(task.id(), id);
@@ -1095,6 +1104,7 @@ impl Engine {
             .collect();
         // Their outcomes and logs are stored (or were refused): readers read the store now.
         self.live_logs.forget(durations.keys().copied());
+        self.waker.stops.forget(durations.keys().copied());
         if let Some(log) = &pool.run_log {
             log.settled(settled.finished.iter().map(|f| f.action.id));
         }
@@ -1127,6 +1137,9 @@ impl Engine {
                 ActionStatus::Failed { reason } => {
                     summary.failed += 1;
                     warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", duration_ms, reason = %reason, "action finished");
+                }
+                ActionStatus::Canceled { reason } => {
+                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "canceled", duration_ms, reason = %reason, "action finished");
                 }
                 _ => {}
             }
@@ -1267,6 +1280,7 @@ fn run_outcome(status: &ActionStatus) -> Option<&'static str> {
         // Recorded as failed, pending again for its retry.
         ActionStatus::Pending => Some("retrying"),
         ActionStatus::AwaitingApproval { .. } => Some("awaiting_approval"),
+        ActionStatus::Canceled { .. } => Some("canceled"),
         _ => None,
     }
 }
@@ -1279,6 +1293,8 @@ struct StartWatch {
     run_log: Option<Arc<crate::orphans::RunLog>>,
     /// Where the run's live log goes, and its cap (None: no logs kept).
     logs: Option<(Arc<crate::logs::LiveLogs>, usize)>,
+    /// Where a stop asked of the run comes from.
+    stops: Arc<crate::stops::Stops>,
 }
 
 /// Runs one claimed action's tool and maps the run to the status it ends in.
@@ -1316,6 +1332,15 @@ async fn run_action(
     watch
         .metrics
         .run_started(watch.clock.now() - action.due_at());
+    let stop = watch.stops.watch(action.id);
+    if let Some(asked) = stop.asked() {
+        // Asked to stop before its tool started (claimed ahead): it never starts.
+        let reason = format!("canceled by {} before it ran", asked.by);
+        return RunDone {
+            is_step: action.step.is_some(),
+            ..RunDone::ended(action.id, ActionStatus::Canceled { reason }, Duration::ZERO)
+        };
+    }
     let log = watch
         .logs
         .as_ref()
@@ -1341,6 +1366,7 @@ async fn run_action(
             action: action.id,
         }),
         log: log.clone(),
+        stop: Some(stop.clone()),
     };
     if let Some(command) = &action.command {
         let status = match command_place(command, &root) {
@@ -1414,6 +1440,11 @@ fn note_exit(log: Option<&crate::logs::LiveLog>, exit: &crate::tool::runner::Exi
     let Some(log) = log else { return };
     match exit {
         ExitKind::Exited(_) | ExitKind::Deferred(_) => {}
+        ExitKind::Canceled { killed, .. } => {
+            if *killed {
+                log.note("[sdlc: still running when the grace ran out: SIGKILL sent]");
+            }
+        }
         ExitKind::TimedOut(limit) => log.note(format!(
             "[sdlc: killed after its timeout of {}]",
             crate::tool::outcome::human_duration(*limit)

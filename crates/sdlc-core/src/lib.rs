@@ -39,6 +39,7 @@ pub mod project;
 pub mod schedule;
 pub mod service;
 mod start_gate;
+pub mod stops;
 pub mod store;
 pub mod tool;
 pub mod view;

@@ -42,7 +42,7 @@ pub struct Action {
     /// When the current or last run started.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
-    /// When the action reached Completed, Failed or Skipped.
+    /// When the action reached Completed, Failed, Skipped or Canceled.
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Overlap and catch-up rules of a recurring action.
@@ -106,7 +106,31 @@ pub struct Action {
     /// When a receiver last acknowledged a notification about this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<DateTime<Utc>>,
+    /// Someone asked for the run in flight to stop (`cancel` while it runs): its node sends
+    /// its process group SIGTERM, then SIGKILL after the grace, and it ends Canceled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<CancelRequest>,
 }
+
+/// A request to stop a running run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub requested_at: DateTime<Utc>,
+    /// Who asked (a named token's name, or the person running a command on the file).
+    pub by: String,
+    /// How long the run has after SIGTERM before SIGKILL.
+    pub grace_ms: u64,
+}
+
+impl CancelRequest {
+    /// The reason a run stopped this way ends with.
+    pub fn reason(&self) -> String {
+        format!("canceled by {} while it ran", self.by)
+    }
+}
+
+/// How long a canceled run has after SIGTERM unless the request says.
+pub const DEFAULT_CANCEL_GRACE_MS: u64 = 10_000;
 
 /// What an approval asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +390,11 @@ pub enum ActionStatus {
     AwaitingApproval {
         result: Value,
     },
+    /// Stopped by a person (`cancel`): a running run's process group was sent SIGTERM (and
+    /// SIGKILL after the grace), or a pending one never ran. Never retried.
+    Canceled {
+        reason: String,
+    },
 }
 
 /// How a recurring action repeats.
@@ -401,10 +430,11 @@ pub enum StatusKind {
     Paused,
     Skipped,
     AwaitingApproval,
+    Canceled,
 }
 
 impl StatusKind {
-    pub const ALL: [StatusKind; 7] = [
+    pub const ALL: [StatusKind; 8] = [
         StatusKind::Pending,
         StatusKind::Running,
         StatusKind::Completed,
@@ -412,6 +442,7 @@ impl StatusKind {
         StatusKind::Paused,
         StatusKind::Skipped,
         StatusKind::AwaitingApproval,
+        StatusKind::Canceled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -423,6 +454,7 @@ impl StatusKind {
             StatusKind::Paused => "paused",
             StatusKind::Skipped => "skipped",
             StatusKind::AwaitingApproval => "awaiting_approval",
+            StatusKind::Canceled => "canceled",
         }
     }
 
@@ -430,7 +462,7 @@ impl StatusKind {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            StatusKind::Completed | StatusKind::Failed | StatusKind::Skipped
+            StatusKind::Completed | StatusKind::Failed | StatusKind::Skipped | StatusKind::Canceled
         )
     }
 }
@@ -453,8 +485,9 @@ impl std::str::FromStr for StatusKind {
             "paused" => Ok(StatusKind::Paused),
             "skipped" => Ok(StatusKind::Skipped),
             "awaiting_approval" => Ok(StatusKind::AwaitingApproval),
+            "canceled" | "cancelled" => Ok(StatusKind::Canceled),
             other => Err(format!(
-                "unknown status '{other}': expected one of pending, running, completed, failed, paused, skipped, awaiting_approval"
+                "unknown status '{other}': expected one of pending, running, completed, failed, paused, skipped, awaiting_approval, canceled"
             )),
         }
     }
@@ -469,6 +502,7 @@ impl ActionStatus {
             ActionStatus::Failed { .. } => StatusKind::Failed,
             ActionStatus::Paused { .. } => StatusKind::Paused,
             ActionStatus::Skipped { .. } => StatusKind::Skipped,
+            ActionStatus::Canceled { .. } => StatusKind::Canceled,
             ActionStatus::AwaitingApproval { .. } => StatusKind::AwaitingApproval,
         }
     }
@@ -483,9 +517,12 @@ impl ActionStatus {
         use StatusKind::*;
         matches!(
             (self.kind(), next.kind()),
-            (Pending, Running | Skipped | Paused | Failed)
-                | (Paused, Pending | Failed)
-                | (Running, Completed | Failed | Pending | AwaitingApproval)
+            (Pending, Running | Skipped | Paused | Failed | Canceled)
+                | (Paused, Pending | Failed | Canceled)
+                | (
+                    Running,
+                    Completed | Failed | Pending | AwaitingApproval | Canceled
+                )
                 | (AwaitingApproval, Completed | Failed)
         )
     }
@@ -536,6 +573,7 @@ impl Action {
             log_excerpt: None,
             notify_on: None,
             notified_at: None,
+            cancel: None,
         }
     }
 

@@ -149,7 +149,9 @@ pub fn outputs_uri_of(result: &Value) -> Option<String> {
 /// The reason a status carries (failed, skipped, paused).
 pub fn reason_of(status: &ActionStatus) -> Option<&str> {
     match status {
-        ActionStatus::Failed { reason } | ActionStatus::Skipped { reason } => Some(reason),
+        ActionStatus::Failed { reason }
+        | ActionStatus::Skipped { reason }
+        | ActionStatus::Canceled { reason } => Some(reason),
         ActionStatus::Paused { reason } => reason.as_deref(),
         _ => None,
     }

@@ -269,27 +269,81 @@ pub(crate) async fn edit_action(
     Ok(Json(ActionView::from(&stored)))
 }
 
+/// Body of `POST /actions/{id}/cancel` (optional).
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CancelRequestBody {
+    /// How long a running run has after SIGTERM before SIGKILL, such as `30s` (default 10s).
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Who cancels, recorded in the reason (a named token's name overrides it).
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 #[utoipa::path(
     post,
     path = "/api/orchestrator/actions/{id}/cancel",
     tag = "actions",
-    summary = "Cancel a pending action",
+    summary = "Cancel an action: stop a running run, or a pending one before it runs",
     params(("id" = String, Path, description = "The action's id (a UUID)")),
+    request_body(content = CancelRequestBody, description = "Optional"),
     responses(
-        (status = 200, description = "The canceled action", body = ActionView),
+        (status = 200, description = "The action: canceled, or (running) asked to stop, ending canceled", body = ActionView),
         (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
         (status = 404, description = "no such action", body = crate::error::ErrorBody),
-        (status = 409, description = "it is not pending", body = crate::error::ErrorBody)
+        (status = 409, description = "it is neither pending nor running", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn cancel_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    caller: Option<axum::extract::Extension<auth::Caller>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ActionView>, ApiError> {
     let id = parse_id(&id)?;
+    let request = optional_json::<CancelRequestBody>(&body)?;
+    let (by, grace_ms) = cancel_terms(caller.map(|c| c.0), request)?;
     let now = state.clock().now();
-    let action = state.with_db(move |db| db.cancel(id, now)).await?;
+    let by_stored = by.clone();
+    let action = state
+        .with_db(move |db| db.cancel_by(id, &by_stored, grace_ms, now))
+        .await?;
+    if action.cancel.is_some() {
+        state
+            .waker()
+            .stop(id, &by, std::time::Duration::from_millis(grace_ms));
+    }
     Ok(Json(ActionView::from(&action)))
+}
+
+/// Who cancels and with what grace: a named token's name (else the body's `by`, else "api",
+/// or "dashboard" from a page), and the body's grace (default 10 s, at most a day).
+pub(crate) fn cancel_terms(
+    caller: Option<auth::Caller>,
+    request: CancelRequestBody,
+) -> Result<(String, u64), ApiError> {
+    let by = match caller {
+        Some(auth::Caller {
+            name: Some(name), ..
+        }) => name,
+        Some(caller) if caller.via_session => request.by.unwrap_or_else(|| "dashboard".into()),
+        _ => request.by.unwrap_or_else(|| "api".into()),
+    };
+    let grace_ms = match request.grace.as_deref() {
+        None => sdlc_core::model::DEFAULT_CANCEL_GRACE_MS,
+        Some(text) => {
+            let grace = sdlc_core::schedule::parse_duration(text)
+                .map_err(|err| ApiError::unprocessable(format!("grace: {err}")))?;
+            if grace > std::time::Duration::from_secs(86_400) {
+                return Err(ApiError::unprocessable(format!(
+                    "grace {text}: at most a day (24h)"
+                )));
+            }
+            grace.as_millis() as u64
+        }
+    };
+    Ok((by, grace_ms))
 }
 
 /// Body of `POST /actions/{id}/pause` (optional).

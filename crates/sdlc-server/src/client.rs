@@ -195,9 +195,21 @@ impl DaemonClient {
             .await
     }
 
-    pub async fn cancel(&self, id: Uuid) -> Result<ActionView, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/actions/{id}/cancel"), &[], None)
-            .await
+    /// `POST /actions/{id}/cancel`, by `by`, a running run having `grace_ms` after SIGTERM.
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        by: &str,
+        grace_ms: u64,
+    ) -> Result<ActionView, ClientError> {
+        let body = serde_json::json!({"by": by, "grace": format!("{grace_ms}ms")});
+        self.call(
+            Method::POST,
+            &format!("/actions/{id}/cancel"),
+            &[],
+            Some(&body),
+        )
+        .await
     }
 
     pub async fn pause(&self, id: Uuid, reason: Option<String>) -> Result<ActionView, ClientError> {
@@ -371,9 +383,20 @@ impl DaemonClient {
     }
 
     /// `POST /runs/{run_id}/cancel`.
-    pub async fn cancel_run(&self, run: Uuid) -> Result<RunSummary, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/runs/{run}/cancel"), &[], None)
-            .await
+    pub async fn cancel_run(
+        &self,
+        run: Uuid,
+        by: &str,
+        grace_ms: u64,
+    ) -> Result<RunSummary, ClientError> {
+        let body = serde_json::json!({"by": by, "grace": format!("{grace_ms}ms")});
+        self.call(
+            Method::POST,
+            &format!("/runs/{run}/cancel"),
+            &[],
+            Some(&body),
+        )
+        .await
     }
 
     /// `POST /runs/{run_id}/retry`.

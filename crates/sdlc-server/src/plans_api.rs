@@ -369,8 +369,9 @@ pub(crate) async fn run_events(
     post,
     path = "/api/orchestrator/runs/{run_id}/cancel",
     tag = "plans",
-    summary = "Cancel a run",
+    summary = "Cancel a run: steps not started are canceled, running ones stopped (SIGTERM, SIGKILL after the grace)",
     params(("run_id" = String, Path, description = "The run's id (a UUID)")),
+    request_body(content = crate::api::CancelRequestBody, description = "Optional"),
     responses(
         (status = 200, description = "The run", body = RunSummary),
         (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
@@ -381,10 +382,34 @@ pub(crate) async fn run_events(
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
+    caller: Option<axum::extract::Extension<crate::auth::Caller>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<RunSummary>, ApiError> {
     let id = parse_run_id(&run_id)?;
+    let request = crate::api::optional_json::<crate::api::CancelRequestBody>(&body)?;
+    let (by, grace_ms) = crate::api::cancel_terms(caller.map(|c| c.0), request)?;
     let now = state.clock().now();
-    let run = state.with_db(move |db| db.cancel_run(id, now)).await?;
+    let (run, stopping) = state
+        .with_db(move |db| {
+            let run = db.cancel_run_by(id, &by, grace_ms, now)?;
+            // The steps it asked to stop, for this daemon's engine to stop them.
+            let mut stopping = Vec::new();
+            if let Some(detail) = db.get_run(id)? {
+                for step in &detail.steps {
+                    if let Some(action) = step.action.map(|a| db.get(a)).transpose()?.flatten()
+                        && let Some(request) = &action.cancel
+                    {
+                        stopping.push((action.id, request.clone()));
+                    }
+                }
+            }
+            Ok((run, stopping))
+        })
+        .await?;
+    for (action, request) in stopping {
+        let grace = std::time::Duration::from_millis(request.grace_ms);
+        state.waker().stop(action, &request.by, grace);
+    }
     state.waker().announce_run(id);
     Ok(Json(RunSummary::from(&run)))
 }

@@ -57,7 +57,7 @@ pub async fn run(
 }
 
 /// The name of the user running the command: `$USER`, else `$LOGNAME`, else the uid's name.
-fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))

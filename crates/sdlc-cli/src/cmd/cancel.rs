@@ -1,23 +1,40 @@
-//! `sdlc orchestrate cancel <id>`: cancel a pending action (or a recurring action's next
-//! occurrence, which ends the series).
+//! `sdlc orchestrate cancel <id>`: stop a running action (SIGTERM to its process group,
+//! SIGKILL after `--grace`; it ends canceled), or cancel a pending one (for a recurring
+//! action, its next occurrence, which ends the series).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chrono::Utc;
+use sdlc_core::StatusKind;
 use sdlc_core::view::ActionView;
 
 use super::{Project, parse_id};
 
-pub async fn run(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
+pub async fn run(project: &Project, id: &str, grace: Duration) -> anyhow::Result<ExitCode> {
     let id = parse_id(id)?;
-    let cancelled: ActionView = project
+    let by = super::approve::os_user();
+    let grace_ms = grace.as_millis() as u64;
+    let canceled: ActionView = project
         .backend()
         .route(
-            async |client| client.cancel(id).await,
-            |db| db.cancel(id, Utc::now()).map(|a| ActionView::from(&a)),
+            async |client| client.cancel(id, &by, grace_ms).await,
+            |db| {
+                db.cancel_by(id, &by, grace_ms, Utc::now())
+                    .map(|a| ActionView::from(&a))
+            },
         )
         .await?;
-    outln!("{}", cancelled.id)?;
-    eprintln!("cancelled {} ({})", cancelled.id, cancelled.label);
+    outln!("{}", canceled.id)?;
+    if canceled.status == StatusKind::Running {
+        eprintln!(
+            "stopping {} ({}): SIGTERM sent to its process group, SIGKILL in {}s if it is still running; it ends canceled",
+            canceled.id,
+            canceled.label,
+            grace.as_secs_f64()
+        );
+    } else {
+        eprintln!("canceled {} ({})", canceled.id, canceled.label);
+    }
     Ok(ExitCode::SUCCESS)
 }

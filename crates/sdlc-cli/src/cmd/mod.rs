@@ -95,7 +95,9 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             Some(OrchestrateCommand::Add(add)) => add::run(&project, *add).await,
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
-            Some(OrchestrateCommand::Cancel { id }) => cancel::run(&project, &id).await,
+            Some(OrchestrateCommand::Cancel { id, grace }) => {
+                cancel::run(&project, &id, grace).await
+            }
             Some(OrchestrateCommand::Edit(args)) => edit::run(&project, args).await,
             Some(OrchestrateCommand::Logs(args)) => logs::run(&project, &args).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,

@@ -56,6 +56,10 @@ pub fn start(pg: Arc<PgStore>, node: String, waker: Waker, server: Option<AppSta
                         server.token_cache().clear();
                     }
                 }
+                // Every node hears it; only the one running the action has a run to stop.
+                Wake::Cancel { id, by, grace_ms } => {
+                    waker.stop(id, &by, std::time::Duration::from_millis(grace_ms));
+                }
             });
         }));
     }

@@ -61,7 +61,9 @@ pub async fn run(
             cursor,
             json,
         } => runs(project, plan, status, limit as usize, cursor, json).await,
-        PlanCommand::Cancel { run_id } => cancel(project, parse_run_id(&run_id)?).await,
+        PlanCommand::Cancel { run_id, grace } => {
+            cancel(project, parse_run_id(&run_id)?, grace).await
+        }
     }
 }
 
@@ -460,12 +462,21 @@ async fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cancel(project: &Project, run: Uuid) -> anyhow::Result<ExitCode> {
+async fn cancel(
+    project: &Project,
+    run: Uuid,
+    grace: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let by = super::approve::os_user();
+    let grace_ms = grace.as_millis() as u64;
     let canceled: RunSummary = project
         .backend()
         .route(
-            async |client| client.cancel_run(run).await,
-            |db| db.cancel_run(run, Utc::now()).map(|r| RunSummary::from(&r)),
+            async |client| client.cancel_run(run, &by, grace_ms).await,
+            |db| {
+                db.cancel_run_by(run, &by, grace_ms, Utc::now())
+                    .map(|r| RunSummary::from(&r))
+            },
         )
         .await?;
     outln!("{}", canceled.run_id)?;
@@ -476,7 +487,7 @@ async fn cancel(project: &Project, run: Uuid) -> anyhow::Result<ExitCode> {
         if canceled.status.is_finished() {
             ""
         } else {
-            "; running steps finish, then the run ends canceled"
+            "; running steps are stopped (SIGTERM, SIGKILL after the grace), then the run ends canceled"
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -118,6 +118,7 @@ impl PgStore {
             StatusKind::Completed,
             StatusKind::Failed,
             StatusKind::Skipped,
+            StatusKind::Canceled,
         ]
         .into_iter()
         .map(|kind| i16::from(status_byte(kind)))

@@ -858,6 +858,25 @@ impl Txn for PgTxn<'_> {
         Ok(())
     }
 
+    fn announce_cancel(&mut self, action: &Action) -> Result<(), StoreError> {
+        let Some(request) = &action.cancel else {
+            return Ok(());
+        };
+        // Delivered at commit, to every node listening; the one running it stops it.
+        let payload = serde_json::json!({
+            "id": action.id,
+            "by": request.by,
+            "grace_ms": request.grace_ms,
+        })
+        .to_string();
+        self.execute(
+            "cannot announce a cancel",
+            "SELECT pg_notify($1, $2)",
+            &[&super::wake::CANCEL_CHANNEL, &payload],
+        )?;
+        Ok(())
+    }
+
     fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError> {
         let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
         self.unsent_logs.push((id, attempt, log.to_vec()));

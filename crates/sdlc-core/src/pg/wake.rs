@@ -17,9 +17,11 @@ pub(crate) const CHANNEL: &str = "sdlc_wake";
 pub(crate) const ROUTES_CHANNEL: &str = "sdlc_routes";
 /// The channel of named token changes: each node forgets the tokens it cached.
 pub(crate) const TOKENS_CHANNEL: &str = "sdlc_tokens";
+/// A running action was asked to stop: the payload says which, by whom, with what grace.
+pub(crate) const CANCEL_CHANNEL: &str = "sdlc_cancel";
 
 /// What a notification says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
     /// Something stored is due (or may be: the listener was reconnected).
     Due,
@@ -27,6 +29,12 @@ pub enum Wake {
     Routes,
     /// A named token was added or removed.
     Tokens,
+    /// Action `id` was asked to stop (by `by`, with `grace_ms` before SIGKILL).
+    Cancel {
+        id: uuid::Uuid,
+        by: String,
+        grace_ms: u64,
+    },
 }
 
 /// How often a quiet listener looks whether it should stop.
@@ -52,7 +60,7 @@ impl PgStore {
                 }
             };
             if let Err(err) = client.batch_execute(&format!(
-                "LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}; LISTEN {TOKENS_CHANNEL}"
+                "LISTEN {CHANNEL}; LISTEN {ROUTES_CHANNEL}; LISTEN {TOKENS_CHANNEL}; LISTEN {CANCEL_CHANNEL}"
             )) {
                 tracing::warn!("wake-ups: cannot listen: {err}");
                 std::thread::sleep(backoff);
@@ -69,14 +77,19 @@ impl PgStore {
                     Ok(Some(first)) => {
                         // Drain what came with it: one wake-up of each kind for the burst.
                         let (mut due, mut routes, mut tokens) = (false, false, false);
-                        let mut note = |channel: &str| match channel {
+                        let mut cancels = Vec::new();
+                        let mut note = |channel: &str, payload: &str| match channel {
                             ROUTES_CHANNEL => routes = true,
                             TOKENS_CHANNEL => tokens = true,
+                            CANCEL_CHANNEL => cancels.extend(cancel_of(payload)),
                             _ => due = true,
                         };
-                        note(first.channel());
+                        note(first.channel(), first.payload());
                         while let Ok(Some(more)) = notifications.iter().next() {
-                            note(more.channel());
+                            note(more.channel(), more.payload());
+                        }
+                        for cancel in cancels {
+                            wake(cancel);
                         }
                         if routes {
                             wake(Wake::Routes);
@@ -97,4 +110,20 @@ impl PgStore {
             }
         }
     }
+}
+
+/// The wake-up a `CANCEL_CHANNEL` payload asks for (None for one this build cannot read).
+fn cancel_of(payload: &str) -> Option<Wake> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        id: uuid::Uuid,
+        by: String,
+        grace_ms: u64,
+    }
+    let Payload { id, by, grace_ms } = serde_json::from_str(payload)
+        .inspect_err(|err| {
+            tracing::warn!("a cancel notification that does not read ({err}): {payload}")
+        })
+        .ok()?;
+    Some(Wake::Cancel { id, by, grace_ms })
 }

@@ -195,10 +195,12 @@ store_interface! {
         /// Moves an action to `status`, refusing transitions the lifecycle forbids.
         fn set_status(&self, id: Uuid, status: ActionStatus, now: DateTime<Utc>)
             -> Result<Action, StoreError> = |t| rules::set_status_in(t, id, status.clone(), now);
-        /// Cancels a Pending action (it becomes Failed, saying so); given an earlier
-        /// occurrence of a recurring action, its pending occurrence, which ends the series.
-        fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> =
-            |t| rules::cancel_in(t, id, now);
+        /// Cancels an action: a running one is asked to stop (SIGTERM, then SIGKILL after
+        /// `grace_ms`; it ends Canceled), a pending one becomes Canceled at once; given an
+        /// earlier occurrence of a recurring action, its pending occurrence, which ends the
+        /// series (as canceling a running occurrence does too).
+        fn cancel_by(&self, id: Uuid, by: &str, grace_ms: u64, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::cancel_in(t, id, by, grace_ms, now);
         /// Pauses the pending occurrence of the series `id` belongs to: it never fires
         /// until resumed.
         fn pause(&self, id: Uuid, reason: Option<String>, now: DateTime<Utc>)
@@ -221,12 +223,12 @@ store_interface! {
         /// Stores a new plan run and starts its first steps (Pending actions, due now).
         fn start_run(&self, new: &NewRun, now: DateTime<Utc>) -> Result<PlanRun, StoreError> =
             |t| plans::start_run_in(t, new, None, now);
-        /// Cancels a running plan run: steps not started are canceled now, running ones
-        /// finish, and the run ends `canceled` when they have.
-        fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> =
-            |t| {
+        /// Cancels a running plan run: steps not started are canceled now, running ones are
+        /// stopped as `cancel_by` stops an action, and the run ends `canceled` when they have.
+        fn cancel_run_by(&self, run: Uuid, by: &str, grace_ms: u64, now: DateTime<Utc>)
+            -> Result<PlanRun, StoreError> = |t| {
                 plans::require_run(t, run)?;
-                plans::cancel_run_in(t, run, now)
+                plans::cancel_run_in(t, run, by, grace_ms, now)
             };
         /// Runs again what did not succeed in a finished plan run (or `only` and what
         /// follows it).
@@ -239,6 +241,16 @@ store_interface! {
         fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);
     }
     provided {
+        /// [`Store::cancel_run_by`] the user, with the default grace.
+        fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
+            self.cancel_run_by(run, "the user", crate::model::DEFAULT_CANCEL_GRACE_MS, now)
+        }
+
+        /// [`Store::cancel_by`] the user, with the default grace.
+        fn cancel(&self, id: Uuid, now: DateTime<Utc>) -> Result<Action, StoreError> {
+            self.cancel_by(id, "the user", crate::model::DEFAULT_CANCEL_GRACE_MS, now)
+        }
+
         /// The ids [`Store::mark_starts`] marked.
         fn mark_started(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
             Ok(self.mark_starts(ids, now)?.marked)

@@ -639,6 +639,7 @@ impl ActionDb {
             StatusKind::Completed,
             StatusKind::Failed,
             StatusKind::Skipped,
+            StatusKind::Canceled,
         ] {
             let (start, _) = status_range(kind);
             let end = status_key(kind, cutoff, Uuid::nil());
@@ -993,6 +994,7 @@ pub(crate) fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Paused => 5,
         StatusKind::Skipped => 6,
         StatusKind::AwaitingApproval => 7,
+        StatusKind::Canceled => 8,
     }
 }
 

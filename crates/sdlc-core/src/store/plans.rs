@@ -472,6 +472,10 @@ pub(crate) fn step_action_changed_in(
             state.reason = Some(reason.clone());
             (StepStatus::Failed, "step_failed")
         }
+        ActionStatus::Canceled { reason } => {
+            state.reason = Some(reason.clone());
+            (StepStatus::Canceled, "step_canceled")
+        }
         _ => return Ok(()),
     };
     state.status = status;
@@ -809,11 +813,14 @@ pub fn counts_json(run: &PlanRun) -> Value {
     Value::Object(map)
 }
 
-/// Cancels run `run_id`: steps that have not started are canceled now; running ones finish,
-/// and the run ends `canceled` when they have.
+/// Cancels run `run_id`: steps that have not started are canceled now; running ones are
+/// asked to stop as `cancel` stops an action (by `by`, SIGKILL after `grace_ms`), and the
+/// run ends `canceled` when they have.
 pub(crate) fn cancel_run_in(
     t: &mut impl Txn,
     run_id: Uuid,
+    by: &str,
+    grace_ms: u64,
     now: DateTime<Utc>,
 ) -> Result<PlanRun, StoreError> {
     let mut open = Open::load(t, run_id)?;
@@ -831,6 +838,17 @@ pub(crate) fn cancel_run_in(
         open.event(t, "run_canceling", None, json!({}), now)?;
     }
     advance(t, &mut open, Vec::new(), now)?;
+    for state in t.steps(run_id)? {
+        let Some(id) = state.action.filter(|_| state.status == StepStatus::Running) else {
+            continue;
+        };
+        if let Some(action) = t.get(id)?
+            && action.status.kind() == crate::model::StatusKind::Running
+            && action.cancel.is_none()
+        {
+            super::rules::cancel_in(t, id, by, grace_ms, now)?;
+        }
+    }
     Ok(open.run)
 }
 

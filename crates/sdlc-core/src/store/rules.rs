@@ -46,6 +46,10 @@ pub(crate) fn transition(
     if status.kind().is_finished() {
         new.finished_at = Some(now);
     }
+    if status.kind() != StatusKind::Running {
+        // A stop asked of a run is over with the run.
+        new.cancel = None;
+    }
     new.status = status;
     new.updated_at = now;
     Ok(new)
@@ -232,6 +236,7 @@ pub(crate) fn finish_in(
             ("interrupted", Some(reason.clone()))
         }
         ActionStatus::Failed { reason } => ("failed", Some(reason.clone())),
+        ActionStatus::Canceled { reason } => ("canceled", Some(reason.clone())),
         _ => ("ended", None),
     };
     let record = AttemptRecord {
@@ -516,10 +521,16 @@ pub(crate) fn recover_in(
             report.returned.push(id);
             continue;
         }
-        let failed = ActionStatus::Failed {
-            reason: INTERRUPTED_REASON.to_string(),
+        let ended = match &old.cancel {
+            // Asked to stop, and it did stop with its daemon: what was asked is what it got.
+            Some(request) => ActionStatus::Canceled {
+                reason: format!("{} (its daemon stopped before it ended)", request.reason()),
+            },
+            None => ActionStatus::Failed {
+                reason: INTERRUPTED_REASON.to_string(),
+            },
         };
-        let finished = finish_in(t, &old, failed, now)?;
+        let finished = finish_in(t, &old, ended, now)?;
         report.interrupted.push(id);
         report.retried += usize::from(finished.action.status == ActionStatus::Pending);
     }
@@ -632,12 +643,43 @@ pub(crate) fn delete_in(t: &mut impl Txn, id: Uuid) -> Result<Action, StoreError
 pub(crate) fn cancel_in(
     t: &mut impl Txn,
     id: Uuid,
+    by: &str,
+    grace_ms: u64,
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
+    let old = to_change(t, id, Some(now))?;
+    if old.status.kind() == StatusKind::Running && old.plan_run.is_none() {
+        // Stop the run in flight: its node is told at commit (see `Txn::announce_cancel`)
+        // and records it Canceled when its process is gone. A recurring action's series ends
+        // with it, as a cancel of its pending occurrence does.
+        let mut stopping = old.clone();
+        stopping.cancel = Some(crate::model::CancelRequest {
+            requested_at: now,
+            by: by.to_string(),
+            grace_ms,
+        });
+        stopping.updated_at = now;
+        put(t, Some(&old), &stopping)?;
+        t.announce_cancel(&stopping)?;
+        if old.recurrence.is_some() {
+            let ended = change_series_head_in(t, id, now, |target| match target.status.kind() {
+                StatusKind::Pending | StatusKind::Paused => {
+                    let reason = format!("canceled by {by} before it ran");
+                    transition(target, ActionStatus::Canceled { reason }, now).map(Some)
+                }
+                _ => Ok(None),
+            });
+            match ended {
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        return Ok(stopping);
+    }
     change_series_head_in(t, id, now, |target| match target.status.kind() {
         StatusKind::Pending | StatusKind::Paused => {
-            let reason = "cancelled by the user before it ran".to_string();
-            transition(target, ActionStatus::Failed { reason }, now).map(Some)
+            let reason = format!("canceled by {by} before it ran");
+            transition(target, ActionStatus::Canceled { reason }, now).map(Some)
         }
         status => Err(StoreError::NotPending { id, status }),
     })

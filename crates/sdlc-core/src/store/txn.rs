@@ -97,6 +97,10 @@ pub(crate) trait Txn {
     /// Stores the log of attempt `attempt` of action `id` (see [`crate::logs`]); it goes
     /// when the action is removed.
     fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError>;
+
+    /// Tells the node running `action` (its `cancel` set) to stop it, once this commits. On
+    /// redb the daemon is the one process and the caller tells its engine itself.
+    fn announce_cancel(&mut self, action: &Action) -> Result<(), StoreError>;
 }
 
 /// A backend that runs the store's rules in write transactions of its own: the write
@@ -305,6 +309,10 @@ impl Txn for Tables<'_> {
 
     fn put_log(&mut self, id: Uuid, attempt: u32, log: &[u8]) -> Result<(), StoreError> {
         self.logs()?.insert(logs::key(id, attempt), log)?;
+        Ok(())
+    }
+
+    fn announce_cancel(&mut self, _action: &Action) -> Result<(), StoreError> {
         Ok(())
     }
 }

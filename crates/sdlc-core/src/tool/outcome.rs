@@ -16,6 +16,16 @@ const REASON_STDERR_CHARS: usize = 2000;
 pub fn outcome_to_status(run: &ToolRun) -> ActionStatus {
     let failed = |reason: String| ActionStatus::Failed { reason };
     match &run.exit {
+        ExitKind::Canceled { by, killed } => ActionStatus::Canceled {
+            reason: format!(
+                "canceled by {by} while it ran{}",
+                if *killed {
+                    ": it outlived the grace after SIGTERM and was killed (SIGKILL)"
+                } else {
+                    ""
+                }
+            ),
+        },
         ExitKind::SpawnFailed(detail) | ExitKind::Deferred(detail) => {
             failed(format!("could not start the tool: {detail}"))
         }

@@ -79,6 +79,9 @@ pub enum ExitKind {
     StdoutOverflow(usize),
     /// Never started, or could not be waited for.
     SpawnFailed(String),
+    /// Stopped on request (`cancel`): SIGTERM to its group, and SIGKILL when it outlived the
+    /// grace (`killed`).
+    Canceled { by: String, killed: bool },
     /// Never started for want of something that comes back by itself: file descriptors,
     /// processes or memory (EMFILE, ENFILE, EAGAIN, ENOMEM), or space for the run log. The
     /// engine tries such a run again shortly instead of failing it.
@@ -178,6 +181,8 @@ pub struct RunRecordAt {
 pub struct RunWatch {
     pub record: Option<RunRecordAt>,
     pub log: Option<std::sync::Arc<crate::logs::LiveLog>>,
+    /// Asked to stop, the run's group gets SIGTERM, then SIGKILL after the stop's grace.
+    pub stop: Option<std::sync::Arc<crate::stops::StopSignal>>,
 }
 
 /// [`run_tool`] that also keeps a run record (pid and start time) while the tool's process
@@ -332,7 +337,12 @@ async fn run_process(
     // `biased`, stderr first: when both pipes hold output at once (a fast tool, or a daemon
     // busy elsewhere), the log takes what the tool printed on stderr before its result on
     // stdout, the order of the tool protocol. Order across two pipes is otherwise unknowable.
+    // Set once a stop was asked: who asked, and when SIGKILL follows the SIGTERM.
+    let mut stopping: Option<(String, Instant)> = None;
     let exit = loop {
+        let kill_at = stopping
+            .as_ref()
+            .map_or(deadline, |(_, at)| (*at).min(deadline));
         tokio::select! {
             biased;
             captured = &mut read_stderr, if stderr_done.is_none() => stderr_done = Some(captured),
@@ -345,15 +355,32 @@ async fn run_process(
                     break ExitKind::StdoutOverflow(limits.max_stdout);
                 }
             }
-            status = child.wait() => break match status {
-                Ok(status) => ExitKind::Exited(status),
-                Err(err) => ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}")),
+            status = child.wait() => break match (status, stopping.take()) {
+                (_, Some((by, _))) => ExitKind::Canceled { by, killed: false },
+                (Ok(status), None) => ExitKind::Exited(status),
+                (Err(err), None) => {
+                    ExitKind::SpawnFailed(format!("waiting for the tool failed: {err}"))
+                }
             },
             () = &mut feed_stdin, if !stdin_fed => stdin_fed = true,
-            _ = tokio::time::sleep_until(deadline) => {
+            stop = stop_asked(watch.stop.as_deref()), if stopping.is_none() => {
+                signal_group(pid, nix::sys::signal::Signal::SIGTERM);
+                if let Some(log) = log {
+                    log.note(format!(
+                        "[sdlc: canceled by {}: SIGTERM sent to its process group; SIGKILL in {} if it is still running]",
+                        stop.by,
+                        super::outcome::human_duration(stop.grace)
+                    ));
+                }
+                stopping = Some((stop.by, Instant::now() + stop.grace));
+            }
+            _ = tokio::time::sleep_until(kill_at) => {
                 kill_group(pid);
                 let _ = child.wait().await;
-                break ExitKind::TimedOut(limits.timeout);
+                break match stopping.take() {
+                    Some((by, at)) if at <= deadline => ExitKind::Canceled { by, killed: true },
+                    _ => ExitKind::TimedOut(limits.timeout),
+                };
             }
         }
     };
@@ -523,13 +550,23 @@ impl Drop for GroupGuard {
 /// Sends SIGKILL to the process group led by `pid`. Errors (the group is already gone) are
 /// expected and ignored.
 fn kill_group(pid: Option<u32>) {
+    signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Sends `signal` to the process group led by `pid` (errors ignored, as for `kill_group`).
+fn signal_group(pid: Option<u32>, signal: nix::sys::signal::Signal) {
     let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
         return;
     };
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+}
+
+/// The stop asked of a run, when one is; never ends for a run nobody can stop.
+async fn stop_asked(signal: Option<&crate::stops::StopSignal>) -> crate::stops::Stop {
+    match signal {
+        Some(signal) => signal.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

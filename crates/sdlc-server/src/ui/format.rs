@@ -91,6 +91,7 @@ pub fn status_class(kind: StatusKind) -> &'static str {
         StatusKind::Failed => "st-failed",
         StatusKind::Paused => "st-paused",
         StatusKind::Skipped => "st-skipped",
+        StatusKind::Canceled => "st-canceled",
         StatusKind::AwaitingApproval => "st-awaiting",
     }
 }

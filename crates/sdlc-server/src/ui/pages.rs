@@ -391,6 +391,8 @@ pub struct ActionDetail {
     pub can_pause: bool,
     pub can_resume: bool,
     pub can_cancel: bool,
+    /// Running: it can be stopped (cancel while it runs).
+    pub can_stop: bool,
     pub can_decide: bool,
     pub can_edit: bool,
     pub can_delete: bool,
@@ -518,6 +520,9 @@ fn detail(action: &Action, head: Option<&Action>, now: DateTime<Utc>) -> ActionD
         can_pause: kind == StatusKind::Pending,
         can_resume: kind == StatusKind::Paused,
         can_cancel: matches!(kind, StatusKind::Pending | StatusKind::Paused),
+        can_stop: kind == StatusKind::Running
+            && action.plan_run.is_none()
+            && action.cancel.is_none(),
         can_decide: kind == StatusKind::AwaitingApproval,
         can_edit: action.step.is_none() && matches!(kind, StatusKind::Pending | StatusKind::Paused),
         can_delete: kind != StatusKind::Running,
