@@ -118,6 +118,24 @@ fn a_result_asking_for_approval_waits_and_approve_and_reject_decide(backend: Bac
     assert_eq!(code, 200, "{body}");
     let view: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["approver"], "carol");
+    assert_eq!(
+        view["status"], "pending",
+        "approved before it ran: it runs now"
+    );
+    // Its result asks for approval too: it waits again, after the run.
+    let after = wait_for("the result's approval", Duration::from_secs(20), || {
+        let action = project.find(&required);
+        (action["status"] == "awaiting_approval" && action["attempt"] == 1).then_some(action)
+    });
+    assert_eq!(after["approval_state"], "pending");
+    let (code, body) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/orchestrator/actions/{required}/reject"),
+        &headers,
+        b"{}",
+    );
+    assert_eq!(code, 200, "{body}");
     let (code, body) = http(
         daemon.addr,
         "POST",
@@ -126,7 +144,7 @@ fn a_result_asking_for_approval_waits_and_approve_and_reject_decide(backend: Bac
         b"{}",
     );
     assert_eq!(code, 409, "{body}");
-    assert!(body.contains("already approved"), "{body}");
+    assert!(body.contains("already rejected"), "{body}");
     daemon.stop();
 }
 
@@ -143,10 +161,11 @@ fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided(
     let daemon = project.daemon(&["--tick-rate", "60"]);
     let waiting = wait_for_status(&project, &id, "awaiting_approval", Duration::from_secs(20));
     assert_eq!(waiting["requires_approval"], true);
+    assert_eq!(waiting["attempt"], 0);
     assert_eq!(
         project.runs_of("gated"),
-        1,
-        "the tool ran; its result waits"
+        0,
+        "it waits for a person before its tool runs"
     );
     let listed = project.sdlc_ok(&[
         "orchestrate",
@@ -158,9 +177,36 @@ fn requires_approval_holds_a_plain_tool_and_only_waiting_actions_can_be_decided(
     let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed.len(), 1);
     daemon.stop();
-    // With no daemon the command decides on the file itself.
+    // With no daemon the command decides on the file itself: approved, it is due at once...
     project.sdlc_ok(&["orchestrate", "approve", &id, "--by", "dave"]);
-    assert_eq!(project.find(&id)["status"], "completed");
+    assert_eq!(project.find(&id)["status"], "pending");
+    // ...and runs, once, without asking again.
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let done = wait_for_status(&project, &id, "completed", Duration::from_secs(20));
+    assert_eq!(project.runs_of("gated"), 1);
+    assert_eq!(done["approver"], "dave");
+    // Rejected before it ran, it fails without running.
+    let refused = project.add(&["refused", "--tool", "mark", "--requires-approval"]);
+    wait_for_status(
+        &project,
+        &refused,
+        "awaiting_approval",
+        Duration::from_secs(20),
+    );
+    project.sdlc_ok(&[
+        "orchestrate",
+        "reject",
+        &refused,
+        "--by",
+        "dave",
+        "--note",
+        "not today",
+    ]);
+    let failed = project.find(&refused);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["reason"], "rejected by dave: not today");
+    assert_eq!(project.runs_of("refused"), 0);
+    daemon.stop();
 }
 
 fn a_plan_gate_waits_for_a_person_before_its_dependents_run(backend: Backend) {
@@ -201,7 +247,25 @@ fn a_plan_gate_waits_for_a_person_before_its_dependents_run(backend: Backend) {
         let before = project.runs_of("release/deploy");
         let action = gate["action_id"].as_str().unwrap().to_string();
         assert_eq!(project.find(&action)["approval_state"], "pending");
-        project.sdlc_ok(&["orchestrate", verdict, &action, "--by", "erin"]);
+        // A step named that the run does not have is refused, naming the ones it has.
+        let wrong = project.sdlc(&["orchestrate", verdict, &run, "--step", "signoff"]);
+        assert!(!wrong.status.success());
+        assert!(
+            String::from_utf8_lossy(&wrong.stderr)
+                .contains("has no step signoff: its steps are build, sign-off, deploy"),
+            "{}",
+            String::from_utf8_lossy(&wrong.stderr)
+        );
+        // Decided by the run's id and the step's, as a person reading the run would.
+        project.sdlc_ok(&[
+            "orchestrate",
+            verdict,
+            &run,
+            "--step",
+            "sign-off",
+            "--by",
+            "erin",
+        ]);
         let out = project.sdlc_ok(&["orchestrate", "plan", "events", &run, "--follow"]);
         assert!(out.contains("\"step_awaiting_approval\""), "{out}");
         let detail = status(&run);

@@ -566,11 +566,16 @@ fn show_list_and_cancel_work_the_same_with_and_without_a_daemon(backend: Backend
 
     project.sdlc_ok(&["orchestrate", "cancel", &id]);
     let cancelled = project.find(&id);
-    assert_eq!(cancelled["status"], "failed");
-    assert!(cancelled["reason"].as_str().unwrap().contains("cancelled"));
-    let failed = project.sdlc_ok(&["orchestrate", "list", "--status", "failed", "--json"]);
+    assert_eq!(cancelled["status"], "canceled");
+    assert!(
+        cancelled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("before it ran")
+    );
+    let canceled = project.sdlc_ok(&["orchestrate", "list", "--status", "canceled", "--json"]);
     assert_eq!(
-        serde_json::from_str::<Vec<Value>>(&failed).unwrap().len(),
+        serde_json::from_str::<Vec<Value>>(&canceled).unwrap().len(),
         1
     );
     let again = project.sdlc(&["orchestrate", "cancel", &id]);

@@ -961,7 +961,7 @@ fn no_more_steps_of_a_run_than_its_max_concurrency_run_at_once(backend: Backend)
     daemon.stop();
 }
 
-fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish(backend: Backend) {
+fn canceling_a_run_cancels_what_has_not_started_and_stops_running_steps(backend: Backend) {
     let project = Project::on(backend);
     let root = project.root().display().to_string();
     write_plan(
@@ -986,19 +986,25 @@ fn canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish(ba
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let detail = status(&project, &run);
-    assert_eq!(
-        detail["status"], "running",
-        "the running step finishes first"
-    );
-    assert_eq!(step(&detail, "after")["status"], "canceled");
-    assert_eq!(step(&detail, "after")["reason"], "canceled by the user");
-    std::fs::write(project.root().join("go"), "").unwrap();
-    // `plan events --follow` ends with the run.
+    // `plan events --follow` ends with the run: the running step is stopped (SIGTERM), not
+    // waited for (nothing writes the file it waits for).
     let out = project.sdlc_ok(&["orchestrate", "plan", "events", &run, "--follow"]);
     let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "run_completed");
     assert_eq!(last["status"], "canceled");
+    assert!(out.contains("\"step_canceled\""), "{out}");
+    let detail = status(&project, &run);
+    assert_eq!(step(&detail, "after")["status"], "canceled");
+    assert_eq!(step(&detail, "after")["reason"], "canceled by the user");
+    assert_eq!(step(&detail, "hold")["status"], "canceled");
+    let reason = step(&detail, "hold")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("canceled by ") && reason.contains("while it ran"),
+        "{reason}"
+    );
     let out = project.sdlc(&["orchestrate", "plan", "cancel", &run]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has already ended (canceled)"));
@@ -1026,5 +1032,5 @@ on_both_backends!(
     a_schedule_and_a_webhook_route_start_plans,
     the_safe_merge_plan_merges_a_branch_that_passes_and_leaves_one_that_fails,
     no_more_steps_of_a_run_than_its_max_concurrency_run_at_once,
-    canceling_a_run_cancels_what_has_not_started_and_lets_running_steps_finish,
+    canceling_a_run_cancels_what_has_not_started_and_stops_running_steps,
 );

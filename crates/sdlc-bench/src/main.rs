@@ -26,6 +26,7 @@ mod dashboard;
 mod history;
 mod ingest;
 mod lateness;
+mod logs;
 mod nodes;
 mod payload;
 mod peer;
@@ -45,7 +46,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard, nodes
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard, nodes, logs
     #[arg(long)]
     only: Option<String>,
 }
@@ -122,6 +123,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("nodes") {
         nodes::run(&sizes).await?;
+    }
+    if wants("logs") {
+        logs::run(&sizes).await?;
     }
     Ok(())
 }

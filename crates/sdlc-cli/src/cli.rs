@@ -460,8 +460,12 @@ pub struct EditArgs {
 
 #[derive(Debug, Args)]
 pub struct DecisionArgs {
-    /// The action's id
+    /// The action's id (with --step: the plan run's id)
     pub id: String,
+    /// Decide the approval step of this id of the plan run <ID> (a gate, or a step whose
+    /// action awaits approval)
+    #[arg(long, value_name = "STEP")]
+    pub step: Option<String>,
     /// Who decides; default: the OS user
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
@@ -665,7 +669,7 @@ pub struct AddArgs {
     /// Slots missed while down or paused: latest (default, one run), none, all (capped at 100)
     #[arg(long, value_name = "POLICY")]
     pub catch_up: Option<String>,
-    /// Each run that succeeds waits for a person (approve or reject) before it completes
+    /// Each run waits for a person (approve or reject) before its tool starts
     #[arg(long)]
     pub requires_approval: bool,
     /// With approval: nobody deciding within this long rejects the run ("approval timed out")

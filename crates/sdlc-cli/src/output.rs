@@ -221,7 +221,10 @@ pub fn action_record(a: &ActionView) -> String {
         }
         lines.push(field("approval", text));
     } else if a.requires_approval {
-        lines.push(field("approval", "required before it completes"));
+        lines.push(field(
+            "approval",
+            "a person approves each run before it starts",
+        ));
     }
     lines.push(field("created_at", long_time(a.created_at)));
     lines.push(field("updated_at", long_time(a.updated_at)));

@@ -94,7 +94,9 @@ pub enum StoreError {
         to: StatusKind,
     },
 
-    #[error("action {id} is {status}; only a pending action can be cancelled")]
+    #[error(
+        "action {id} is {status}; only a pending action can be cancelled, or a running one stopped"
+    )]
     NotPending { id: Uuid, status: StatusKind },
 
     #[error("action {id} is {status}; only a pending or paused action can be edited")]

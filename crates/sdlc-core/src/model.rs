@@ -203,6 +203,10 @@ pub struct Approval {
     /// When waiting ends in a rejection if nobody decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// Asked before the run started (`--requires-approval`): approved, the tool runs;
+    /// otherwise it was asked of a finished run's result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_run: bool,
 }
 
 impl Approval {
@@ -222,7 +226,13 @@ impl Approval {
             stated_by: None,
             requested_at: now,
             deadline,
+            before_run: false,
         }
+    }
+
+    /// Whether this is a gate before the run that a person approved: the run may start.
+    pub fn lets_the_run_start(&self) -> bool {
+        self.before_run && self.state == ApprovalState::Approved
     }
 
     /// Records a decision: approved or rejected at `at`, by `by` (none for a timeout).
@@ -509,21 +519,24 @@ impl ActionStatus {
 
     /// Whether moving from `self` to `next` is a transition the lifecycle allows.
     ///
-    /// Pending -> Running (claimed), Skipped (by policy), Paused, or Failed (cancelled);
-    /// Paused -> Pending (resumed) or Failed (cancelled); Running -> Completed or Failed
-    /// (finished), AwaitingApproval, or Pending (to be retried); AwaitingApproval ->
-    /// Completed (approved) or Failed (rejected). Finished actions never change again.
+    /// Pending -> Running (claimed), Skipped (by policy), Paused, AwaitingApproval (a gate
+    /// before the run), or Canceled; Paused -> Pending (resumed) or Canceled; Running ->
+    /// Completed, Failed or Canceled (finished), AwaitingApproval, or Pending (to be
+    /// retried); AwaitingApproval -> Completed (approved), Pending (approved to run) or
+    /// Failed (rejected). Finished actions never change again.
     pub fn can_become(&self, next: &ActionStatus) -> bool {
         use StatusKind::*;
         matches!(
             (self.kind(), next.kind()),
-            (Pending, Running | Skipped | Paused | Failed | Canceled)
-                | (Paused, Pending | Failed | Canceled)
+            (
+                Pending,
+                Running | Skipped | Paused | Failed | Canceled | AwaitingApproval
+            ) | (Paused, Pending | Failed | Canceled)
                 | (
                     Running,
                     Completed | Failed | Pending | AwaitingApproval | Canceled
                 )
-                | (AwaitingApproval, Completed | Failed)
+                | (AwaitingApproval, Completed | Failed | Pending)
         )
     }
 }

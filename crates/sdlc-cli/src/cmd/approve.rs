@@ -16,7 +16,10 @@ pub async fn run(
     args: DecisionArgs,
     verdict: Verdict,
 ) -> anyhow::Result<ExitCode> {
-    let id = parse_id(&args.id)?;
+    let id = match &args.step {
+        None => parse_id(&args.id)?,
+        Some(step) => step_action(project, &args.id, step).await?,
+    };
     let by = match args.by.filter(|by| !by.trim().is_empty()) {
         Some(by) => by,
         None => os_user(),
@@ -54,6 +57,45 @@ pub async fn run(
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The action of step `step` of plan run `run`, the one a decision about the step is about.
+async fn step_action(project: &Project, run: &str, step: &str) -> anyhow::Result<uuid::Uuid> {
+    let run_id = super::plan::parse_run_id(run)?;
+    let steps: Vec<(String, Option<uuid::Uuid>)> = project
+        .backend()
+        .route_read(
+            async |client| {
+                let detail = client.get_run(run_id).await?;
+                Ok(detail
+                    .steps_detail
+                    .into_iter()
+                    .map(|s| (s.step_id, s.action_id))
+                    .collect())
+            },
+            |db| {
+                let detail = db
+                    .get_run(run_id)?
+                    .ok_or(sdlc_core::StoreError::RunNotFound(run_id))?;
+                Ok(detail
+                    .steps
+                    .into_iter()
+                    .map(|s| (s.step_id, s.action))
+                    .collect())
+            },
+        )
+        .await?;
+    let names: Vec<&str> = steps.iter().map(|(name, _)| name.as_str()).collect();
+    match steps.iter().find(|(name, _)| name == step) {
+        Some((_, Some(action))) => Ok(*action),
+        Some((_, None)) => anyhow::bail!(
+            "step {step} of run {run_id} has not started: nothing awaits a decision yet"
+        ),
+        None => anyhow::bail!(
+            "run {run_id} has no step {step}: its steps are {}",
+            names.join(", ")
+        ),
+    }
 }
 
 /// The name of the user running the command: `$USER`, else `$LOGNAME`, else the uid's name.

@@ -510,9 +510,10 @@ mod tests {
     fn the_last_refusal_fails_the_notification(db: &dyn Store) {
         db.set_notify_config(&config(&[NotifyEvent::AwaitingApproval]), Utc::now())
             .unwrap();
-        let mut gated = manual("gated");
-        gated.requires_approval = Some(Default::default());
-        run_once(db, &gated, ActionStatus::Completed { result: json!({}) });
+        // A result that asks for a person.
+        let gated = manual("gated");
+        let asks = json!({"awaiting_approval": true});
+        run_once(db, &gated, ActionStatus::Completed { result: asks });
         let due = db.due_notifications(Utc::now(), 10).unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(due[0].event, NotifyEvent::AwaitingApproval);

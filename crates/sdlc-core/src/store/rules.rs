@@ -118,7 +118,7 @@ pub(crate) fn apply_policy(
     // Only a scheduled occurrence whose successor is not yet stored meets the policies;
     // manual runs, webhook deliveries, one-offs and retries simply run.
     if !old.is_scheduled_occurrence() || old.next_scheduled {
-        return claim_one(t, &old, now).map(Some);
+        return start_one(t, &old, now, old.next_scheduled);
     }
     let running = t.running_in_series(old.series)?;
     match policy::decide(&old, running, now) {
@@ -126,6 +126,11 @@ pub(crate) fn apply_policy(
             next_due,
             catch_up_left,
         } => {
+            if needs_approval_first(&old) {
+                gate_before_run(t, &old, now, true)?;
+                schedule_next(t, &old, next_due, catch_up_left, now)?;
+                return Ok(None);
+            }
             let mut run = claim_one(t, &old, now)?;
             schedule_next(t, &old, next_due, catch_up_left, now)?;
             run.next_scheduled = true;
@@ -148,6 +153,53 @@ pub(crate) fn apply_policy(
             Ok(None)
         }
     }
+}
+
+/// Claims `old`, or (`--requires-approval`, not yet approved) has it wait for a person
+/// before its tool runs (None).
+fn start_one(
+    t: &mut impl Txn,
+    old: &Action,
+    now: DateTime<Utc>,
+    next_scheduled: bool,
+) -> Result<Option<Action>, StoreError> {
+    if needs_approval_first(old) {
+        gate_before_run(t, old, now, next_scheduled)?;
+        return Ok(None);
+    }
+    claim_one(t, old, now).map(Some)
+}
+
+/// Whether `action` must wait for a person before its tool runs: it asks for approval
+/// (`--requires-approval`; a plan's steps gate with steps of their own) and nobody approved
+/// this run yet.
+fn needs_approval_first(action: &Action) -> bool {
+    action.requires_approval.is_some()
+        && action.step.is_none()
+        && !action
+            .approval
+            .as_ref()
+            .is_some_and(crate::model::Approval::lets_the_run_start)
+}
+
+/// `old`, due, waits for a person before it runs: awaiting approval, with nothing to show but
+/// what it will run (approved it runs at once; rejected it fails without running).
+fn gate_before_run(
+    t: &mut impl Txn,
+    old: &Action,
+    now: DateTime<Utc>,
+    next_scheduled: bool,
+) -> Result<(), StoreError> {
+    let waiting = ActionStatus::AwaitingApproval {
+        result: serde_json::Value::Null,
+    };
+    let mut new = transition(old, waiting, now)?;
+    let mut approval = crate::model::Approval::pending(old.requires_approval.as_ref(), now);
+    approval.before_run = true;
+    new.approval = Some(approval);
+    new.retry_at = None;
+    new.next_scheduled = next_scheduled;
+    put(t, Some(old), &new)
 }
 
 pub(crate) fn claim_one(
@@ -300,7 +352,12 @@ pub(crate) fn awaiting_approval_if_asked(action: &Action, outcome: ActionStatus)
     };
     let asked = |value: &serde_json::Value| value.get("awaiting_approval") == Some(&true.into());
     let by_result = asked(&result) || result.get("data").is_some_and(asked);
-    if action.requires_approval.is_some() || by_result {
+    // Approved before it ran, a run is not asked again; its result may still ask.
+    let approved_first = action
+        .approval
+        .as_ref()
+        .is_some_and(crate::model::Approval::lets_the_run_start);
+    if (action.requires_approval.is_some() && !approved_first) || by_result {
         ActionStatus::AwaitingApproval { result }
     } else {
         ActionStatus::Completed { result }
@@ -727,10 +784,19 @@ pub(crate) fn approve_in(
         let ActionStatus::AwaitingApproval { result } = &old.status else {
             unreachable!("checked by decide_approval_in");
         };
-        let completed = ActionStatus::Completed {
-            result: result.clone(),
+        let before_run = old.approval.as_ref().is_some_and(|a| a.before_run);
+        let next = if before_run {
+            // Approved to run: due at once.
+            ActionStatus::Pending
+        } else {
+            ActionStatus::Completed {
+                result: result.clone(),
+            }
         };
-        let mut new = transition(old, completed, now)?;
+        let mut new = transition(old, next, now)?;
+        if before_run {
+            new.retry_at = Some(now);
+        }
         if let Some(approval) = &mut new.approval {
             approval.decide(crate::model::ApprovalState::Approved, Some(by), note, now);
         }

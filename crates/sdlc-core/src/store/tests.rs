@@ -585,7 +585,7 @@ fn cancel_and_delete(db: &dyn Store) {
     db.insert_many(&[a.clone(), b.clone()]).unwrap();
     let cancelled = db.cancel(a.id, t(1)).unwrap();
     assert!(
-        matches!(cancelled.status, ActionStatus::Failed { ref reason } if reason.contains("cancelled"))
+        matches!(cancelled.status, ActionStatus::Canceled { ref reason } if reason.ends_with("before it ran"))
     );
     let err = db.cancel(a.id, t(2)).unwrap_err();
     assert!(err.to_string().contains("only a pending action"), "{err}");
@@ -905,7 +905,7 @@ mod webhook_tests {
 
         let got = db.cancel(cancelled.id, t(1_020)).unwrap();
         assert!(
-            matches!(&got.status, ActionStatus::Failed { reason } if reason.contains("cancelled")),
+            matches!(&got.status, ActionStatus::Canceled { reason } if reason.ends_with("before it ran")),
             "{got:?}"
         );
         assert_eq!(db.get(cancelled.id).unwrap(), Some(got));
