@@ -81,6 +81,25 @@ fn the_quick_start_works_with_the_shipped_demo_tool() {
         "{why}"
     );
     assert!(why.contains("  hello: asked to fail"), "{why}");
+    // Short ids: the random end of an id, as the dashboard shows it, names one action; a
+    // start shared by both (the first digits of time-ordered ids) is refused as ambiguous.
+    let short = &id.replace('-', "")[24..];
+    let by_short = project.sdlc_ok(&["orchestrate", "show", short, "--json"]);
+    assert!(by_short.contains(&id), "{by_short}");
+    assert!(
+        project
+            .sdlc_ok(&["orchestrate", "logs", short])
+            .contains("hello: done")
+    );
+    let shared = &id[..6];
+    assert_eq!(&oops[..6], shared, "made within seconds of each other");
+    let ambiguous = project.sdlc(&["orchestrate", "show", shared]);
+    assert!(!ambiguous.status.success());
+    assert!(
+        String::from_utf8_lossy(&ambiguous.stderr).contains("names more than one action"),
+        "{}",
+        String::from_utf8_lossy(&ambiguous.stderr)
+    );
     // The schema the tool declares refuses what it cannot greet.
     let refused = project.sdlc(&[
         "orchestrate",

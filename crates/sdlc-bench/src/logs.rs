@@ -1,4 +1,4 @@
-//! Figure 8: whole run logs. (a) N runs of a tool that prints 100 lines (6 KiB) on stderr,
+//! Figure 11: whole run logs. (a) N runs of a tool that prints 100 lines (6 KiB) on stderr,
 //! every log kept (the default `--log-cap`), against the same runs with `--log-cap 0`, in
 //! alternating rounds: what keeping logs costs per run, and what it stores. (b) Reading a
 //! log at the cap (1 MiB of output, head and tail kept) through the API.
@@ -45,7 +45,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let ratio = ours.as_secs_f64() / base.as_secs_f64();
     report(
         &format!(
-            "8a. logs kept: n={n} c={} runs printing 100 lines (6 KiB) each",
+            "11a. logs kept: n={n} c={} runs printing 100 lines (6 KiB) each",
             concurrency()
         ),
         &format!(
@@ -96,7 +96,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     daemon.stop()?;
     let read = median(reads);
     report(
-        "8b. a log at the cap (4 MiB printed, 1 MiB kept) read through the API",
+        "11b. a log at the cap (4 MiB printed, 1 MiB kept) read through the API",
         &format!(
             "{:.1} ms for {} KiB (median of the reads)",
             read.as_secs_f64() * 1e3,

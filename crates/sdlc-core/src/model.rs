@@ -660,6 +660,20 @@ impl Action {
     }
 }
 
+/// Whether `fragment` (lower-case hex) begins or ends the 32 hex digits of `id`: a short id.
+pub fn id_matches(id: Uuid, fragment: &str) -> bool {
+    let hex = id.simple().to_string();
+    hex.starts_with(fragment) || hex.ends_with(fragment)
+}
+
+/// A short id as typed: its hex digits, lower-case, dashes dropped; None unless 6 to 31 hex
+/// digits (a whole id parses as one).
+pub fn short_id_fragment(text: &str) -> Option<String> {
+    let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+    ((6..32).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
+
 /// The placeholders a `--run-id` may hold, formatted for each occurrence.
 pub const RUN_ID_PLACEHOLDERS: &str = "{date} (YYYY-MM-DD) and {datetime} (YYYY-MM-DDTHHMM)";
 

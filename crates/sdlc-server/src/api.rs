@@ -41,6 +41,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/actions/{id}/run", post(run_action))
         .route("/actions/{id}/next", get(next_runs))
         .route("/actions/{id}/log", get(crate::logs_api::action_log))
+        .route("/actions/short/{fragment}", get(match_short_id))
         .route("/webhooks", get(list_routes).post(add_route))
         .route("/webhooks/routes", get(list_routes).post(add_route))
         .route("/webhooks/routes/{*key}", delete(delete_route))
@@ -267,6 +268,40 @@ pub(crate) async fn edit_action(
     // The due time may have moved earlier.
     state.waker().wake();
     Ok(Json(ActionView::from(&stored)))
+}
+
+/// Answer of `GET /actions/short/{fragment}`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShortIdMatches {
+    /// The actions whose id starts or ends with the fragment (at most 2: one is an answer,
+    /// two say it is ambiguous).
+    pub ids: Vec<Uuid>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/orchestrator/actions/short/{fragment}",
+    tag = "actions",
+    summary = "The actions a short id (6 to 31 hex digits of the start or end of an id) names",
+    params(("fragment" = String, Path, description = "Hex digits, such as the dashboard's short id")),
+    responses(
+        (status = 200, description = "At most two matching ids", body = ShortIdMatches),
+        (status = 400, description = "not 6 to 31 hex digits", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn match_short_id(
+    State(state): State<AppState>,
+    Path(fragment): Path<String>,
+) -> Result<Json<ShortIdMatches>, ApiError> {
+    let fragment = sdlc_core::model::short_id_fragment(&fragment).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "'{fragment}' is not a short id: give 6 to 31 hex digits of an id's start or end"
+        ))
+    })?;
+    let ids = state
+        .with_db(move |db| db.ids_matching(&fragment, 2))
+        .await?;
+    Ok(Json(ShortIdMatches { ids }))
 }
 
 /// Body of `POST /actions/{id}/cancel` (optional).

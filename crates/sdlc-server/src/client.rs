@@ -195,6 +195,26 @@ impl DaemonClient {
             .await
     }
 
+    /// `GET /actions/short/{fragment}`: the ids (at most two) a short id names.
+    pub async fn match_short_id(&self, fragment: &str) -> Result<Vec<Uuid>, ClientError> {
+        let answer: serde_json::Value = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("/actions/short/{}", encode_segment(fragment)),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(answer["ids"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// `POST /actions/{id}/cancel`, by `by`, a running run having `grace_ms` after SIGTERM.
     pub async fn cancel(
         &self,

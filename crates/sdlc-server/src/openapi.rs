@@ -22,6 +22,7 @@ use crate::error::ErrorBody;
         crate::api::add_action,
         crate::api::get_action,
         crate::logs_api::action_log,
+        crate::api::match_short_id,
         crate::api::edit_action,
         crate::api::cancel_action,
         crate::api::pause_action,

@@ -8,7 +8,7 @@ use sdlc_core::model::Decider;
 use sdlc_core::view::ActionView;
 use sdlc_server::Verdict;
 
-use super::{Project, parse_id};
+use super::Project;
 use crate::cli::DecisionArgs;
 
 pub async fn run(
@@ -17,7 +17,7 @@ pub async fn run(
     verdict: Verdict,
 ) -> anyhow::Result<ExitCode> {
     let id = match &args.step {
-        None => parse_id(&args.id)?,
+        None => super::action_id(project, &args.id).await?,
         Some(step) => step_action(project, &args.id, step).await?,
     };
     let by = match args.by.filter(|by| !by.trim().is_empty()) {

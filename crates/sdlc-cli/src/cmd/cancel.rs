@@ -9,10 +9,10 @@ use chrono::Utc;
 use sdlc_core::StatusKind;
 use sdlc_core::view::ActionView;
 
-use super::{Project, parse_id};
+use super::Project;
 
 pub async fn run(project: &Project, id: &str, grace: Duration) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     let by = super::approve::os_user();
     let grace_ms = grace.as_millis() as u64;
     let canceled: ActionView = project

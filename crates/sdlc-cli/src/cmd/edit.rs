@@ -8,7 +8,7 @@ use sdlc_core::service::{ActionEdit, DurationSpec, prepare_edit};
 use sdlc_core::view::ActionView;
 use sdlc_core::{Action, StoreError};
 
-use super::{Project, parse_id, parse_input};
+use super::{Project, parse_input};
 use crate::cli::EditArgs;
 
 /// What the first trip found: the daemon already stored the edit, or (no daemon) the action
@@ -19,7 +19,7 @@ enum Found {
 }
 
 pub async fn run(project: &Project, args: EditArgs) -> anyhow::Result<ExitCode> {
-    let id = parse_id(&args.id)?;
+    let id = super::action_id(project, &args.id).await?;
     let edit = ActionEdit {
         label: args.label,
         tool_input: args.input.as_deref().map(parse_input).transpose()?,

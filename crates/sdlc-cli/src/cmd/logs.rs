@@ -10,14 +10,14 @@ use sdlc_core::StatusKind;
 use sdlc_core::logs::{LogFilter, Stream, stored_lines, to_text};
 use sdlc_core::model::Action;
 
-use super::{Project, parse_id};
+use super::Project;
 use crate::cli::LogsArgs;
 
 /// How often a follower reading the database looks again.
 const POLL: Duration = Duration::from_millis(250);
 
 pub async fn run(project: &Project, args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let id = parse_id(&args.id)?;
+    let id = super::action_id(project, &args.id).await?;
     let filter = LogFilter {
         stream: if args.stdout {
             Some(Stream::Stdout)

@@ -151,8 +151,33 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
 /// Parses an action id given on the command line.
 pub fn parse_id(text: &str) -> anyhow::Result<Uuid> {
     Uuid::parse_str(text.trim()).map_err(|_| {
-        anyhow::anyhow!("'{text}' is not an action id: ids are UUIDs as printed by add and list")
+        anyhow::anyhow!("'{text}' is not an action id: ids are UUIDs as printed by add and list, or 6 or more hex digits of one's start or end")
     })
+}
+
+/// The action `text` names: a whole id, or a short one (6 to 31 hex digits of the start or
+/// the end of an id, such as the dashboard shows) that names exactly one action.
+pub async fn action_id(project: &Project, text: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(text.trim()) {
+        return Ok(id);
+    }
+    let Some(fragment) = sdlc_core::model::short_id_fragment(text) else {
+        return parse_id(text);
+    };
+    let found = project
+        .backend()
+        .route_read(
+            async |client| client.match_short_id(&fragment).await,
+            |db| db.ids_matching(&fragment, 2),
+        )
+        .await?;
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] => anyhow::bail!("no action id starts or ends with '{text}': see sdlc orchestrate list"),
+        [a, b, ..] => anyhow::bail!(
+            "'{text}' names more than one action ({a}, {b}, ...): give more of the id"
+        ),
+    }
 }
 
 /// Parses JSON given with --input.

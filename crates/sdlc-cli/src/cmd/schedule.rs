@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use chrono::Utc;
 use sdlc_core::view::ActionView;
 
-use super::{Project, parse_id};
+use super::Project;
 
 pub async fn pause(
     project: &Project,
     id: &str,
     reason: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     if let Some(reason) = &reason {
         sdlc_core::service::check_text("--reason", reason).map_err(anyhow::Error::msg)?;
     }
@@ -37,7 +37,7 @@ pub async fn pause(
 }
 
 pub async fn resume(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     let resumed: ActionView = project
         .backend()
         .route(
@@ -56,7 +56,7 @@ pub async fn resume(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run_now(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     let manual: ActionView = project
         .backend()
         .route(
@@ -73,7 +73,7 @@ pub async fn run_now(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn next(project: &Project, id: &str, count: usize) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     let (head, runs) = project
         .backend()
         .route_read(

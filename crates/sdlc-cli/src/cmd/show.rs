@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use sdlc_core::view::ActionView;
 
-use super::{Project, parse_id};
+use super::Project;
 use crate::output::action_record;
 
 pub async fn run(project: &Project, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let id = parse_id(id)?;
+    let id = super::action_id(project, id).await?;
     let found: Option<ActionView> = project
         .backend()
         .route_read(

@@ -296,6 +296,25 @@ impl PgStore {
             .collect())
     }
 
+    /// Up to `limit` action ids whose hex digits start or end with `fragment` (a walk of the
+    /// ids, for a short id given by hand).
+    pub fn ids_matching(&self, fragment: &str, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        if !fragment.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                "SELECT id FROM sdlc_actions
+                 WHERE replace(id::text, '-', '') LIKE $1 || '%'
+                    OR replace(id::text, '-', '') LIKE '%' || $1
+                 LIMIT $2",
+                &[&fragment, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot look up a short id", e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     /// Stores what runs still going printed so far (action, attempt, stored form), for
     /// followers on other nodes; never over an attempt's final log.
     pub fn put_partial_logs(&self, logs: &[(Uuid, u32, Vec<u8>)]) -> Result<(), StoreError> {

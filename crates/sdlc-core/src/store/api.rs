@@ -81,6 +81,9 @@ store_interface! {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<super::Changes>;
     /// The action with this id.
     fn get(&self, id: Uuid) -> Result<Option<Action>, StoreError>;
+    /// Up to `limit` action ids whose 32 hex digits start or end with `fragment` (lower-case
+    /// hex): what a short id (`show 3f9a0c12`) means.
+    fn ids_matching(&self, fragment: &str, limit: usize) -> Result<Vec<Uuid>, StoreError>;
     /// The stored logs of action `id`'s attempts, oldest first (on a shared store, a running
     /// attempt's as its node last wrote it).
     fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError>;

@@ -491,6 +491,25 @@ impl ActionDb {
         }
     }
 
+    /// Up to `limit` action ids whose hex digits start or end with `fragment`. A prefix is a
+    /// range of the id index; a suffix (the random end of a time-ordered id, which the
+    /// dashboard shows) is a walk of the keys, done only for a short id given by hand.
+    pub fn ids_matching(&self, fragment: &str, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let actions = tx.open_table(ACTIONS)?;
+        let mut found = Vec::new();
+        for entry in actions.iter()? {
+            let id = Uuid::from_u128(entry?.0.value());
+            if crate::model::id_matches(id, fragment) {
+                found.push(id);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The newest occurrence of the series `id` belongs to (the action itself for one-offs).
     pub fn series_head(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
         let tx = self.db.begin_read()?;
