@@ -32,8 +32,8 @@ fn a_runs_whole_output_is_kept_and_filtered(backend: Backend) {
     let all = logs(&project, &[&id]);
     let lines: Vec<&str> = all.lines().collect();
     assert_eq!(lines.len(), 1001, "every line of both pipes: {all}");
-    assert_eq!(lines.last(), Some(&r#"{"ok": true}"#));
-    // Each pipe keeps its own order.
+    // Each pipe keeps its own order (across the two, lines printed together may come in
+    // either order).
     let stderr = logs(&project, &[&id, "--stderr"]);
     let expected: Vec<String> = (0..500).map(|i| format!("err {i}")).collect();
     assert_eq!(stderr.lines().collect::<Vec<_>>(), expected);
