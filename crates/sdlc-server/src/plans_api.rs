@@ -376,7 +376,8 @@ pub(crate) async fn run_events(
         (status = 200, description = "The run", body = RunSummary),
         (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
         (status = 404, description = "no such run", body = crate::error::ErrorBody),
-        (status = 409, description = "it ended", body = crate::error::ErrorBody)
+        (status = 409, description = "it ended", body = crate::error::ErrorBody),
+        (status = 422, description = "a bad body", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn cancel_run(
