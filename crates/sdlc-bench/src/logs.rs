@@ -24,10 +24,8 @@ fn stored_log_bytes(project: &Project) -> anyhow::Result<usize> {
     let mut bytes = 0;
     for action in db.list(&sdlc_core::ListFilter::default())? {
         bytes += db
-            .run_logs(action.id)?
-            .iter()
-            .map(|log| log.bytes.len())
-            .sum::<usize>();
+            .run_log(action.id, None)?
+            .map_or(0, |log| log.bytes.len());
     }
     Ok(bytes)
 }

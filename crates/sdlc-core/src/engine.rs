@@ -221,7 +221,9 @@ struct RunDone {
     /// The first and last lines of what the run printed (see `tool::log_excerpt`).
     log_excerpt: Option<String>,
     /// Everything it printed, in its stored form (see [`crate::logs`]); None when nothing.
-    log: Option<Vec<u8>>,
+    /// Shared, so that the settle's work and a record one by one after a refused batch take
+    /// it without copying.
+    log: Option<Arc<[u8]>>,
     /// Never started: the claim became another node's first (see [`crate::start_gate`]).
     /// Nothing is recorded for it.
     lost: bool,
@@ -925,11 +927,11 @@ impl Engine {
             .filter(|run| !run.deferred && run.plan_start.is_none())
             .map(|run| (run.id, run.log_excerpt.clone()))
             .collect();
-        let logs: Vec<(Uuid, Vec<u8>)> = pool
+        let logs: Vec<(Uuid, Arc<[u8]>)> = pool
             .done
-            .iter_mut()
+            .iter()
             .filter(|run| !run.deferred && run.plan_start.is_none())
-            .filter_map(|run| Some((run.id, run.log.take()?)))
+            .filter_map(|run| Some((run.id, run.log.clone()?)))
             .collect();
         let plan_starts: Vec<(Uuid, NewRun)> = pool
             .done
@@ -957,9 +959,6 @@ impl Engine {
         let now = self.clock.now();
         let batch = outcomes.clone();
         let deferred_again = deferred.clone();
-        // Kept for a record one by one, should the batch be refused.
-        let mut excerpts_again: HashMap<Uuid, Option<String>> = excerpts.iter().cloned().collect();
-        let mut logs_again: HashMap<Uuid, Vec<u8>> = logs.iter().cloned().collect();
         let returned_ids: Vec<Uuid> = returned.iter().map(|(action, _)| action.id).collect();
         // The next due time is read in the same trip to the blocking pool: one thread hop
         // per wake-up instead of two.
@@ -1023,16 +1022,16 @@ impl Engine {
                 );
                 let mut finished = Vec::new();
                 for (id, status) in outcomes {
+                    // The excerpt and the log are still with the run in `done`.
+                    let run = pool.done.iter().find(|run| run.id == id);
                     let work = SettleWork {
                         outcomes: vec![(id, status)],
-                        excerpts: excerpts_again
-                            .remove(&id)
-                            .map(|e| (id, e))
+                        excerpts: run
+                            .map(|r| (id, r.log_excerpt.clone()))
                             .into_iter()
                             .collect(),
-                        logs: logs_again
-                            .remove(&id)
-                            .map(|l| (id, l))
+                        logs: run
+                            .and_then(|r| Some((id, r.log.clone()?)))
                             .into_iter()
                             .collect(),
                         ..SettleWork::default()
@@ -1458,12 +1457,12 @@ fn note_exit(log: Option<&crate::logs::LiveLog>, exit: &crate::tool::runner::Exi
 
 /// Ends a run's live log: its stored form, unless the run never started (deferred: it runs
 /// again, and its log is that run's).
-fn end_log(log: Option<&crate::logs::LiveLog>, deferred: bool) -> Option<Vec<u8>> {
+fn end_log(log: Option<&crate::logs::LiveLog>, deferred: bool) -> Option<Arc<[u8]>> {
     let lines = log?.end();
     if deferred {
         return None;
     }
-    crate::logs::encode(&lines)
+    crate::logs::encode(&lines).map(Arc::from)
 }
 
 /// The program (absolute) and working directory of a command step, or why it cannot run.

@@ -390,26 +390,14 @@ pub(crate) async fn cancel_run(
     let request = crate::api::optional_json::<crate::api::CancelRequestBody>(&body)?;
     let (by, grace_ms) = crate::api::cancel_terms(caller.map(|c| c.0), request)?;
     let now = state.clock().now();
+    let by_stored = by.clone();
     let (run, stopping) = state
-        .with_db(move |db| {
-            let run = db.cancel_run_by(id, &by, grace_ms, now)?;
-            // The steps it asked to stop, for this daemon's engine to stop them.
-            let mut stopping = Vec::new();
-            if let Some(detail) = db.get_run(id)? {
-                for step in &detail.steps {
-                    if let Some(action) = step.action.map(|a| db.get(a)).transpose()?.flatten()
-                        && let Some(request) = &action.cancel
-                    {
-                        stopping.push((action.id, request.clone()));
-                    }
-                }
-            }
-            Ok((run, stopping))
-        })
+        .with_db(move |db| db.cancel_run_by(id, &by_stored, grace_ms, now))
         .await?;
-    for (action, request) in stopping {
-        let grace = std::time::Duration::from_millis(request.grace_ms);
-        state.waker().stop(action, &request.by, grace);
+    // The steps it asked to stop, for this daemon's engine to stop them.
+    let grace = std::time::Duration::from_millis(grace_ms);
+    for action in stopping {
+        state.waker().stop(action, &by, grace);
     }
     state.waker().announce_run(id);
     Ok(Json(RunSummary::from(&run)))

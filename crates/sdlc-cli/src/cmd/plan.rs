@@ -475,7 +475,7 @@ async fn cancel(
             async |client| client.cancel_run(run, &by, grace_ms).await,
             |db| {
                 db.cancel_run_by(run, &by, grace_ms, Utc::now())
-                    .map(|r| RunSummary::from(&r))
+                    .map(|(r, _)| RunSummary::from(&r))
             },
         )
         .await?;

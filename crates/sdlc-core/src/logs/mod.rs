@@ -303,12 +303,7 @@ pub fn stored_lines(
     id: uuid::Uuid,
     attempt: Option<u32>,
 ) -> Result<Option<(u32, Vec<LogLine>)>, crate::StoreError> {
-    let logs = db.run_logs(id)?;
-    let found = match attempt {
-        Some(attempt) => logs.into_iter().find(|log| log.attempt == attempt),
-        None => logs.into_iter().last(),
-    };
-    let Some(log) = found else {
+    let Some(log) = db.run_log(id, attempt)? else {
         return Ok(None);
     };
     let lines = decode(&log.bytes).map_err(|detail| crate::StoreError::Corrupt { id, detail })?;

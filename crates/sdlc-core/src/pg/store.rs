@@ -278,22 +278,26 @@ impl PgStore {
             .transpose()
     }
 
-    /// The stored logs of action `id`, oldest attempt first.
-    pub fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError> {
+    /// The stored log of attempt `attempt` of action `id`, or its newest one.
+    pub fn run_log(
+        &self,
+        id: Uuid,
+        attempt: Option<u32>,
+    ) -> Result<Option<crate::logs::StoredLog>, StoreError> {
+        let attempt = attempt.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let mut client = self.db.client()?;
         let rows = client
             .query(
-                "SELECT attempt, log FROM sdlc_run_logs WHERE action_id = $1 ORDER BY attempt",
-                &[&id],
+                "SELECT attempt, log FROM sdlc_run_logs
+                 WHERE action_id = $1 AND ($2::int4 IS NULL OR attempt = $2)
+                 ORDER BY attempt DESC LIMIT 1",
+                &[&id, &attempt],
             )
-            .map_err(|e| fail(self.db.shown_url(), "cannot read a run's logs", e))?;
-        Ok(rows
-            .iter()
-            .map(|row| crate::logs::StoredLog {
-                attempt: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
-                bytes: row.get(1),
-            })
-            .collect())
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a run's log", e))?;
+        Ok(rows.first().map(|row| crate::logs::StoredLog {
+            attempt: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+            bytes: row.get(1),
+        }))
     }
 
     /// Up to `limit` action ids whose hex digits start or end with `fragment` (a walk of the

@@ -84,9 +84,10 @@ store_interface! {
     /// Up to `limit` action ids whose 32 hex digits start or end with `fragment` (lower-case
     /// hex): what a short id (`show 3f9a0c12`) means.
     fn ids_matching(&self, fragment: &str, limit: usize) -> Result<Vec<Uuid>, StoreError>;
-    /// The stored logs of action `id`'s attempts, oldest first (on a shared store, a running
-    /// attempt's as its node last wrote it).
-    fn run_logs(&self, id: Uuid) -> Result<Vec<crate::logs::StoredLog>, StoreError>;
+    /// The stored log of attempt `attempt` of action `id` (the newest one stored when None;
+    /// on a shared store, a running attempt's as its node last wrote it).
+    fn run_log(&self, id: Uuid, attempt: Option<u32>)
+        -> Result<Option<crate::logs::StoredLog>, StoreError>;
     /// Stores what runs in flight printed so far, for readers on other nodes (a shared
     /// store only; see `PgStore::put_partial_logs`).
     fn put_partial_logs(&self, logs: &[(Uuid, u32, Vec<u8>)]) -> Result<(), StoreError>;
@@ -228,8 +229,9 @@ store_interface! {
             |t| plans::start_run_in(t, new, None, now);
         /// Cancels a running plan run: steps not started are canceled now, running ones are
         /// stopped as `cancel_by` stops an action, and the run ends `canceled` when they have.
+        /// Answers the run and the actions it asked to stop.
         fn cancel_run_by(&self, run: Uuid, by: &str, grace_ms: u64, now: DateTime<Utc>)
-            -> Result<PlanRun, StoreError> = |t| {
+            -> Result<(PlanRun, Vec<Uuid>), StoreError> = |t| {
                 plans::require_run(t, run)?;
                 plans::cancel_run_in(t, run, by, grace_ms, now)
             };
@@ -246,7 +248,9 @@ store_interface! {
     provided {
         /// [`Store::cancel_run_by`] the user, with the default grace.
         fn cancel_run(&self, run: Uuid, now: DateTime<Utc>) -> Result<PlanRun, StoreError> {
-            self.cancel_run_by(run, "the user", crate::model::DEFAULT_CANCEL_GRACE_MS, now)
+            Ok(self
+                .cancel_run_by(run, "the user", crate::model::DEFAULT_CANCEL_GRACE_MS, now)?
+                .0)
         }
 
         /// [`Store::cancel_by`] the user, with the default grace.

@@ -40,19 +40,23 @@ impl ActionDb {
         Ok(())
     }
 
-    /// The stored logs of action `id`, oldest attempt first.
-    pub fn run_logs(&self, id: Uuid) -> Result<Vec<StoredLog>, StoreError> {
+    /// The stored log of attempt `attempt` of action `id`, or its newest one (one lookup
+    /// either way: the newest is the last key of the action's range).
+    pub fn run_log(&self, id: Uuid, attempt: Option<u32>) -> Result<Option<StoredLog>, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(RUN_LOGS)?;
-        let mut logs = Vec::new();
-        for entry in table.range(key(id, 0)..=key(id, u32::MAX))? {
-            let (key, bytes) = entry?;
-            let attempt = u32::from_be_bytes(key.value()[16..].try_into().expect("20-byte keys"));
-            logs.push(StoredLog {
-                attempt,
-                bytes: bytes.value().to_vec(),
-            });
-        }
-        Ok(logs)
+        let (first, last) = match attempt {
+            Some(n) => (key(id, n), key(id, n)),
+            None => (key(id, 0), key(id, u32::MAX)),
+        };
+        let Some(entry) = table.range(first..=last)?.next_back() else {
+            return Ok(None);
+        };
+        let (key, bytes) = entry?;
+        let attempt = u32::from_be_bytes(key.value()[16..].try_into().expect("20-byte keys"));
+        Ok(Some(StoredLog {
+            attempt,
+            bytes: bytes.value().to_vec(),
+        }))
     }
 }

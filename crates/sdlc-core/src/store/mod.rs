@@ -212,7 +212,7 @@ pub struct SettleWork {
     pub excerpts: Vec<(Uuid, Option<String>)>,
     /// The whole log of each finished run that printed anything, in its stored form (see
     /// [`crate::logs`]), by action: stored as the log of the attempt that ended.
-    pub logs: Vec<(Uuid, Vec<u8>)>,
+    pub logs: Vec<(Uuid, std::sync::Arc<[u8]>)>,
     /// Actions claimed ahead whose tool never started (see [`ActionDb::return_unstarted`]).
     pub returned: Vec<Uuid>,
     /// Claimed actions whose tool could not start for a passing lack of resources: handed

@@ -815,14 +815,14 @@ pub fn counts_json(run: &PlanRun) -> Value {
 
 /// Cancels run `run_id`: steps that have not started are canceled now; running ones are
 /// asked to stop as `cancel` stops an action (by `by`, SIGKILL after `grace_ms`), and the
-/// run ends `canceled` when they have.
+/// run ends `canceled` when they have. Returns the run and the actions asked to stop.
 pub(crate) fn cancel_run_in(
     t: &mut impl Txn,
     run_id: Uuid,
     by: &str,
     grace_ms: u64,
     now: DateTime<Utc>,
-) -> Result<PlanRun, StoreError> {
+) -> Result<(PlanRun, Vec<Uuid>), StoreError> {
     let mut open = Open::load(t, run_id)?;
     if open.run.status.is_finished() {
         return Err(StoreError::RunFinished {
@@ -838,6 +838,7 @@ pub(crate) fn cancel_run_in(
         open.event(t, "run_canceling", None, json!({}), now)?;
     }
     advance(t, &mut open, Vec::new(), now)?;
+    let mut stopping = Vec::new();
     for state in t.steps(run_id)? {
         let Some(id) = state.action.filter(|_| state.status == StepStatus::Running) else {
             continue;
@@ -847,9 +848,10 @@ pub(crate) fn cancel_run_in(
             && action.cancel.is_none()
         {
             super::rules::cancel_in(t, id, by, grace_ms, now)?;
+            stopping.push(id);
         }
     }
-    Ok(open.run)
+    Ok((open.run, stopping))
 }
 
 /// Runs again the steps of a finished run that did not succeed (or `only` and what follows

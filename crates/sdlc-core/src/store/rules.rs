@@ -512,7 +512,7 @@ pub(crate) fn settle_in(
     };
     let mut finished = Vec::with_capacity(outcomes.len());
     let mut excerpts: HashMap<Uuid, Option<String>> = excerpts.into_iter().collect();
-    let mut logs: HashMap<Uuid, Vec<u8>> = logs.into_iter().collect();
+    let mut logs: HashMap<Uuid, std::sync::Arc<[u8]>> = logs.into_iter().collect();
     for (id, outcome) in outcomes {
         let mut old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
         if let Some(excerpt) = excerpts.remove(&id) {
