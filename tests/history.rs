@@ -434,7 +434,80 @@ fn a_schedules_run_id_is_formatted_per_occurrence_and_plan_steps_carry_theirs(ba
     drop(daemon);
 }
 
+/// `--since/--until` select by when a run was due (a schedule's slot), not when it was
+/// created: an occurrence of a schedule is created a period before its slot.
+fn since_and_until_select_runs_by_their_slot_not_their_creation(backend: Backend) {
+    let project = Project::on(backend);
+    ok_tool(&project);
+    let daemon = project.daemon(&["--tick-rate", "60"]);
+    let token = daemon.token(&project);
+    let first = project.add(&["every-2s", "--tool", "ok", "--every", "2s"]);
+    wait_for_status(&project, &first, "completed", Duration::from_secs(20));
+    let series = project.find(&first)["series"].as_str().unwrap().to_string();
+    // A later occurrence, created when the one before it ran, has run too.
+    let second = wait_for("a later occurrence to run", Duration::from_secs(20), || {
+        project.list().into_iter().find(|a| {
+            a["series"] == series.as_str()
+                && a["id"] != first.as_str()
+                && a["status"] == "completed"
+        })
+    });
+    let time = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(second[field].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let (created, slot) = (time("created_at"), time("scheduled_at"));
+    assert!(
+        slot - created >= chrono::Duration::milliseconds(500),
+        "created {created}, due {slot}"
+    );
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let just_before = at(slot - chrono::Duration::milliseconds(1));
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut full = vec![
+            "orchestrate",
+            "list",
+            "--format",
+            "json",
+            "--label",
+            "every-2s",
+        ];
+        full.extend_from_slice(args);
+        let out: Vec<Value> = serde_json::from_str(&project.sdlc_ok(&full)).unwrap();
+        out.iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let second_id = second["id"].as_str().unwrap().to_string();
+    // Created before `just_before`, but due (and run) after it.
+    assert!(listed(&["--since", &at(slot)]).contains(&second_id));
+    assert!(!listed(&["--until", &just_before]).contains(&second_id));
+    assert!(listed(&["--until", &at(slot)]).contains(&second_id));
+    assert!(listed(&["--until", &just_before]).contains(&first));
+    // The API pages the same way.
+    let paged = get_json(
+        &daemon,
+        &token,
+        &format!(
+            "/api/orchestrator/actions/paged?label=every-2s&until={}",
+            just_before.replace('+', "%2B")
+        ),
+    );
+    let paged: Vec<&str> = paged["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(paged.contains(&first.as_str()), "{paged:?}");
+    assert!(!paged.contains(&second_id.as_str()), "{paged:?}");
+    drop(daemon);
+}
+
 on_both_backends!(
+    since_and_until_select_runs_by_their_slot_not_their_creation,
     paging_2500_actions_while_new_ones_arrive_returns_each_exactly_once,
     every_filter_narrows_history_in_the_api_and_the_cli,
     the_csv_export_parses_with_a_real_csv_parser,

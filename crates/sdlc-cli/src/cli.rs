@@ -702,10 +702,10 @@ pub struct ListArgs {
     /// Only actions of this run: a plan run's id or a grouping set with add --run-id
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
-    /// Only actions created since: RFC 3339, or how long ago (7d, 12h)
+    /// Only runs due since (their slot, or when asked): RFC 3339, or how long ago (7d, 12h)
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Only actions created until: RFC 3339, or how long ago
+    /// Only runs due until (their slot, or when asked): RFC 3339, or how long ago
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Continue a listing from the cursor printed on stderr

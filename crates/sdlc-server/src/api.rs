@@ -72,7 +72,7 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub tool: Option<String>,
     pub limit: Option<String>,
-    /// With any of these, the list is a history query (newest by creation).
+    /// With any of these, the list is a history query (newest by run time).
     pub label: Option<String>,
     pub run_id: Option<String>,
     pub since: Option<String>,

@@ -49,8 +49,12 @@ pub struct HistoryQuery {
     /// The occurrences of one schedule: its series id (any of its actions' `series`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
+    /// Only runs due at or after this: their run time (a schedule's slot, a webhook's
+    /// arrival, when a manual run was asked), not their creation. RFC 3339, or how long ago
+    /// (`7d`, `12h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// Only runs due at or before this (run time, as `since`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! `sdlc orchestrate list`: history newest first (by creation), filtered and paged by the
+//! `sdlc orchestrate list`: history newest first (by run time), filtered and paged by the
 //! history index, as a table, a JSON array, CSV or JSON lines. csv and jsonl without
 //! `--limit` stream every match, a page at a time; otherwise the next page's cursor is
 //! printed on stderr when more match.

@@ -1,5 +1,5 @@
 //! The read side on PostgreSQL that the redb store answers from its own indexes: history
-//! pages (keyset paging on creation time and id, as `store::history` pages), what is coming
+//! pages (keyset paging on run time and id, as `store::history` pages), what is coming
 //! due, the recurring series, and retention.
 
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 impl PgStore {
-    /// Up to `limit` actions matching `filter`, newest first (by creation), after `cursor`
+    /// Up to `limit` actions matching `filter`, newest first (by run time), after `cursor`
     /// (see `ActionDb::history_page`). Records carry their bodies either way.
     pub fn history_page(
         &self,
@@ -41,9 +41,9 @@ impl PgStore {
                    AND ($3::text IS NULL OR label = $3)
                    AND ($4::text IS NULL OR run_ids @> ARRAY[$4::text])
                    AND ($5::uuid IS NULL OR series = $5)
-                   AND created_at >= $6 AND created_at <= $7
-                   AND (created_at, id) < ($8, $9)
-                 ORDER BY created_at DESC, id DESC LIMIT $10",
+                   AND run_at >= $6 AND run_at <= $7
+                   AND (run_at, id) < ($8, $9)
+                 ORDER BY run_at DESC, id DESC LIMIT $10",
                 &[
                     &status,
                     &filter.tool,

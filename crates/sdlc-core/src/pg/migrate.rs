@@ -179,6 +179,26 @@ const MIGRATIONS: &[Migration] = &[
                   PRIMARY KEY (action_id, attempt)
               );",
     },
+    Migration {
+        version: 7,
+        what: "history by run time",
+        // `run_at`: the time an action's trigger gave it (a schedule's slot, a webhook's
+        // arrival, when a manual run was asked), what history pages are ordered and
+        // filtered by (see `store::history`). Rows from before it take their slot, else
+        // their creation time, which is when a manual run was asked and within a moment of
+        // a webhook's arrival.
+        sql: "ALTER TABLE sdlc_actions ADD COLUMN run_at bigint;
+              UPDATE sdlc_actions SET run_at = coalesce(slot, created_at);
+              ALTER TABLE sdlc_actions ALTER COLUMN run_at SET NOT NULL;
+              DROP INDEX sdlc_actions_created, sdlc_actions_status_created,
+                  sdlc_actions_tool_created, sdlc_actions_series_created,
+                  sdlc_actions_label_created;
+              CREATE INDEX sdlc_actions_run_at ON sdlc_actions (run_at, id);
+              CREATE INDEX sdlc_actions_status_run_at ON sdlc_actions (status, run_at, id);
+              CREATE INDEX sdlc_actions_tool_run_at ON sdlc_actions (tool, run_at, id);
+              CREATE INDEX sdlc_actions_series_run_at ON sdlc_actions (series, run_at, id);
+              CREATE INDEX sdlc_actions_label_run_at ON sdlc_actions (label, run_at, id);",
+    },
 ];
 
 /// The schema version this build writes.
@@ -312,5 +332,35 @@ mod tests {
         let mut expected = vec![(running, true), (pending, false)];
         expected.sort();
         assert_eq!(started, expected);
+    }
+
+    #[test]
+    fn rows_of_a_schema_6_database_get_their_run_time_from_their_slot_or_creation() {
+        let url = sdlc_pgtest::Cluster::shared()
+            .expect("the PostgreSQL tests need a server")
+            .fresh_database()
+            .unwrap();
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        migrate_to(&mut client, &url, 6).unwrap();
+        let (occurrence, manual) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        for (id, slot) in [(occurrence, Some(3_600_000i64)), (manual, None)] {
+            client
+                .execute(
+                    "INSERT INTO sdlc_actions (id, status, series, updated_at, created_at, tool,
+                         label, run_ids, recurring, slot, record)
+                     VALUES ($1, 1, $1, 0, 1000, 't', 'l', '{}', false, $2, '')",
+                    &[&id, &slot],
+                )
+                .unwrap();
+        }
+        migrate(&mut client, &url).unwrap();
+        let mut run_at = |id: uuid::Uuid| -> i64 {
+            client
+                .query_one("SELECT run_at FROM sdlc_actions WHERE id = $1", &[&id])
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(run_at(occurrence), 3_600_000);
+        assert_eq!(run_at(manual), 1_000);
     }
 }

@@ -296,25 +296,25 @@ impl<'c> PgTxn<'c> {
                 // take an array of arrays of different lengths.)
                 "INSERT INTO sdlc_actions (id, status, due_at, series, updated_at,
                      created_at, tool, label, run_ids, step_run, recurring, slot,
-                     claim, node, lease_until, record)
+                     claim, node, lease_until, record, run_at)
                  SELECT id, status, due_at, series, updated_at, created_at, tool, label,
                         CASE WHEN run_ids = '' THEN '{}'::text[]
                              ELSE string_to_array(run_ids, E'\\x1f') END,
-                        step_run, recurring, slot, claim, node, lease_until, record
+                        step_run, recurring, slot, claim, node, lease_until, record, run_at
                  FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::uuid[],
                              $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
                              $10::uuid[], $11::bool[], $12::int8[], $13::uuid[], $14::text[],
-                             $15::int8[], $16::bytea[])
+                             $15::int8[], $16::bytea[], $17::int8[])
                       AS r(id, status, due_at, series, updated_at, created_at, tool, label,
                            run_ids, step_run, recurring, slot, claim, node, lease_until,
-                           record)
+                           record, run_at)
                  ON CONFLICT (id) DO UPDATE SET
                      status = excluded.status, due_at = excluded.due_at,
                      series = excluded.series, updated_at = excluded.updated_at,
                      created_at = excluded.created_at, tool = excluded.tool,
                      label = excluded.label, run_ids = excluded.run_ids,
                      step_run = excluded.step_run, recurring = excluded.recurring,
-                     slot = excluded.slot,
+                     slot = excluded.slot, run_at = excluded.run_at,
                      claim = CASE WHEN excluded.status <> 2 THEN NULL
                                   ELSE coalesce(excluded.claim, sdlc_actions.claim) END,
                      node = CASE WHEN excluded.status <> 2 THEN NULL
@@ -341,6 +341,7 @@ impl<'c> PgTxn<'c> {
                     &row.nodes,
                     &row.leases,
                     &row.records,
+                    &row.run_at,
                 ],
             )?;
         }
@@ -510,6 +511,8 @@ struct ActionRows {
     series: Vec<Uuid>,
     updated: Vec<i64>,
     created: Vec<i64>,
+    /// Each action's run time (`store::history`).
+    run_at: Vec<i64>,
     tools: Vec<String>,
     labels: Vec<String>,
     run_ids: Vec<String>,
@@ -544,6 +547,7 @@ impl ActionRows {
         self.series.push(action.series);
         self.updated.push(millis(action.updated_at) as i64);
         self.created.push(millis(action.created_at) as i64);
+        self.run_at.push(millis(action.scheduled_at()) as i64);
         self.tools.push(action.tool_name.clone());
         self.labels.push(action.label.clone());
         let run_ids: Vec<_> = action.run_ids().collect();

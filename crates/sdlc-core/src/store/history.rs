@@ -1,18 +1,22 @@
 //! The history index: pages of actions, newest first, filtered by status, tool, label, run id
-//! and creation time, read from one index without scanning the history.
+//! and run time, read from one index without scanning the history.
 //!
-//! Every action is in `history` under several keys `dimension ++ value hash ++ created_ms ++
-//! id`: one under "all", one under its status, its tool, its label, its series (the
+//! An action's run time is the time its trigger gave it: a schedule's slot, a webhook's
+//! arrival, when a manual run was asked (`Action::scheduled_at`). It is when the run starts
+//! unless it waits (a daemon down, an overlap queued, an approval first), and unlike the
+//! creation time it is the run's own: a cron occurrence is created a whole period before its
+//! slot. Every action is in `history` under several keys `dimension ++ value hash ++
+//! run_ms ++ id`: one under "all", one under its status, its tool, its label, its series (the
 //! occurrences of one schedule), and each of its run ids.
 //! Running is the exception: a run passes through it between two commits of the engine, so
 //! the status key of an action that is running is left out (a claim removes its Pending key,
 //! the outcome adds its final one: two index writes a run instead of four), and a page of
 //! running actions is read from the status index `by_status`, which holds at most the few
 //! hundred the engine has claimed.
-//! Within a dimension and value the keys run in creation order, so a filter is a key range
+//! Within a dimension and value the keys run in run-time order, so a filter is a key range
 //! and a page of several filters is the intersection of their ranges, walked from the newest
-//! end by leapfrogging (each range seeks to the others' candidate). Creation time and id never
-//! change, so a cursor (the last key of a page) stays exact while new actions arrive: they
+//! end by leapfrogging (each range seeks to the others' candidate). Run time and id do not
+//! change as an action runs, so a cursor (the last key of a page) stays exact while new actions arrive: they
 //! sort above it. Values are hashed to fixed-width keys; the record is checked against the
 //! filter, so a collision costs a lookup, never a wrong row.
 
@@ -29,7 +33,7 @@ use crate::model::{Action, StatusKind};
 
 pub(super) const HISTORY: TableDefinition<[u8; 33], ()> = TableDefinition::new("history");
 
-/// The part of a key after its dimension and value: when the action was created, and its id.
+/// The part of a key after its dimension and value: the action's run time, and its id.
 type Position = [u8; 24];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +75,16 @@ fn key(prefix: [u8; 9], position: Position) -> [u8; 33] {
     k
 }
 
-fn position(created: DateTime<Utc>, id: Uuid) -> Position {
-    super::due_key(created, id)
+fn position(at: DateTime<Utc>, id: Uuid) -> Position {
+    super::due_key(at, id)
+}
+
+/// Where `action` stands in the history: its run time and its id. The run time is the time
+/// its trigger gave it (`Action::scheduled_at`: a schedule's slot, a webhook's arrival, when
+/// a manual run was asked), which is when it starts unless it waits, and which never changes
+/// once it runs (only an edit of a pending action moves it).
+fn position_of(action: &Action) -> Position {
+    position(action.scheduled_at(), action.id)
 }
 
 fn status_value(kind: StatusKind) -> u64 {
@@ -82,17 +94,13 @@ fn status_value(kind: StatusKind) -> u64 {
 /// The key of `action` under its status; none while it runs (see the module's header).
 fn status_key(action: &Action) -> Option<[u8; 33]> {
     let kind = action.status.kind();
-    (kind != StatusKind::Running).then(|| {
-        key(
-            prefix(Dim::Status, status_value(kind)),
-            position(action.created_at, action.id),
-        )
-    })
+    (kind != StatusKind::Running)
+        .then(|| key(prefix(Dim::Status, status_value(kind)), position_of(action)))
 }
 
 /// Every key `action` is found under.
 fn keys_of(action: &Action) -> Vec<[u8; 33]> {
-    let at = position(action.created_at, action.id);
+    let at = position_of(action);
     let mut keys = vec![
         key(prefix(Dim::All, 0), at),
         key(prefix(Dim::Tool, hash(&action.tool_name)), at),
@@ -117,7 +125,7 @@ pub(super) fn reindex(
 ) -> Result<(), StoreError> {
     if let (Some(old), Some(new)) = (old, new)
         && old.id == new.id
-        && old.created_at == new.created_at
+        && old.scheduled_at() == new.scheduled_at()
         && old.tool_name == new.tool_name
         && old.label == new.label
         && old.series == new.series
@@ -147,8 +155,10 @@ pub(super) fn reindex(
     Ok(())
 }
 
-/// Builds the index of a file written before it existed (schema 7 and older): every stored
-/// action, once, when the index is empty but actions are not. Returns whether it built it.
+/// Builds the index of a file written before it existed (schema 7 and older), or whose index
+/// was dropped at open because it was keyed by creation time (schema 9 and older): every
+/// stored action, once, when the index is empty but actions are not. Returns whether it
+/// built it.
 pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<bool, StoreError> {
     if !t.history.is_empty()? || t.actions.is_empty()? {
         return Ok(false);
@@ -160,7 +170,7 @@ pub(super) fn rebuild_if_missing(t: &mut Tables<'_>) -> Result<bool, StoreError>
 /// Adds the series keys to the index of a file written before they existed (schema 8).
 pub(super) fn add_series_keys(t: &mut Tables<'_>) -> Result<(), StoreError> {
     index_every_action(t, "added the series to the history index", |action| {
-        let at = position(action.created_at, action.id);
+        let at = position_of(action);
         vec![key(prefix(Dim::Series, series_value(action.series)), at)]
     })
 }
@@ -200,9 +210,9 @@ pub struct HistoryFilter {
     pub run_id: Option<String>,
     /// The occurrences of one schedule (and its manual runs).
     pub series: Option<Uuid>,
-    /// Created at or after.
+    /// Run time (see the module's header) at or after.
     pub since: Option<DateTime<Utc>>,
-    /// Created at or before.
+    /// Run time at or before.
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -218,10 +228,10 @@ impl HistoryFilter {
             && self.series.is_none_or(|s| s == action.series)
             && self
                 .since
-                .is_none_or(|s| millis(action.created_at) >= millis(s))
+                .is_none_or(|s| millis(action.scheduled_at()) >= millis(s))
             && self
                 .until
-                .is_none_or(|u| millis(action.created_at) <= millis(u))
+                .is_none_or(|u| millis(action.scheduled_at()) <= millis(u))
     }
 
     /// The index ranges whose intersection is the answer.
@@ -261,10 +271,10 @@ impl HistoryCursor {
 
     /// The cursor just below `action` (the last of a page).
     pub fn after(action: &Action) -> HistoryCursor {
-        HistoryCursor(position(action.created_at, action.id))
+        HistoryCursor(position_of(action))
     }
 
-    /// Where it stands: creation time (Unix ms) and id.
+    /// Where it stands: run time (Unix ms) and id.
     pub fn position(&self) -> (i64, Uuid) {
         let ms = u64::from_be_bytes(self.0[..8].try_into().expect("positions are 24 bytes"));
         (ms.min(i64::MAX as u64) as i64, id_from_key(&self.0[8..]))
@@ -301,7 +311,7 @@ pub enum Bodies {
 }
 
 impl ActionDb {
-    /// Up to `limit` actions matching `filter`, newest first (by creation), after `cursor`.
+    /// Up to `limit` actions matching `filter`, newest first (by run time), after `cursor`.
     pub fn history_page(
         &self,
         filter: &HistoryFilter,
@@ -383,7 +393,7 @@ impl ActionDb {
             }
             if page.items.len() == limit {
                 let last = page.items.last().expect("limit > 0");
-                page.next = Some(HistoryCursor(position(last.created_at, last.id)));
+                page.next = Some(HistoryCursor(position_of(last)));
                 break;
             }
             page.items.push(action);
@@ -405,11 +415,11 @@ impl ActionDb {
             if page.items.len() > before {
                 let more = page.next.is_some();
                 page.items
-                    .sort_by_key(|a| std::cmp::Reverse(position(a.created_at, a.id)));
+                    .sort_by_key(|a| std::cmp::Reverse(position_of(a)));
                 if page.items.len() > limit || more {
                     page.items.truncate(limit);
                     let last = page.items.last().expect("limit > 0");
-                    page.next = Some(HistoryCursor(position(last.created_at, last.id)));
+                    page.next = Some(HistoryCursor(position_of(last)));
                 }
             }
         }
@@ -454,20 +464,16 @@ impl ActionDb {
             let action = load(&actions, &body_table, id, bodies)?;
             if let Some(action) = action
                 && filter.matches(&action)
-                && cursor.is_none_or(|c| position(action.created_at, action.id) < c.0)
+                && cursor.is_none_or(|c| position_of(&action) < c.0)
             {
                 found.push(action);
             }
         }
-        found.sort_by_key(|a| std::cmp::Reverse(position(a.created_at, a.id)));
+        found.sort_by_key(|a| std::cmp::Reverse(position_of(a)));
         let more = found.len() > limit;
         found.truncate(limit);
         let next = more
-            .then(|| {
-                found
-                    .last()
-                    .map(|a| HistoryCursor(position(a.created_at, a.id)))
-            })
+            .then(|| found.last().map(|a| HistoryCursor(position_of(a))))
             .flatten();
         Ok(HistoryPage { items: found, next })
     }
@@ -485,8 +491,9 @@ mod tests {
         Utc.timestamp_millis_opt(ms).unwrap()
     }
 
-    /// 600 actions over 6 tools, 4 labels, 3 run ids, created one per ms (some sharing a ms):
-    /// 250 run to completion or failure, 50 running, the rest pending.
+    /// 600 actions over 6 tools, 4 labels, 3 run ids, created one per ms (some sharing a ms)
+    /// with slots in another order (as cron occurrences are created a period early): 250 run
+    /// to completion or failure, 50 running, the rest pending.
     fn stored() -> (tempfile::TempDir, ActionDb, Vec<Action>) {
         let dir = tempfile::tempdir().unwrap();
         let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
@@ -498,13 +505,12 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..600i64 {
             let created = t(1_000 + i / 2);
+            let slot = t(1_000 + (i * 7_919) % 600);
             let mut a = Action::new(
                 format!("label-{}", i % 4),
                 format!("tool-{}", i % 6),
                 json!({"i": i}),
-                ActionTrigger::Scheduled {
-                    next_tick_at: created,
-                },
+                ActionTrigger::Scheduled { next_tick_at: slot },
                 created,
             );
             if i % 5 != 0 {
@@ -545,7 +551,7 @@ mod tests {
     fn every_filter_and_their_combinations_match_a_scan(db: &dyn Store) {
         let all = fill(db);
         let mut newest_first = all.clone();
-        newest_first.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
+        newest_first.sort_by_key(|a| std::cmp::Reverse((a.scheduled_at(), a.id)));
         let filters = [
             HistoryFilter::default(),
             HistoryFilter {
@@ -645,7 +651,7 @@ mod tests {
             cursor = page.next;
         }
         let mut expected: Vec<&Action> = all.iter().collect();
-        expected.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
+        expected.sort_by_key(|a| std::cmp::Reverse((a.scheduled_at(), a.id)));
         assert_eq!(seen, expected.iter().map(|a| a.id).collect::<Vec<_>>());
     }
 
@@ -738,6 +744,97 @@ mod tests {
         assert_eq!(index.len().unwrap(), left);
     }
 
+    fn since_and_until_select_by_run_time_not_creation(db: &dyn Store) {
+        // A cron occurrence created an hour before its slot, and a manual run asked between.
+        let occurrence = Action::new(
+            "nightly",
+            "tool-0",
+            json!({}),
+            ActionTrigger::Scheduled {
+                next_tick_at: t(3_600_000),
+            },
+            t(0),
+        );
+        let manual = Action::new(
+            "manual",
+            "tool-0",
+            json!({}),
+            ActionTrigger::Manual {
+                requested_at: t(1_800_000),
+            },
+            t(1_800_000),
+        );
+        db.insert_many(&[occurrence.clone(), manual.clone()])
+            .unwrap();
+        let page = |since: Option<i64>, until: Option<i64>| {
+            let filter = HistoryFilter {
+                since: since.map(t),
+                until: until.map(t),
+                ..Default::default()
+            };
+            walk(db, &filter, 1)
+        };
+        assert_eq!(page(None, None), vec![occurrence.id, manual.id]);
+        assert_eq!(page(Some(3_000_000), None), vec![occurrence.id]);
+        assert_eq!(page(None, Some(3_000_000)), vec![manual.id]);
+        assert_eq!(page(Some(3_600_000), Some(3_600_000)), vec![occurrence.id]);
+        // Once they have run, they are found the same way.
+        assert_eq!(db.claim_due(t(3_600_001), 10).unwrap().len(), 2);
+        for id in [occurrence.id, manual.id] {
+            let done = ActionStatus::Completed { result: json!({}) };
+            db.complete(id, done, t(3_600_050)).unwrap();
+        }
+        assert_eq!(page(Some(3_000_000), None), vec![occurrence.id]);
+        let completed = HistoryFilter {
+            status: Some(StatusKind::Completed),
+            until: Some(t(3_000_000)),
+            ..Default::default()
+        };
+        assert_eq!(walk(db, &completed, 5), vec![manual.id]);
+    }
+
+    #[test]
+    fn an_index_keyed_by_creation_is_rebuilt_by_run_time_at_open() {
+        let (dir, db, all) = stored();
+        // As a schema 9 file holds it: the same actions under their creation times.
+        {
+            let tx = db.db.begin_write().unwrap();
+            tx.delete_table(HISTORY).unwrap();
+            {
+                let mut index = tx.open_table(HISTORY).unwrap();
+                for a in &all {
+                    let at = position(a.created_at, a.id);
+                    index.insert(key(prefix(Dim::All, 0), at), ()).unwrap();
+                }
+                tx.open_table(super::super::META)
+                    .unwrap()
+                    .insert("schema_version", 9)
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        drop(db);
+        let db = ActionDb::open(&dir.path().join("orchestrator.db")).unwrap();
+        let filter = HistoryFilter {
+            since: Some(t(1_300)),
+            ..Default::default()
+        };
+        let mut expected: Vec<&Action> = all
+            .iter()
+            .filter(|a| a.scheduled_at() >= t(1_300))
+            .collect();
+        expected.sort_by_key(|a| std::cmp::Reverse((a.scheduled_at(), a.id)));
+        let expected: Vec<Uuid> = expected.iter().map(|a| a.id).collect();
+        assert!(!expected.is_empty());
+        assert_eq!(walk(&db, &filter, 17), expected);
+        let tool = HistoryFilter {
+            tool: Some("tool-3".into()),
+            ..Default::default()
+        };
+        let tool_3 = all.iter().filter(|a| a.tool_name == "tool-3").count();
+        assert_eq!(walk(&db, &tool, 13).len(), tool_3);
+    }
+
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
         let c = HistoryCursor(position(Utc::now(), Uuid::now_v7()));
@@ -775,6 +872,12 @@ mod tests {
             let (_dir, db) = super::empty_file();
             super::a_cursor_stays_exact_while_actions_arrive_and_change(&db);
         }
+
+        #[test]
+        fn since_and_until_select_by_run_time_not_creation() {
+            let (_dir, db) = super::empty_file();
+            super::since_and_until_select_by_run_time_not_creation(&db);
+        }
     }
 
     mod on_postgres {
@@ -788,6 +891,12 @@ mod tests {
         fn a_cursor_stays_exact_while_actions_arrive_and_change() {
             let db = crate::store::tests::open_pg();
             super::a_cursor_stays_exact_while_actions_arrive_and_change(&db);
+        }
+
+        #[test]
+        fn since_and_until_select_by_run_time_not_creation() {
+            let db = crate::store::tests::open_pg();
+            super::since_and_until_select_by_run_time_not_creation(&db);
         }
     }
 

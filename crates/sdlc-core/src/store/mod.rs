@@ -87,10 +87,12 @@ pub use webhooks::Ingested;
 ///    excerpts, the notification outbox (an older build would leave the index stale).
 /// 9: the history index has a series dimension and the recurring series are indexed (both
 ///    added at open to an older file), and dashboard sessions are stored.
+/// 10: the history index is keyed by run time, not creation time (rebuilt at open from the
+///    actions of an older file; an older build would page and filter a file by the wrong key).
 ///
 /// The `run_logs` table (whole run logs) needs no bump: an older build never reads it, and
 /// only leaves the logs of the actions it prunes behind.
-pub const SCHEMA_VERSION: u64 = 9;
+pub const SCHEMA_VERSION: u64 = 10;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
 const CHECKSUM_SINCE: u8 = 6;
@@ -825,6 +827,8 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         let found = meta.get("schema_version")?.map(|v| v.value());
         // Written before the series were indexed (schema 9).
         let series_missing = found.is_some_and(|v| v < 9);
+        // Its history index is keyed by creation time (schema 10 keys it by run time).
+        let index_by_creation = found.is_some_and(|v| v < 10);
         match found {
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -840,6 +844,10 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
             _ => {
                 meta.insert("schema_version", SCHEMA_VERSION)?;
             }
+        }
+        if index_by_creation {
+            // Built again below from the actions, under the keys this build reads.
+            tx.delete_table(history::HISTORY)?;
         }
         // Create every table so read transactions never meet a missing one.
         let mut t = Tables::open(&tx)?;
