@@ -99,6 +99,10 @@ pub enum StoreError {
     )]
     NotPending { id: Uuid, status: StatusKind },
 
+    /// A report that the run cannot take (`crate::external::may_report` says why).
+    #[error("{detail}")]
+    NotReportable { detail: String },
+
     #[error("action {id} is {status}; only a pending or paused action can be edited")]
     NotEditable { id: Uuid, status: StatusKind },
 

@@ -26,6 +26,7 @@ pub mod daemon_file;
 pub mod engine;
 pub mod engine_stats;
 pub mod error;
+pub mod external;
 pub mod logs;
 pub mod metrics;
 pub mod model;

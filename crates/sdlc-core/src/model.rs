@@ -372,6 +372,14 @@ pub enum ActionTrigger {
         #[serde(default)]
         delivery_id: Option<String>,
     },
+    /// A run reported from outside (`crate::external`): it runs elsewhere, and only reports
+    /// change it; the daemon never claims, runs or recovers it.
+    External {
+        reported_at: DateTime<Utc>,
+        /// The named token that reported its start, when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reported_by: Option<String>,
+    },
 }
 
 /// Where an action is in its life.
@@ -607,7 +615,13 @@ impl Action {
             ActionTrigger::Scheduled { next_tick_at } => *next_tick_at,
             ActionTrigger::Manual { requested_at } => *requested_at,
             ActionTrigger::Webhook { received_at, .. } => *received_at,
+            ActionTrigger::External { reported_at, .. } => *reported_at,
         }
+    }
+
+    /// Whether it runs elsewhere and is reported from outside (see `crate::external`).
+    pub fn is_external(&self) -> bool {
+        matches!(self.trigger, ActionTrigger::External { .. })
     }
 
     /// Whether this is an occurrence of a schedule (not a manual or webhook run).

@@ -194,6 +194,7 @@ impl From<&Action> for ActionView {
                 };
                 "webhook"
             }
+            ActionTrigger::External { .. } => "external",
         };
         ActionView {
             id: action.id,

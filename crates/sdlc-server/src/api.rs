@@ -55,6 +55,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/login-token", post(login_token))
         .merge(crate::plans_api::routes())
         .merge(crate::approvals_api::routes())
+        .merge(crate::external_api::routes())
         .merge(crate::history_api::routes())
         .merge(crate::notify_api::routes())
         .merge(crate::tools_api::routes())
@@ -231,28 +232,35 @@ pub(crate) async fn get_action(
     Ok(Json(ActionView::from(&action)))
 }
 
-/// `PATCH /actions/{id}`: an `ActionEdit`, checked as `add` checks a new action.
+/// `PATCH /actions/{id}`: with a `status`, a report on a run reported from outside
+/// (`external_api::report`); without, an `ActionEdit`, checked as `add` checks a new action.
 #[utoipa::path(
     patch,
     path = "/api/orchestrator/actions/{id}",
     tag = "actions",
-    summary = "Change a pending or paused action",
+    summary = "Change a pending or paused action, or report the status of a run reported from outside",
     params(("id" = String, Path, description = "The action's id (a UUID)")),
-    request_body = sdlc_core::service::ActionEdit,
+    request_body = crate::external_api::ActionPatch,
     responses(
         (status = 200, description = "The action as changed", body = ActionView),
         (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
         (status = 404, description = "no such action", body = crate::error::ErrorBody),
-        (status = 409, description = "it started or changed meanwhile", body = crate::error::ErrorBody),
-        (status = 422, description = "the change cannot be stored", body = crate::error::ErrorBody)
+        (status = 409, description = "it started or changed meanwhile; or a report on a run of the daemon's own, or on one that ended", body = crate::error::ErrorBody),
+        (status = 422, description = "the change cannot be stored, or a bad status", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn edit_action(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(edit): JsonBody<sdlc_core::service::ActionEdit>,
+    JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Json<ActionView>, ApiError> {
     let id = parse_id(&id)?;
+    let edit = match crate::external_api::ActionPatch::parse(body)? {
+        crate::external_api::ActionPatch::Report(report) => {
+            return crate::external_api::report(&state, id, report).await;
+        }
+        crate::external_api::ActionPatch::Edit(edit) => edit,
+    };
     let old = state
         .with_db(move |db| db.get(id))
         .await?

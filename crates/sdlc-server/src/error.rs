@@ -72,6 +72,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Duplicate(_)
             | StoreError::InvalidTransition { .. }
             | StoreError::NotPending { .. }
+            | StoreError::NotReportable { .. }
             | StoreError::NotEditable { .. }
             | StoreError::ChangedMeanwhile { .. }
             | StoreError::NothingToPause { .. }

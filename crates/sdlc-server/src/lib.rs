@@ -30,6 +30,7 @@ pub mod auth;
 pub mod client;
 pub mod delivery_log;
 pub mod error;
+pub mod external_api;
 pub mod history_api;
 mod ingest;
 pub mod listener;

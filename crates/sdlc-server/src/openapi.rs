@@ -47,6 +47,7 @@ use crate::error::ErrorBody;
         crate::plans_api::cancel_run,
         crate::plans_api::retry_run,
         crate::approvals_api::approve,
+        crate::external_api::start,
         crate::approvals_api::reject,
         crate::history_api::paged,
         crate::history_api::paged_jsonl,

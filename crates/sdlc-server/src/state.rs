@@ -58,6 +58,8 @@ pub struct AppStateConfig {
     /// Served over TLS (`--tls-cert`): session cookies are `Secure` and every answer carries
     /// `Strict-Transport-Security`.
     pub https: bool,
+    /// `--log-cap`: the most a run's log keeps, a reported run's too (0: no logs).
+    pub log_cap: usize,
 }
 
 impl AppState {
@@ -156,6 +158,10 @@ impl AppState {
 
     pub fn max_body(&self) -> usize {
         self.inner.max_body
+    }
+
+    pub fn log_cap(&self) -> usize {
+        self.inner.log_cap
     }
 
     /// The dashboard's event stream.

@@ -108,6 +108,7 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
             metrics: engine.metrics(),
             metrics_open: args.metrics_open,
             https: tls.is_some(),
+            log_cap: usize::try_from(args.log_cap).unwrap_or(usize::MAX),
         })
     })
     .context("cannot read the webhook routes")?;

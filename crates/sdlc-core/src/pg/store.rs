@@ -795,7 +795,7 @@ impl PgStore {
                 let mut returned = Vec::new();
                 for id in mine.into_iter().filter(|id| !known.contains(id)) {
                     let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
-                    if old.plan_run.is_some() {
+                    if old.plan_run.is_some() || old.is_external() {
                         continue;
                     }
                     rules::return_in(t, &old, now, None)?;

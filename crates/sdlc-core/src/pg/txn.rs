@@ -134,8 +134,9 @@ impl<'c> PgTxn<'c> {
                 )?;
                 self.query(
                     "cannot read expired claims",
+                    // (A run reported from outside is Running under no claim: nobody's.)
                     "SELECT a.id FROM sdlc_actions a
-                     WHERE a.status = 2 AND a.lease_until < $1
+                     WHERE a.status = 2 AND a.claim IS NOT NULL AND a.lease_until < $1
                        AND NOT EXISTS (SELECT 1 FROM sdlc_nodes n WHERE n.node = a.node)
                      ORDER BY a.id
                      FOR UPDATE OF a SKIP LOCKED",
@@ -145,7 +146,7 @@ impl<'c> PgTxn<'c> {
             Some(node) => self.query(
                 "cannot read the claims left under this node",
                 "SELECT id FROM sdlc_actions
-                 WHERE status = 2 AND node IS NOT DISTINCT FROM $1
+                 WHERE status = 2 AND claim IS NOT NULL AND node IS NOT DISTINCT FROM $1
                  ORDER BY id FOR UPDATE SKIP LOCKED",
                 &[&node],
             )?,
@@ -534,7 +535,7 @@ impl ActionRows {
         node: Option<&str>,
         lease_until: i64,
     ) -> Result<(), StoreError> {
-        let running = action.status.kind() == StatusKind::Running;
+        let running = action.status.kind() == StatusKind::Running && !action.is_external();
         self.claims.push(claim);
         self.nodes
             .push(node.filter(|_| running).map(str::to_string));
@@ -582,7 +583,9 @@ impl Txn for PgTxn<'_> {
     }
 
     fn store(&mut self, old: Option<&Action>, new: &Action) -> Result<(), StoreError> {
+        // A run reported from outside is nobody's claim: no node runs it or recovers it.
         let claimed = new.status.kind() == StatusKind::Running
+            && !new.is_external()
             && old.is_none_or(|old| old.status.kind() != StatusKind::Running);
         if claimed {
             self.new_claims.insert(new.id, Uuid::new_v4());

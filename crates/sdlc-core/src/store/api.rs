@@ -242,6 +242,12 @@ store_interface! {
                 plans::require_run(t, run)?;
                 plans::retry_run_in(t, run, only, now)
             };
+        /// Applies a report to a run reported from outside (`crate::external`): it starts,
+        /// or ends as the report says, with `log` (its stored form and excerpt) kept as its
+        /// log; a run of the daemon's own, or one already ended, is refused.
+        fn report(&self, id: Uuid, checked: &crate::external::CheckedReport,
+            log: Option<&(Vec<u8>, Option<String>)>, now: DateTime<Utc>)
+            -> Result<Action, StoreError> = |t| rules::report_in(t, id, checked, log, now);
         /// Removes an action that is not Running, with its index entries.
         fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);
     }

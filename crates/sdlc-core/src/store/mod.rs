@@ -952,7 +952,8 @@ fn index(t: &mut Tables<'_>, is_new: bool, new: &Action) -> Result<(), StoreErro
 /// Pending and not held behind a running occurrence: in the due index.
 pub(crate) fn is_due_indexed(action: &Action) -> bool {
     match action.status.kind() {
-        StatusKind::Pending => action.queued_behind.is_none(),
+        // A run reported from outside starts when its reporter says, never by the engine.
+        StatusKind::Pending => action.queued_behind.is_none() && !action.is_external(),
         // Due when its approval times out.
         StatusKind::AwaitingApproval => action
             .approval

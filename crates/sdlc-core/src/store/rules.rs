@@ -14,6 +14,7 @@ use super::{
     id_from_key, outbox, plans,
 };
 use crate::error::StoreError;
+use crate::external;
 use crate::model::{Action, ActionStatus, AttemptRecord, StatusKind};
 use crate::policy::{self, Decision};
 
@@ -563,8 +564,9 @@ pub(crate) fn recover_in(
     let mut report = RecoveryReport::default();
     for id in ids {
         let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
-        if old.plan_run.is_some() {
-            // Waits for its plan run, which recovery of its steps carries on.
+        if old.plan_run.is_some() || old.is_external() {
+            // Waits for its plan run, which recovery of its steps carries on; or runs
+            // elsewhere, and only its reports end it.
             continue;
         }
         // A step's recovery commits events of its run, which its event file must get.
@@ -607,7 +609,7 @@ pub(crate) fn return_unknown_in(
             continue;
         }
         let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
-        if old.plan_run.is_some() {
+        if old.plan_run.is_some() || old.is_external() {
             continue;
         }
         return_in(t, &old, now, None)?;
@@ -668,6 +670,54 @@ pub(crate) fn replace_edited_in(
 }
 
 /// Removes an action that is not Running and is no unfinished step of a plan run.
+/// Applies a report to the run `id` reported from outside (see `crate::external`): its start
+/// when it was queued, or how it ended, with the log it sent (stored form and excerpt).
+pub(crate) fn report_in(
+    t: &mut impl Txn,
+    id: Uuid,
+    checked: &external::CheckedReport,
+    log: Option<&(Vec<u8>, Option<String>)>,
+    now: DateTime<Utc>,
+) -> Result<Action, StoreError> {
+    let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
+    external::may_report(&old, checked.status).map_err(|refused| {
+        let (external::Refused::Conflict(detail) | external::Refused::Invalid(detail)) = refused;
+        StoreError::NotReportable { detail }
+    })?;
+    let measured_start = checked
+        .report
+        .duration_ms
+        .map(|ms| now - chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
+    let mut running = old.clone();
+    if old.status.kind() == StatusKind::Pending {
+        if checked.status == external::ReportedStatus::Queued {
+            return Ok(old);
+        }
+        running = transition(&old, ActionStatus::Running, now)?;
+        running.attempt = 1;
+        running.started_at = Some(measured_start.unwrap_or(now));
+        put(t, Some(&old), &running)?;
+    } else if let Some(at) = measured_start {
+        running.started_at = Some(at);
+    }
+    let attempt = running.attempt.max(1);
+    if let Some((stored, excerpt)) = log {
+        t.put_log(id, attempt, stored)?;
+        running.log_excerpt = excerpt.clone();
+    }
+    match external::outcome(checked) {
+        // Stored over what is stored now: `running` differs from it only in fields no index
+        // reads (its start time, its excerpt).
+        Some(outcome) => Ok(finish_in(t, &running, outcome, now)?.action),
+        None if old.status.kind() == StatusKind::Running && running != old => {
+            running.updated_at = now;
+            put(t, Some(&old), &running)?;
+            Ok(running)
+        }
+        None => Ok(running),
+    }
+}
+
 pub(crate) fn delete_in(t: &mut impl Txn, id: Uuid) -> Result<Action, StoreError> {
     let old = to_change(t, id, None)?;
     if let Some(step) = old
@@ -705,6 +755,11 @@ pub(crate) fn cancel_in(
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
     let old = to_change(t, id, Some(now))?;
+    if old.status.kind() == StatusKind::Running && old.is_external() {
+        // Nothing of ours runs it: it ends here, and a later report of it is refused.
+        let reason = format!("canceled by {by} (a run reported from outside)");
+        return Ok(finish_in(t, &old, ActionStatus::Canceled { reason }, now)?.action);
+    }
     if old.status.kind() == StatusKind::Running && old.plan_run.is_none() {
         // Stop the run in flight: its node is told at commit (see `Txn::announce_cancel`)
         // and records it Canceled when its process is gone. A recurring action's series ends

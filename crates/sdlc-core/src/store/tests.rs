@@ -1565,6 +1565,92 @@ fn a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it(db: &dyn
     );
 }
 
+fn a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_report(
+    db: &dyn Store,
+) {
+    use crate::external::{ExternalReport, ExternalStart, check, start_action};
+    let start = |status: Option<&str>| ExternalStart {
+        task: "seo.validate".into(),
+        run_id: Some("nightly-2026-12-01".into()),
+        status: status.map(str::to_string),
+        ..Default::default()
+    };
+    let running = start_action(&start(None), Some("ci"), t(1_000)).unwrap();
+    let queued = start_action(&start(Some("queued")), None, t(1_000)).unwrap();
+    db.insert_many(&[running.clone(), queued.clone()]).unwrap();
+    // The engine never takes either, and a restart leaves the running one running.
+    assert!(db.claim_due(t(100_000), 10).unwrap().is_empty());
+    db.startup_recovery_knowing(t(100_000), None).unwrap();
+    db.return_unknown_running(&std::collections::HashSet::new(), t(100_000))
+        .unwrap();
+    assert_eq!(
+        db.get(running.id).unwrap().unwrap().status,
+        ActionStatus::Running
+    );
+    assert_eq!(
+        db.get(queued.id).unwrap().unwrap().status,
+        ActionStatus::Pending
+    );
+    let report = |status: &str| {
+        check(&ExternalReport {
+            status: status.into(),
+            outputs_uri: Some("https://ci.example/7".into()),
+            duration_ms: Some(4_000),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let log = crate::external::stored_log("line one\nline two\n", 1 << 20);
+    let done = db
+        .report(running.id, &report("succeeded"), log.as_ref(), t(200_000))
+        .unwrap();
+    let ActionStatus::Completed { result } = &done.status else {
+        panic!("{:?}", done.status);
+    };
+    assert_eq!(result["outputs_uri"], "https://ci.example/7");
+    assert_eq!(done.started_at, Some(t(196_000)));
+    assert_eq!(done.finished_at, Some(t(200_000)));
+    assert_eq!(done.attempts.len(), 1);
+    assert!(done.log_excerpt.as_deref().unwrap().contains("line two"));
+    assert!(db.run_log(running.id, None).unwrap().is_some());
+    // A finished run takes no more reports; a run of the daemon's own takes none.
+    let again = db.report(running.id, &report("failed"), None, t(200_001));
+    assert!(
+        matches!(again, Err(StoreError::NotReportable { .. })),
+        "{again:?}"
+    );
+    let own = scheduled("own", 0);
+    db.insert(&own).unwrap();
+    let refused = db.report(own.id, &report("completed"), None, t(200_002));
+    assert!(
+        matches!(refused, Err(StoreError::NotReportable { .. })),
+        "{refused:?}"
+    );
+    // A queued run starts, then waits for a person; the approval ends it.
+    let started = db
+        .report(queued.id, &report("running"), None, t(300_000))
+        .unwrap();
+    assert_eq!(started.status, ActionStatus::Running);
+    let waiting = db
+        .report(queued.id, &report("awaiting_approval"), None, t(301_000))
+        .unwrap();
+    assert_eq!(waiting.status.kind(), StatusKind::AwaitingApproval);
+    let approved = db
+        .approve(
+            queued.id,
+            &crate::model::Decider::named("alice"),
+            None,
+            t(302_000),
+        )
+        .unwrap();
+    assert_eq!(approved.status.kind(), StatusKind::Completed);
+    // Canceling a running one ends it at once: nothing of ours runs it.
+    let other = start_action(&start(None), None, t(400_000)).unwrap();
+    db.insert(&other).unwrap();
+    let canceled = db.cancel(other.id, t(400_500)).unwrap();
+    assert_eq!(canceled.status.kind(), StatusKind::Canceled);
+}
+
 /// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store
 /// behaves the same on both (the conformance suite).
 macro_rules! on_both {
@@ -1613,4 +1699,5 @@ on_both!(
     an_edit_lands_only_on_the_action_it_was_made_from,
     the_change_feed_tells_what_each_commit_changed_once_committed,
     a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it,
+    a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_report,
 );

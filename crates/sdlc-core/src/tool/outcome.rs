@@ -189,7 +189,7 @@ pub fn log_excerpt(run: &ToolRun, with_stdout: bool) -> Option<String> {
 
 /// The first `EXCERPT_HEAD_LINES` and last `EXCERPT_TAIL_LINES` lines of `text`, each cut
 /// to `EXCERPT_LINE_CHARS`; None when it has no visible text.
-fn excerpt_lines(text: &str) -> Option<String> {
+pub fn excerpt_lines(text: &str) -> Option<String> {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     if lines.iter().all(|l| l.trim().is_empty()) {
         return None;
