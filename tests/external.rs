@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::{BufRead, Write};
+
 use common::{Backend, Project, http};
 use serde_json::{Value, json};
 
@@ -158,4 +160,165 @@ fn a_run_reported_from_outside_is_tracked_like_any_run(backend: Backend) {
     drop(daemon);
 }
 
-on_both_backends!(a_run_reported_from_outside_is_tracked_like_any_run);
+/// `report start|finish|run` from the command line, with no daemon (on the database) and
+/// through one: a wrapped command's output is passed through and kept as the run's log, its
+/// link found, its status exited with; SIGTERM to the wrapper stops the command and the run
+/// ends canceled.
+fn the_report_commands_record_runs_and_wrap_a_command(backend: Backend) {
+    let project = Project::on(backend);
+    let id = project
+        .sdlc_ok(&[
+            "orchestrate",
+            "report",
+            "start",
+            "seo.validate",
+            "--run-id",
+            "nightly-7",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(project.find(&id)["status"], "running");
+    let mut finish = project.command(&[
+        "orchestrate",
+        "report",
+        "finish",
+        &id,
+        "--status",
+        "succeeded",
+        "--outputs-uri",
+        "https://ci.example/7",
+        "--log",
+        "-",
+    ]);
+    finish
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = finish.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"validated 12 pages\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = project.find(&id);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["outputs_uri"], "https://ci.example/7");
+    assert!(
+        project
+            .sdlc_ok(&["orchestrate", "logs", &id])
+            .contains("validated 12 pages")
+    );
+    let bad = project.sdlc(&["orchestrate", "report", "finish", &id, "--status", "done"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("status 'done'"));
+
+    // Wrapped, through a daemon: the command's status is the exit status.
+    let daemon = project.daemon(&["--tick-rate", "0.2"]);
+    let ok = project.sdlc(&[
+        "orchestrate",
+        "report",
+        "run",
+        "code.review",
+        "--run-id",
+        "nightly-7",
+        "--",
+        "sh",
+        "-c",
+        "echo reviewing; echo outputs_uri=https://ci.example/pr/9; echo warn >&2",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("reviewing"));
+    let failing = project.sdlc(&[
+        "orchestrate",
+        "report",
+        "run",
+        "dx.integrate",
+        "--run-id",
+        "nightly-7",
+        "--",
+        "sh",
+        "-c",
+        "echo broke >&2; exit 3",
+    ]);
+    assert_eq!(failing.status.code(), Some(3));
+    let runs: Vec<Value> = serde_json::from_str(&project.sdlc_ok(&[
+        "orchestrate",
+        "list",
+        "--run-id",
+        "nightly-7",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let by_label = |label: &str| runs.iter().find(|r| r["label"] == label).unwrap().clone();
+    let review = by_label("code.review");
+    assert_eq!(review["status"], "completed");
+    assert_eq!(review["outputs_uri"], "https://ci.example/pr/9");
+    assert_eq!(review["trigger"], "external");
+    let integrate = by_label("dx.integrate");
+    assert_eq!(integrate["status"], "failed");
+    assert_eq!(integrate["reason"], "exited with status 3");
+    let log = project.sdlc_ok(&["orchestrate", "logs", integrate["id"].as_str().unwrap()]);
+    assert!(log.contains("broke"), "{log}");
+
+    // SIGTERM to the wrapper is passed on; the run ends canceled.
+    let mut wrapper = project.command(&[
+        "orchestrate",
+        "report",
+        "run",
+        "long",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo stopping; exit 143' TERM; echo started; while true; do sleep 0.05; done",
+    ]);
+    wrapper
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut wrapper = wrapper.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(wrapper.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrapper.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = wrapper.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let long: Vec<Value> = serde_json::from_str(&project.sdlc_ok(&[
+        "orchestrate",
+        "list",
+        "--label",
+        "long",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(long[0]["status"], "canceled", "{long:?}");
+    assert_eq!(long[0]["reason"], "stopped by SIGTERM");
+    drop(daemon);
+}
+
+on_both_backends!(
+    a_run_reported_from_outside_is_tracked_like_any_run,
+    the_report_commands_record_runs_and_wrap_a_command,
+);

@@ -162,7 +162,7 @@ pub struct DaemonArgs {
 
     /// The most bytes of a run's stdout and stderr its log keeps (the first quarter and the
     /// newest lines, with a note between); 0 keeps no logs
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=256 * 1024 * 1024))]
+    #[arg(long, default_value_t = sdlc_core::logs::DEFAULT_CAP as u64, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=256 * 1024 * 1024))]
     pub log_cap: u64,
 
     /// Largest webhook body accepted, in bytes (larger ones get 413 and are not stored)
@@ -369,6 +369,12 @@ pub enum OrchestrateCommand {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Runs reported from outside (a CI job, a script elsewhere): start, finish, or run a
+    /// command and report it
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Named API tokens with a role (admin, operator, viewer): add, list, rm
     Token {
         #[command(subcommand)]
@@ -393,6 +399,67 @@ pub enum SessionCommand {
         /// The session's id, as `session list` shows it (a unique prefix is enough)
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Record that a task started elsewhere; prints its id (status running, trigger external)
+    Start {
+        /// The task, such as seo.validate (its label, and its tool unless --tool says)
+        task: String,
+        #[command(flatten)]
+        start: ReportStartArgs,
+        /// Not started yet: pending until a report says running
+        #[arg(long)]
+        queued: bool,
+    },
+    /// Report how a run started with `report start` ended
+    Finish {
+        /// The run's id (or 6+ hex digits of it)
+        id: String,
+        /// completed (or succeeded), failed, skipped, canceled, awaiting_approval; also
+        /// running, queued
+        #[arg(long, value_name = "STATUS")]
+        status: String,
+        /// A link to what the run produced
+        #[arg(long, value_name = "URL")]
+        outputs_uri: Option<String>,
+        /// Why it failed, was skipped or canceled
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// What it printed, kept as the run's log: a file, or - for standard input
+        #[arg(long, value_name = "FILE|-")]
+        log: Option<PathBuf>,
+        /// How long it ran (default: since its start report)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Run a command and report it: its start, its output as the run's log (an
+    /// `outputs_uri: URL` or `outputs_uri=URL` line names its link), its outcome and
+    /// duration; exits with the command's status
+    Run {
+        /// The task, such as seo.validate
+        task: String,
+        #[command(flatten)]
+        start: ReportStartArgs,
+        /// The command and its arguments, after --
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+/// What a reported run starts with.
+#[derive(Debug, Args)]
+pub struct ReportStartArgs {
+    /// The grouping it belongs to, such as nightly-2026-12-01
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// What it was given (JSON), kept with the run
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// The tool it counts as in history (default: the task)
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

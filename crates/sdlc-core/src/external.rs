@@ -182,6 +182,25 @@ pub fn stored_log(text: &str, cap: usize) -> Option<(Vec<u8>, Option<String>)> {
     Some((stored, excerpt))
 }
 
+/// The link a command's output names for what it produced: its last line `outputs_uri: URL`
+/// or `outputs_uri=URL` (as a GitHub Actions step writes its outputs), or a JSON line with
+/// `outputs_uri` at its top or in its `data`.
+pub fn outputs_uri_in(text: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let named = line
+            .strip_prefix("outputs_uri:")
+            .or_else(|| line.strip_prefix("outputs_uri="))
+            .map(|rest| rest.trim().trim_matches('"').to_string());
+        named
+            .or_else(|| {
+                let value: Value = serde_json::from_str(line).ok()?;
+                crate::view::outputs_uri_of(&value)
+            })
+            .filter(|uri| !uri.is_empty() && !uri.contains(char::is_whitespace))
+    })
+}
+
 /// Why a report cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -378,6 +397,17 @@ mod tests {
             may_report(&own, ReportedStatus::Completed),
             Err(Refused::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_commands_output_names_its_link() {
+        let out = "building\noutputs_uri: https://a.example/1\nmore\n";
+        assert_eq!(outputs_uri_in(out).as_deref(), Some("https://a.example/1"));
+        let gha = "outputs_uri=https://a.example/2\nlater\noutputs_uri=\"https://a.example/3\"";
+        assert_eq!(outputs_uri_in(gha).as_deref(), Some("https://a.example/3"));
+        let json = r#"{"ok": true, "data": {"outputs_uri": "https://a.example/4"}}"#;
+        assert_eq!(outputs_uri_in(json).as_deref(), Some("https://a.example/4"));
+        assert_eq!(outputs_uri_in("no link here\noutputs_uri: \n"), None);
     }
 
     #[test]

@@ -195,6 +195,25 @@ impl DaemonClient {
             .await
     }
 
+    /// `POST /actions/external`: a run started elsewhere.
+    pub async fn external_start(
+        &self,
+        start: &sdlc_core::external::ExternalStart,
+    ) -> Result<crate::external_api::ExternalStarted, ClientError> {
+        self.call(Method::POST, "/actions/external", &[], Some(start))
+            .await
+    }
+
+    /// `PATCH /actions/{id}` with a status: what became of a run reported from outside.
+    pub async fn report(
+        &self,
+        id: Uuid,
+        report: &sdlc_core::external::ExternalReport,
+    ) -> Result<ActionView, ClientError> {
+        self.call(Method::PATCH, &format!("/actions/{id}"), &[], Some(report))
+            .await
+    }
+
     /// `GET /actions/short/{fragment}`: the ids (at most two) a short id names.
     pub async fn match_short_id(&self, fragment: &str) -> Result<Vec<Uuid>, ClientError> {
         let answer: serde_json::Value = self

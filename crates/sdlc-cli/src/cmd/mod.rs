@@ -14,6 +14,7 @@ mod notify;
 mod plan;
 mod plan_follow;
 mod reference;
+mod report;
 mod schedule;
 mod session;
 mod show;
@@ -119,6 +120,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             }
             Some(OrchestrateCommand::Status { json }) => status::run(&project, json).await,
             Some(OrchestrateCommand::Webhook { command }) => webhook::run(&project, command).await,
+            Some(OrchestrateCommand::Report { command }) => report::run(&project, command).await,
             Some(OrchestrateCommand::Token { command }) => token::run(&project, command).await,
             Some(OrchestrateCommand::Session { command }) => session::run(&project, command).await,
             Some(OrchestrateCommand::Plan { command }) => {

@@ -74,7 +74,7 @@ impl LogLine {
     }
 }
 
-/// The default bound on one run's log, in bytes.
+/// The default bound on one run's log, in bytes (the daemon's `--log-cap`).
 pub const DEFAULT_CAP: usize = 1024 * 1024;
 /// A line longer than this is cut into pieces of this length (a tool printing megabytes
 /// without a newline is still bounded, and followers see it as it comes).
