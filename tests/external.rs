@@ -3,6 +3,7 @@
 //! `PATCH /api/orchestrator/actions/{id}` (status in the seed's words too, outputs_uri, log,
 //! duration), found by run id in history, its log read back; a daemon restart leaves it
 //! running; bad reports are refused with what was wrong; an approval ends one that waits.
+//! The `report` commands, and every command pointed at a daemon by `SDLC_SERVER`.
 
 mod common;
 
@@ -318,7 +319,122 @@ fn the_report_commands_record_runs_and_wrap_a_command(backend: Backend) {
     drop(daemon);
 }
 
+/// From a machine with no `.sdlc/`: `SDLC_SERVER`/`SDLC_TOKEN` point every command at the
+/// daemon (reports, add, list, show, status); what needs the project here is refused naming
+/// it, and a missing token, a bad address or a wrong token are named too.
+fn every_command_goes_to_the_server_sdlc_server_names(backend: Backend) {
+    let project = Project::on(backend);
+    project.tool("ok", "cat > /dev/null\necho '{\"ok\": true}'");
+    let daemon = project.daemon(&["--tick-rate", "0.2"]);
+    let token = daemon.token(&project);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let server = format!("http://{}", daemon.addr);
+    let remote = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(common::SDLC);
+        command
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env_remove("SDLC_ROOT")
+            .env_remove("SDLC_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        common::output_within(command, std::time::Duration::from_secs(60)).unwrap()
+    };
+    let env = [
+        ("SDLC_SERVER", server.as_str()),
+        ("SDLC_TOKEN", token.as_str()),
+    ];
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let run = remote(
+        &[
+            "orchestrate",
+            "report",
+            "run",
+            "seo.validate",
+            "--run-id",
+            "night-3",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &env,
+    );
+    assert!(run.status.success(), "{}", err(&run));
+    let listed = remote(
+        &[
+            "orchestrate",
+            "list",
+            "--run-id",
+            "night-3",
+            "--format",
+            "json",
+        ],
+        &env,
+    );
+    assert!(listed.status.success(), "{}", err(&listed));
+    let runs: Vec<Value> = serde_json::from_str(&text(&listed)).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "completed");
+    let id = runs[0]["id"].as_str().unwrap();
+    let shown = remote(&["orchestrate", "show", id], &env);
+    assert!(text(&shown).contains("seo.validate"), "{}", err(&shown));
+    // An add is checked by the daemon against its project's tools.
+    let added = remote(&["orchestrate", "add", "from-afar", "--tool", "ok"], &env);
+    assert!(added.status.success(), "{}", err(&added));
+    let unknown = remote(&["orchestrate", "add", "x", "--tool", "no-such-tool"], &env);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(err(&unknown).contains("no-such-tool"), "{}", err(&unknown));
+    let status = remote(&["orchestrate", "status", "--json"], &env);
+    let status: Value = serde_json::from_str(&text(&status)).unwrap();
+    assert_eq!(status["daemon"]["server"], server.as_str());
+    // Nothing was made here.
+    assert!(!elsewhere.path().join(".sdlc").exists());
+
+    let local = remote(&["tool", "list"], &env);
+    assert_eq!(local.status.code(), Some(1));
+    assert!(
+        err(&local).contains("cannot go to --server"),
+        "{}",
+        err(&local)
+    );
+    let no_token = remote(
+        &["orchestrate", "list"],
+        &[("SDLC_SERVER", server.as_str())],
+    );
+    assert_eq!(no_token.status.code(), Some(1));
+    assert!(err(&no_token).contains("SDLC_TOKEN"), "{}", err(&no_token));
+    let bad_url = remote(
+        &["orchestrate", "list"],
+        &[("SDLC_SERVER", "tracker:7711/x"), ("SDLC_TOKEN", "t")],
+    );
+    assert!(
+        err(&bad_url).contains("--server 'tracker:7711/x'"),
+        "{}",
+        err(&bad_url)
+    );
+    let wrong = remote(
+        &["orchestrate", "list"],
+        &[
+            ("SDLC_SERVER", server.as_str()),
+            ("SDLC_TOKEN", "sdlc_wrong"),
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        err(&wrong).to_lowercase().contains("token"),
+        "{}",
+        err(&wrong)
+    );
+    drop(daemon);
+}
+
 on_both_backends!(
+    every_command_goes_to_the_server_sdlc_server_names,
     a_run_reported_from_outside_is_tracked_like_any_run,
     the_report_commands_record_runs_and_wrap_a_command,
 );

@@ -31,6 +31,62 @@ enum Retry {
     AlsoInterrupted,
 }
 
+/// A daemon elsewhere (`--server URL --token T`): every command goes to its API.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    token: String,
+    tls_sha256: Option<String>,
+}
+
+impl Remote {
+    /// The remote daemon the command line names, if any; refuses a bad URL or a missing token.
+    pub fn from_cli(cli: &crate::cli::Cli) -> anyhow::Result<Option<Remote>> {
+        let Some(url) = cli
+            .server
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(None);
+        };
+        // An origin: scheme, host, port; nothing after it (the API's paths are ours to add).
+        let origin = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.trim_end_matches('/'));
+        let is_origin = origin.is_some_and(|rest| {
+            !rest.is_empty()
+                && !rest.contains(['/', '?', '#', '@'])
+                && !rest.contains(char::is_whitespace)
+        });
+        if !is_origin {
+            bail!(
+                "--server '{url}' (SDLC_SERVER): give the daemon's address, such as https://tracker.internal:7711"
+            );
+        }
+        let Some(token) = cli
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            bail!(
+                "--server {url} needs a token: pass --token or set SDLC_TOKEN (a named token from `sdlc orchestrate token add`, or the daemon's own)"
+            );
+        };
+        Ok(Some(Remote {
+            url: url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            tls_sha256: cli.server_cert_sha256.clone(),
+        }))
+    }
+
+    pub fn client(&self) -> DaemonClient {
+        DaemonClient::at(&self.url, &self.token, self.tls_sha256.as_deref())
+    }
+}
+
 /// Where a command's database lives.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -38,11 +94,17 @@ pub struct Backend {
     /// A PostgreSQL database (`--db postgres://...`): commands use it directly, whether
     /// daemons run on it or not (PostgreSQL takes care of concurrent writers).
     pub pg_url: Option<String>,
+    /// `--server`: the data is behind that daemon; nothing here is opened.
+    pub remote: Option<Remote>,
 }
 
 impl Backend {
-    pub fn new(db_path: PathBuf, pg_url: Option<String>) -> Backend {
-        Backend { db_path, pg_url }
+    pub fn new(db_path: PathBuf, pg_url: Option<String>, remote: Option<Remote>) -> Backend {
+        Backend {
+            db_path,
+            pg_url,
+            remote,
+        }
     }
 
     /// Runs `on_store` on the PostgreSQL database, off the async threads (its client blocks
@@ -88,7 +150,11 @@ impl Backend {
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
         on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
-        if self.pg_url.is_none() && find_live(&self.db_path).is_none() && !self.db_path.exists() {
+        if self.remote.is_none()
+            && self.pg_url.is_none()
+            && find_live(&self.db_path).is_none()
+            && !self.db_path.exists()
+        {
             bail!(
                 "no database at {}: nothing has been stored there yet (add an action or start the daemon first, or pass --db with the right path)",
                 self.db_path.display()
@@ -103,10 +169,27 @@ impl Backend {
         through_daemon: impl AsyncFn(&DaemonClient) -> Result<T, ClientError>,
         on_file: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + BUSY_DEADLINE;
+        if let Some(remote) = &self.remote {
+            let client = remote.client();
+            loop {
+                match through_daemon(&client).await {
+                    Err(ClientError::Interrupted { .. })
+                        if retry == Retry::AlsoInterrupted && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Err(err @ ClientError::Unreachable { .. }) => {
+                        return Err(anyhow::Error::from(err)
+                            .context(format!("--server {} (SDLC_SERVER)", remote.url)));
+                    }
+                    result => return result.map_err(anyhow::Error::from),
+                }
+            }
+        }
         if let Some(url) = &self.pg_url {
             return Backend::on_postgres(url, on_file);
         }
-        let deadline = Instant::now() + BUSY_DEADLINE;
         loop {
             if let Some(info) = find_live(&self.db_path) {
                 match through_daemon(&DaemonClient::new(&info)).await {

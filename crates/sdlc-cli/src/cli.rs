@@ -29,6 +29,31 @@ pub struct Cli {
     )]
     pub db: Option<String>,
 
+    /// A daemon elsewhere, such as https://ci-tracker:7711: every command talks to its API
+    /// (no .sdlc/ needed here); with --token
+    #[arg(long, global = true, env = "SDLC_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// The token for --server (a named token, `token add`, or the daemon's own)
+    #[arg(
+        long,
+        global = true,
+        env = "SDLC_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// Trust only the --server certificate of this SHA-256 fingerprint (hex; for a
+    /// self-signed one: `openssl x509 -noout -fingerprint -sha256 -in cert.pem`)
+    #[arg(
+        long,
+        global = true,
+        env = "SDLC_SERVER_CERT_SHA256",
+        value_name = "HEX"
+    )]
+    pub server_cert_sha256: Option<String>,
+
     /// The daemon's settings file (default: .sdlc/orchestrator.toml when it exists); flags and
     /// environment variables override it
     #[arg(long, global = true, env = "SDLC_CONFIG", value_name = "PATH")]

@@ -65,16 +65,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl DaemonClient {
     pub fn new(info: &DaemonInfo) -> DaemonClient {
+        DaemonClient::at(&info.base_url(), &info.token, info.tls_sha256.as_deref())
+    }
+
+    /// A client for the daemon at `base_url` (`https://host:7711`, as `--server` gives it)
+    /// with `token`; over TLS it trusts the web's certificate authorities, or with
+    /// `tls_sha256` only the certificate of that SHA-256 fingerprint (a self-signed one).
+    pub fn at(base_url: &str, token: &str, tls_sha256: Option<&str>) -> DaemonClient {
+        let base_url = base_url.trim_end_matches('/');
         DaemonClient {
-            base: format!("{}/api/orchestrator", info.base_url()),
-            token: info.token.clone(),
-            http: DaemonClient::http(info, Some(REQUEST_TIMEOUT)),
-            streaming: DaemonClient::http(info, None),
+            base: format!("{base_url}/api/orchestrator"),
+            token: token.to_string(),
+            http: DaemonClient::http(tls_sha256, Some(REQUEST_TIMEOUT)),
+            streaming: DaemonClient::http(tls_sha256, None),
         }
     }
 
-    /// An HTTP client for the daemon `info` describes, with `timeout` on each request.
-    fn http(info: &DaemonInfo, timeout: Option<Duration>) -> reqwest::Client {
+    /// Where requests go (`<server>/api/orchestrator`), for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// An HTTP client with `timeout` on each request, pinned to `tls_sha256` when given.
+    fn http(tls_sha256: Option<&str>, timeout: Option<Duration>) -> reqwest::Client {
         let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .no_proxy();
@@ -84,11 +97,7 @@ impl DaemonClient {
         };
         // Over TLS, the one certificate the daemon published; a file naming none that cannot
         // be read leaves a client that fails to connect, saying so, like a dead daemon.
-        let builder = match info
-            .tls_sha256
-            .as_deref()
-            .map(crate::tls::pinned_client_config)
-        {
+        let builder = match tls_sha256.map(crate::tls::pinned_client_config) {
             Some(Ok(config)) => builder.use_preconfigured_tls(config),
             Some(Err(err)) => {
                 tracing::warn!("the daemon file's TLS fingerprint: {err}");

@@ -56,6 +56,17 @@ pub async fn run(project: &Project, args: AddArgs) -> anyhow::Result<ExitCode> {
         notify_on: (!args.notify_on.is_empty()).then_some(args.notify_on),
         no_notify: args.no_notify,
     };
+    if let Some(remote) = &project.remote {
+        // The daemon there has the tools and plans, and checks the request against them.
+        let added = remote.client().add(&request).await.map_err(|err| {
+            anyhow::Error::from(err).context(format!("--server {} (SDLC_SERVER)", remote.url))
+        })?;
+        for warning in added.warnings {
+            eprintln!("warning: {warning}");
+        }
+        outln!("{}", added.id)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     // Checked here first so a bad request fails the same way with or without a daemon; the
     // daemon checks again when it is the one that stores the action.
     let prepared = prepare_action(&project.root, request.clone(), Utc::now())

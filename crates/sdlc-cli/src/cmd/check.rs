@@ -12,7 +12,8 @@ use super::Project;
 pub async fn run(project: &Project) -> anyhow::Result<ExitCode> {
     let path = &project.db_path;
     let on_postgres = project.pg_url.is_some();
-    if !on_postgres && sdlc_core::daemon_file::find_live(path).is_none() && !path.exists() {
+    let elsewhere = on_postgres || project.remote.is_some();
+    if !elsewhere && sdlc_core::daemon_file::find_live(path).is_none() && !path.exists() {
         bail!("no database at {}: nothing to check", path.display());
     }
     let started = std::time::Instant::now();

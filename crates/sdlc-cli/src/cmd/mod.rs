@@ -42,13 +42,20 @@ pub struct Project {
     pub db_path: PathBuf,
     /// `--db postgres://...`: the data is on this PostgreSQL database.
     pub pg_url: Option<String>,
+    /// `--server URL --token T`: every command goes to that daemon's API.
+    pub remote: Option<crate::backend::Remote>,
 }
 
 impl Project {
     fn resolve(cli: &Cli) -> anyhow::Result<Project> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let root =
-            sdlc_core::project::find_root(cli.root.as_deref(), &cwd).map_err(anyhow::Error::msg)?;
+        let remote = crate::backend::Remote::from_cli(cli)?;
+        let root = match sdlc_core::project::find_root(cli.root.as_deref(), &cwd) {
+            Ok(root) => root,
+            // A remote daemon has the project; here there may be none.
+            Err(_) if remote.is_some() => cwd,
+            Err(err) => return Err(anyhow::Error::msg(err)),
+        };
         let pg_url = cli
             .db
             .as_deref()
@@ -64,11 +71,36 @@ impl Project {
             root,
             db_path,
             pg_url,
+            remote,
         })
     }
 
     pub fn backend(&self) -> Backend {
-        Backend::new(self.db_path.clone(), self.pg_url.clone())
+        Backend::new(
+            self.db_path.clone(),
+            self.pg_url.clone(),
+            self.remote.clone(),
+        )
+    }
+
+    /// The daemon to talk to: the `--server` one, else the one serving this database here.
+    pub fn daemon_client(&self) -> Option<sdlc_server::DaemonClient> {
+        match &self.remote {
+            Some(remote) => Some(remote.client()),
+            None => sdlc_core::daemon_file::find_live(&self.db_path)
+                .map(|info| sdlc_server::DaemonClient::new(&info)),
+        }
+    }
+
+    /// Refuses a command that works on this machine's `.sdlc/` when `--server` is given.
+    pub fn local_only(&self, what: &str) -> anyhow::Result<()> {
+        if let Some(remote) = &self.remote {
+            anyhow::bail!(
+                "{what} works on this machine's .sdlc/ and cannot go to --server {} (SDLC_SERVER): run it where the project is, or without --server",
+                remote.url
+            );
+        }
+        Ok(())
     }
 
     /// Where the data is, for messages: the file, or the URL with its password masked.
@@ -92,7 +124,10 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
     let project = Project::resolve(&cli)?;
     match cli.command {
         Command::Orchestrate(args) => match args.command {
-            None => daemon::run(&project, &args.daemon).await,
+            None => {
+                project.local_only("the daemon")?;
+                daemon::run(&project, &args.daemon).await
+            }
             Some(OrchestrateCommand::Add(add)) => add::run(&project, *add).await,
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
@@ -102,7 +137,10 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             Some(OrchestrateCommand::Edit(args)) => edit::run(&project, args).await,
             Some(OrchestrateCommand::Logs(args)) => logs::run(&project, &args).await,
             Some(OrchestrateCommand::Check) => check::run(&project).await,
-            Some(OrchestrateCommand::Config { json }) => config::run(&project, &settings, json),
+            Some(OrchestrateCommand::Config { json }) => {
+                project.local_only("config")?;
+                config::run(&project, &settings, json)
+            }
             Some(OrchestrateCommand::Notifications {
                 status,
                 limit,
@@ -139,7 +177,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
         Command::Completions { shell } => reference::completions(shell),
         Command::Man { markdown } => reference::man(markdown),
         Command::Openapi => reference::openapi(),
-        Command::Tool { command } => match command {
+        Command::Tool { command } => match project.local_only("sdlc tool").map(|()| command)? {
             ToolCommand::List { json } => tool::list(&project, json).await,
             ToolCommand::Run {
                 name,

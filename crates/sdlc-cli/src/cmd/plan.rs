@@ -81,6 +81,7 @@ async fn check(
     plan: &str,
     vars: BTreeMap<String, String>,
 ) -> anyhow::Result<ExitCode> {
+    project.local_only("plan check")?;
     let checked = match load::load(&project.root, plan).await {
         Ok((graph, path)) => {
             if vars.is_empty() {
@@ -132,6 +133,7 @@ async fn check(
 }
 
 async fn list(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+    project.local_only("plan list")?;
     let mut plans = load::listings(&project.root);
     let has_db =
         sdlc_core::daemon_file::find_live(&project.db_path).is_some() || project.db_path.exists();

@@ -17,7 +17,6 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use sdlc_core::clock::{Clock, SystemClock};
-use sdlc_core::daemon_file::find_live;
 use sdlc_core::engine::Engine;
 use sdlc_core::plan::{PlanRun, RunEvent, load};
 use sdlc_core::store::{Store, guarded};
@@ -41,15 +40,14 @@ pub async fn start(
 ) -> anyhow::Result<ExitCode> {
     // Checked here first, so a bad option reads the same with or without a daemon.
     options.check().map_err(anyhow::Error::msg)?;
-    if let Some(info) = find_live(&project.db_path) {
+    if let Some(client) = project.daemon_client() {
         if plan.contains('/') || plan.ends_with(".json") {
             anyhow::bail!(
                 "a daemon serves {} and runs plans of {} by id only: put the file there as <plan_id>.json and run it by id",
-                project.db_path.display(),
+                client.base(),
                 load::plans_dir(&project.root).display()
             );
         }
-        let client = DaemonClient::new(&info);
         let started = client.start_run(plan, &vars, options).await?;
         outln!("{}", started.run_id)?;
         if detach {
@@ -76,8 +74,7 @@ pub async fn retry(
     detach: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(info) = find_live(&project.db_path) {
-        let client = DaemonClient::new(&info);
+    if let Some(client) = project.daemon_client() {
         let retried = client.retry_run(run, step.as_deref()).await?;
         outln!("{}", retried.run_id)?;
         eprintln!("running again: {}", retried.steps.join(", "));
@@ -96,8 +93,7 @@ pub async fn retry(
 
 /// `plan events [--follow]`.
 pub async fn events(project: &Project, run: Uuid, follow: bool) -> anyhow::Result<ExitCode> {
-    if let Some(info) = find_live(&project.db_path) {
-        let client = DaemonClient::new(&info);
+    if let Some(client) = project.daemon_client() {
         let mut failed = None;
         client
             .run_events(run, follow, 0, |event| match print_json(&event) {

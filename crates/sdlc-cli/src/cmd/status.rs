@@ -32,17 +32,22 @@ pub async fn run(project: &Project, as_json: bool) -> anyhow::Result<ExitCode> {
     if let Some(url) = &project.pg_url {
         status["nodes"] = nodes(url)?;
     }
-    status["daemon"] = match &daemon {
-        Some(info) => json!({ "running": true, "pid": info.pid, "addr": info.addr.to_string() }),
-        None => json!({ "running": false }),
+    status["daemon"] = match (&project.remote, &daemon) {
+        // What the remote daemon said of itself is in the answer already (its pid, paths).
+        (Some(remote), _) => json!({ "running": true, "server": remote.url }),
+        (None, Some(info)) => {
+            json!({ "running": true, "pid": info.pid, "addr": info.addr.to_string() })
+        }
+        (None, None) => json!({ "running": false }),
     };
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&status)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    match &daemon {
-        Some(info) => outln!("daemon:   running (pid {}, {})", info.pid, info.base_url())?,
-        None => outln!("daemon:   not running")?,
+    match (&project.remote, &daemon) {
+        (Some(remote), _) => outln!("daemon:   {} (--server)", remote.url)?,
+        (None, Some(info)) => outln!("daemon:   running (pid {}, {})", info.pid, info.base_url())?,
+        (None, None) => outln!("daemon:   not running")?,
     }
     if let Some(engine) = status["engine"].as_object() {
         let uptime = engine["uptime_secs"].as_i64().unwrap_or(0);

@@ -5,19 +5,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sdlc_core::daemon_file::find_live;
-use sdlc_server::DaemonClient;
 
 use super::Project;
 
 pub async fn run(project: &Project, open: bool) -> anyhow::Result<ExitCode> {
-    let Some(info) = find_live(&project.db_path) else {
+    let Some(client) = project.daemon_client() else {
         anyhow::bail!(
             "no daemon serves {}: the dashboard is part of the daemon, start it with `sdlc orchestrate` (and --db if it is elsewhere), then run `sdlc orchestrate ui` again",
             project.db_path.display()
         );
     };
-    let answer = DaemonClient::new(&info)
+    let answer = client
         .login_token()
         .await
         .context("could not get a login token from the daemon")?;
@@ -25,7 +23,8 @@ pub async fn run(project: &Project, open: bool) -> anyhow::Result<ExitCode> {
         .get("path")
         .and_then(|p| p.as_str())
         .context("the daemon's answer has no login path: is it an older version?")?;
-    let url = format!("{}{path}", info.base_url());
+    let server = client.base().trim_end_matches("/api/orchestrator");
+    let url = format!("{server}{path}");
     outln!("{url}")?;
     eprintln!("The address logs in once, within 10 minutes; the browser then keeps a session.");
     if open {

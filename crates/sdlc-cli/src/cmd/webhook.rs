@@ -42,6 +42,7 @@ pub async fn run(project: &Project, command: WebhookCommand) -> anyhow::Result<E
 }
 
 async fn add(project: &Project, request: NewRoute) -> anyhow::Result<ExitCode> {
+    project.local_only("webhook add")?;
     // Checked here first so bad input fails the same way with or without a daemon.
     let route =
         prepare_route(&project.root, request.clone(), Utc::now()).map_err(anyhow::Error::msg)?;
