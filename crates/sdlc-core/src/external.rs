@@ -201,15 +201,6 @@ pub fn outputs_uri_in(text: &str) -> Option<String> {
     })
 }
 
-/// Why a report cannot be applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// The status or a field is malformed (422).
-    Invalid(String),
-    /// The run is not one reported from outside, or is past what this report may change (409).
-    Conflict(String),
-}
-
 /// The checked form of a report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedReport {
@@ -217,15 +208,13 @@ pub struct CheckedReport {
     pub report: ExternalReport,
 }
 
-/// Checks the fields of `report`.
-pub fn check(report: &ExternalReport) -> Result<CheckedReport, Refused> {
-    let status = ReportedStatus::parse(&report.status).map_err(Refused::Invalid)?;
+/// Checks the fields of `report`; the error says which is malformed.
+pub fn check(report: &ExternalReport) -> Result<CheckedReport, String> {
+    let status = ReportedStatus::parse(&report.status)?;
     if let Some(uri) = &report.outputs_uri
         && (uri.trim().is_empty() || uri.chars().any(char::is_control) || uri.len() > 2_000)
     {
-        return Err(Refused::Invalid(
-            "outputs_uri: give a link of up to 2,000 visible characters".to_string(),
-        ));
+        return Err("outputs_uri: give a link of up to 2,000 visible characters".to_string());
     }
     let mut report = report.clone();
     if let Some(reason) = &mut report.reason
@@ -272,13 +261,14 @@ pub fn outcome(checked: &CheckedReport) -> Option<ActionStatus> {
     })
 }
 
-/// Whether `old` can take a report of `status`; the refusal says why not.
-pub fn may_report(old: &Action, status: ReportedStatus) -> Result<(), Refused> {
+/// Whether `old` can take a report of `status`; the refusal says why not (it is not reported
+/// from outside, or is past what such a report may change).
+pub fn may_report(old: &Action, status: ReportedStatus) -> Result<(), String> {
     if !old.is_external() {
-        return Err(Refused::Conflict(format!(
+        return Err(format!(
             "action {} is run by the daemon, which records its status itself; only runs reported from outside (report start, POST /api/orchestrator/actions/external) take reports",
             old.id
-        )));
+        ));
     }
     let kind = old.status.kind();
     let allowed = match kind {
@@ -294,11 +284,11 @@ pub fn may_report(old: &Action, status: ReportedStatus) -> Result<(), Refused> {
         StatusKind::Running => "a running run cannot be queued again".to_string(),
         kind => format!("it ended {kind}, and a finished run is never changed"),
     };
-    Err(Refused::Conflict(format!(
+    Err(format!(
         "action {} cannot be reported {}: {what}",
         old.id,
         status_word(status)
-    )))
+    ))
 }
 
 fn status_word(status: ReportedStatus) -> &'static str {
@@ -372,15 +362,12 @@ mod tests {
     fn reports_follow_the_lifecycle() {
         let action = started();
         assert!(may_report(&action, ReportedStatus::Completed).is_ok());
-        assert!(matches!(
-            may_report(&action, ReportedStatus::Queued),
-            Err(Refused::Conflict(_))
-        ));
+        assert!(may_report(&action, ReportedStatus::Queued).is_err());
         let mut done = action.clone();
         done.status = ActionStatus::Completed {
             result: Value::Null,
         };
-        let Err(Refused::Conflict(why)) = may_report(&done, ReportedStatus::Failed) else {
+        let Err(why) = may_report(&done, ReportedStatus::Failed) else {
             panic!("a finished run took a report");
         };
         assert!(why.contains("ended completed"), "{why}");
@@ -393,10 +380,7 @@ mod tests {
             },
             Utc::now(),
         );
-        assert!(matches!(
-            may_report(&own, ReportedStatus::Completed),
-            Err(Refused::Conflict(_))
-        ));
+        assert!(may_report(&own, ReportedStatus::Completed).is_err());
     }
 
     #[test]

@@ -179,24 +179,10 @@ pub(crate) async fn add_action(
     let prepared = prepare_action(state.root(), request, now)
         .await
         .map_err(|err| ApiError::unprocessable(err.0))?;
-    let action = prepared.action;
-    let stored = action.clone();
-    // A repeat of a request already stored (same client-chosen id) answers with the stored
-    // action instead of failing: clients retry after a broken connection.
-    let (action, status) = state
-        .with_db(move |db| match db.insert(&stored) {
-            Ok(()) => Ok((stored, StatusCode::CREATED)),
-            Err(sdlc_core::StoreError::Duplicate(id)) => {
-                let existing = db.get(id)?.ok_or(sdlc_core::StoreError::NotFound(id))?;
-                if existing.label == stored.label && existing.tool_name == stored.tool_name {
-                    Ok((existing, StatusCode::OK))
-                } else {
-                    Err(sdlc_core::StoreError::Duplicate(id))
-                }
-            }
-            Err(err) => Err(err),
-        })
-        .await?;
+    let (action, status) = insert_once(&state, prepared.action, |existing, new| {
+        existing.label == new.label && existing.tool_name == new.tool_name
+    })
+    .await?;
     state.waker().wake();
     Ok((
         status,
@@ -206,6 +192,30 @@ pub(crate) async fn add_action(
             warnings: prepared.warnings,
         }),
     ))
+}
+
+/// Stores `action` (201); a repeat of a request already stored (the same client-chosen id,
+/// and `same` says it is the same request) answers the stored action (200) instead of
+/// failing: clients retry after a broken connection.
+pub(crate) async fn insert_once(
+    state: &AppState,
+    action: sdlc_core::Action,
+    same: impl Fn(&sdlc_core::Action, &sdlc_core::Action) -> bool + Send + 'static,
+) -> Result<(sdlc_core::Action, StatusCode), ApiError> {
+    state
+        .with_db(move |db| match db.insert(&action) {
+            Ok(()) => Ok((action, StatusCode::CREATED)),
+            Err(sdlc_core::StoreError::Duplicate(id)) => {
+                let existing = db.get(id)?.ok_or(sdlc_core::StoreError::NotFound(id))?;
+                if same(&existing, &action) {
+                    Ok((existing, StatusCode::OK))
+                } else {
+                    Err(sdlc_core::StoreError::Duplicate(id))
+                }
+            }
+            Err(err) => Err(err),
+        })
+        .await
 }
 
 #[utoipa::path(

@@ -81,22 +81,10 @@ pub(crate) async fn start(
     let by = reporter(caller);
     let action =
         external::start_action(&request, by.as_deref(), now).map_err(ApiError::unprocessable)?;
-    let stored = action.clone();
-    let (action, status) = state
-        .with_db(move |db| match db.insert(&stored) {
-            Ok(()) => Ok((stored, StatusCode::CREATED)),
-            // A start sent again after a broken connection.
-            Err(sdlc_core::StoreError::Duplicate(id)) => {
-                let existing = db.get(id)?.ok_or(sdlc_core::StoreError::NotFound(id))?;
-                if existing.is_external() && existing.label == stored.label {
-                    Ok((existing, StatusCode::OK))
-                } else {
-                    Err(sdlc_core::StoreError::Duplicate(id))
-                }
-            }
-            Err(err) => Err(err),
-        })
-        .await?;
+    let (action, status) = crate::api::insert_once(&state, action, |existing, new| {
+        existing.is_external() && existing.label == new.label
+    })
+    .await?;
     Ok((
         status,
         Json(ExternalStarted {
@@ -112,10 +100,7 @@ pub(crate) async fn report(
     id: Uuid,
     report: ExternalReport,
 ) -> Result<Json<ActionView>, ApiError> {
-    let checked = external::check(&report).map_err(|refused| match refused {
-        external::Refused::Invalid(why) => ApiError::unprocessable(why),
-        external::Refused::Conflict(why) => ApiError::new(StatusCode::CONFLICT, why),
-    })?;
+    let checked = external::check(&report).map_err(ApiError::unprocessable)?;
     let log = report
         .log
         .as_deref()

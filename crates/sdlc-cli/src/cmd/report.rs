@@ -116,11 +116,7 @@ async fn record_report(
     report: ExternalReport,
 ) -> anyhow::Result<ActionView> {
     // Checked here first so a bad report fails the same way with or without a daemon.
-    let checked = external::check(&report).map_err(|refused| match refused {
-        external::Refused::Invalid(why) | external::Refused::Conflict(why) => {
-            anyhow::anyhow!(why)
-        }
-    })?;
+    let checked = external::check(&report).map_err(anyhow::Error::msg)?;
     let log = report
         .log
         .as_deref()

@@ -669,7 +669,6 @@ pub(crate) fn replace_edited_in(
     Ok(stored)
 }
 
-/// Removes an action that is not Running and is no unfinished step of a plan run.
 /// Applies a report to the run `id` reported from outside (see `crate::external`): its start
 /// when it was queued, or how it ended, with the log it sent (stored form and excerpt).
 pub(crate) fn report_in(
@@ -680,10 +679,8 @@ pub(crate) fn report_in(
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
     let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
-    external::may_report(&old, checked.status).map_err(|refused| {
-        let (external::Refused::Conflict(detail) | external::Refused::Invalid(detail)) = refused;
-        StoreError::NotReportable { detail }
-    })?;
+    external::may_report(&old, checked.status)
+        .map_err(|detail| StoreError::NotReportable { detail })?;
     let measured_start = checked
         .report
         .duration_ms
@@ -718,6 +715,7 @@ pub(crate) fn report_in(
     }
 }
 
+/// Removes an action that is not Running and is no unfinished step of a plan run.
 pub(crate) fn delete_in(t: &mut impl Txn, id: Uuid) -> Result<Action, StoreError> {
     let old = to_change(t, id, None)?;
     if let Some(step) = old
