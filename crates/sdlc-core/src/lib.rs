@@ -37,6 +37,7 @@ pub mod plan;
 pub mod policy;
 pub mod private_file;
 pub mod project;
+pub mod run_group;
 pub mod schedule;
 pub mod service;
 mod start_gate;

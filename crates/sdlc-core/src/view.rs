@@ -292,11 +292,25 @@ pub struct CsvWriter<W: std::io::Write> {
 
 impl<W: std::io::Write> CsvWriter<W> {
     pub fn new(out: W) -> std::io::Result<CsvWriter<W>> {
+        CsvWriter::with_columns(out, &CSV_COLUMNS)
+    }
+
+    /// A writer of other rows than actions' (run groups): `columns` is its header row.
+    pub fn with_columns(out: W, columns: &[&str]) -> std::io::Result<CsvWriter<W>> {
         let mut out = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(out);
-        out.write_record(CSV_COLUMNS).map_err(csv_io)?;
+        out.write_record(columns).map_err(csv_io)?;
         Ok(CsvWriter { out })
+    }
+
+    /// One row of cells, already made neutral where they are users' text.
+    pub fn write_cells<I, T>(&mut self, cells: I) -> std::io::Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        self.out.write_record(cells).map_err(csv_io)
     }
 
     pub fn write(&mut self, a: &ActionView) -> std::io::Result<()> {

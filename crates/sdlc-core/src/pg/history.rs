@@ -137,7 +137,7 @@ impl PgStore {
                        AND (r.id IS NULL OR r.status <> 'running')
                      ORDER BY a.updated_at, a.id LIMIT $3
                      FOR UPDATE OF a SKIP LOCKED)
-                 RETURNING id",
+                 RETURNING id, record",
                 &[
                     &finished,
                     &(millis(cutoff) as i64),
@@ -146,6 +146,14 @@ impl PgStore {
             )
             .map_err(|e| fail(url, "cannot prune finished actions", e))?;
         let gone: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        // The groups that lost runs are summed again from the runs they still have.
+        let regroup: std::collections::BTreeSet<String> = rows
+            .iter()
+            .filter_map(|row| decode_json::<Action>(row.get(0), row.get(1)).ok())
+            .filter_map(|action| action.run_id)
+            .collect();
+        super::run_groups::recount(&mut tx, &regroup)
+            .map_err(|e| fail(url, "cannot sum run groups again", e))?;
         if !gone.is_empty() {
             // A series whose newest occurrence went has ended.
             tx.execute("DELETE FROM sdlc_series WHERE head = ANY($1)", &[&gone])

@@ -199,7 +199,33 @@ const MIGRATIONS: &[Migration] = &[
               CREATE INDEX sdlc_actions_series_run_at ON sdlc_actions (series, run_at, id);
               CREATE INDEX sdlc_actions_label_run_at ON sdlc_actions (label, run_at, id);",
     },
+    Migration {
+        version: RUN_GROUPS_SINCE,
+        what: "run groups",
+        // One row per run id (`crate::run_group`): counts by status in `StatusKind::ALL`
+        // order, and its times as Unix ms. Run ids compare bytewise ("C"), as redb orders
+        // them, so a cursor means the same on both backends. Filled from the stored
+        // actions right after (`run_groups::rebuild`: the sums need the records).
+        sql: "CREATE TABLE sdlc_run_groups (
+                  run_id text COLLATE \"C\" PRIMARY KEY,
+                  pending bigint NOT NULL,
+                  running bigint NOT NULL,
+                  completed bigint NOT NULL,
+                  failed bigint NOT NULL,
+                  paused bigint NOT NULL,
+                  skipped bigint NOT NULL,
+                  awaiting_approval bigint NOT NULL,
+                  canceled bigint NOT NULL,
+                  first_run_at bigint NOT NULL,
+                  first_started_at bigint,
+                  last_ended_at bigint
+              );
+              CREATE INDEX sdlc_run_groups_first_run ON sdlc_run_groups (first_run_at, run_id);",
+    },
 ];
+
+/// The migration that adds the run groups, whose rows are summed from the actions in Rust.
+const RUN_GROUPS_SINCE: i64 = 8;
 
 /// The schema version this build writes.
 pub const LATEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -260,6 +286,10 @@ fn migrate_to(client: &mut postgres::Client, url: &str, target: i64) -> Result<(
                 e,
             )
         })?;
+    }
+    if found < RUN_GROUPS_SINCE && target >= RUN_GROUPS_SINCE {
+        super::run_groups::rebuild(&mut tx)
+            .map_err(|e| failed(url, "cannot sum the run groups of the stored actions", e))?;
     }
     if found < target {
         tx.execute(
@@ -362,5 +392,52 @@ mod tests {
         };
         assert_eq!(run_at(occurrence), 3_600_000);
         assert_eq!(run_at(manual), 1_000);
+    }
+
+    #[test]
+    fn the_run_groups_of_a_schema_7_database_are_summed_from_its_actions() {
+        use crate::store::Store;
+        let url = sdlc_pgtest::Cluster::shared()
+            .expect("the PostgreSQL tests need a server")
+            .fresh_database()
+            .unwrap();
+        let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let store = crate::pg::PgStore::connect(&url, 2).unwrap();
+        let runs: Vec<crate::model::Action> = [("ci-1", 1_000), ("ci-1", 2_000), ("ci-2", 3_000)]
+            .into_iter()
+            .map(|(run, slot)| {
+                let trigger = crate::model::ActionTrigger::Scheduled {
+                    next_tick_at: at(slot),
+                };
+                let mut a =
+                    crate::model::Action::new("l", "t", serde_json::json!({}), trigger, at(0));
+                a.run_id = Some(run.to_string());
+                a
+            })
+            .collect();
+        store.insert_many(&runs).unwrap();
+        drop(store);
+        // As a schema 7 database holds them: no groups.
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute("DROP TABLE sdlc_run_groups; UPDATE sdlc_schema SET version = 7;")
+            .unwrap();
+        migrate(&mut client, &url).unwrap();
+        let store = crate::pg::PgStore::connect(&url, 2).unwrap();
+        let groups = store
+            .run_groups(&crate::run_group::GroupFilter::default(), None, 10)
+            .unwrap()
+            .items;
+        let summed: Vec<(&str, u64, i64)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.run_id.as_str(),
+                    g.counts.pending,
+                    g.first_run_at.timestamp_millis(),
+                )
+            })
+            .collect();
+        assert_eq!(summed, [("ci-2", 1, 3_000), ("ci-1", 2, 1_000)]);
     }
 }

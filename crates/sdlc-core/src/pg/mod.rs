@@ -9,6 +9,7 @@ mod history;
 mod migrate;
 mod nodes;
 mod outbox;
+mod run_groups;
 mod sessions;
 mod store;
 mod tokens;

@@ -9,7 +9,7 @@
 //! statement per table, whatever the number of rows, in id order so that writers lock rows
 //! in one order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::model::{Action, ActionTrigger, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig};
 use crate::plan::{Plan, PlanGraph, PlanRun, RunEvent, StepState};
+use crate::run_group::{self, Delta, GroupChange};
 use crate::store::txn::Txn;
 use crate::store::{decode_json, due_key, encode_json, is_due_indexed, millis, status_byte};
 
@@ -55,6 +56,10 @@ pub(crate) struct PgTxn<'c> {
     new_claims: HashMap<Uuid, Uuid>,
     /// Whether it stored an action that is due (the nodes are woken when it commits).
     stored_due: bool,
+    /// Run group changes not yet sent (`crate::run_group`): deltas to add, groups to sum
+    /// again.
+    group_deltas: BTreeMap<String, Delta>,
+    group_recounts: BTreeSet<String>,
 }
 
 impl<'c> PgTxn<'c> {
@@ -80,6 +85,8 @@ impl<'c> PgTxn<'c> {
             lease_until: 0,
             new_claims: HashMap::new(),
             stored_due: false,
+            group_deltas: BTreeMap::new(),
+            group_recounts: BTreeSet::new(),
         }
     }
 
@@ -247,10 +254,38 @@ impl<'c> PgTxn<'c> {
     /// Sends every write kept so far, so that a query sees them.
     fn send(&mut self) -> Result<(), StoreError> {
         self.send_actions()?;
+        self.send_groups()?;
         self.send_heads()?;
         self.send_plans()?;
         self.send_notes()?;
         self.send_logs()
+    }
+
+    /// Notes what storing `new` in place of `old` does to the run groups.
+    fn note_groups(&mut self, old: Option<&Action>, new: Option<&Action>) {
+        for change in run_group::changes(old, new) {
+            match change {
+                GroupChange::Add(run, delta) => {
+                    self.group_deltas.entry(run).or_default().merge(&delta)
+                }
+                GroupChange::Recount(run) => {
+                    self.group_recounts.insert(run);
+                }
+            }
+        }
+    }
+
+    /// Sends the run group changes (after the actions: a recount reads them).
+    fn send_groups(&mut self) -> Result<(), StoreError> {
+        let deltas = std::mem::take(&mut self.group_deltas);
+        if let Err(e) = super::run_groups::add(&mut self.tx, &deltas) {
+            return Err(self.fail("cannot store run groups", e));
+        }
+        let recounts = std::mem::take(&mut self.group_recounts);
+        if let Err(e) = super::run_groups::recount(&mut self.tx, &recounts) {
+            return Err(self.fail("cannot sum run groups again", e));
+        }
+        Ok(())
     }
 
     fn send_logs(&mut self) -> Result<(), StoreError> {
@@ -595,6 +630,7 @@ impl Txn for PgTxn<'_> {
             self.heads.insert(new.series, Some(new.id));
             self.unsent_heads.insert(new.series, Some(new.id));
         }
+        self.note_groups(old, Some(new));
         self.written(new);
         Ok(())
     }
@@ -605,11 +641,13 @@ impl Txn for PgTxn<'_> {
     }
 
     fn store_dispatched(&mut self, light: &Action) -> Result<(), StoreError> {
+        self.note_groups(None, Some(light));
         self.written(light);
         Ok(())
     }
 
     fn remove(&mut self, old: &Action) -> Result<(), StoreError> {
+        self.note_groups(Some(old), None);
         self.actions.insert(old.id, None);
         self.unsent.insert(old.id, false);
         if self.series_head(old.series)? == Some(old.id) {

@@ -26,6 +26,7 @@ use crate::model::{Action, ActionStatus, Decider, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
 use crate::pg::PgStore;
 use crate::plan::{NewRun, PlanRun, RunEvent};
+use crate::run_group::{GroupCursor, GroupFilter, GroupPage};
 use crate::webhook::{Delivery, WebhookRoute};
 
 macro_rules! store_interface {
@@ -130,6 +131,9 @@ store_interface! {
     /// A page of history, newest first.
     fn history_page(&self, filter: &HistoryFilter, cursor: Option<HistoryCursor>, limit: usize,
         bodies: Bodies) -> Result<HistoryPage, StoreError>;
+    /// A page of run groups (`crate::run_group`), newest first.
+    fn run_groups(&self, filter: &GroupFilter, cursor: Option<GroupCursor>, limit: usize)
+        -> Result<GroupPage, StoreError>;
     /// Pending actions due before `until`, soonest first.
     fn due_before(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<Action>, StoreError>;
     /// The head of every recurring series.

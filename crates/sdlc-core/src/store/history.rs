@@ -155,6 +155,17 @@ pub(super) fn reindex(
     Ok(())
 }
 
+/// The ids of the actions indexed under run id `run`, by run time. Values are hashed: the
+/// caller checks each record's run id.
+pub(super) fn ids_under_run(t: &Tables<'_>, run: &str) -> Result<Vec<Uuid>, StoreError> {
+    let p = prefix(Dim::Run, hash(run));
+    let mut ids = Vec::new();
+    for entry in t.history.range(key(p, [0; 24])..=key(p, [0xff; 24]))? {
+        ids.push(id_from_key(&entry?.0.value()[17..]));
+    }
+    Ok(ids)
+}
+
 /// Builds the index of a file written before it existed (schema 7 and older), or whose index
 /// was dropped at open because it was keyed by creation time (schema 9 and older): every
 /// stored action, once, when the index is empty but actions are not. Returns whether it

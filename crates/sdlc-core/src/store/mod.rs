@@ -47,6 +47,7 @@ pub mod outbox;
 mod plans;
 mod record;
 pub(crate) mod rules;
+mod run_groups;
 mod schedules;
 pub(crate) mod sessions;
 mod tokens;
@@ -92,7 +93,7 @@ pub use webhooks::Ingested;
 ///
 /// The `run_logs` table (whole run logs) needs no bump: an older build never reads it, and
 /// only leaves the logs of the actions it prunes behind.
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 
 /// Records of this version and later end with a CRC-32 (little-endian) of all before it.
 const CHECKSUM_SINCE: u8 = 6;
@@ -160,7 +161,14 @@ pub(crate) struct Tables<'tx> {
     running_by_series: Table<'tx, [u8; 32], ()>,
     counts: Table<'tx, u8, u64>,
     history: Table<'tx, [u8; 33], ()>,
+    /// The run groups and their listing order, opened when a change touches a group.
+    groups: Option<RunGroupTables<'tx>>,
 }
+
+type RunGroupTables<'tx> = (
+    Table<'tx, &'static str, [u64; 11]>,
+    Table<'tx, (i64, &'static str), ()>,
+);
 
 impl<'tx> Tables<'tx> {
     fn open(tx: &'tx WriteTransaction) -> Result<Tables<'tx>, StoreError> {
@@ -177,7 +185,19 @@ impl<'tx> Tables<'tx> {
             running_by_series: tx.open_table(RUNNING_BY_SERIES)?,
             counts: tx.open_table(STATUS_COUNTS)?,
             history: tx.open_table(history::HISTORY)?,
+            groups: None,
         })
+    }
+
+    /// The run group tables of this transaction, opened on first use.
+    fn groups(&mut self) -> Result<&mut RunGroupTables<'tx>, StoreError> {
+        if self.groups.is_none() {
+            self.groups = Some((
+                self.tx.open_table(run_groups::RUN_GROUPS)?,
+                self.tx.open_table(run_groups::RUN_GROUP_ORDER)?,
+            ));
+        }
+        Ok(self.groups.as_mut().expect("opened just above"))
     }
 
     /// The plan tables of this transaction, opened on first use.
@@ -656,6 +676,8 @@ impl ActionDb {
         let mut t = Tables::open(&tx)?;
         let mut pruned = 0;
         let mut budget = limit.saturating_mul(4);
+        // The groups that lost runs, summed again once at the end.
+        let mut regroup = std::collections::BTreeSet::new();
         for kind in [
             StatusKind::Completed,
             StatusKind::Failed,
@@ -696,6 +718,9 @@ impl ActionDb {
                         continue;
                     };
                     history::reindex(&mut t, Some(&action), None)?;
+                    if let Some(run) = &action.run_id {
+                        regroup.insert(run.clone());
+                    }
                     t.actions.remove(id.as_u128())?;
                     t.bodies.remove(id.as_u128())?;
                     logs::remove_all(t.logs()?, id)?;
@@ -707,6 +732,7 @@ impl ActionDb {
                 break;
             }
         }
+        run_groups::recount_all(&mut t, &regroup)?;
         drop(t);
         if pruned > 0 {
             self.db.commit(tx)?;
@@ -829,6 +855,8 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         let series_missing = found.is_some_and(|v| v < 9);
         // Its history index is keyed by creation time (schema 10 keys it by run time).
         let index_by_creation = found.is_some_and(|v| v < 10);
+        // Written before the run groups were kept (schema 11).
+        let groups_missing = found.is_some_and(|v| v < 11);
         match found {
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -859,7 +887,11 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
                 history::add_series_keys(&mut t)?;
             }
         }
+        if groups_missing {
+            run_groups::build(&mut t)?;
+        }
         drop(t);
+        run_groups::create_tables(&tx)?;
         tx.open_table(webhooks::ROUTES)?;
         tx.open_table(webhooks::ROUTE_PATHS)?;
         tx.open_table(webhooks::INBOX)?;

@@ -1653,6 +1653,127 @@ fn a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_re
 
 /// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store
 /// behaves the same on both (the conformance suite).
+/// The run groups a scan of every stored action sums to, newest first: what the maintained
+/// summaries must equal after any change.
+fn groups_by_scan(db: &dyn Store) -> Vec<crate::run_group::RunGroup> {
+    use crate::run_group::{Member, RunGroup, Summary};
+    let mut sums: std::collections::BTreeMap<String, Summary> = Default::default();
+    let all = db.list(&ListFilter::default()).unwrap();
+    for action in &all {
+        if let Some((run, member)) = Member::of(action) {
+            let sum = sums.remove(run);
+            sums.insert(run.to_string(), Summary::with(sum, &member));
+        }
+    }
+    let mut groups: Vec<RunGroup> = sums
+        .into_iter()
+        .map(|(run, s)| RunGroup::new(run, &s))
+        .collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.position()));
+    groups
+}
+
+fn every_group(db: &dyn Store) -> Vec<crate::run_group::RunGroup> {
+    db.run_groups(&crate::run_group::GroupFilter::default(), None, 1_000)
+        .unwrap()
+        .items
+}
+
+fn run_groups_sum_their_runs_through_every_change_and_removal(db: &dyn Store) {
+    use crate::run_group::{GroupCursor, GroupFilter, GroupState};
+    let in_group = |label: &str, run: &str, slot: i64| {
+        let mut a = scheduled(label, slot);
+        a.run_id = Some(run.to_string());
+        a
+    };
+    // ci-1 has runs due at 10, 20 and 30 s, ci-2 at 40 and 50 s; "lone" is in no group.
+    let a1 = in_group("a1", "ci-1", 10_000);
+    let a2 = in_group("a2", "ci-1", 20_000);
+    let a3 = in_group("a3", "ci-1", 30_000);
+    let b1 = in_group("b1", "ci-2", 40_000);
+    let b2 = in_group("b2", "ci-2", 50_000);
+    db.insert_many(&[a1.clone(), a2.clone(), a3.clone(), b1.clone(), b2.clone()])
+        .unwrap();
+    db.insert(&scheduled("lone", 5_000)).unwrap();
+    let groups = every_group(db);
+    assert_eq!(groups, groups_by_scan(db));
+    let names: Vec<&str> = groups.iter().map(|g| g.run_id.as_str()).collect();
+    assert_eq!(names, ["ci-2", "ci-1"], "newest first run first");
+    let ci1 = &groups[1];
+    assert_eq!((ci1.total, ci1.counts.pending), (3, 3));
+    assert_eq!(ci1.state, GroupState::InProgress);
+    assert_eq!(ci1.first_run_at, t(10_000));
+    assert_eq!(ci1.first_started_at, None);
+
+    // Two of ci-1 run (claimed at 25 s): one succeeds at 26 s, one fails at 27 s.
+    let claimed = db.claim_due(t(25_000), 10).unwrap();
+    assert_eq!(claimed.len(), 3, "lone, a1 and a2");
+    assert_eq!(every_group(db), groups_by_scan(db));
+    assert_eq!(every_group(db)[1].counts.running, 2);
+    db.complete(a1.id, ok(), t(26_000)).unwrap();
+    let failed = ActionStatus::Failed {
+        reason: "exit 1".into(),
+    };
+    db.complete(a2.id, failed, t(27_000)).unwrap();
+    let groups = every_group(db);
+    assert_eq!(groups, groups_by_scan(db));
+    let ci1 = &groups[1];
+    assert_eq!(
+        (ci1.counts.completed, ci1.counts.failed, ci1.counts.pending),
+        (1, 1, 1)
+    );
+    assert_eq!(ci1.first_started_at, Some(t(25_000)));
+    assert_eq!(ci1.last_ended_at, Some(t(27_000)));
+
+    // Deleting the first run moves the group's first run time to the next one's.
+    db.delete(a1.id).unwrap();
+    let groups = every_group(db);
+    assert_eq!(groups, groups_by_scan(db));
+    assert_eq!(groups[1].total, 2);
+    assert_eq!(groups[1].first_run_at, t(20_000));
+
+    // The last of ci-1 is canceled: the group has ended, failed (a failure outweighs).
+    db.cancel(a3.id, t(28_000)).unwrap();
+    let groups = every_group(db);
+    assert_eq!(groups, groups_by_scan(db));
+    assert_eq!(groups[1].state, GroupState::Failed);
+
+    // Pages of one group each, by cursor; `since` and `until` select by first run time.
+    let first = db.run_groups(&GroupFilter::default(), None, 1).unwrap();
+    assert_eq!(first.items[0].run_id, "ci-2");
+    let cursor = first.next.expect("ci-1 follows");
+    let cursor = GroupCursor::parse(&cursor.encode()).unwrap();
+    let second = db
+        .run_groups(&GroupFilter::default(), Some(cursor), 1)
+        .unwrap();
+    assert_eq!(second.items[0].run_id, "ci-1");
+    assert!(second.next.is_none());
+    let recent = GroupFilter {
+        since: Some(t(35_000)),
+        ..GroupFilter::default()
+    };
+    let found = db.run_groups(&recent, None, 10).unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].run_id, "ci-2");
+    let older = GroupFilter {
+        until: Some(t(39_999)),
+        ..GroupFilter::default()
+    };
+    let found = db.run_groups(&older, None, 10).unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].run_id, "ci-1");
+
+    // ci-2 runs and ends, then retention prunes every finished run: ci-1 and ci-2 are gone.
+    let claimed = db.claim_due(t(60_000), 10).unwrap();
+    db.complete_many(claimed.iter().map(|a| (a.id, ok())).collect(), t(61_000))
+        .unwrap();
+    assert_eq!(every_group(db), groups_by_scan(db));
+    assert_eq!(every_group(db)[0].state, GroupState::Completed);
+    db.prune_finished(t(100_000), 100).unwrap();
+    assert_eq!(every_group(db), groups_by_scan(db));
+    assert!(every_group(db).is_empty(), "{:?}", every_group(db));
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
@@ -1700,4 +1821,5 @@ on_both!(
     the_change_feed_tells_what_each_commit_changed_once_committed,
     a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it,
     a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_report,
+    run_groups_sum_their_runs_through_every_change_and_removal,
 );

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::record::{get_in, remove_in, write_in, write_light_in};
 use super::{
     Tables, due_key, encode_json, forget_head_if, history, id_from_key, index, logs, plans,
-    schedules, status_range, unindex, webhooks,
+    run_groups, schedules, status_range, unindex, webhooks,
 };
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
@@ -127,6 +127,7 @@ impl Txn for Tables<'_> {
         }
         write_in(self, old, new)?;
         history::reindex(self, old, Some(new))?;
+        run_groups::track(self, old, Some(new))?;
         index(self, old.is_none(), new)?;
         schedules::track(self, old, new)
     }
@@ -138,12 +139,14 @@ impl Txn for Tables<'_> {
     fn store_dispatched(&mut self, light: &Action) -> Result<(), StoreError> {
         write_light_in(self, light)?;
         history::reindex(self, None, Some(light))?;
+        run_groups::track(self, None, Some(light))?;
         index(self, true, light)
     }
 
     fn remove(&mut self, old: &Action) -> Result<(), StoreError> {
         unindex(self, old)?;
         history::reindex(self, Some(old), None)?;
+        run_groups::track(self, Some(old), None)?;
         remove_in(self, old.id)?;
         logs::remove_all(self.logs()?, old.id)?;
         forget_head_if(self, old.series, old.id)
