@@ -69,6 +69,8 @@ fn pages_need_a_session_and_every_page_answers_with_one(backend: Backend) {
         "/".to_string(),
         "/runs".to_string(),
         "/runs?status=completed&tool=echo".to_string(),
+        "/groups".to_string(),
+        "/groups?since=7d".to_string(),
         format!("/actions/{id}"),
         format!("/actions/{pending}"),
         "/schedules".to_string(),
@@ -628,10 +630,57 @@ fn a_tool_is_described_and_tried_once_through_the_api(backend: Backend) {
     assert!(project.list().is_empty());
 }
 
+/// The Run groups page: one row per run id with its state and counts, linked to the Runs
+/// page filtered by it; a bad filter is named on the page.
+fn the_groups_page_shows_each_run_id_and_links_to_its_runs(backend: Backend) {
+    let project = Project::on(backend);
+    project.counting_tool("echo");
+    let daemon = project.daemon(&[]);
+    let ids: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|label| project.add(&[label, "--tool", "echo", "--run-id", "ci/7 & more"]))
+        .collect();
+    for id in &ids {
+        wait_for_status(&project, id, "completed", Duration::from_secs(20));
+    }
+    let (cookie, _) = log_in(&project, &daemon);
+    let page = get(daemon.addr, "/groups", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("data-run-id=\"ci/7 &#38; more\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("href=\"/runs?run_id=ci%2F7%20%26%20more\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("2 completed"), "{}", page.body);
+    let runs = get(daemon.addr, "/runs?run_id=ci%2F7%20%26%20more", &cookie);
+    for id in &ids {
+        assert!(
+            runs.body.contains(&format!("data-id=\"{id}\"")),
+            "{}",
+            runs.body
+        );
+    }
+    let bad = get(daemon.addr, "/groups?since=someday", &cookie);
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("since &#39;someday&#39;: give an RFC 3339 time"),
+        "{}",
+        bad.body
+    );
+}
+
 on_both_backends!(
     pages_need_a_session_and_every_page_answers_with_one,
     changes_with_a_session_need_our_origin_and_the_csrf_token_and_logout_ends_it,
     the_event_stream_tells_changes_replays_after_a_reconnect_and_resyncs_after_a_restart,
     the_delivery_log_tells_what_became_of_every_webhook_request,
     a_tool_is_described_and_tried_once_through_the_api,
+    the_groups_page_shows_each_run_id_and_links_to_its_runs,
 );

@@ -433,8 +433,170 @@ fn every_command_goes_to_the_server_sdlc_server_names(backend: Backend) {
     drop(daemon);
 }
 
+/// Run groups: a CI run's tasks reported from outside and a run of the daemon's own under
+/// the same run id are summed in one group, for the CLI (table, JSON, CSV, paged) and the
+/// API (keyset cursor), newest first; a bad cursor is named.
+fn run_groups_sum_the_runs_of_each_run_id_for_the_cli_and_the_api(backend: Backend) {
+    let project = Project::on(backend);
+    project.tool("ok", "cat > /dev/null\necho '{\"ok\": true}'");
+    let daemon = project.daemon(&["--tick-rate", "0.2"]);
+    let token = daemon.token(&project);
+    let report = |task: &str, run: &str, script: &str| {
+        project.sdlc(&[
+            "orchestrate",
+            "report",
+            "run",
+            task,
+            "--run-id",
+            run,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    assert!(
+        report("seo.validate", "gh-101", "echo fine")
+            .status
+            .success()
+    );
+    assert_eq!(
+        report("code.review", "gh-101", "exit 2").status.code(),
+        Some(2)
+    );
+    let own = project.add(&["dx.integrate", "--tool", "ok", "--run-id", "gh-101"]);
+    common::wait_for_status(
+        &project,
+        &own,
+        "completed",
+        std::time::Duration::from_secs(20),
+    );
+    let open = project
+        .sdlc_ok(&[
+            "orchestrate",
+            "report",
+            "start",
+            "dx.integrate",
+            "--run-id",
+            "gh-102",
+        ])
+        .trim()
+        .to_string();
+
+    let groups: Vec<Value> =
+        serde_json::from_str(&project.sdlc_ok(&["orchestrate", "groups", "--json"])).unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gh-102", "gh-101"], "newest first: {groups:?}");
+    let ci = &groups[1];
+    assert_eq!(ci["total"], 3, "{ci}");
+    assert_eq!(ci["counts"]["completed"], 2, "{ci}");
+    assert_eq!(ci["counts"]["failed"], 1, "{ci}");
+    assert_eq!(ci["state"], "failed");
+    assert!(ci["first_started_at"].is_string() && ci["last_ended_at"].is_string());
+    assert_eq!(groups[0]["state"], "in_progress");
+    assert_eq!(groups[0]["counts"]["running"], 1);
+    assert!(groups[0]["last_ended_at"].is_null());
+
+    // Its report ends the open group's run; the group follows.
+    project.sdlc_ok(&[
+        "orchestrate",
+        "report",
+        "finish",
+        &open,
+        "--status",
+        "succeeded",
+    ]);
+    let table = project.sdlc_ok(&["orchestrate", "groups"]);
+    let line = table.lines().find(|l| l.starts_with("gh-102")).unwrap();
+    assert!(
+        line.contains("completed") && line.contains("1 completed"),
+        "{table}"
+    );
+    let csv = project.sdlc_ok(&["orchestrate", "groups", "--format", "csv"]);
+    let mut rows = csv.lines();
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("run_id,state,total,pending,running,completed,failed")
+    );
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("gh-102,completed,1,0,0,1,0"),
+        "{csv}"
+    );
+    assert!(
+        rows.next().unwrap().starts_with("gh-101,failed,3,0,0,2,1"),
+        "{csv}"
+    );
+
+    // The API pages by cursor.
+    let (status, first) = call(
+        &daemon,
+        &token,
+        "GET",
+        "/api/orchestrator/run-groups?limit=1",
+        &json!(null),
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["items"][0]["run_id"], "gh-102");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let (_, second) = call(
+        &daemon,
+        &token,
+        "GET",
+        &format!("/api/orchestrator/run-groups?limit=1&cursor={cursor}"),
+        &json!(null),
+    );
+    assert_eq!(second["items"][0]["run_id"], "gh-101", "{second}");
+    assert!(second["next_cursor"].is_null());
+    let (status, bad) = call(
+        &daemon,
+        &token,
+        "GET",
+        "/api/orchestrator/run-groups?cursor=zz",
+        &json!(null),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed cursor 'zz'"),
+        "{bad}"
+    );
+    let (_, later) = call(
+        &daemon,
+        &token,
+        "GET",
+        "/api/orchestrator/run-groups?since=2999-01-01T00:00:00Z",
+        &json!(null),
+    );
+    assert_eq!(later["items"], json!([]), "{later}");
+
+    // The same from the store when no daemon runs.
+    daemon.stop();
+    let offline: Vec<Value> = serde_json::from_str(&project.sdlc_ok(&[
+        "orchestrate",
+        "groups",
+        "--json",
+        "--limit",
+        "1",
+    ]))
+    .unwrap();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(offline[0]["run_id"], "gh-102");
+}
+
 on_both_backends!(
     every_command_goes_to_the_server_sdlc_server_names,
     a_run_reported_from_outside_is_tracked_like_any_run,
     the_report_commands_record_runs_and_wrap_a_command,
+    run_groups_sum_the_runs_of_each_run_id_for_the_cli_and_the_api,
 );

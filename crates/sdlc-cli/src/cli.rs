@@ -293,6 +293,9 @@ pub enum OrchestrateCommand {
     Add(Box<AddArgs>),
     /// List actions, newest first
     List(ListArgs),
+    /// Runs summed per run id (one CI run's tasks, a plan run, a day of a schedule),
+    /// newest group first
+    Groups(GroupsArgs),
     /// Show one action in full
     Show {
         /// The action's id
@@ -809,6 +812,29 @@ pub struct ListArgs {
     pub limit: Option<u64>,
     /// table (default), json (an array), csv (RFC 4180, with a header) or jsonl (one action
     /// per line)
+    #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<String>,
+    /// The same as --format json
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupsArgs {
+    /// Only groups whose first run was due since: RFC 3339, or how long ago (7d, 12h)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only groups whose first run was due until: RFC 3339, or how long ago
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Continue a listing from the cursor printed on stderr
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+    /// At most this many groups (newest first); default 50 for table and json, every
+    /// match for csv
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// table (default), json (an array) or csv (RFC 4180, with a header)
     #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
     pub format: Option<String>,
     /// The same as --format json

@@ -107,6 +107,52 @@ pub fn action_table(actions: &[ActionView]) -> String {
     )
 }
 
+/// Run groups as a table: each one's state, its runs by status, when its first run was due,
+/// when the first started and the last ended.
+pub fn group_table(groups: &[sdlc_core::run_group::RunGroup]) -> String {
+    let rows: Vec<[String; 7]> = groups
+        .iter()
+        .map(|g| {
+            let c = g.counts;
+            let counts: Vec<String> = [
+                (c.completed, "completed"),
+                (c.failed, "failed"),
+                (c.running, "running"),
+                (c.pending, "pending"),
+                (c.awaiting_approval, "awaiting_approval"),
+                (c.paused, "paused"),
+                (c.canceled, "canceled"),
+                (c.skipped, "skipped"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            [
+                cut(&g.run_id, LABEL_WIDTH),
+                g.state.as_str().to_string(),
+                g.total.to_string(),
+                counts.join(", "),
+                short_time(g.first_run_at),
+                g.first_started_at.map(short_time).unwrap_or_default(),
+                g.last_ended_at.map(short_time).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "RUN_ID",
+            "STATE",
+            "RUNS",
+            "BY_STATUS",
+            "FIRST_DUE",
+            "STARTED",
+            "ENDED",
+        ],
+        &rows,
+    )
+}
+
 /// A plain-text table, each column as wide as its widest cell.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let header = header.map(String::from);

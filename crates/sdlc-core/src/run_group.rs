@@ -414,33 +414,30 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "last_ended_at",
 ];
 
-/// Writes groups as RFC 4180 CSV: the header row, then one row per group.
-pub fn write_csv<W: std::io::Write>(out: W, groups: &[RunGroup]) -> std::io::Result<W> {
-    let mut csv = crate::view::CsvWriter::with_columns(out, &CSV_COLUMNS)?;
+/// One group as a CSV row, in [`CSV_COLUMNS`] order (the run id made neutral: it is users'
+/// text).
+pub fn csv_row(g: &RunGroup) -> [String; 14] {
     let time = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default()
     };
-    for g in groups {
-        let c = g.counts;
-        csv.write_cells([
-            crate::view::neutral_cell(&g.run_id),
-            g.state.as_str().to_string(),
-            g.total.to_string(),
-            c.pending.to_string(),
-            c.running.to_string(),
-            c.completed.to_string(),
-            c.failed.to_string(),
-            c.paused.to_string(),
-            c.skipped.to_string(),
-            c.awaiting_approval.to_string(),
-            c.canceled.to_string(),
-            time(Some(g.first_run_at)),
-            time(g.first_started_at),
-            time(g.last_ended_at),
-        ])?;
-    }
-    csv.finish()
+    let c = g.counts;
+    [
+        crate::view::neutral_cell(&g.run_id),
+        g.state.as_str().to_string(),
+        g.total.to_string(),
+        c.pending.to_string(),
+        c.running.to_string(),
+        c.completed.to_string(),
+        c.failed.to_string(),
+        c.paused.to_string(),
+        c.skipped.to_string(),
+        c.awaiting_approval.to_string(),
+        c.canceled.to_string(),
+        time(Some(g.first_run_at)),
+        time(g.first_started_at),
+        time(g.last_ended_at),
+    ]
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(crate::approvals_api::routes())
         .merge(crate::external_api::routes())
         .merge(crate::history_api::routes())
+        .merge(crate::groups_api::routes())
         .merge(crate::notify_api::routes())
         .merge(crate::tools_api::routes())
         .merge(crate::tokens_api::routes())

@@ -168,6 +168,24 @@ impl DaemonClient {
             .await
     }
 
+    /// One page of run groups (`GET /run-groups`).
+    pub async fn run_groups(
+        &self,
+        query: &crate::groups_api::GroupsQuery,
+    ) -> Result<crate::groups_api::GroupPageView, ClientError> {
+        let pairs: Vec<(&str, String)> = [
+            ("since", &query.since),
+            ("until", &query.until),
+            ("limit", &query.limit),
+            ("cursor", &query.cursor),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect();
+        self.call::<(), _>(Method::GET, "/run-groups", &pairs, None)
+            .await
+    }
+
     pub async fn notifications(
         &self,
         status: Option<String>,

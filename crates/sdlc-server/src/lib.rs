@@ -31,6 +31,7 @@ pub mod client;
 pub mod delivery_log;
 pub mod error;
 pub mod external_api;
+pub mod groups_api;
 pub mod history_api;
 mod ingest;
 pub mod listener;

@@ -52,6 +52,7 @@ use crate::error::ErrorBody;
         crate::history_api::paged,
         crate::history_api::paged_jsonl,
         crate::history_api::paged_csv,
+        crate::groups_api::list,
         crate::notify_api::list,
         crate::notify_api::test,
         crate::tools_api::tool_meta,

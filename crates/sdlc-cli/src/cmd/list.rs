@@ -143,7 +143,7 @@ pub async fn run(project: &Project, args: ListArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// A query error as the flag the user typed (`since '...'` -> `--since '...'`).
-fn flag_named(error: &str) -> String {
+pub(super) fn flag_named(error: &str) -> String {
     for flag in ["since", "until", "limit"] {
         if error.starts_with(&format!("{flag} ")) {
             return format!("--{error}");

@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod daemon;
 mod edit;
+mod groups;
 mod list;
 mod logs;
 pub(crate) mod node;
@@ -130,6 +131,7 @@ pub async fn run(cli: Cli, settings: crate::config::Settings) -> anyhow::Result<
             }
             Some(OrchestrateCommand::Add(add)) => add::run(&project, *add).await,
             Some(OrchestrateCommand::List(list)) => list::run(&project, list).await,
+            Some(OrchestrateCommand::Groups(args)) => groups::run(&project, args).await,
             Some(OrchestrateCommand::Show { id, json }) => show::run(&project, &id, json).await,
             Some(OrchestrateCommand::Cancel { id, grace }) => {
                 cancel::run(&project, &id, grace).await

@@ -18,6 +18,7 @@ mod assets;
 pub mod events;
 mod format;
 mod graph;
+mod groups;
 mod hooks;
 mod pages;
 mod plans;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(pages::overview))
         .route("/runs", get(pages::runs))
         .route("/runs/find", get(pages::find))
+        .route("/groups", get(groups::groups))
         .route("/actions/{id}", get(pages::action))
         .route("/schedules", get(schedules::schedules))
         .route("/webhooks", get(hooks::webhooks))
@@ -71,9 +73,10 @@ pub struct NavLink {
     pub current: bool,
 }
 
-const PAGES: [(&str, &str, &str); 6] = [
+const PAGES: [(&str, &str, &str); 7] = [
     ("overview", "/", "Overview"),
     ("runs", "/runs", "Runs"),
+    ("groups", "/groups", "Groups"),
     ("schedules", "/schedules", "Schedules"),
     ("webhooks", "/webhooks", "Webhooks"),
     ("plans", "/plans", "Plans"),
