@@ -201,6 +201,50 @@ fn history_filters_pages_and_downloads_the_csv() {
     }
 }
 
+#[test]
+fn a_run_group_turns_completed_live_and_links_to_its_runs() {
+    let project = Project::new();
+    let daemon = project.daemon(&[]);
+    let done = project.sdlc(&[
+        "orchestrate",
+        "report",
+        "run",
+        "seo.validate",
+        "--run-id",
+        "gh-7",
+        "--",
+        "true",
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let open = project
+        .sdlc_ok(&[
+            "orchestrate",
+            "report",
+            "start",
+            "code.review",
+            "--run-id",
+            "gh-7",
+        ])
+        .trim()
+        .to_string();
+    let seen = scenario(
+        &project,
+        &daemon,
+        "groups",
+        json!({ "run_id": "gh-7", "open": open }),
+    );
+    assert_eq!(seen["before"], "in_progress", "{seen}");
+    assert_eq!(seen["after"], "completed", "{seen}");
+    assert_eq!(seen["filter"], "gh-7", "{seen}");
+    let runs = seen["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{seen}");
+    assert!(runs.iter().any(|id| id == &json!(open)), "{seen}");
+}
+
 fn wait_for_status_any(project: &Project, id: &str) -> String {
     common::wait_for("the run to end", Duration::from_secs(60), || {
         let status = project.find(id)["status"]

@@ -383,6 +383,13 @@ fn every_command_goes_to_the_server_sdlc_server_names(backend: Backend) {
     let id = runs[0]["id"].as_str().unwrap();
     let shown = remote(&["orchestrate", "show", id], &env);
     assert!(text(&shown).contains("seo.validate"), "{}", err(&shown));
+    let groups = remote(&["orchestrate", "groups", "--format", "csv"], &env);
+    assert!(
+        text(&groups).contains("\nnight-3,completed,1,"),
+        "{}{}",
+        text(&groups),
+        err(&groups)
+    );
     // An add is checked by the daemon against its project's tools.
     let added = remote(&["orchestrate", "add", "from-afar", "--tool", "ok"], &env);
     assert!(added.status.success(), "{}", err(&added));

@@ -139,6 +139,29 @@ const scenarios = {
     return { pages, total: seen.size, failed };
   },
 
+  // The Groups page: a run id's row shows its state; when its open run is reported done the
+  // row turns completed in place; its link opens the Runs page filtered by it.
+  async groups(browser) {
+    const { page, errors } = await loggedIn(browser);
+    await page.getByRole("link", { name: "Groups" }).click();
+    await page.getByRole("heading", { name: "Run groups" }).waitFor();
+    const row = page.locator(`tr[data-run-id="${args.run_id}"]`);
+    const state = row.locator("td.state .badge");
+    const before = (await state.textContent()).trim();
+    await mark(page);
+    await api("PATCH", "/actions/" + args.open, { status: "succeeded" });
+    await row.locator("td.state .badge", { hasText: /^completed$/ }).waitFor();
+    const after = (await state.textContent()).trim();
+    check(await stillSameDocument(page), "the row should update in place, not by a reload");
+    await shot(page, "groups");
+    await row.getByRole("link", { name: args.run_id }).click();
+    await page.waitForURL(/\/runs\?run_id=/);
+    const filter = await page.getByLabel("Run id").inputValue();
+    const runs = await page.locator("tr[data-id]").evaluateAll((rows) => rows.map((r) => r.dataset.id));
+    check(errors.length === 0, `page errors: ${errors}`);
+    return { before, after, filter, runs };
+  },
+
   // A running action's page shows its log as the tool prints it, and the rest once it ends.
   async log(browser) {
     const { page, errors } = await loggedIn(browser);

@@ -63,6 +63,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         "/".to_string(),
         "/runs".to_string(),
         "/runs?status=failed&tool=tool-3&since=7d".to_string(),
+        "/groups".to_string(),
         format!("/actions/{}", waiting[0]),
         format!("/actions/{series}"),
         "/schedules".to_string(),

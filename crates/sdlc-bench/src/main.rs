@@ -16,7 +16,8 @@
 //! - `plans`: a plan of independent command steps against `xargs -P 8`; the gap between the
 //!   steps of a chain; `plan check` of a 10,000-step plan.
 //! - `tracker`: over 1,000,000 stored actions, a filtered history page against an unfiltered
-//!   one, the 10,000-row CSV, approving. `burst`: lateness while 1,000 notifications are sent.
+//!   one, the 10,000-row CSV, approving, a page of run groups. `burst`: lateness while 1,000
+//!   notifications are sent. `upkeep`: what keeping run groups costs a run.
 //! - `nodes`: on PostgreSQL: the store's claim against a bare `SKIP LOCKED` loop, runs with
 //!   1, 2 and 3 daemons on one database, lateness with three, webhook ingest beside redb's.
 //!
@@ -46,7 +47,7 @@ struct Args {
     /// Small sizes, to prove the suite runs (CI); figures are not meaningful
     #[arg(long)]
     quick: bool,
-    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, dashboard, nodes, logs
+    /// Run only this figure: throughput, lateness, history, ingest, peer, plans, tracker, burst, upkeep, dashboard, nodes, logs
     #[arg(long)]
     only: Option<String>,
 }
@@ -117,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("burst") {
         tracker::burst(&sizes).await?;
+    }
+    if wants("upkeep") {
+        tracker::upkeep()?;
     }
     if wants("dashboard") {
         dashboard::run(&sizes).await?;

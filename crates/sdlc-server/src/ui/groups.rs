@@ -45,6 +45,8 @@ pub struct GroupsPage {
     pub chrome: Chrome,
     pub rows: Vec<GroupRow>,
     pub since: String,
+    /// The first page of the same filter.
+    pub newest_href: String,
     pub first_page: bool,
     pub next_href: Option<String>,
     pub error: String,
@@ -121,10 +123,16 @@ async fn groups_page(
     let session = page_session(state, headers, uri).await?;
     let now = state.clock().now();
     let since = query.since.as_deref().unwrap_or("").trim().to_string();
+    let filter = if since.is_empty() {
+        String::new()
+    } else {
+        format!("since={}&", urlencode(&since))
+    };
     let mut page = GroupsPage {
         chrome: Chrome::new("groups", "Run groups", &session.session.csrf),
         rows: Vec::new(),
-        since: since.clone(),
+        since,
+        newest_href: format!("/groups?{}", filter.trim_end_matches('&')),
         first_page: query.cursor.as_deref().is_none_or(|c| c.trim().is_empty()),
         next_href: None,
         error: String::new(),
@@ -141,13 +149,8 @@ async fn groups_page(
         .await
         .map_err(|err| error_page(&err))?;
     page.rows = found.items.iter().map(|g| GroupRow::of(g, now)).collect();
-    page.next_href = found.next.map(|cursor| {
-        let filter = if since.is_empty() {
-            String::new()
-        } else {
-            format!("since={}&", urlencode(&since))
-        };
-        format!("/groups?{filter}cursor={}", cursor.encode())
-    });
+    page.next_href = found
+        .next
+        .map(|cursor| format!("/groups?{filter}cursor={}", cursor.encode()));
     Ok(render(&page))
 }
