@@ -168,9 +168,18 @@ pub fn start_action(
     Ok(action)
 }
 
-/// A reported log as stored (`crate::logs`' form, bounded by `cap` bytes as a run's own
-/// output is: head, a note of what was left out, tail) and its excerpt; None for no text.
-pub fn stored_log(text: &str, cap: usize) -> Option<(Vec<u8>, Option<String>)> {
+/// A reported log, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedLog {
+    /// `crate::logs`' stored form, bounded as a run's own output is (head, a note of what
+    /// was left out, tail).
+    pub stored: Vec<u8>,
+    /// Its last lines, for the run's `log_excerpt`.
+    pub excerpt: Option<String>,
+}
+
+/// A reported log bounded by `cap` bytes; None for no text.
+pub fn stored_log(text: &str, cap: usize) -> Option<ReportedLog> {
     if text.is_empty() || cap == 0 {
         return None;
     }
@@ -179,7 +188,7 @@ pub fn stored_log(text: &str, cap: usize) -> Option<(Vec<u8>, Option<String>)> {
     capture.finish_partials();
     let stored = crate::logs::encode(&capture.lines())?;
     let excerpt = crate::tool::outcome::excerpt_lines(text).map(|e| format!("log:\n{e}"));
-    Some((stored, excerpt))
+    Some(ReportedLog { stored, excerpt })
 }
 
 /// The link a command's output names for what it produced: its last line `outputs_uri: URL`

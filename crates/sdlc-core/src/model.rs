@@ -342,6 +342,10 @@ pub struct AttemptRecord {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The link a run reported from outside gave with an end that has no result (failed,
+    /// skipped, canceled): where to read why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_uri: Option<String>,
 }
 
 /// What makes an action due.

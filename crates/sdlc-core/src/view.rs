@@ -261,7 +261,14 @@ impl From<&Action> for ActionView {
                 end.zip(action.started_at)
                     .map(|(end, start)| crate::plan::run::elapsed_ms(start, end))
             },
-            outputs_uri: result_of(&action.status).and_then(outputs_uri_of),
+            outputs_uri: match result_of(&action.status) {
+                Some(result) => outputs_uri_of(result),
+                // A failed, skipped or canceled run reported from outside may link its output.
+                None if action.status.kind().is_finished() => {
+                    action.attempts.last().and_then(|a| a.outputs_uri.clone())
+                }
+                None => None,
+            },
             log_excerpt: action.log_excerpt.clone(),
             notified_at: action.notified_at,
         }

@@ -250,7 +250,7 @@ store_interface! {
         /// or ends as the report says, with `log` (its stored form and excerpt) kept as its
         /// log; a run of the daemon's own, or one already ended, is refused.
         fn report(&self, id: Uuid, checked: &crate::external::CheckedReport,
-            log: Option<&(Vec<u8>, Option<String>)>, now: DateTime<Utc>)
+            log: Option<&crate::external::ReportedLog>, now: DateTime<Utc>)
             -> Result<Action, StoreError> = |t| rules::report_in(t, id, checked, log, now);
         /// Removes an action that is not Running, with its index entries.
         fn delete(&self, id: Uuid) -> Result<Action, StoreError> = |t| rules::delete_in(t, id);

@@ -298,6 +298,7 @@ pub(crate) fn finish_in(
         finished_at: now,
         outcome: label.to_string(),
         reason,
+        outputs_uri: None,
     };
     let retry = match &outcome {
         ActionStatus::Failed { .. } => policy::retry_at(old, now),
@@ -675,7 +676,7 @@ pub(crate) fn report_in(
     t: &mut impl Txn,
     id: Uuid,
     checked: &external::CheckedReport,
-    log: Option<&(Vec<u8>, Option<String>)>,
+    log: Option<&crate::external::ReportedLog>,
     now: DateTime<Utc>,
 ) -> Result<Action, StoreError> {
     let old = t.get(id)?.ok_or(StoreError::NotFound(id))?;
@@ -688,7 +689,17 @@ pub(crate) fn report_in(
     let mut running = old.clone();
     if old.status.kind() == StatusKind::Pending {
         if checked.status == external::ReportedStatus::Queued {
-            return Ok(old);
+            // Still queued; a log sent with it is kept as its first attempt's until a later
+            // one replaces it.
+            let Some(log) = log else {
+                return Ok(old);
+            };
+            t.put_log(id, 1, &log.stored)?;
+            let mut queued = old.clone();
+            queued.log_excerpt = log.excerpt.clone();
+            queued.updated_at = now;
+            t.store_record(&old, &queued)?;
+            return Ok(queued);
         }
         running = transition(&old, ActionStatus::Running, now)?;
         running.attempt = 1;
@@ -698,14 +709,33 @@ pub(crate) fn report_in(
         running.started_at = Some(at);
     }
     let attempt = running.attempt.max(1);
-    if let Some((stored, excerpt)) = log {
-        t.put_log(id, attempt, stored)?;
-        running.log_excerpt = excerpt.clone();
+    if let Some(log) = log {
+        t.put_log(id, attempt, &log.stored)?;
+        running.log_excerpt = log.excerpt.clone();
     }
     match external::outcome(checked) {
         // Stored over what is stored now: `running` differs from it only in fields no index
         // reads (its start time, its excerpt).
-        Some(outcome) => Ok(finish_in(t, &running, outcome, now)?.action),
+        Some(outcome) => {
+            let ended = finish_in(t, &running, outcome, now)?.action;
+            let link = checked.report.outputs_uri.as_ref();
+            let has_result = matches!(
+                ended.status,
+                ActionStatus::Completed { .. } | ActionStatus::AwaitingApproval { .. }
+            );
+            match link.filter(|_| !has_result) {
+                // An end with no result keeps its link on the attempt it ends.
+                Some(uri) => {
+                    let mut linked = ended.clone();
+                    if let Some(last) = linked.attempts.last_mut() {
+                        last.outputs_uri = Some(uri.clone());
+                    }
+                    t.store_record(&ended, &linked)?;
+                    Ok(linked)
+                }
+                None => Ok(ended),
+            }
+        }
         None if old.status.kind() == StatusKind::Running && running != old => {
             running.updated_at = now;
             put(t, Some(&old), &running)?;

@@ -1649,6 +1649,39 @@ fn a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_re
     db.insert(&other).unwrap();
     let canceled = db.cancel(other.id, t(400_500)).unwrap();
     assert_eq!(canceled.status.kind(), StatusKind::Canceled);
+
+    // A failure keeps the link it was reported with (where to read why); a queued report
+    // keeps the log it carries.
+    let broken = start_action(&start(None), None, t(500_000)).unwrap();
+    let waits = start_action(&start(Some("queued")), None, t(500_000)).unwrap();
+    db.insert_many(&[broken.clone(), waits.clone()]).unwrap();
+    let failed = db
+        .report(broken.id, &report("failed"), None, t(501_000))
+        .unwrap();
+    assert_eq!(failed.status.kind(), StatusKind::Failed);
+    let view = crate::view::ActionView::from(&db.get(broken.id).unwrap().unwrap());
+    assert_eq!(view.outputs_uri.as_deref(), Some("https://ci.example/7"));
+    let queued_log = crate::external::stored_log("waiting for a runner\n", 1 << 20);
+    let still = db
+        .report(waits.id, &report("queued"), queued_log.as_ref(), t(502_000))
+        .unwrap();
+    assert_eq!(still.status, ActionStatus::Pending);
+    assert!(
+        still
+            .log_excerpt
+            .as_deref()
+            .unwrap()
+            .contains("waiting for a runner")
+    );
+    let (_, lines) = crate::logs::stored_lines(db, waits.id, None)
+        .unwrap()
+        .expect("the queued log is kept");
+    assert!(
+        lines
+            .iter()
+            .any(|l| String::from_utf8_lossy(&l.text).contains("waiting for a runner")),
+        "{lines:?}"
+    );
 }
 
 /// Runs each scenario on a fresh redb file and on a fresh PostgreSQL database: the store
