@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use sdlc_core::run_group::{GroupCursor, GroupFilter, RunGroup};
 
+use crate::history_api::{given, page_limit, time_window};
 use crate::{ApiError, AppState};
 
 /// A page holds this many groups unless `limit` says otherwise.
@@ -48,38 +49,11 @@ pub struct GroupsRequest {
     pub limit: usize,
 }
 
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 impl GroupsQuery {
     /// Checks every field; `limit` is bounded by [`MAX_PAGE`].
     pub fn check(&self, now: DateTime<Utc>) -> Result<GroupsRequest, String> {
-        let time = |what: &str, value: &Option<String>| {
-            given(value)
-                .map(|v| sdlc_core::schedule::parse_time_bound(what, v, now))
-                .transpose()
-        };
-        let since = time("since", &self.since)?;
-        let until = time("until", &self.until)?;
-        if let (Some(since), Some(until)) = (since, until)
-            && since > until
-        {
-            return Err(format!(
-                "since ({since}) is after until ({until}): nothing can match"
-            ));
-        }
-        let limit = match given(&self.limit) {
-            None => DEFAULT_PAGE,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                _ => {
-                    return Err(format!(
-                        "limit '{text}': give a whole number from 1 to {MAX_PAGE}"
-                    ));
-                }
-            },
-        };
+        let (since, until) = time_window(&self.since, &self.until, now)?;
+        let limit = page_limit(&self.limit, DEFAULT_PAGE, MAX_PAGE)?;
         let cursor = given(&self.cursor).map(GroupCursor::parse).transpose()?;
         Ok(GroupsRequest {
             filter: GroupFilter { since, until },

@@ -71,8 +71,50 @@ pub struct HistoryRequest {
     pub limit: usize,
 }
 
-fn given(value: &Option<String>) -> Option<&str> {
+pub(crate) fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A listing's `since` and `until` (RFC 3339, or how long before `now`), checked together.
+pub(crate) fn time_window(
+    since: &Option<String>,
+    until: &Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Window, String> {
+    let time = |what: &str, value: &Option<String>| {
+        given(value)
+            .map(|v| sdlc_core::schedule::parse_time_bound(what, v, now))
+            .transpose()
+    };
+    let since = time("since", since)?;
+    let until = time("until", until)?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since > until
+    {
+        return Err(format!(
+            "since ({since}) is after until ({until}): nothing can match"
+        ));
+    }
+    Ok((since, until))
+}
+
+/// A listing's page size: `default` when not given, else a whole number from 1 to `max`.
+pub(crate) fn page_limit(
+    limit: &Option<String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, String> {
+    match given(limit) {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "limit '{text}': give a whole number from 1 to {max}"
+            )),
+        },
+    }
 }
 
 impl HistoryQuery {
@@ -86,31 +128,8 @@ impl HistoryQuery {
         let status = given(&self.status)
             .map(|s| s.parse::<StatusKind>())
             .transpose()?;
-        let time = |what: &str, value: &Option<String>| {
-            given(value)
-                .map(|v| sdlc_core::schedule::parse_time_bound(what, v, now))
-                .transpose()
-        };
-        let since = time("since", &self.since)?;
-        let until = time("until", &self.until)?;
-        if let (Some(since), Some(until)) = (since, until)
-            && since > until
-        {
-            return Err(format!(
-                "since ({since}) is after until ({until}): nothing can match"
-            ));
-        }
-        let limit = match given(&self.limit) {
-            None => default_limit,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=max_limit).contains(&n) => n,
-                _ => {
-                    return Err(format!(
-                        "limit '{text}': give a whole number from 1 to {max_limit}"
-                    ));
-                }
-            },
-        };
+        let (since, until) = time_window(&self.since, &self.until, now)?;
+        let limit = page_limit(&self.limit, default_limit, max_limit)?;
         let cursor = given(&self.cursor).map(HistoryCursor::parse).transpose()?;
         let series = given(&self.series)
             .map(|s| {
