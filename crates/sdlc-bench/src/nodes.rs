@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 
-use sdlc_core::pg::PgStore;
 use sdlc_core::store::Store;
+use sdlc_core::store::pg::PgStore;
 use sdlc_core::{Action, ActionTrigger, ListFilter, StatusKind};
 
 use crate::Sizes;

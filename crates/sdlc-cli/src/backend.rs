@@ -114,7 +114,7 @@ impl Backend {
         on_store: impl Fn(&dyn Store) -> Result<T, StoreError>,
     ) -> anyhow::Result<T> {
         tokio::task::block_in_place(|| {
-            let store = sdlc_core::pg::PgStore::connect(url, 2)?;
+            let store = sdlc_core::store::pg::PgStore::connect(url, 2)?;
             guarded(&store, |db| on_store(db))
         })
         .map_err(anyhow::Error::from)
@@ -260,7 +260,7 @@ pub async fn open_for_daemon(path: &Path) -> anyhow::Result<ActionDb> {
 pub struct DaemonStore {
     pub store: std::sync::Arc<dyn Store>,
     /// The same store when it is PostgreSQL, for what only nodes do (heartbeat, recovery).
-    pub pg: Option<std::sync::Arc<sdlc_core::pg::PgStore>>,
+    pub pg: Option<std::sync::Arc<sdlc_core::store::pg::PgStore>>,
 }
 
 /// Opens what the daemon runs on: the redb file at `path`, or with `pg_url` the PostgreSQL
@@ -287,7 +287,7 @@ pub async fn open_store_for_daemon(
         );
     }
     let pg = tokio::task::block_in_place(|| -> Result<_, StoreError> {
-        let mut store = sdlc_core::pg::PgStore::connect(url, 16)?;
+        let mut store = sdlc_core::store::pg::PgStore::connect(url, 16)?;
         store.set_lease(lease);
         store.join(node, chrono::Utc::now())?;
         Ok(std::sync::Arc::new(store))

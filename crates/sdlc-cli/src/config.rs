@@ -306,8 +306,8 @@ fn masked(key: &str, value: &str) -> String {
     if SECRET_SETTINGS.contains(&key) {
         return sdlc_core::notify::mask_url(value);
     }
-    if key == "db" && sdlc_core::pg::is_postgres_url(value) {
-        return sdlc_core::pg::shown_url(value);
+    if key == "db" && sdlc_core::store::pg::is_postgres_url(value) {
+        return sdlc_core::store::pg::shown_url(value);
     }
     value.to_string()
 }

@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::clock::SystemClock;
+use crate::model::INTERRUPTED_REASON;
 use crate::model::{ActionTrigger, Recurrence, StatusKind};
-use crate::store::{ActionDb, INTERRUPTED_REASON, ListFilter};
+use crate::store::{ActionDb, ListFilter};
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -35,7 +36,7 @@ impl Harness {
             .fresh_database()
             .unwrap();
         // Off the test's runtime: the PostgreSQL client blocks on a runtime of its own.
-        let db = std::thread::spawn(move || crate::pg::PgStore::connect(&url, 8).unwrap())
+        let db = std::thread::spawn(move || crate::store::pg::PgStore::connect(&url, 8).unwrap())
             .join()
             .unwrap();
         Harness {

@@ -32,7 +32,6 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod orphans;
-pub mod pg;
 pub mod plan;
 pub mod policy;
 pub mod private_file;

@@ -826,3 +826,6 @@ mod tests {
         assert_eq!(back, action);
     }
 }
+
+/// Reason recorded on actions that were Running when a daemon died.
+pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";

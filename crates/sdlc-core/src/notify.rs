@@ -193,7 +193,7 @@ pub fn event_of(old: Option<&Action>, new: &Action) -> Option<NotifyEvent> {
         (_, ActionStatus::AwaitingApproval { .. }) => Some(NotifyEvent::AwaitingApproval),
         (AwaitingApproval, ActionStatus::Failed { .. }) => Some(NotifyEvent::Rejected),
         (Running, ActionStatus::Failed { reason }) => {
-            if reason == crate::store::INTERRUPTED_REASON {
+            if reason == crate::model::INTERRUPTED_REASON {
                 Some(NotifyEvent::Interrupted)
             } else if new.plan_run.is_some() {
                 None
@@ -503,7 +503,7 @@ mod tests {
         assert_eq!(event_of(Some(&running), &pending), None);
         assert_eq!(event_of(Some(&pending), &failed), None);
         let interrupted = action(ActionStatus::Failed {
-            reason: crate::store::INTERRUPTED_REASON.into(),
+            reason: crate::model::INTERRUPTED_REASON.into(),
         });
         assert_eq!(
             event_of(Some(&running), &interrupted),

@@ -60,7 +60,7 @@ impl Project {
         let pg_url = cli
             .db
             .as_deref()
-            .filter(|db| sdlc_core::pg::is_postgres_url(db))
+            .filter(|db| sdlc_core::store::pg::is_postgres_url(db))
             .map(str::to_string);
         let db_path = match &cli.db {
             Some(db) if pg_url.is_none() => {
@@ -107,7 +107,7 @@ impl Project {
     /// Where the data is, for messages: the file, or the URL with its password masked.
     pub fn db_shown(&self) -> String {
         match &self.pg_url {
-            Some(url) => sdlc_core::pg::shown_url(url),
+            Some(url) => sdlc_core::store::pg::shown_url(url),
             None => self.db_path.display().to_string(),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sdlc_core::engine::Waker;
-use sdlc_core::pg::{PgStore, Wake};
+use sdlc_core::store::pg::{PgStore, Wake};
 use sdlc_server::AppState;
 use tracing::{error, info, warn};
 

@@ -267,7 +267,7 @@ async fn run_here(
         &project.db_path,
         project.pg_url.as_deref(),
         &node,
-        sdlc_core::pg::DEFAULT_LEASE,
+        sdlc_core::store::pg::DEFAULT_LEASE,
     )
     .await?;
     let db = opened.store.clone();

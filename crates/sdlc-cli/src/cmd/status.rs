@@ -126,7 +126,7 @@ fn uptime_text(secs: i64) -> String {
 fn nodes(url: &str) -> anyhow::Result<Value> {
     let now = chrono::Utc::now();
     let nodes = tokio::task::block_in_place(|| {
-        let store = sdlc_core::pg::PgStore::connect(url, 1)?;
+        let store = sdlc_core::store::pg::PgStore::connect(url, 1)?;
         store.db().nodes()
     })?;
     Ok(nodes

@@ -24,9 +24,9 @@ use crate::access::ApiToken;
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, Decider, StatusKind};
 use crate::notify::{DeliveryState, Notification, NotifyConfig, RetrySchedule};
-use crate::pg::PgStore;
 use crate::plan::{NewRun, PlanRun, RunEvent};
 use crate::run_group::{GroupCursor, GroupFilter, GroupPage};
+use crate::store::pg::PgStore;
 use crate::webhook::{Delivery, WebhookRoute};
 
 macro_rules! store_interface {

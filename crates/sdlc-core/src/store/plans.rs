@@ -1,25 +1,13 @@
-//! Plan runs on disk, and the store's side of running them: every change to a run is made in
-//! the transaction of the action change that causes it (a step claimed, a step's outcome, a
-//! cancel), with the decisions taken by the pure functions of `plan::decide`.
-//!
-//! - `plan_runs`    run id -> the run's header ([`PlanRun`]: status, counts, next event seq).
-//! - `plan_specs`   run id -> the plan as it was when the run started (a file edited during a
-//!   run does not change it).
-//! - `run_steps`    run id ++ step index (u32 BE) -> [`StepState`].
-//! - `run_queue`    run id ++ step index -> (): ready steps held by `globals.max_concurrency`,
-//!   in plan order.
-//! - `run_events`   run id ++ seq (u64 BE) -> [`RunEvent`].
-//! - `runs_by_time` created_ms (u64 BE) ++ run id -> (): newest-first listing, keyset paging.
-//! - `runs_by_plan` plan id ++ 0 ++ created_ms ++ run id -> (): the same for one plan.
-//!
-//! The plan tables are opened only by transactions that touch a run, so settling plain
-//! actions pays nothing for them.
+//! Plan runs, the store's side, for every backend: every change to a run is made in the
+//! transaction of the action change that causes it (a step claimed, a step's outcome, a
+//! cancel), with the decisions taken by the pure functions of `plan::decide`. Generic over
+//! [`Txn`]; each backend keeps runs, steps, the queue and events in its own tables
+//! (`redb::plans`, PostgreSQL's `sdlc_plan_runs` and beside it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -31,74 +19,11 @@ use crate::model::{Action, ActionStatus, StatusKind};
 use crate::plan::decide::{self, Change, RunStatus, StepStatus};
 use crate::plan::{NewRun, Plan, PlanGraph, PlanRun, RunEvent, StepState, run::step_action};
 
-pub(super) const PLAN_RUNS: TableDefinition<u128, &[u8]> = TableDefinition::new("plan_runs");
-pub(super) const PLAN_SPECS: TableDefinition<u128, &[u8]> = TableDefinition::new("plan_specs");
-pub(super) const RUN_STEPS: TableDefinition<[u8; 20], &[u8]> = TableDefinition::new("run_steps");
-pub(super) const RUN_QUEUE: TableDefinition<[u8; 20], ()> = TableDefinition::new("run_queue");
-pub(super) const RUN_EVENTS: TableDefinition<[u8; 24], &[u8]> = TableDefinition::new("run_events");
-pub(super) const RUNS_BY_TIME: TableDefinition<[u8; 24], ()> = TableDefinition::new("runs_by_time");
-pub(super) const RUNS_BY_PLAN: TableDefinition<&[u8], ()> = TableDefinition::new("runs_by_plan");
-
 /// Reason given to the steps canceled when a user cancels a run.
 pub const CANCELED_BY_USER: &str = "canceled by the user";
 
-/// The plan tables of one write transaction, opened on first use.
-pub(super) struct PlanTables<'tx> {
-    pub(super) runs: Table<'tx, u128, &'static [u8]>,
-    pub(super) specs: Table<'tx, u128, &'static [u8]>,
-    pub(super) steps: Table<'tx, [u8; 20], &'static [u8]>,
-    pub(super) queue: Table<'tx, [u8; 20], ()>,
-    pub(super) events: Table<'tx, [u8; 24], &'static [u8]>,
-    pub(super) by_time: Table<'tx, [u8; 24], ()>,
-    pub(super) by_plan: Table<'tx, &'static [u8], ()>,
-    /// The events this transaction added, in order, for the export after the commit.
-    pub(super) new_events: Vec<RunEvent>,
-}
-
-impl<'tx> PlanTables<'tx> {
-    pub(super) fn open(tx: &'tx WriteTransaction) -> Result<PlanTables<'tx>, StoreError> {
-        Ok(PlanTables {
-            runs: tx.open_table(PLAN_RUNS)?,
-            specs: tx.open_table(PLAN_SPECS)?,
-            steps: tx.open_table(RUN_STEPS)?,
-            queue: tx.open_table(RUN_QUEUE)?,
-            events: tx.open_table(RUN_EVENTS)?,
-            by_time: tx.open_table(RUNS_BY_TIME)?,
-            by_plan: tx.open_table(RUNS_BY_PLAN)?,
-            new_events: Vec::new(),
-        })
-    }
-}
-
-/// Creates every plan table (so read transactions never meet a missing one).
-pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
-    PlanTables::open(tx).map(|_| ())
-}
-
-pub(super) fn step_key(run: Uuid, index: u32) -> [u8; 20] {
-    let mut key = [0u8; 20];
-    key[..16].copy_from_slice(run.as_bytes());
-    key[16..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-pub(super) fn event_key(run: Uuid, seq: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(run.as_bytes());
-    key[16..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// `plan id ++ 0 ++ time_key`: a plan's runs sort together, by time (ids never hold a 0).
-pub(super) fn plan_key(plan: &str, time: &[u8; 24]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(plan.len() + 25);
-    key.extend_from_slice(plan.as_bytes());
-    key.push(0);
-    key.extend_from_slice(time);
-    key
-}
-
-pub(super) fn time_key(created: DateTime<Utc>, run: Uuid) -> [u8; 24] {
+/// `created_ms (u64 BE) ++ run id`: the order runs are listed in, and a run cursor's content.
+pub(crate) fn time_key(created: DateTime<Utc>, run: Uuid) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..8].copy_from_slice(&(created.timestamp_millis().max(0) as u64).to_be_bytes());
     key[8..].copy_from_slice(run.as_bytes());
@@ -118,20 +43,6 @@ fn remember_graph(run: Uuid, graph: Arc<PlanGraph>) {
         map.clear();
     }
     map.insert(run, graph);
-}
-
-/// The plan of run `run`, from the cache or its stored copy.
-pub(super) fn graph_of(
-    specs: &impl ReadableTable<u128, &'static [u8]>,
-    run: Uuid,
-) -> Result<Arc<PlanGraph>, StoreError> {
-    if let Some(graph) = cached_graph(run) {
-        return Ok(graph);
-    }
-    let bytes = specs
-        .get(run.as_u128())?
-        .ok_or_else(|| corrupt(run, "the run's plan is missing"))?;
-    graph_from(run, bytes.value())
 }
 
 /// The plan of run `run`, when its graph is cached.
@@ -154,62 +65,11 @@ pub(crate) fn graph_from(run: Uuid, spec: &[u8]) -> Result<Arc<PlanGraph>, Store
     Ok(graph)
 }
 
-fn corrupt(id: Uuid, detail: &str) -> StoreError {
+pub(crate) fn corrupt(id: Uuid, detail: &str) -> StoreError {
     StoreError::Corrupt {
         id,
         detail: detail.to_string(),
     }
-}
-
-pub(super) fn read_run(
-    runs: &impl ReadableTable<u128, &'static [u8]>,
-    run: Uuid,
-) -> Result<Option<PlanRun>, StoreError> {
-    runs.get(run.as_u128())?
-        .map(|bytes| decode_json(run, bytes.value()))
-        .transpose()
-}
-
-pub(super) fn read_step(
-    steps: &impl ReadableTable<[u8; 20], &'static [u8]>,
-    run: Uuid,
-    index: u32,
-) -> Result<StepState, StoreError> {
-    let bytes = steps
-        .get(step_key(run, index))?
-        .ok_or_else(|| corrupt(run, &format!("step {index} of the run is missing")))?;
-    decode_json(run, bytes.value())
-}
-
-/// Every step of a run, in plan order.
-pub(super) fn read_steps(
-    steps: &impl ReadableTable<[u8; 20], &'static [u8]>,
-    run: Uuid,
-) -> Result<Vec<StepState>, StoreError> {
-    let mut all = Vec::new();
-    for entry in steps.range(step_key(run, 0)..=step_key(run, u32::MAX))? {
-        let (_, bytes) = entry?;
-        all.push(decode_json(run, bytes.value())?);
-    }
-    Ok(all)
-}
-
-pub(super) fn read_events(
-    events: &impl ReadableTable<[u8; 24], &'static [u8]>,
-    run: Uuid,
-    after: Option<u64>,
-    limit: usize,
-) -> Result<Vec<RunEvent>, StoreError> {
-    let start = after.map_or(0, |seq| seq.saturating_add(1));
-    let mut all = Vec::new();
-    for entry in events
-        .range(event_key(run, start)..=event_key(run, u64::MAX))?
-        .take(limit)
-    {
-        let (_, bytes) = entry?;
-        all.push(decode_json(run, bytes.value())?);
-    }
-    Ok(all)
 }
 
 /// One run being changed inside a transaction: its header and graph, written back by `save`.
@@ -354,7 +214,7 @@ fn load_step(
 }
 
 /// A step's action was claimed: the step is running (attempt and start recorded).
-pub(super) fn step_claimed_in(
+pub(crate) fn step_claimed_in(
     t: &mut impl Txn,
     action: &Action,
     now: DateTime<Utc>,
@@ -381,7 +241,7 @@ pub(super) fn step_claimed_in(
 
 /// Whether the action of `step` may be claimed now (see `decide::may_claim`): its run's
 /// claimed steps against its limit.
-pub(super) fn may_claim_step(
+pub(crate) fn may_claim_step(
     t: &mut impl Txn,
     step: &crate::plan::StepRef,
     claim: super::StepClaim,
@@ -401,7 +261,7 @@ pub(super) fn may_claim_step(
 
 /// Whether a finished action that is `step` belongs to a plan run that has not ended (pruning
 /// keeps it: a later step may read its result).
-pub(super) fn needed_by_running_run(
+pub(crate) fn needed_by_running_run(
     t: &mut impl Txn,
     step: Option<&crate::plan::StepRef>,
 ) -> Result<bool, StoreError> {
@@ -413,7 +273,7 @@ pub(super) fn needed_by_running_run(
 }
 
 /// A step's action claimed ahead was handed back unstarted: the step is pending again.
-pub(super) fn step_returned_in(t: &mut impl Txn, action: &Action) -> Result<(), StoreError> {
+pub(crate) fn step_returned_in(t: &mut impl Txn, action: &Action) -> Result<(), StoreError> {
     let Some((mut open, index, mut state)) = load_step(t, action)? else {
         return Ok(());
     };
@@ -972,82 +832,3 @@ pub struct RunDetail {
     pub steps: Vec<StepState>,
     pub graph: Arc<PlanGraph>,
 }
-
-impl super::ActionDb {
-    /// A run, its steps and its plan.
-    pub fn get_run(&self, run: Uuid) -> Result<Option<RunDetail>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let runs = tx.open_table(PLAN_RUNS)?;
-        let Some(header) = read_run(&runs, run)? else {
-            return Ok(None);
-        };
-        let steps = read_steps(&tx.open_table(RUN_STEPS)?, run)?;
-        let graph = graph_of(&tx.open_table(PLAN_SPECS)?, run)?;
-        Ok(Some(RunDetail {
-            run: header,
-            steps,
-            graph,
-        }))
-    }
-
-    /// Runs matching `filter`, newest first. With a plan, through that plan's index, so a
-    /// plan's runs are found without reading the others'.
-    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<PlanRun>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let runs = tx.open_table(PLAN_RUNS)?;
-        let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut found = Vec::new();
-        if limit == 0 {
-            return Ok(found);
-        }
-        let mut take = |key: &[u8]| -> Result<bool, StoreError> {
-            let id = Uuid::from_slice(&key[key.len() - 16..]).expect("run keys end with an id");
-            if let Some(run) = read_run(&runs, id)?
-                && filter.status.is_none_or(|s| s == run.status)
-            {
-                found.push(run);
-            }
-            Ok(found.len() < limit)
-        };
-        match &filter.plan {
-            Some(plan) => {
-                let by_plan = tx.open_table(RUNS_BY_PLAN)?;
-                let start = plan_key(plan, &[0u8; 24]);
-                let end = plan_key(plan, &filter.before.unwrap_or([0xff; 24]));
-                for entry in by_plan.range(start.as_slice()..end.as_slice())?.rev() {
-                    if !take(entry?.0.value())? {
-                        break;
-                    }
-                }
-            }
-            None => {
-                let by_time = tx.open_table(RUNS_BY_TIME)?;
-                let range = match filter.before {
-                    Some(before) => by_time.range(..before)?,
-                    None => by_time.range::<[u8; 24]>(..)?,
-                };
-                for entry in range.rev() {
-                    if !take(&entry?.0.value())? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// Up to `limit` events of a run after sequence number `after` (all when None).
-    pub fn run_events(
-        &self,
-        run: Uuid,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<RunEvent>, StoreError> {
-        let tx = self.db.begin_read()?;
-        read_events(&tx.open_table(RUN_EVENTS)?, run, after, limit)
-    }
-}
-
-#[cfg(test)]
-#[path = "plans_tests.rs"]
-mod tests;

@@ -10,12 +10,11 @@ use uuid::Uuid;
 
 use super::txn::Txn;
 use super::{
-    Finished, INTERRUPTED_REASON, RecoveryReport, SettleWork, Settled, StepClaim, changes,
-    id_from_key, outbox, plans,
+    Finished, RecoveryReport, SettleWork, Settled, StepClaim, changes, id_from_key, outbox, plans,
 };
 use crate::error::StoreError;
 use crate::external;
-use crate::model::{Action, ActionStatus, AttemptRecord, StatusKind};
+use crate::model::{Action, ActionStatus, AttemptRecord, INTERRUPTED_REASON, StatusKind};
 use crate::policy::{self, Decision};
 
 /// The action `id` as a change by id (cancel, pause, delete...) finds it inside `tx`: a

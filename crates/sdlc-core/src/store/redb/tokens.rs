@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn tokens_are_kept_by_digest_with_unique_names_on_postgres() {
-        tokens_are_kept_by_digest_with_unique_names(&crate::store::tests::open_pg());
+        tokens_are_kept_by_digest_with_unique_names(&crate::store::redb::tests::open_pg());
     }
 
     fn tokens_are_kept_by_digest_with_unique_names(db: &dyn Store) {

@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use crate::error::StoreError;
+use crate::store::StorageFault;
 
 /// redb's page cache is bounded so the daemon's memory stays small however much is stored.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -31,25 +32,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// free pages would only fail again at the next write).
 const NEARLY_FULL_BYTES: u64 = 1024 * 1024;
 
-/// Why the database refuses work, for status reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StorageFault {
-    /// When the first write failed.
-    pub since: DateTime<Utc>,
-    /// What failed, as the operating system said it.
-    pub detail: String,
-    /// The file system holding the database is full (ENOSPC, or nearly no space left).
-    pub disk_full: bool,
-    /// Failed attempts to reopen the file since.
-    pub reopen_attempts: u32,
-    /// The file was deleted or replaced while open: it is never reopened at its path (that
-    /// would start an empty database); `check_in_place` puts it back instead.
-    #[serde(default)]
-    pub file_gone: bool,
-    /// The file was found damaged: reopening it verifies it first.
-    pub damaged: bool,
-}
-
 /// The redb handle shared by every operation of one [`super::ActionDb`].
 pub(super) struct Handle {
     db: RwLock<Option<Arc<Database>>>,
@@ -58,7 +40,7 @@ pub(super) struct Handle {
     /// Device and inode of the file this handle has open, to notice it deleted or replaced.
     identity: Mutex<Option<(u64, u64)>>,
     /// What each commit changed, for whoever listens.
-    pub(super) feed: super::changes::ChangeFeed,
+    pub(super) feed: crate::store::changes::ChangeFeed,
 }
 
 impl Handle {
@@ -68,7 +50,7 @@ impl Handle {
             fault: Mutex::new(None),
             path: path.to_path_buf(),
             identity: Mutex::new(file_identity(path)),
-            feed: super::changes::ChangeFeed::new(),
+            feed: crate::store::changes::ChangeFeed::new(),
         }
     }
 
@@ -93,7 +75,7 @@ impl Handle {
 
     pub(super) fn commit(&self, tx: WriteTransaction) -> Result<(), StoreError> {
         tx.commit().map_err(|err| self.observe(err.into()))?;
-        super::outbox::after_commit();
+        crate::store::outbox::after_commit();
         self.feed.committed();
         Ok(())
     }

@@ -25,10 +25,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::record::{ACTION_BODIES, StoredBody, encode_body_parts, exists_in, frame, unframe};
-use super::rules::{put, put_dispatched};
-use super::{ActionDb, Tables, decode_json, due_key, encode_json, status_key};
+use super::{ActionDb, Tables, status_key};
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
+use crate::store::rules::{put, put_dispatched};
+use crate::store::{DEDUPE_WINDOW_MS, Ingested, decode_json, due_key, encode_json};
 use crate::webhook::{
     Delivery, WebhookRoute, delivery_action, delivery_action_rendered, normalize_path, render_input,
 };
@@ -41,19 +42,8 @@ pub(super) const DELIVERY_IDS: TableDefinition<&[u8], (u128, u64)> =
 pub(super) const DELIVERY_IDS_BY_TIME: TableDefinition<[u8; 24], &[u8]> =
     TableDefinition::new("delivery_ids_by_time");
 
-/// How long a delivery id is remembered.
-pub(crate) const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Most deliveries turned into actions, and expired delivery ids pruned, per settle.
 pub(super) const DISPATCH_BATCH: usize = 1024;
-
-/// What storing one delivery did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ingested {
-    /// The id to answer with: the new delivery's, or the first one's for a repeat.
-    pub id: Uuid,
-    /// A repeat of a delivery id seen on this route within a day: nothing was stored.
-    pub duplicate: bool,
-}
 
 impl ActionDb {
     /// Stores a new route. Its path must not be taken.

@@ -1,7 +1,14 @@
-//! Unit tests of `ActionDb` on real redb files in temporary directories.
+//! The store's conformance suite, run on both backends (`on_both!`: each case against a redb
+//! file and a PostgreSQL database), and the tests of `ActionDb` that need its file (schema
+//! versions, records edited on disk).
 
 use super::*;
-use crate::model::{ActionTrigger, CatchUp, Overlap, Recurrence, RetryPolicy, SchedulePolicy};
+use crate::error::StoreError;
+use crate::model::ActionStatus;
+use crate::model::{
+    ActionTrigger, CatchUp, INTERRUPTED_REASON, Overlap, Recurrence, RetryPolicy, SchedulePolicy,
+};
+use crate::store::{Ingested, ListFilter};
 use chrono::TimeZone;
 use redb::ReadableDatabase;
 use serde_json::json;
@@ -1818,12 +1825,12 @@ macro_rules! on_both {
     };
 }
 
-pub(super) fn open_pg() -> crate::pg::PgStore {
+pub(super) fn open_pg() -> crate::store::pg::PgStore {
     let url = sdlc_pgtest::Cluster::shared()
         .expect("the PostgreSQL tests need a server")
         .fresh_database()
         .unwrap();
-    crate::pg::PgStore::connect(&url, 4).unwrap()
+    crate::store::pg::PgStore::connect(&url, 4).unwrap()
 }
 
 on_both!(

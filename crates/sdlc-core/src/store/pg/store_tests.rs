@@ -121,7 +121,7 @@ fn a_node_that_stops_renewing_has_its_runs_recovered_and_its_late_outcome_refuse
     assert_eq!(report.interrupted, vec![action.id]);
     let stored = b.get(action.id).unwrap().unwrap();
     assert!(
-        matches!(&stored.status, ActionStatus::Failed { reason } if reason == crate::store::INTERRUPTED_REASON),
+        matches!(&stored.status, ActionStatus::Failed { reason } if reason == crate::model::INTERRUPTED_REASON),
         "{:?}",
         stored.status
     );

@@ -7,8 +7,12 @@ use chrono::TimeZone;
 use serde_json::json;
 
 use super::*;
+use crate::model::{Action, ActionStatus};
+use crate::plan::decide::RunStatus;
 use crate::plan::{StepStatus, run::new_run, spec::parse};
 use crate::store::{ActionDb, Store};
+use crate::store::{parse_run_cursor, run_cursor};
+use chrono::{DateTime, Utc};
 
 fn t(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).unwrap()
@@ -330,17 +334,17 @@ mod on_postgres {
     #[test]
     fn steps_run_in_order_and_an_abort_cancels_what_has_not_started() {
         super::steps_run_in_order_and_an_abort_cancels_what_has_not_started(
-            &crate::store::tests::open_pg(),
+            &crate::store::redb::tests::open_pg(),
         );
     }
     #[test]
     fn skip_dependents_and_continue_and_cancel() {
-        super::skip_dependents_and_continue_and_cancel(&crate::store::tests::open_pg());
+        super::skip_dependents_and_continue_and_cancel(&crate::store::redb::tests::open_pg());
     }
     #[test]
     fn runs_are_listed_newest_first_by_plan_and_status_with_a_cursor() {
         super::runs_are_listed_newest_first_by_plan_and_status_with_a_cursor(
-            &crate::store::tests::open_pg(),
+            &crate::store::redb::tests::open_pg(),
         );
     }
 }

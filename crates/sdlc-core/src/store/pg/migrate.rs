@@ -402,7 +402,7 @@ mod tests {
             .fresh_database()
             .unwrap();
         let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
-        let store = crate::pg::PgStore::connect(&url, 2).unwrap();
+        let store = crate::store::pg::PgStore::connect(&url, 2).unwrap();
         let runs: Vec<crate::model::Action> = [("ci-1", 1_000), ("ci-1", 2_000), ("ci-2", 3_000)]
             .into_iter()
             .map(|(run, slot)| {
@@ -423,7 +423,7 @@ mod tests {
             .batch_execute("DROP TABLE sdlc_run_groups; UPDATE sdlc_schema SET version = 7;")
             .unwrap();
         migrate(&mut client, &url).unwrap();
-        let store = crate::pg::PgStore::connect(&url, 2).unwrap();
+        let store = crate::store::pg::PgStore::connect(&url, 2).unwrap();
         let groups = store
             .run_groups(&crate::run_group::GroupFilter::default(), None, 10)
             .unwrap()

@@ -179,8 +179,8 @@ mod tests {
     use super::*;
     use crate::model::ActionTrigger;
     use crate::run_group::GroupFilter;
-    use crate::store::META;
     use crate::store::Store;
+    use crate::store::redb::META;
 
     #[test]
     fn the_groups_of_a_schema_10_file_are_built_at_open() {
