@@ -749,6 +749,9 @@ pub fn format_run_id(template: &str, at: DateTime<Utc>, recurrence: Option<&Recu
         .replace("{date}", &date)
 }
 
+/// Reason recorded on actions that were Running when a daemon died.
+pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,6 +829,3 @@ mod tests {
         assert_eq!(back, action);
     }
 }
-
-/// Reason recorded on actions that were Running when a daemon died.
-pub const INTERRUPTED_REASON: &str = "interrupted: the daemon stopped while this ran";
