@@ -175,7 +175,7 @@ pub enum StoreError {
     #[error("plan run {run} has already ended ({status}); plan retry runs what did not succeed")]
     RunFinished {
         run: Uuid,
-        status: crate::plan::RunStatus,
+        status: crate::model::RunStatus,
     },
 
     #[error("plan run {run} is still running: cancel it or wait for it to end before retrying")]

@@ -69,11 +69,11 @@ pub struct Action {
     pub catch_up_left: Option<u32>,
     /// The step of a plan run this action runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<crate::plan::StepRef>,
+    pub step: Option<StepRef>,
     /// Set on a command step: the process to run instead of a tool (`tool_name` then holds
     /// the program, for lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<crate::plan::CommandSpec>,
+    pub command: Option<CommandSpec>,
     /// Set when the action starts a run of this plan (its `tool_input` holds the variables)
     /// instead of running a tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +102,7 @@ pub struct Action {
     /// The events that notify about this action, overriding the daemon's `--notify-on`
     /// (empty: `--no-notify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_on: Option<Vec<crate::notify::NotifyEvent>>,
+    pub notify_on: Option<Vec<NotifyEvent>>,
     /// When a receiver last acknowledged a notification about this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<DateTime<Utc>>,
@@ -747,6 +747,175 @@ pub fn format_run_id(template: &str, at: DateTime<Utc>, recurrence: Option<&Recu
     template
         .replace("{datetime}", &datetime)
         .replace("{date}", &date)
+}
+
+/// A change worth telling people about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A run completed and waits for a person.
+    AwaitingApproval,
+    /// A run failed and will not be retried.
+    Failed,
+    /// A person (or the approval timeout) rejected it.
+    Rejected,
+    /// The daemon stopped while it ran, and it will not be retried.
+    Interrupted,
+    PlanFailed,
+    PlanSucceeded,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 6] = [
+        NotifyEvent::AwaitingApproval,
+        NotifyEvent::Failed,
+        NotifyEvent::Rejected,
+        NotifyEvent::Interrupted,
+        NotifyEvent::PlanFailed,
+        NotifyEvent::PlanSucceeded,
+    ];
+
+    /// What the daemon notifies about when `--notify-on` is not given.
+    pub const DEFAULT: [NotifyEvent; 3] = [
+        NotifyEvent::AwaitingApproval,
+        NotifyEvent::Failed,
+        NotifyEvent::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::AwaitingApproval => "awaiting_approval",
+            NotifyEvent::Failed => "failed",
+            NotifyEvent::Rejected => "rejected",
+            NotifyEvent::Interrupted => "interrupted",
+            NotifyEvent::PlanFailed => "plan_failed",
+            NotifyEvent::PlanSucceeded => "plan_succeeded",
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for NotifyEvent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NotifyEvent::ALL
+            .into_iter()
+            .find(|event| event.as_str() == s.trim())
+            .ok_or_else(|| {
+                let all: Vec<&str> = NotifyEvent::ALL.iter().map(|e| e.as_str()).collect();
+                format!(
+                    "--notify-on: unknown event '{}': choose among {}",
+                    s.trim(),
+                    all.join(", ")
+                )
+            })
+    }
+}
+
+/// `--notify-on a,b` (repeatable): the events, each once, in the order given.
+pub fn parse_events<S: AsRef<str>>(given: &[S]) -> Result<Vec<NotifyEvent>, String> {
+    let mut events = Vec::new();
+    for part in given.iter().flat_map(|g| g.as_ref().split(',')) {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let event: NotifyEvent = part.parse()?;
+        if !events.contains(&event) {
+            events.push(event);
+        }
+    }
+    if events.is_empty() {
+        return Err("--notify-on: name at least one event (or use --no-notify)".to_string());
+    }
+    Ok(events)
+}
+
+/// Which step of which run an action runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    pub run_id: Uuid,
+    pub step_id: String,
+    pub index: u32,
+    /// The run's `globals.max_concurrency`: at most this many of its steps run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A command step's process: run directly, never through a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CommandSpec {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Relative to the project root.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// How a run ended, or that it goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "running" => Ok(RunStatus::Running),
+            "succeeded" => Ok(RunStatus::Succeeded),
+            "failed" => Ok(RunStatus::Failed),
+            "canceled" => Ok(RunStatus::Canceled),
+            other => Err(format!(
+                "unknown run status '{other}': expected running, succeeded, failed or canceled"
+            )),
+        }
+    }
+}
+
+/// The `tool_name` of an action or route that starts plan `plan_id`: never a tool's name
+/// (those have no `:`), so lists and filters show what it runs.
+pub fn plan_target(plan_id: &str) -> String {
+    format!("plan:{plan_id}")
+}
+
+/// The plan a `tool_name` made by [`plan_target`] names.
+pub fn plan_of_target(tool_name: &str) -> Option<&str> {
+    tool_name.strip_prefix("plan:")
 }
 
 /// Reason recorded on actions that were Running when a daemon died.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::plan_target;
 use crate::model::{
     Action, ActionTrigger, CatchUp, Overlap, Recurrence, RetryPolicy, SchedulePolicy,
 };
@@ -387,17 +388,6 @@ pub async fn prepare_action(
     action.policy = policy;
     action.retry = retry;
     Ok(Prepared { action, warnings })
-}
-
-/// The `tool_name` of an action or route that starts plan `plan_id`: never a tool's name
-/// (those have no `:`), so lists and filters show what it runs.
-pub fn plan_target(plan_id: &str) -> String {
-    format!("plan:{plan_id}")
-}
-
-/// The plan a `tool_name` made by [`plan_target`] names.
-pub fn plan_of_target(tool_name: &str) -> Option<&str> {
-    tool_name.strip_prefix("plan:")
 }
 
 /// An action or route may start plan `plan` with `vars`: the plan exists in the project and

@@ -217,7 +217,7 @@ pub fn delivery_action_rendered(
     );
     action.id = delivery.id;
     action.series = delivery.id;
-    action.plan = crate::service::plan_of_target(&delivery.tool_name).map(str::to_string);
+    action.plan = crate::model::plan_of_target(&delivery.tool_name).map(str::to_string);
     if let Some(reason) = failure {
         action.status = ActionStatus::Failed { reason };
         action.finished_at = Some(now);

@@ -20,7 +20,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use sdlc_core::StatusKind;
-use sdlc_core::logs::{LiveLog, LogFilter, LogLine, Stream, stored_lines, to_text};
+use sdlc_core::logs::{LiveLog, LogFilter, LogLine, Stream, to_text};
+use sdlc_core::store::stored_lines;
 
 use crate::{ApiError, AppState};
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use sdlc_core::StatusKind;
-use sdlc_core::logs::{LogFilter, Stream, stored_lines, to_text};
+use sdlc_core::logs::{LogFilter, Stream, to_text};
 use sdlc_core::model::Action;
+use sdlc_core::store::stored_lines;
 
 use super::Project;
 use crate::cli::LogsArgs;

@@ -54,7 +54,7 @@ async fn add(project: &Project, request: NewRoute) -> anyhow::Result<ExitCode> {
         )
         .await?;
     outln!("{}", added.id)?;
-    match sdlc_core::service::plan_of_target(&added.tool_name) {
+    match sdlc_core::model::plan_of_target(&added.tool_name) {
         Some(plan) => eprintln!("POST {} now starts a run of plan '{plan}'", added.url_path),
         None => eprintln!(
             "POST {} now runs tool '{}'",

@@ -296,20 +296,6 @@ pub struct StoredLog {
     pub bytes: Vec<u8>,
 }
 
-/// The stored log of attempt `attempt` of action `id` (the newest one stored when None),
-/// decoded: its attempt and lines. None when that attempt printed nothing (or is not over).
-pub fn stored_lines(
-    db: &dyn crate::store::Store,
-    id: uuid::Uuid,
-    attempt: Option<u32>,
-) -> Result<Option<(u32, Vec<LogLine>)>, crate::StoreError> {
-    let Some(log) = db.run_log(id, attempt)? else {
-        return Ok(None);
-    };
-    let lines = decode(&log.bytes).map_err(|detail| crate::StoreError::Corrupt { id, detail })?;
-    Ok(Some((log.attempt, lines)))
-}
-
 /// Which lines a reader wants.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFilter {

@@ -13,6 +13,7 @@ use super::decide::{RunStatus, StepCounts, StepStatus};
 use super::spec::{PlanGraph, Problem, Problems};
 use super::vars::{self, Values};
 use crate::model::{Action, ActionTrigger, RetryPolicy};
+pub use crate::model::{CommandSpec, StepRef};
 
 /// One run of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ pub struct PlanRun {
     pub run_group: Option<String>,
     /// The events that notify about this run and its steps, overriding the daemon's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_on: Option<Vec<crate::notify::NotifyEvent>>,
+    pub notify_on: Option<Vec<crate::model::NotifyEvent>>,
 }
 
 impl PlanRun {
@@ -111,30 +112,6 @@ pub struct RunEvent {
     pub detail: serde_json::Map<String, Value>,
 }
 
-/// Which step of which run an action runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRef {
-    pub run_id: Uuid,
-    pub step_id: String,
-    pub index: u32,
-    /// The run's `globals.max_concurrency`: at most this many of its steps run at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-}
-
-/// A command step's process: run directly, never through a shell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CommandSpec {
-    pub program: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Relative to the project root.
-    #[serde(default)]
-    pub cwd: Option<String>,
-}
-
 /// A run about to be stored: its header and its steps, all waiting.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -173,7 +150,7 @@ impl RunOptions {
     fn resolve(
         &self,
         at: DateTime<Utc>,
-    ) -> Result<(Option<String>, Option<Vec<crate::notify::NotifyEvent>>), String> {
+    ) -> Result<(Option<String>, Option<Vec<crate::model::NotifyEvent>>), String> {
         let group = match &self.run_id {
             Some(run_id) => {
                 let run_id = run_id.trim();
@@ -184,7 +161,7 @@ impl RunOptions {
         };
         let notify_on = match (self.notify_on.is_empty(), self.no_notify) {
             (false, true) => return Err("give --notify-on or --no-notify, not both".to_string()),
-            (false, false) => Some(crate::notify::parse_events(&self.notify_on)?),
+            (false, false) => Some(crate::model::parse_events(&self.notify_on)?),
             (true, true) => Some(Vec::new()),
             (true, false) => None,
         };

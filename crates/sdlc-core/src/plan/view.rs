@@ -54,7 +54,7 @@ impl From<&PlanRun> for RunSummary {
             failed: run.counts.get(StepStatus::Failed),
             skipped: run.counts.get(StepStatus::Skipped),
             canceled: run.counts.get(StepStatus::Canceled),
-            counts: crate::store::counts_json(run),
+            counts: counts_json(run),
             vars: run.vars.clone(),
             parent_action: run.parent_action,
             abort_reason: run.abort_reason.clone(),
@@ -157,4 +157,16 @@ pub struct PlanListing {
     pub problems: Vec<String>,
     #[serde(default)]
     pub last_run: Option<RunSummary>,
+}
+
+/// The run's step counts by status name, for events and summaries.
+pub fn counts_json(run: &PlanRun) -> Value {
+    let mut map = serde_json::Map::new();
+    for status in StepStatus::ALL {
+        let n = run.counts.get(status);
+        if n > 0 {
+            map.insert(status.as_str().to_string(), serde_json::json!(n));
+        }
+    }
+    Value::Object(map)
 }

@@ -30,14 +30,13 @@ pub(crate) mod rules;
 mod sessions;
 pub(crate) mod txn;
 
+pub use crate::plan::view::counts_json;
 pub use api::{Store, guarded};
 pub use changes::{Change, Changes};
 pub use codec::SCHEMA_VERSION;
 pub(crate) use codec::{decode_json, encode_json};
 pub use history::{Bodies, HistoryCursor, HistoryFilter, HistoryPage};
-pub use plans::{
-    CANCELED_BY_USER, Retried, RunDetail, RunFilter, counts_json, parse_run_cursor, run_cursor,
-};
+pub use plans::{CANCELED_BY_USER, Retried, RunDetail, RunFilter, parse_run_cursor, run_cursor};
 pub(crate) use plans::{cached_graph, graph_from};
 pub use redb::{ActionDb, integrity, private_file};
 pub(crate) use sessions::sort_newest_first;
@@ -235,4 +234,19 @@ pub(crate) fn status_byte(kind: StatusKind) -> u8 {
 /// The id at the end of an index key.
 pub(crate) fn id_from_key(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).expect("index keys end with a 16-byte id")
+}
+
+/// The stored log of attempt `attempt` of action `id` (the newest one stored when None),
+/// decoded: its attempt and lines. None when that attempt printed nothing (or is not over).
+pub fn stored_lines(
+    db: &dyn Store,
+    id: uuid::Uuid,
+    attempt: Option<u32>,
+) -> Result<Option<(u32, Vec<crate::logs::LogLine>)>, crate::StoreError> {
+    let Some(log) = db.run_log(id, attempt)? else {
+        return Ok(None);
+    };
+    let lines = crate::logs::decode(&log.bytes)
+        .map_err(|detail| crate::StoreError::Corrupt { id, detail })?;
+    Ok(Some((log.attempt, lines)))
 }

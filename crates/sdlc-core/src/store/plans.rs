@@ -17,6 +17,7 @@ use super::txn::Txn;
 use crate::error::StoreError;
 use crate::model::{Action, ActionStatus, StatusKind};
 use crate::plan::decide::{self, Change, RunStatus, StepStatus};
+use crate::plan::view::counts_json;
 use crate::plan::{NewRun, Plan, PlanGraph, PlanRun, RunEvent, StepState, run::step_action};
 
 /// Reason given to the steps canceled when a user cancels a run.
@@ -659,18 +660,6 @@ fn first_failure(t: &mut impl Txn, open: &Open) -> Result<Option<String>, StoreE
             )
         })
         .or_else(|| open.run.abort_reason.clone()))
-}
-
-/// The run's step counts by status name, for events and summaries.
-pub fn counts_json(run: &PlanRun) -> Value {
-    let mut map = serde_json::Map::new();
-    for status in StepStatus::ALL {
-        let n = run.counts.get(status);
-        if n > 0 {
-            map.insert(status.as_str().to_string(), json!(n));
-        }
-    }
-    Value::Object(map)
 }
 
 /// Cancels run `run_id`: steps that have not started are canceled now; running ones are

@@ -1528,7 +1528,8 @@ fn the_recurring_series_are_listed_by_their_heads() {
 }
 
 fn a_runs_log_is_stored_with_its_outcome_per_attempt_and_pruned_with_it(db: &dyn Store) {
-    use crate::logs::{LogLine, encode, stored_lines};
+    use crate::logs::{LogLine, encode};
+    use crate::store::stored_lines;
     let action = Action {
         retry: Some(crate::model::RetryPolicy {
             retries: 1,
@@ -1680,7 +1681,7 @@ fn a_run_reported_from_outside_is_never_claimed_nor_recovered_and_ends_by_its_re
             .unwrap()
             .contains("waiting for a runner")
     );
-    let (_, lines) = crate::logs::stored_lines(db, waits.id, None)
+    let (_, lines) = crate::store::stored_lines(db, waits.id, None)
         .unwrap()
         .expect("the queued log is kept");
     assert!(
