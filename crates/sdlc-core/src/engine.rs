@@ -1446,7 +1446,7 @@ fn note_exit(log: Option<&crate::logs::LiveLog>, exit: &crate::tool::runner::Exi
         }
         ExitKind::TimedOut(limit) => log.note(format!(
             "[sdlc: killed after its timeout of {}]",
-            crate::tool::outcome::human_duration(*limit)
+            crate::tool::runner::human_duration(*limit)
         )),
         ExitKind::StdoutOverflow(cap) => log.note(format!(
             "[sdlc: killed: it printed more than {cap} bytes on stdout]"

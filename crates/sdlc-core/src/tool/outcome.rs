@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use serde_json::Value;
 
-use super::runner::{ExitKind, ToolRun};
+use super::runner::{ExitKind, ToolRun, human_duration};
 use crate::model::ActionStatus;
 
 /// How much of the end of stderr goes into a failure reason.
@@ -224,13 +224,6 @@ fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| "unknown signal".to_string())
 }
 
-pub(crate) fn human_duration(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.3}s", d.as_secs_f64())
-    }
-}
 
 fn human_bytes(n: usize) -> String {
     if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {

@@ -369,7 +369,7 @@ async fn run_process(
                     log.note(format!(
                         "[sdlc: canceled by {}: SIGTERM sent to its process group; SIGKILL in {} if it is still running]",
                         stop.by,
-                        super::outcome::human_duration(stop.grace)
+                        human_duration(stop.grace)
                     ));
                 }
                 stopping = Some((stop.by, Instant::now() + stop.grace));
@@ -566,6 +566,15 @@ async fn stop_asked(signal: Option<&crate::stops::StopSignal>) -> crate::stops::
     match signal {
         Some(signal) => signal.wait().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A duration as messages show it: whole seconds, or seconds to the millisecond.
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The read side on PostgreSQL that the redb store answers from its own indexes: history
 //! pages (keyset paging on run time and id, as `store::history` pages), what is coming
-//! due, the recurring series, and retention.
+//! due, the recurring series, retention, and pages of run groups.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -9,6 +9,8 @@ use super::PgStore;
 use super::txn::fail;
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
+use super::run_groups::COUNT_COLUMNS;
+use crate::run_group::{GroupCursor, GroupFilter, GroupPage, RunGroup, Summary};
 use crate::store::{
     Bodies, DEDUPE_WINDOW_MS, HistoryCursor, HistoryFilter, HistoryPage, decode_json, millis,
     status_byte,
@@ -167,5 +169,64 @@ impl PgStore {
         .map_err(|e| fail(url, "cannot forget old delivery ids", e))?;
         tx.commit().map_err(|e| fail(url, "cannot commit", e))?;
         Ok(gone.len())
+    }
+}
+
+impl PgStore {
+    /// Up to `limit` run groups whose first run was due within `filter`, newest first,
+    /// after `cursor` (see `ActionDb::run_groups`).
+    pub fn run_groups(
+        &self,
+        filter: &GroupFilter,
+        cursor: Option<GroupCursor>,
+        limit: usize,
+    ) -> Result<GroupPage, StoreError> {
+        let limit = limit.max(1);
+        let (before_ms, before_run) = match &cursor {
+            Some(c) => (c.0.first_run_ms, Some(c.0.run_id.as_str())),
+            None => (i64::MAX, None),
+        };
+        let mut client = self.db.client()?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT run_id, {COUNT_COLUMNS}, first_run_at, first_started_at,
+                            last_ended_at
+                     FROM sdlc_run_groups
+                     WHERE first_run_at >= $1 AND first_run_at <= $2
+                       AND ($4::text IS NULL OR (first_run_at, run_id) < ($3, $4::text))
+                     ORDER BY first_run_at DESC, run_id DESC LIMIT $5"
+                ),
+                &[
+                    &filter.since_ms(),
+                    &filter.until_ms(),
+                    &before_ms,
+                    &before_run,
+                    &(limit.saturating_add(1).min(i64::MAX as usize) as i64),
+                ],
+            )
+            .map_err(|e| fail(self.db.shown_url(), "cannot read a page of run groups", e))?;
+        let mut items: Vec<RunGroup> = rows
+            .iter()
+            .map(|row| {
+                let mut counts = [0u64; 8];
+                for (i, count) in counts.iter_mut().enumerate() {
+                    *count = row.get::<_, i64>(i + 1).max(0) as u64;
+                }
+                let summary = Summary {
+                    counts,
+                    first_run_ms: row.get(9),
+                    first_started_ms: row.get(10),
+                    last_ended_ms: row.get(11),
+                };
+                RunGroup::new(row.get(0), &summary)
+            })
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = more
+            .then(|| items.last().map(|g| GroupCursor(g.position())))
+            .flatten();
+        Ok(GroupPage { items, next })
     }
 }
