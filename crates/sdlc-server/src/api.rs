@@ -1,21 +1,19 @@
-//! `/api/orchestrator/...`: the management API. Every route here sits behind the token
-//! check in `auth`, including unknown paths and methods, so nothing is learned without it.
+//! The management API's handlers for actions, webhook routes, tools and the daemon (the
+//! router, with the token check in front of every route, is `routes`):
 //!
 //! Actions: `GET /actions` (filters `status`, `tool`, `limit`), `POST /actions`,
 //! `GET|DELETE /actions/{id}`, `POST /actions/{id}/cancel|pause|resume|run`,
 //! `GET /actions/{id}/next?count=N`, `GET /actions/{id}/log` (`logs_api`).
 //! Webhook routes: `GET|POST /webhooks/routes` (POST also at `/webhooks`),
 //! `DELETE /webhooks/routes/{id or path}`, `GET /webhooks/deliveries` (the last requests and
-//! their outcomes), `POST /webhooks/preview` (a template rendered against a sample body). Tools: `GET /tools`, and `tools_api`. Daemon: `GET /status`,
+//! their outcomes), `POST /webhooks/preview` (a template rendered against a
+//! sample body). Tools: `GET /tools`, and `tools_api`. Daemon: `GET /status`,
 //! `POST /check` (verify the database file). Dashboard: `GET /events` (the live stream),
 //! `POST /ui/login-token`. Plans and runs: `plans_api`. Tokens: `tokens_api`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router, middleware};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,47 +23,8 @@ use sdlc_core::view::ActionView;
 use sdlc_core::webhook::{NewRoute, RouteView};
 use sdlc_core::{ListFilter, StatusKind};
 
+use crate::api_support::{CancelRequestBody, JsonBody, cancel_terms, insert_once, optional_json};
 use crate::{ApiError, AppState, auth};
-
-/// The routes under `/api/orchestrator`, all requiring the token.
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/actions", get(list_actions).post(add_action))
-        .route(
-            "/actions/{id}",
-            get(get_action).delete(delete_action).patch(edit_action),
-        )
-        .route("/actions/{id}/cancel", post(cancel_action))
-        .route("/actions/{id}/pause", post(pause_action))
-        .route("/actions/{id}/resume", post(resume_action))
-        .route("/actions/{id}/run", post(run_action))
-        .route("/actions/{id}/next", get(next_runs))
-        .route("/actions/{id}/log", get(crate::logs_api::action_log))
-        .route("/actions/short/{fragment}", get(match_short_id))
-        .route("/webhooks", get(list_routes).post(add_route))
-        .route("/webhooks/routes", get(list_routes).post(add_route))
-        .route("/webhooks/routes/{*key}", delete(delete_route))
-        .route("/webhooks/deliveries", get(list_deliveries))
-        .route("/webhooks/preview", post(preview_template))
-        .route("/tools", get(list_tools))
-        .route("/status", get(status))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
-        .route("/check", post(check))
-        .route("/events", get(crate::ui::events::stream))
-        .route("/ui/login-token", post(login_token))
-        .merge(crate::plans_api::routes())
-        .merge(crate::approvals_api::routes())
-        .merge(crate::external_api::routes())
-        .merge(crate::history_api::routes())
-        .merge(crate::groups_api::routes())
-        .merge(crate::notify_api::routes())
-        .merge(crate::tools_api::routes())
-        .merge(crate::tokens_api::routes())
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state, auth::require_token))
-        .layer(middleware::from_fn(json_errors))
-}
 
 /// Query of `GET /actions`. Strings, so a bad value gets our message, not a generic one.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -195,30 +154,6 @@ pub(crate) async fn add_action(
     ))
 }
 
-/// Stores `action` (201); a repeat of a request already stored (the same client-chosen id,
-/// and `same` says it is the same request) answers the stored action (200) instead of
-/// failing: clients retry after a broken connection.
-pub(crate) async fn insert_once(
-    state: &AppState,
-    action: sdlc_core::Action,
-    same: impl Fn(&sdlc_core::Action, &sdlc_core::Action) -> bool + Send + 'static,
-) -> Result<(sdlc_core::Action, StatusCode), ApiError> {
-    state
-        .with_db(move |db| match db.insert(&action) {
-            Ok(()) => Ok((action, StatusCode::CREATED)),
-            Err(sdlc_core::StoreError::Duplicate(id)) => {
-                let existing = db.get(id)?.ok_or(sdlc_core::StoreError::NotFound(id))?;
-                if same(&existing, &action) {
-                    Ok((existing, StatusCode::OK))
-                } else {
-                    Err(sdlc_core::StoreError::Duplicate(id))
-                }
-            }
-            Err(err) => Err(err),
-        })
-        .await
-}
-
 #[utoipa::path(
     get,
     path = "/api/orchestrator/actions/{id}",
@@ -323,17 +258,6 @@ pub(crate) async fn match_short_id(
     Ok(Json(ShortIdMatches { ids }))
 }
 
-/// Body of `POST /actions/{id}/cancel` (optional).
-#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CancelRequestBody {
-    /// How long a running run has after SIGTERM before SIGKILL, such as `30s` (default 10s).
-    #[serde(default)]
-    pub grace: Option<String>,
-    /// Who cancels, recorded in the reason (a named token's name overrides it).
-    #[serde(default)]
-    pub by: Option<String>,
-}
-
 #[utoipa::path(
     post,
     path = "/api/orchestrator/actions/{id}/cancel",
@@ -369,35 +293,6 @@ pub(crate) async fn cancel_action(
             .stop(id, &by, std::time::Duration::from_millis(grace_ms));
     }
     Ok(Json(ActionView::from(&action)))
-}
-
-/// Who cancels and with what grace: a named token's name (else the body's `by`, else "api",
-/// or "dashboard" from a page), and the body's grace (default 10 s, at most a day).
-pub(crate) fn cancel_terms(
-    caller: Option<auth::Caller>,
-    request: CancelRequestBody,
-) -> Result<(String, u64), ApiError> {
-    let by = match caller {
-        Some(auth::Caller {
-            name: Some(name), ..
-        }) => name,
-        Some(caller) if caller.via_session => request.by.unwrap_or_else(|| "dashboard".into()),
-        _ => request.by.unwrap_or_else(|| "api".into()),
-    };
-    let grace_ms = match request.grace.as_deref() {
-        None => sdlc_core::model::DEFAULT_CANCEL_GRACE_MS,
-        Some(text) => {
-            let grace = sdlc_core::schedule::parse_duration(text)
-                .map_err(|err| ApiError::unprocessable(format!("grace: {err}")))?;
-            if grace > std::time::Duration::from_secs(86_400) {
-                return Err(ApiError::unprocessable(format!(
-                    "grace {text}: at most a day (24h)"
-                )));
-            }
-            grace.as_millis() as u64
-        }
-    };
-    Ok((by, grace_ms))
 }
 
 /// Body of `POST /actions/{id}/pause` (optional).
@@ -840,85 +735,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     Json(answer)
 }
 
-/// Every error of the API is JSON: axum's own rejections (a query, path or body it could not
-/// read) come as text, and are answered in our `{"error": ...}` form instead, with the same
-/// status and reason.
-async fn json_errors(request: Request, next: middleware::Next) -> axum::response::Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    // Rejection texts are a line or two; anything longer is not one of them.
-    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
-        Err(_) => String::new(),
-    };
-    let message = if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("request refused")
-            .to_lowercase()
-    } else {
-        text
-    };
-    axum::response::IntoResponse::into_response(ApiError::new(status, message))
-}
-
-async fn unknown_route() -> ApiError {
-    ApiError::not_found("no such API route: see README.md for the management API")
-}
-
-pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "this route does not take that method",
-    )
-}
-
 fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text)
         .map_err(|_| ApiError::bad_request(format!("'{text}' is not an action id (a UUID)")))
-}
-
-/// `Json<T>` whose rejections are answered in our JSON error form with the parser's reason.
-pub struct JsonBody<T>(pub T);
-
-/// A JSON body that may be left out or empty (then the defaults).
-pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|err| ApiError::unprocessable(format!("the request body: {err}")))
-}
-
-impl<T, S> FromRequest<S> for JsonBody<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => {
-                let status = match &rejection {
-                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    _ => rejection.status(),
-                };
-                Err(ApiError::new(
-                    status,
-                    format!("request body: {}", rejection.body_text()),
-                ))
-            }
-        }
-    }
 }

@@ -123,7 +123,7 @@ async fn decide(
 ) -> Result<Json<ActionView>, ApiError> {
     let id = Uuid::parse_str(id)
         .map_err(|_| ApiError::bad_request(format!("'{id}' is not an action id (a UUID)")))?;
-    let decision: Decision = crate::api::optional_json(body)?;
+    let decision: Decision = crate::api_support::optional_json(body)?;
     let stated = decision.by.filter(|by| !by.trim().is_empty());
     if let Some(stated) = &stated {
         sdlc_core::service::check_text("by", stated).map_err(ApiError::unprocessable)?;

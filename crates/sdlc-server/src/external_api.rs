@@ -14,7 +14,7 @@ use sdlc_core::external::{self, ExternalReport, ExternalStart};
 use sdlc_core::service::ActionEdit;
 use sdlc_core::view::ActionView;
 
-use crate::api::JsonBody;
+use crate::api_support::JsonBody;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -81,7 +81,7 @@ pub(crate) async fn start(
     let by = reporter(caller);
     let action =
         external::start_action(&request, by.as_deref(), now).map_err(ApiError::unprocessable)?;
-    let (action, status) = crate::api::insert_once(&state, action, |existing, new| {
+    let (action, status) = crate::api_support::insert_once(&state, action, |existing, new| {
         existing.is_external() && existing.label == new.label
     })
     .await?;

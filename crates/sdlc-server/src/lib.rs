@@ -25,6 +25,7 @@
 //! command lines (sdlc-cli does).
 
 pub mod api;
+mod api_support;
 pub mod approvals_api;
 pub mod auth;
 pub mod client;
@@ -41,6 +42,7 @@ pub mod notify_api;
 pub mod notify_sender;
 pub mod openapi;
 pub mod plans_api;
+mod routes;
 mod state;
 mod stream;
 pub mod tls;
@@ -67,14 +69,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/{*path}",
             post(webhooks::ingest)
-                .fallback(api::method_not_allowed)
+                .fallback(routes::method_not_allowed)
                 // The ingress handler enforces --max-body itself, with a JSON 413.
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(metrics_api::PATH, get(metrics_api::scrape))
         .nest(
             "/api/orchestrator",
-            api::routes(state.clone()).layer(axum::middleware::map_response(data_headers)),
+            routes::routes(state.clone()).layer(axum::middleware::map_response(data_headers)),
         )
         .merge(ui::routes())
         .fallback(not_found)

@@ -129,7 +129,7 @@ pub(crate) async fn start_run(
             "'{plan_id}' is not a plan id: the API runs plans of .sdlc/plans/ by id"
         )));
     }
-    let request = crate::api::optional_json::<StartRequest>(&body)?;
+    let request = crate::api_support::optional_json::<StartRequest>(&body)?;
     let options = sdlc_core::plan::run::RunOptions {
         run_id: request.run_id,
         notify_on: request.notify_on,
@@ -371,7 +371,7 @@ pub(crate) async fn run_events(
     tag = "plans",
     summary = "Cancel a run: steps not started are canceled, running ones stopped (SIGTERM, SIGKILL after the grace)",
     params(("run_id" = String, Path, description = "The run's id (a UUID)")),
-    request_body(content = crate::api::CancelRequestBody, description = "Optional"),
+    request_body(content = crate::api_support::CancelRequestBody, description = "Optional"),
     responses(
         (status = 200, description = "The run", body = RunSummary),
         (status = 400, description = "not a UUID", body = crate::error::ErrorBody),
@@ -387,8 +387,9 @@ pub(crate) async fn cancel_run(
     body: axum::body::Bytes,
 ) -> Result<Json<RunSummary>, ApiError> {
     let id = parse_run_id(&run_id)?;
-    let request = crate::api::optional_json::<crate::api::CancelRequestBody>(&body)?;
-    let (by, grace_ms) = crate::api::cancel_terms(caller.map(|c| c.0), request)?;
+    let request =
+        crate::api_support::optional_json::<crate::api_support::CancelRequestBody>(&body)?;
+    let (by, grace_ms) = crate::api_support::cancel_terms(caller.map(|c| c.0), request)?;
     let now = state.clock().now();
     let by_stored = by.clone();
     let (run, stopping) = state
@@ -424,7 +425,7 @@ pub(crate) async fn retry_run(
     body: axum::body::Bytes,
 ) -> Result<Json<StartResponse>, ApiError> {
     let id = parse_run_id(&run_id)?;
-    let step = crate::api::optional_json::<RetryRequest>(&body)?.step;
+    let step = crate::api_support::optional_json::<RetryRequest>(&body)?.step;
     let now = state.clock().now();
     let retried = state
         .with_db(move |db| db.retry_run(id, step.as_deref(), now))

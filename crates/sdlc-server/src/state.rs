@@ -14,10 +14,10 @@ use sdlc_core::webhook::{Delivery, WebhookRoute};
 use sdlc_core::engine_stats::EngineStats;
 use sdlc_core::metrics::Metrics;
 
+use crate::auth::session::LoginTokens;
 use crate::delivery_log::{DeliveryLog, DeliveryRecord};
 use crate::ingest::Ingestor;
 use crate::ui::events::{EventHub, HubSources};
-use crate::ui::session::LoginTokens;
 
 /// Handler state; cheap to clone.
 #[derive(Clone)]

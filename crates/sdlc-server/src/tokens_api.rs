@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sdlc_core::access::{self, ApiToken, MintedToken, Role};
 use sdlc_core::store::SessionListing;
 
-use crate::api::JsonBody;
+use crate::api_support::JsonBody;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {

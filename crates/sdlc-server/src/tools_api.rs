@@ -82,7 +82,7 @@ pub(crate) async fn try_run(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<TryAnswer>, ApiError> {
-    let request: TryRequest = crate::api::optional_json(&body)?;
+    let request: TryRequest = crate::api_support::optional_json(&body)?;
     let secs = request.timeout_secs.unwrap_or(60.0);
     if !(secs > 0.0 && secs <= MAX_TRY_SECS) {
         return Err(ApiError::unprocessable(format!(

@@ -8,7 +8,7 @@ use sdlc_core::model::Decider;
 use sdlc_core::view::ActionView;
 use sdlc_server::Verdict;
 
-use super::Project;
+use super::{Project, os_user};
 use crate::cli::DecisionArgs;
 
 pub async fn run(
@@ -96,18 +96,4 @@ async fn step_action(project: &Project, run: &str, step: &str) -> anyhow::Result
             names.join(", ")
         ),
     }
-}
-
-/// The name of the user running the command: `$USER`, else `$LOGNAME`, else the uid's name.
-pub(crate) fn os_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|user| user.name)
-        })
-        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
 }

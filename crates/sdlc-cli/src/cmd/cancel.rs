@@ -13,7 +13,7 @@ use super::Project;
 
 pub async fn run(project: &Project, id: &str, grace: Duration) -> anyhow::Result<ExitCode> {
     let id = super::action_id(project, id).await?;
-    let by = super::approve::os_user();
+    let by = super::os_user();
     let grace_ms = grace.as_millis() as u64;
     let canceled: ActionView = project
         .backend()

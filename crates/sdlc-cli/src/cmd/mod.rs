@@ -227,3 +227,17 @@ pub fn parse_input(text: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(text)
         .map_err(|err| anyhow::anyhow!("--input is not valid JSON ({err}): {text}"))
 }
+
+/// The name of the user running the command: `$USER`, else `$LOGNAME`, else the uid's name.
+pub(crate) fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|user| user.name)
+        })
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
+}

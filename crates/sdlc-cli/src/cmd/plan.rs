@@ -469,7 +469,7 @@ async fn cancel(
     run: Uuid,
     grace: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
-    let by = super::approve::os_user();
+    let by = super::os_user();
     let grace_ms = grace.as_millis() as u64;
     let canceled: RunSummary = project
         .backend()

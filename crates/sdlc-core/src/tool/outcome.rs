@@ -224,7 +224,6 @@ fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| "unknown signal".to_string())
 }
 
-
 fn human_bytes(n: usize) -> String {
     if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
         format!("{} MiB", n / (1024 * 1024))

@@ -23,7 +23,6 @@ mod hooks;
 mod pages;
 mod plans;
 mod schedules;
-pub mod session;
 pub mod tools;
 
 use axum::Router;
@@ -34,6 +33,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::auth::session;
 use crate::{ApiError, AppState};
 
 /// Changes with every build, so browsers never keep a stale script or stylesheet.

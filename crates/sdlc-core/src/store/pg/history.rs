@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::PgStore;
+use super::run_groups::COUNT_COLUMNS;
 use super::txn::fail;
 use crate::error::StoreError;
 use crate::model::{Action, StatusKind};
-use super::run_groups::COUNT_COLUMNS;
 use crate::run_group::{GroupCursor, GroupFilter, GroupPage, RunGroup, Summary};
 use crate::store::{
     Bodies, DEDUPE_WINDOW_MS, HistoryCursor, HistoryFilter, HistoryPage, decode_json, millis,

@@ -145,4 +145,3 @@ pub(super) fn rebuild(tx: &mut impl GenericClient) -> Result<(), postgres::Error
     let runs: BTreeSet<String> = rows.iter().map(|row| row.get(0)).collect();
     recount(tx, &runs)
 }
-

@@ -1,6 +1,6 @@
 //! The management API's door: every request under `/api/orchestrator` (and `/metrics`) must
 //! carry `Authorization: Bearer <token>` or come from a dashboard page (a session cookie, and
-//! for a change also the CSRF proof, `ui::session`). The token is the daemon's own (published
+//! for a change also the CSRF proof, `auth::session`). The token is the daemon's own (published
 //! in its 0600 file: an admin's) or a named token (`sdlc orchestrate token add`), whose role
 //! must cover the request (`sdlc_core::access::required_role`): 403 naming both when not.
 //!
@@ -21,6 +21,8 @@ use axum::response::Response;
 use sdlc_core::access::{self, ApiToken, Role};
 
 use crate::{ApiError, AppState};
+
+pub mod session;
 
 /// Who is calling, once their credentials passed; handlers find it in the request's
 /// extensions (an approval records the name as its approver).
@@ -104,10 +106,10 @@ async fn identify(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
     if presented.is_none()
-        && let Some(found) = crate::ui::session::find(state, headers).await?
+        && let Some(found) = crate::auth::session::find(state, headers).await?
     {
-        if !crate::ui::session::is_safe(method) {
-            crate::ui::session::check_csrf(headers, &found.session)?;
+        if !crate::auth::session::is_safe(method) {
+            crate::auth::session::check_csrf(headers, &found.session)?;
         }
         return Ok(found.caller);
     }
