@@ -252,6 +252,25 @@ struct Reopen {
     wait: Duration,
 }
 
+/// What the loop carries from one turn to the next.
+struct Turn {
+    next_prune: Instant,
+    /// The next due time the store reported, as of the last settle.
+    next_due: Option<DateTime<Utc>>,
+    /// The last settle left more deliveries in the inbox than one batch.
+    more_ready: bool,
+    /// Whether the last event can wait for a batch: runs finishing, or a wake-up while
+    /// every slot is busy and the ready queue is above its refill mark (what it brought can
+    /// only start when a slot frees).
+    batchable: bool,
+    /// A wake-up said work may be waiting (a webhook delivery in the inbox, a new action)
+    /// that no settle has looked at yet.
+    work_announced: bool,
+    /// Set while the database refuses writes (see `store::redb::handle`).
+    reopen: Option<Reopen>,
+    file_checked: Instant,
+}
+
 /// Bookkeeping for the runs in flight.
 struct Pool {
     tasks: JoinSet<RunDone>,
@@ -558,6 +577,62 @@ impl Engine {
     /// completes. Returns after recording what finished within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<EngineSummary> {
         let mut summary = EngineSummary::default();
+        let run_log = self.recover_at_start(&mut summary).await?;
+        let mut pool = self.new_pool(run_log)?;
+        let log_flusher = (self.db.shared() && self.config.log_cap > 0).then(|| {
+            tokio::spawn(flush_live_logs(self.db.clone(), self.live_logs.clone())).abort_handle()
+        });
+        let _stop_flusher = AbortOnDrop(log_flusher);
+        self.stats.set_ready();
+        let max = self.config.max_concurrency.max(1);
+        tokio::pin!(shutdown);
+        let mut turn = Turn {
+            next_prune: Instant::now(),
+            next_due: None,
+            more_ready: false,
+            batchable: false,
+            work_announced: false,
+            reopen: None,
+            file_checked: Instant::now(),
+        };
+        loop {
+            summary.wakeups += 1;
+            let storage_down = self
+                .take_turn(&mut pool, &mut turn, &mut summary, max)
+                .await;
+            let room = pool.has_room(max);
+            let wake_at = self.wake_at(&pool, &mut turn, storage_down, room, max);
+            turn.batchable = false;
+            self.stats.set_load(pool.tasks.len(), pool.ready.len());
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                // More deliveries than one batch: go round again without waiting.
+                _ = std::future::ready(()), if turn.more_ready && room => {}
+                Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
+                    pool.record(joined);
+                    pool.drain_finished();
+                    turn.batchable = true;
+                }
+                _ = self.waker.notify.notified() => {
+                    // Under a burst of webhooks every request wakes the loop; with no room
+                    // for what they bring, settling on each would be a commit per request.
+                    turn.work_announced = true;
+                    turn.batchable = !room;
+                }
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+        self.shut_down(pool, turn, summary).await
+    }
+
+    /// Kills what a daemon that died left running (`--kill-orphans`), recovers its claims
+    /// (Running actions fail as interrupted or retry; claimed but never started go back to
+    /// Pending), brings the runs' event files up to date, and starts this daemon's run log.
+    async fn recover_at_start(
+        &self,
+        summary: &mut EngineSummary,
+    ) -> anyhow::Result<Option<Arc<crate::orphans::RunLog>>> {
         let mut started_by_dead_daemon = None;
         if let Some(path) = &self.config.run_log {
             let reaped = crate::orphans::reap(path, self.config.kill_orphans);
@@ -590,14 +665,17 @@ impl Engine {
             info!(%id, "action was claimed but not started when the last daemon stopped: pending again");
         }
         self.catch_up_event_files(&recovery.runs).await;
-        let run_log = match &self.config.run_log {
+        Ok(match &self.config.run_log {
             Some(path) => Some(Arc::new(
                 crate::orphans::RunLog::create(path)
                     .with_context(|| format!("cannot create the run log {}", path.display()))?,
             )),
             None => None,
-        };
+        })
+    }
 
+    /// The pool of running tools, empty, with the start gate a shared store needs.
+    fn new_pool(&self, run_log: Option<Arc<crate::orphans::RunLog>>) -> anyhow::Result<Pool> {
         let start_gate = if self.db.shared() {
             Some(
                 crate::start_gate::StartGate::new(self.db.clone(), self.clock.clone())
@@ -606,13 +684,7 @@ impl Engine {
         } else {
             None
         };
-        let log_flusher = (self.db.shared() && self.config.log_cap > 0).then(|| {
-            tokio::spawn(flush_live_logs(self.db.clone(), self.live_logs.clone())).abort_handle()
-        });
-        let _stop_flusher = AbortOnDrop(log_flusher);
-        self.stats.set_ready();
-        let max = self.config.max_concurrency.max(1);
-        let mut pool = Pool {
+        Ok(Pool {
             tasks: JoinSet::new(),
             ids: HashMap::new(),
             done: Vec::new(),
@@ -624,150 +696,143 @@ impl Engine {
             new_events: Vec::new(),
             step_tasks: HashMap::new(),
             steps_running: HashMap::new(),
-        };
-        tokio::pin!(shutdown);
-        let mut next_prune = Instant::now();
-        let mut next_due: Option<DateTime<Utc>> = None;
-        let mut more_ready = false;
-        // Whether the last event can wait for a batch: runs finishing, or a wake-up while
-        // every slot is busy and the ready queue is above its refill mark (what it brought can
-        // only start when a slot frees).
-        let mut batchable = false;
-        // A wake-up said work may be waiting (a webhook delivery in the inbox, a new action)
-        // that no settle has looked at yet.
-        let mut work_announced = false;
-        // Set while the database refuses writes (see `store::handle`).
-        let mut reopen: Option<Reopen> = None;
-        let mut file_checked = Instant::now();
-        loop {
-            summary.wakeups += 1;
-            // No wake-up of its own: at least once a heartbeat, at most once a second.
-            if file_checked.elapsed() >= FILE_CHECK_EVERY.min(self.config.tick) {
-                file_checked = Instant::now();
-                let _ = self.blocking(|db| Ok(db.check_in_place())).await;
-            }
-            let storage_down = self.storage_down(&mut pool, &mut reopen).await;
-            if pool.tasks.len() < max {
-                self.wait_precisely_for(pool.first_ready_due());
-            }
-            self.start_ready(&mut pool, max);
-            let lookahead = pool.lookahead(max);
-            let claim = pool.claimable(max);
-            let now = Instant::now();
-            let stale = pool.take_stale(now);
-            let claim_until = self.clock.now() + pool.claim_lead();
-            let work_due =
-                more_ready || work_announced || next_due.is_some_and(|due| due <= claim_until);
-            let settle_now = !storage_down
-                && (!batchable
-                || !stale.is_empty()
-                || pool.done.len() >= (lookahead / 2).max(1)
-                // The last run ended and none is waiting to start: no outcome can come to
-                // share the commit, so waiting out the window would only delay these.
-                || (!pool.done.is_empty() && pool.idle())
-                // A plan step ended with a slot free and nothing claimed to fill it: its
-                // outcome may make the next steps ready, which only the settle can tell.
-                || (pool.done.iter().any(|run| run.is_step)
-                    && pool.tasks.len() < max
-                    && pool.ready.is_empty())
-                || pool
-                    .first_done_at
-                    .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
-                || (work_due && pool.has_room(max)));
-            if storage_down {
-                // What was claimed ahead stays in line; nothing is handed back until the
-                // database takes writes again.
-                for entry in stale.into_iter().rev() {
-                    pool.ready.push_front(entry);
-                }
-            } else if settle_now {
-                more_ready = self
-                    .settle(
-                        &mut pool,
-                        claim,
-                        claim_until,
-                        stale,
-                        &mut summary,
-                        &mut next_due,
-                    )
-                    .await;
-                work_announced = false;
-                self.start_ready(&mut pool, max);
-            }
-            if pool.has_events() || self.waker.has_announced_runs() {
-                // Runs just started spawn their processes first: the export is not on the
-                // path from one step's end to the next one's start.
-                tokio::task::yield_now().await;
-                self.export_runs(&mut pool).await;
-            }
-            if let Some(keep) = self.config.retention
-                && !storage_down
-                && Instant::now() >= next_prune
-            {
-                let pause = self.prune(keep).await.min(self.config.tick);
-                next_prune = Instant::now() + pause;
-            }
+        })
+    }
 
-            let room = pool.has_room(max);
-            // Wake for the next due action only when a claim could take it. With every slot
-            // busy and nothing to claim ahead (long runs), or the places taken by actions
-            // claimed early, it would find nothing to claim, and the loop would turn on every
-            // timer tick until a slot frees (a finished run wakes the loop anyway).
-            let can_claim = pool.claimable(max) > 0;
-            let mut wake_at = self.next_wake(room && can_claim, next_due, pool.claim_lead());
-            if self.config.retention.is_some() {
-                wake_at = wake_at.min(next_prune);
+    /// One turn of the loop: checks the file, starts what is ready, settles when it is time
+    /// (outcomes waiting, work due, claims held too long), exports plan events, prunes.
+    /// Returns whether the database refuses writes.
+    async fn take_turn(
+        &self,
+        pool: &mut Pool,
+        turn: &mut Turn,
+        summary: &mut EngineSummary,
+        max: usize,
+    ) -> bool {
+        // No wake-up of its own: at least once a heartbeat, at most once a second.
+        if turn.file_checked.elapsed() >= FILE_CHECK_EVERY.min(self.config.tick) {
+            turn.file_checked = Instant::now();
+            let _ = self.blocking(|db| Ok(db.check_in_place())).await;
+        }
+        let storage_down = self.storage_down(pool, &mut turn.reopen).await;
+        if pool.tasks.len() < max {
+            self.wait_precisely_for(pool.first_ready_due());
+        }
+        self.start_ready(pool, max);
+        let lookahead = pool.lookahead(max);
+        let claim = pool.claimable(max);
+        let now = Instant::now();
+        let stale = pool.take_stale(now);
+        let claim_until = self.clock.now() + pool.claim_lead();
+        let work_due = turn.more_ready
+            || turn.work_announced
+            || turn.next_due.is_some_and(|due| due <= claim_until);
+        let settle_now = !storage_down
+            && (!turn.batchable
+            || !stale.is_empty()
+            || pool.done.len() >= (lookahead / 2).max(1)
+            // The last run ended and none is waiting to start: no outcome can come to
+            // share the commit, so waiting out the window would only delay these.
+            || (!pool.done.is_empty() && pool.idle())
+            // A plan step ended with a slot free and nothing claimed to fill it: its
+            // outcome may make the next steps ready, which only the settle can tell.
+            || (pool.done.iter().any(|run| run.is_step)
+                && pool.tasks.len() < max
+                && pool.ready.is_empty())
+            || pool
+                .first_done_at
+                .is_some_and(|at| now.duration_since(at) >= OUTCOME_WINDOW)
+            || (work_due && pool.has_room(max)));
+        if storage_down {
+            // What was claimed ahead stays in line; nothing is handed back until the
+            // database takes writes again.
+            for entry in stale.into_iter().rev() {
+                pool.ready.push_front(entry);
             }
-            if let Some(at) = pool.first_done_at {
-                wake_at = wake_at.min(at + OUTCOME_WINDOW);
-            }
+        } else if settle_now {
+            turn.more_ready = self
+                .settle(pool, claim, claim_until, stale, summary, &mut turn.next_due)
+                .await;
+            turn.work_announced = false;
+            self.start_ready(pool, max);
+        }
+        if pool.has_events() || self.waker.has_announced_runs() {
+            // Runs just started spawn their processes first: the export is not on the
+            // path from one step's end to the next one's start.
+            tokio::task::yield_now().await;
+            self.export_runs(pool).await;
+        }
+        if let Some(keep) = self.config.retention
+            && !storage_down
+            && Instant::now() >= turn.next_prune
+        {
+            let pause = self.prune(keep).await.min(self.config.tick);
+            turn.next_prune = Instant::now() + pause;
+        }
+        storage_down
+    }
+
+    /// When the loop must wake next if nothing else wakes it: the next due action a claim
+    /// could take, the next prune, the end of the outcome window, the due time of a claimed
+    /// action, a claim held too long; while the database is down, only the next reopen.
+    fn wake_at(
+        &self,
+        pool: &Pool,
+        turn: &mut Turn,
+        storage_down: bool,
+        room: bool,
+        max: usize,
+    ) -> Instant {
+        // Wake for the next due action only when a claim could take it. With every slot
+        // busy and nothing to claim ahead (long runs), or the places taken by actions
+        // claimed early, it would find nothing to claim, and the loop would turn on every
+        // timer tick until a slot frees (a finished run wakes the loop anyway).
+        let can_claim = pool.claimable(max) > 0;
+        let mut wake_at = self.next_wake(room && can_claim, turn.next_due, pool.claim_lead());
+        if self.config.retention.is_some() {
+            wake_at = wake_at.min(turn.next_prune);
+        }
+        if let Some(at) = pool.first_done_at {
+            wake_at = wake_at.min(at + OUTCOME_WINDOW);
+        }
+        if pool.tasks.len() < max
+            && let Some(due) = pool.first_ready_due()
+        {
+            wake_at = wake_at.min(self.precise_wake_for(due));
+        }
+        if let Some((_, claimed)) = pool.ready.front()
+            && !storage_down
+        {
+            wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
+        }
+        if storage_down {
+            // Due times, waiting outcomes and claims held too long all lie in the past
+            // while nothing can be settled: only the next attempt to reopen (or a run
+            // ending, or a wake-up) is worth a turn of the loop.
+            turn.more_ready = false;
+            wake_at = turn
+                .reopen
+                .as_ref()
+                .map_or(Instant::now() + self.config.tick, |reopen| reopen.at);
+            // An action claimed before the fault still starts at its due time.
             if pool.tasks.len() < max
                 && let Some(due) = pool.first_ready_due()
             {
                 wake_at = wake_at.min(self.precise_wake_for(due));
             }
-            if let Some((_, claimed)) = pool.ready.front()
-                && !storage_down
-            {
-                wake_at = wake_at.min(*claimed + READY_MAX_WAIT);
-            }
-            if storage_down {
-                // Due times, waiting outcomes and claims held too long all lie in the past
-                // while nothing can be settled: only the next attempt to reopen (or a run
-                // ending, or a wake-up) is worth a turn of the loop.
-                more_ready = false;
-                wake_at = reopen
-                    .as_ref()
-                    .map_or(Instant::now() + self.config.tick, |reopen| reopen.at);
-                // An action claimed before the fault still starts at its due time.
-                if pool.tasks.len() < max
-                    && let Some(due) = pool.first_ready_due()
-                {
-                    wake_at = wake_at.min(self.precise_wake_for(due));
-                }
-            }
-            batchable = false;
-            self.stats.set_load(pool.tasks.len(), pool.ready.len());
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                // More deliveries than one batch: go round again without waiting.
-                _ = std::future::ready(()), if more_ready && room => {}
-                Some(joined) = pool.tasks.join_next_with_id(), if !pool.tasks.is_empty() => {
-                    pool.record(joined);
-                    pool.drain_finished();
-                    batchable = true;
-                }
-                _ = self.waker.notify.notified() => {
-                    // Under a burst of webhooks every request wakes the loop; with no room
-                    // for what they bring, settling on each would be a commit per request.
-                    work_announced = true;
-                    batchable = !room;
-                }
-                _ = tokio::time::sleep_until(wake_at) => {}
-            }
         }
+        wake_at
+    }
 
+    /// Stops: waits up to the grace period for running tools, fails what is still running
+    /// (or retries it, as its policy allows), hands back what never started, and records it
+    /// all in one last settle.
+    async fn shut_down(
+        &self,
+        mut pool: Pool,
+        mut turn: Turn,
+        mut summary: EngineSummary,
+    ) -> anyhow::Result<EngineSummary> {
         info!(
             running = pool.tasks.len(),
             grace_secs = self.config.shutdown_grace.as_secs_f64(),
@@ -795,13 +860,20 @@ impl Engine {
             ));
         }
         let unstarted: Vec<(Action, Instant)> = pool.ready.drain(..).collect();
-        if reopen.is_some() {
+        if turn.reopen.is_some() {
             // One last try, so that what finished is recorded if the disk has room again.
             let _ = self.blocking(|db| db.reopen()).await;
         }
         let now = self.clock.now();
-        self.settle(&mut pool, 0, now, unstarted, &mut summary, &mut next_due)
-            .await;
+        self.settle(
+            &mut pool,
+            0,
+            now,
+            unstarted,
+            &mut summary,
+            &mut turn.next_due,
+        )
+        .await;
         self.export_runs(&mut pool).await;
         Ok(summary)
     }
@@ -971,7 +1043,7 @@ impl Engine {
             StepClaim::WithinLimit
         };
         let commit_began = Instant::now();
-        let mut settled = match self
+        let settled = match self
             .blocking(move |db| {
                 let work = SettleWork {
                     outcomes: batch,
@@ -1020,75 +1092,8 @@ impl Engine {
                     "recording {} finished runs together failed ({err:#}); recording one by one",
                     outcomes.len()
                 );
-                let mut finished = Vec::new();
-                for (id, status) in outcomes {
-                    // The excerpt and the log are still with the run in `done`.
-                    let run = pool.done.iter().find(|run| run.id == id);
-                    let work = SettleWork {
-                        outcomes: vec![(id, status)],
-                        excerpts: run
-                            .map(|r| (id, r.log_excerpt.clone()))
-                            .into_iter()
-                            .collect(),
-                        logs: run
-                            .and_then(|r| Some((id, r.log.clone()?)))
-                            .into_iter()
-                            .collect(),
-                        ..SettleWork::default()
-                    };
-                    match self
-                        .blocking(move |db| db.settle_work(work, now, now, 0))
-                        .await
-                    {
-                        Ok(done) if done.finished.is_empty() => {
-                            error!(%id, "could not record the outcome of a run: {}", crate::StoreError::ClaimLost { id });
-                        }
-                        Ok(done) => finished.extend(done.finished),
-                        Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
-                    }
-                }
-                for (id, new) in starts_again {
-                    let start = move |db: &dyn Store| {
-                        let work = SettleWork {
-                            plan_starts: vec![(id, new)],
-                            ..SettleWork::default()
-                        };
-                        db.settle_work(work, now, now, 0)
-                    };
-                    match self.blocking(start).await {
-                        Ok(settled) => pool.new_events.extend(settled.events),
-                        Err(err) => {
-                            error!(%id, "could not start the plan run of an action: {err:#}");
-                            let failed = ActionStatus::Failed {
-                                reason: format!("could not store the plan run: {err:#}"),
-                            };
-                            if let Err(err) =
-                                self.blocking(move |db| db.complete(id, failed, now)).await
-                            {
-                                error!(%id, "could not record the outcome of a run: {err:#}");
-                            }
-                        }
-                    }
-                }
-                for (id, at) in deferred_again {
-                    let hand_back = move |db: &dyn Store| {
-                        db.settle_claiming_until(
-                            Vec::new(),
-                            Vec::new(),
-                            vec![(id, at)],
-                            now,
-                            now,
-                            0,
-                        )
-                    };
-                    if let Err(err) = self.blocking(hand_back).await {
-                        error!(%id, "could not hand back a run that did not start: {err:#}");
-                    }
-                }
-                Settled {
-                    finished,
-                    ..Settled::default()
-                }
+                self.record_one_by_one(pool, outcomes, starts_again, deferred_again, now)
+                    .await
             }
             Err(err) => {
                 error!("could not claim due actions: {err:#}");
@@ -1096,6 +1101,90 @@ impl Engine {
             }
         };
 
+        self.take_settled(pool, settled, summary)
+    }
+
+    /// Records what one settle's batch held, each in a commit of its own, after the batch
+    /// was refused: a single bad record cannot hold the others back.
+    async fn record_one_by_one(
+        &self,
+        pool: &mut Pool,
+        outcomes: Vec<(Uuid, ActionStatus)>,
+        starts_again: Vec<(Uuid, NewRun)>,
+        deferred_again: Vec<(Uuid, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Settled {
+        let mut finished = Vec::new();
+        for (id, status) in outcomes {
+            // The excerpt and the log are still with the run in `done`.
+            let run = pool.done.iter().find(|run| run.id == id);
+            let work = SettleWork {
+                outcomes: vec![(id, status)],
+                excerpts: run
+                    .map(|r| (id, r.log_excerpt.clone()))
+                    .into_iter()
+                    .collect(),
+                logs: run
+                    .and_then(|r| Some((id, r.log.clone()?)))
+                    .into_iter()
+                    .collect(),
+                ..SettleWork::default()
+            };
+            match self
+                .blocking(move |db| db.settle_work(work, now, now, 0))
+                .await
+            {
+                Ok(done) if done.finished.is_empty() => {
+                    error!(%id, "could not record the outcome of a run: {}", crate::StoreError::ClaimLost { id });
+                }
+                Ok(done) => finished.extend(done.finished),
+                Err(err) => error!(%id, "could not record the outcome of a run: {err:#}"),
+            }
+        }
+        for (id, new) in starts_again {
+            let start = move |db: &dyn Store| {
+                let work = SettleWork {
+                    plan_starts: vec![(id, new)],
+                    ..SettleWork::default()
+                };
+                db.settle_work(work, now, now, 0)
+            };
+            match self.blocking(start).await {
+                Ok(settled) => pool.new_events.extend(settled.events),
+                Err(err) => {
+                    error!(%id, "could not start the plan run of an action: {err:#}");
+                    let failed = ActionStatus::Failed {
+                        reason: format!("could not store the plan run: {err:#}"),
+                    };
+                    if let Err(err) = self.blocking(move |db| db.complete(id, failed, now)).await {
+                        error!(%id, "could not record the outcome of a run: {err:#}");
+                    }
+                }
+            }
+        }
+        for (id, at) in deferred_again {
+            let hand_back = move |db: &dyn Store| {
+                db.settle_claiming_until(Vec::new(), Vec::new(), vec![(id, at)], now, now, 0)
+            };
+            if let Err(err) = self.blocking(hand_back).await {
+                error!(%id, "could not hand back a run that did not start: {err:#}");
+            }
+        }
+        Settled {
+            finished,
+            ..Settled::default()
+        }
+    }
+
+    /// Takes in what a settle recorded: the finished runs leave the pool (their logs and
+    /// stops are the store's now), are counted and logged, and what it claimed joins the
+    /// ready queue. Returns whether more work is ready at once.
+    fn take_settled(
+        &self,
+        pool: &mut Pool,
+        mut settled: Settled,
+        summary: &mut EngineSummary,
+    ) -> bool {
         let durations: HashMap<Uuid, Duration> = pool
             .done
             .drain(..)
@@ -1116,32 +1205,7 @@ impl Engine {
                 self.metrics
                     .run_finished(&action.tool_name, outcome, duration);
             }
-            match &action.status {
-                ActionStatus::Pending => {
-                    let retry_at = action.retry_at.map(|t| t.to_rfc3339());
-                    let reason = action
-                        .attempts
-                        .last()
-                        .and_then(|a| a.reason.clone())
-                        .unwrap_or_default();
-                    warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", attempt = action.attempt, retry_at, duration_ms, reason = %reason, "action failed; will retry");
-                }
-                ActionStatus::Completed { .. } => {
-                    summary.completed += 1;
-                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "completed", duration_ms, "action finished");
-                }
-                ActionStatus::AwaitingApproval { .. } => {
-                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "awaiting_approval", duration_ms, "action awaits approval");
-                }
-                ActionStatus::Failed { reason } => {
-                    summary.failed += 1;
-                    warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", duration_ms, reason = %reason, "action finished");
-                }
-                ActionStatus::Canceled { reason } => {
-                    info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "canceled", duration_ms, reason = %reason, "action finished");
-                }
-                _ => {}
-            }
+            log_finished(action, duration_ms, summary);
             if let Some(released) = &finished.released {
                 info!(id = %released.id, series = %released.series, "queued occurrence released");
             }
@@ -1525,6 +1589,36 @@ async fn prepare_plan_run(
             ActionStatus::Failed { reason },
             started.elapsed(),
         ),
+    }
+}
+
+/// Logs how one run ended, and counts it in `summary`.
+fn log_finished(action: &Action, duration_ms: Option<u64>, summary: &mut EngineSummary) {
+    match &action.status {
+        ActionStatus::Pending => {
+            let retry_at = action.retry_at.map(|t| t.to_rfc3339());
+            let reason = action
+                .attempts
+                .last()
+                .and_then(|a| a.reason.clone())
+                .unwrap_or_default();
+            warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", attempt = action.attempt, retry_at, duration_ms, reason = %reason, "action failed; will retry");
+        }
+        ActionStatus::Completed { .. } => {
+            summary.completed += 1;
+            info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "completed", duration_ms, "action finished");
+        }
+        ActionStatus::AwaitingApproval { .. } => {
+            info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "awaiting_approval", duration_ms, "action awaits approval");
+        }
+        ActionStatus::Failed { reason } => {
+            summary.failed += 1;
+            warn!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "failed", duration_ms, reason = %reason, "action finished");
+        }
+        ActionStatus::Canceled { reason } => {
+            info!(id = %action.id, label = %action.label, tool = %action.tool_name, outcome = "canceled", duration_ms, reason = %reason, "action finished");
+        }
+        _ => {}
     }
 }
 

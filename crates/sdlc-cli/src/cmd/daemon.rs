@@ -71,27 +71,8 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .local_addr()
         .context("cannot read the listener's address")?;
 
-    let dropped = tokio::task::block_in_place(|| db.set_notify_config(&notify, Utc::now()))
-        .context("cannot store the notification settings")?;
-    if dropped > 0 {
-        warn!(
-            dropped,
-            "notifications queued for receivers no longer configured are marked failed"
-        );
-    }
-    for receiver in &notify.receivers {
-        info!(kind = receiver.kind.as_str(), receiver = %receiver.masked(), "notifications go here");
-    }
-    let token = match std::env::var(TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    {
-        Some(token) => token,
-        None => match &args.token_file {
-            Some(path) => read_token_file(path)?,
-            None => random_token(),
-        },
-    };
+    store_notify_settings(db.as_ref(), &notify)?;
+    let token = daemon_token(args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(db.clone(), clock.clone(), engine_config(project, args));
     let state = tokio::task::block_in_place(|| {
@@ -116,44 +97,8 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         .pg
         .clone()
         .map(|pg| crate::cmd::node::start(pg, node.clone(), engine.waker(), Some(state.clone())));
-    let _published = daemon_file::publish(
-        &project.db_path,
-        &DaemonInfo {
-            pid: std::process::id(),
-            addr: connectable(bound),
-            token,
-            db: project.db_path.clone(),
-            started_at: Utc::now(),
-            tls_sha256: tls.as_ref().map(|tls| tls.fingerprint.clone()),
-        },
-    )
-    .with_context(|| {
-        format!(
-            "cannot write {}",
-            daemon_file::daemon_file_path(&project.db_path).display()
-        )
-    })?;
-    if let Some(pg) = &opened.pg {
-        crate::logging::say(&format!(
-            "sdlc orchestrate: node {} on PostgreSQL database {}, lease {}s",
-            node,
-            pg.location(),
-            args.lease.as_secs_f64()
-        ));
-    }
-    if tls.is_none() && !bound.ip().is_loopback() {
-        warn!(
-            "listening on {bound} without TLS: tokens and webhook bodies cross the network in clear; pass --tls-cert and --tls-key, or listen on loopback behind a reverse proxy that terminates TLS (see README)"
-        );
-    }
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    crate::logging::say(&format!(
-        "sdlc orchestrate: listening on {scheme}://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
-        project.db_shown(),
-        args.tick_rate.as_secs_f64(),
-        args.concurrency(),
-        limits.max_connections
-    ));
+    let _published = publish(project, bound, token, tls.as_ref())?;
+    announce(project, args, &opened, &node, bound, tls.is_some(), &limits);
 
     // The server stops after the engine: requests that come while running tools finish
     // their grace period are still answered (what they add waits for the next start).
@@ -218,7 +163,109 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         Ok(Err(err)) => warn!("the HTTP server stopped with an error: {err}"),
         Err(err) => warn!("the HTTP server task failed: {err}"),
     }
-    let summary = result?;
+    log_summary(&result?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes the daemon file other commands find this daemon by; removed when the guard
+/// drops.
+fn publish(
+    project: &Project,
+    bound: std::net::SocketAddr,
+    token: String,
+    tls: Option<&sdlc_server::tls::ServerTls>,
+) -> anyhow::Result<daemon_file::Published> {
+    daemon_file::publish(
+        &project.db_path,
+        &DaemonInfo {
+            pid: std::process::id(),
+            addr: connectable(bound),
+            token,
+            db: project.db_path.clone(),
+            started_at: Utc::now(),
+            tls_sha256: tls.map(|tls| tls.fingerprint.clone()),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot write {}",
+            daemon_file::daemon_file_path(&project.db_path).display()
+        )
+    })
+}
+
+/// Stores the daemon's notification settings (failing what is queued for receivers no longer
+/// configured), and says where notifications go.
+fn store_notify_settings(
+    db: &dyn sdlc_core::store::Store,
+    notify: &sdlc_core::notify::NotifyConfig,
+) -> anyhow::Result<()> {
+    let dropped = tokio::task::block_in_place(|| db.set_notify_config(notify, Utc::now()))
+        .context("cannot store the notification settings")?;
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "notifications queued for receivers no longer configured are marked failed"
+        );
+    }
+    for receiver in &notify.receivers {
+        info!(kind = receiver.kind.as_str(), receiver = %receiver.masked(), "notifications go here");
+    }
+    Ok(())
+}
+
+/// The management token: `SDLC_TOKEN`'s fixed one, else `--token-file`'s, else a new random one.
+fn daemon_token(args: &DaemonArgs) -> anyhow::Result<String> {
+    Ok(
+        match std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            Some(token) => token,
+            None => match &args.token_file {
+                Some(path) => read_token_file(path)?,
+                None => random_token(),
+            },
+        },
+    )
+}
+
+/// Says where the daemon listens and on what store, and warns when it listens beyond
+/// loopback without TLS.
+fn announce(
+    project: &Project,
+    args: &DaemonArgs,
+    opened: &crate::backend::DaemonStore,
+    node: &str,
+    bound: std::net::SocketAddr,
+    tls: bool,
+    limits: &ConnectionLimits,
+) {
+    if let Some(pg) = &opened.pg {
+        crate::logging::say(&format!(
+            "sdlc orchestrate: node {} on PostgreSQL database {}, lease {}s",
+            node,
+            pg.location(),
+            args.lease.as_secs_f64()
+        ));
+    }
+    if !tls && !bound.ip().is_loopback() {
+        warn!(
+            "listening on {bound} without TLS: tokens and webhook bodies cross the network in clear; pass --tls-cert and --tls-key, or listen on loopback behind a reverse proxy that terminates TLS (see README)"
+        );
+    }
+    let scheme = if tls { "https" } else { "http" };
+    crate::logging::say(&format!(
+        "sdlc orchestrate: listening on {scheme}://{bound}, database {}, tick {}s, max concurrency {}, max connections {}",
+        project.db_shown(),
+        args.tick_rate.as_secs_f64(),
+        args.concurrency(),
+        limits.max_connections
+    ));
+}
+
+/// The engine's closing figures, logged as the daemon stops.
+fn log_summary(summary: &sdlc_core::engine::EngineSummary) {
     info!(
         completed = summary.completed,
         failed = summary.failed,
@@ -229,7 +276,6 @@ pub async fn run(project: &Project, args: &DaemonArgs) -> anyhow::Result<ExitCod
         wakeups = summary.wakeups,
         "stopped"
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A node's name when `--node` is not given: this machine's and this process's, so two

@@ -261,53 +261,12 @@ async fn run_process(
         duration: started.elapsed(),
         pid: None,
     };
-    if let Some(at) = record_at
-        && let Err(err) = at.log.starting(at.action)
-    {
-        // Recovery trusts the log to name every run that may have started: never start one
-        // it does not name.
-        return not_started(ExitKind::Deferred(format!(
-            "not started: could not record the run in the run log ({err})"
-        )));
-    }
-    // The last moment before the spawn: a daemon paused (SIGSTOP, a VM frozen) after its
-    // start was marked must not start the tool once its claim's lease may be gone.
-    if limits
-        .start_by
-        .is_some_and(|by| crate::clock::boot_clock() >= by)
-    {
-        if let Some(at) = record_at {
-            at.log.ended(at.action);
-        }
-        return not_started(ExitKind::Deferred(LEASE_LAPSED.to_string()));
-    }
-    let mut child = match spawn_retrying_busy(&mut command).await {
-        Ok(child) => child,
-        Err(err) => {
-            if let Some(at) = record_at {
-                at.log.ended(at.action);
-            }
-            let reason = format!("{}: {err}", program.display());
-            return not_started(if is_passing_shortage(&err) {
-                ExitKind::Deferred(reason)
-            } else {
-                ExitKind::SpawnFailed(reason)
-            });
-        }
-    };
-    let pid = child.id();
-    if let Some(pid) = pid.filter(|_| limits.nice > 0) {
-        lower_priority(pid, limits.nice);
-    }
-    let record = match (record_at, pid) {
-        (Some(at), Some(pid)) => {
-            at.log.started(at.action, pid);
-            Some(at.clone())
-        }
-        _ => None,
-    };
-    // If this future is dropped mid-run (shutdown), the guard still kills the group.
-    let mut group = GroupGuard { pid, record };
+    let (mut child, mut group) =
+        match spawn_recorded(&mut command, program, limits, record_at).await {
+            Ok(spawned) => spawned,
+            Err(exit) => return not_started(exit),
+        };
+    let pid = group.pid;
 
     // Feeding stdin and draining both pipes are futures of this run's own task, polled with
     // the wait below: no task per pipe to spawn, schedule and join for every run.
@@ -409,6 +368,66 @@ async fn run_process(
         duration: started.elapsed(),
         pid,
     }
+}
+
+/// Spawns `command` in a process group of its own, recorded in the run log before and after
+/// (recovery trusts the log to name every run that may have started), at the lowered
+/// priority asked for. A run that must not start answers how it ended instead: deferred (no
+/// record could be written, the claim's lease ran out, a passing lack of resources) or
+/// failed to spawn.
+async fn spawn_recorded(
+    command: &mut tokio::process::Command,
+    program: &Path,
+    limits: &RunLimits,
+    record_at: Option<&RunRecordAt>,
+) -> Result<(tokio::process::Child, GroupGuard), ExitKind> {
+    if let Some(at) = record_at
+        && let Err(err) = at.log.starting(at.action)
+    {
+        // Recovery trusts the log to name every run that may have started: never start one
+        // it does not name.
+        return Err(ExitKind::Deferred(format!(
+            "not started: could not record the run in the run log ({err})"
+        )));
+    }
+    // The last moment before the spawn: a daemon paused (SIGSTOP, a VM frozen) after its
+    // start was marked must not start the tool once its claim's lease may be gone.
+    if limits
+        .start_by
+        .is_some_and(|by| crate::clock::boot_clock() >= by)
+    {
+        if let Some(at) = record_at {
+            at.log.ended(at.action);
+        }
+        return Err(ExitKind::Deferred(LEASE_LAPSED.to_string()));
+    }
+    let child = match spawn_retrying_busy(command).await {
+        Ok(child) => child,
+        Err(err) => {
+            if let Some(at) = record_at {
+                at.log.ended(at.action);
+            }
+            let reason = format!("{}: {err}", program.display());
+            return Err(if is_passing_shortage(&err) {
+                ExitKind::Deferred(reason)
+            } else {
+                ExitKind::SpawnFailed(reason)
+            });
+        }
+    };
+    let pid = child.id();
+    if let Some(pid) = pid.filter(|_| limits.nice > 0) {
+        lower_priority(pid, limits.nice);
+    }
+    let record = match (record_at, pid) {
+        (Some(at), Some(pid)) => {
+            at.log.started(at.action, pid);
+            Some(at.clone())
+        }
+        _ => None,
+    };
+    // If the run's future is dropped mid-run (shutdown), the guard still kills the group.
+    Ok((child, GroupGuard { pid, record }))
 }
 
 /// How often a spawn refused with "Text file busy" is tried again.
